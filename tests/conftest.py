@@ -1,0 +1,92 @@
+"""Fixtures: a fresh database per test (cloned from a migrated template), a loopback HTTP
+feed server, and settings pointing at them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from tests.support.feedserver import FeedServer
+from tests.support.services import ADMIN_DSN, AMQP_URL, dsn_for, require_services
+from worker.settings import Settings
+from worker.store import db, migrate
+
+TEMPLATE = "fw_test_template"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _build_template() -> None:
+    await _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    await _admin(f"CREATE DATABASE {TEMPLATE}")
+    conn = await db.connect(dsn_for(TEMPLATE))
+    try:
+        await migrate.apply(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    require_services()
+
+
+@pytest.fixture(scope="session")
+def pg_template(services: None) -> str:
+    asyncio.run(_build_template())
+    return TEMPLATE
+
+
+@pytest.fixture
+def db_url(pg_template: str) -> Iterator[str]:
+    name = f"fw_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+    try:
+        yield dsn_for(name)
+    finally:
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return replace(
+        Settings(),
+        database_url=db_url,
+        amqp_url=AMQP_URL,
+        http_port=0,
+        lease_s=5.0,
+        shutdown_grace_s=10.0,
+        fetch_connect_timeout_s=2.0,
+        fetch_read_timeout_s=2.0,
+        worker_id=f"test-{uuid.uuid4().hex[:6]}",
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(settings.database_url, size=4)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    server = FeedServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

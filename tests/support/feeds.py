@@ -1,0 +1,62 @@
+"""Test data in the database: providers, feeds, and what landed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from worker.claims import claim_pull
+from worker.pipeline import pull
+from worker.settings import Settings
+
+
+async def make_feed(pool: asyncpg.Pool, url: str | None = None, **columns: Any) -> int:
+    provider = await pool.fetchval(
+        "INSERT INTO dropship_providers (name) VALUES ('acme') RETURNING id")
+    values = {"dropship_provider_id": provider, "name": "acme feed",
+              "resource_type": "ftp_csv", "resource_location": url, **columns}
+    if "mapping" in values and not isinstance(values["mapping"], str):
+        values["mapping"] = orjson.dumps(values["mapping"]).decode()
+    names = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    feed_id: int = await pool.fetchval(
+        f"INSERT INTO inventory_feeds ({names}) VALUES ({params}) RETURNING id", *values.values())
+    return feed_id
+
+
+async def items(pool: asyncpg.Pool, feed_id: int) -> dict[str, dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT * FROM inventory_feed_variants WHERE inventory_feed_id = $1", feed_id)
+    return {r["external_id"]: dict(r) for r in rows}
+
+
+async def table_state(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
+    """Every stored item, in full, to show a failed run changed nothing."""
+    rows = await pool.fetch("SELECT * FROM inventory_feed_variants ORDER BY id")
+    return [tuple(r.values()) for r in rows]
+
+
+async def rejects(pool: asyncpg.Pool, run_id: int) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT position, raw, reason FROM feed_run_rejects WHERE run_id = $1 ORDER BY position",
+        run_id)
+    return [dict(r) for r in rows]
+
+
+async def run_row(pool: asyncpg.Pool, run_id: int) -> dict[str, Any]:
+    row = await pool.fetchrow("SELECT * FROM feed_runs WHERE id = $1", run_id)
+    assert row is not None
+    return dict(row)
+
+
+async def pull_once(pool: asyncpg.Pool, settings: Settings, feed_id: int,
+                    url: str | None = None) -> dict[str, Any]:
+    """Claim and execute one pull as the daemon would; the run row afterwards."""
+    claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s, url)
+    assert claim.run_id is not None, claim.skipped
+    job = pull.PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
+                       settings.worker_id)
+    await pull.execute(pool, settings, job)
+    return await run_row(pool, claim.run_id)

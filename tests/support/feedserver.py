@@ -1,0 +1,79 @@
+"""A real HTTP server on loopback that serves feed files with the behaviours tests need."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    auth: tuple[str, str] | None = None
+    content_type: str = "text/csv"
+    stall_after: int | None = None   # send this many bytes, then hang until released
+    chunk: int = 64 * 1024
+    requests: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FeedServer:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def add(self, path: str, body: bytes = b"", **kwargs: object) -> str:
+        self.routes[path] = Route(body=body, **kwargs)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def url(self, path: str, user: str | None = None, password: str | None = None) -> str:
+        auth = f"{user}:{password}@" if user is not None else ""
+        return f"http://{auth}127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for route in self.routes.values():
+            route.released.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        route = self.routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="not found")
+        route.requests += 1
+        route.started.set()
+        if route.auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(route.auth).encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.Response(status=401, text="unauthorized",
+                                    headers={"WWW-Authenticate": 'Basic realm="feeds"'})
+        if route.status != 200:
+            return web.Response(status=route.status, text=f"status {route.status}")
+        response = web.StreamResponse(headers={"Content-Type": route.content_type})
+        response.content_length = len(route.body)
+        await response.prepare(request)
+        limit = len(route.body) if route.stall_after is None else route.stall_after
+        for i in range(0, limit, route.chunk):
+            await response.write(route.body[i:min(i + route.chunk, limit)])
+        if route.stall_after is not None:
+            await route.released.wait()
+            await response.write(route.body[limit:])
+        await response.write_eof()
+        return response

@@ -1,0 +1,46 @@
+"""`migrate` and `check`: small commands that talk to Postgres and RabbitMQ once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+
+from worker import logs
+from worker.settings import Settings
+from worker.store import db, migrate
+from worker.urls import mask, scrub
+
+log = logs.get(__name__)
+
+
+async def run_migrations(settings: Settings) -> list[str]:
+    if await db.ensure_database(settings.database_url):
+        log.info("database.created", database=mask(settings.database_url))
+    conn = await db.connect(settings.database_url)
+    try:
+        return await migrate.apply(conn)
+    finally:
+        await conn.close()
+
+
+async def check(settings: Settings, timeout_s: float = 5.0) -> list[str]:
+    """Problems found; an empty list means Postgres and RabbitMQ both answer."""
+    problems: list[str] = []
+    try:
+        conn = await db.connect(settings.database_url, timeout_s=timeout_s)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+    except Exception as exc:
+        problems.append(f"postgres: {exc}")
+    try:
+        connection = await asyncio.wait_for(
+            aio_pika.connect(settings.amqp_url, timeout=timeout_s), timeout_s + 1
+        )
+        await connection.close()
+    except Exception as exc:
+        problems.append(f"rabbitmq at {mask(settings.amqp_url)}: "
+                        f"{type(exc).__name__}: {scrub(str(exc), settings.amqp_url)}")
+    return [scrub(p, settings.database_url) for p in problems]

@@ -1,0 +1,144 @@
+"""RabbitMQ with aio-pika: topology, consuming with one ack decision, confirmed publishing.
+
+Handlers return a Decision or raise; only `_deliver` acks, requeues or dead-letters.
+Dead-lettering publishes a copy with the reason in a header (confirmed), then acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from worker import constants as C
+from worker import logs
+from worker.errors import BadMessage, TransientError
+from worker.urls import mask, scrub
+
+log = logs.get(__name__)
+
+
+class Decision(enum.Enum):
+    ACK = "ack"
+    REQUEUE = "requeue"
+
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[Decision]]
+
+
+def queue_arguments(delivery_limit: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": C.DEAD_LETTER_EXCHANGE,
+    }
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    try:
+        return await aio_pika.connect_robust(url, timeout=10)
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        raise TransientError(
+            f"cannot connect to RabbitMQ at {mask(url)}: {scrub(str(exc), url)}"
+        ) from None
+
+
+@dataclass
+class Topology:
+    channel: AbstractChannel
+    exchange: AbstractExchange
+    dead_letter_exchange: AbstractExchange
+    queues: dict[str, AbstractQueue]
+
+
+async def declare(channel: AbstractChannel, delivery_limit: int) -> Topology:
+    """Exchanges and quorum queues; every queue dead-letters into inventory.dead-letter."""
+    exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                              durable=True)
+    dlx = await channel.declare_exchange(C.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT,
+                                         durable=True)
+    dlq = await channel.declare_queue(C.QUEUE_DEAD_LETTER, durable=True,
+                                      arguments={"x-queue-type": "quorum"})
+    await dlq.bind(dlx, routing_key="#")
+    queues = {C.QUEUE_DEAD_LETTER: dlq}
+    for name, key in ((C.QUEUE_PULL, C.ROUTING_PULL), (C.QUEUE_UPDATE, C.ROUTING_UPDATE)):
+        queue = await channel.declare_queue(name, durable=True,
+                                            arguments=queue_arguments(delivery_limit))
+        await queue.bind(exchange, routing_key=key)
+        queues[name] = queue
+    return Topology(channel, exchange, dlx, queues)
+
+
+def json_message(body: bytes, message_id: str | None = None, **kwargs: Any) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id or str(uuid.uuid4()),
+        **kwargs,
+    )
+
+
+async def dead_letter(topology: Topology, message: AbstractIncomingMessage, reason: str,
+                      queue_name: str) -> None:
+    """Copy the message to the dead-letter queue with its reason, confirmed; then ack it."""
+    headers = dict(message.headers or {})
+    headers[C.HEADER_ERROR] = reason[:1000]
+    headers[C.HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key or ""
+    headers[C.HEADER_ORIGINAL_QUEUE] = queue_name
+    copy = aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
+    await topology.dead_letter_exchange.publish(copy, routing_key=message.routing_key or "")
+    await message.ack()
+
+
+async def deliver(topology: Topology, message: AbstractIncomingMessage, handler: Handler,
+                  queue_name: str) -> None:
+    """The one place where a delivery is acked, requeued or dead-lettered."""
+    bound = log.bind(message_id=message.message_id, queue=queue_name,
+                     redelivered=message.redelivered)
+    try:
+        decision = await handler(message)
+    except BadMessage as exc:
+        bound.warning("message.dead_lettered", reason=str(exc))
+        await dead_letter(topology, message, str(exc), queue_name)
+        return
+    except asyncio.CancelledError:
+        await _requeue(message)
+        raise
+    except Exception as exc:
+        bound.warning("message.requeued", error=f"{type(exc).__name__}: {exc}")
+        await _requeue(message)
+        return
+    if decision is Decision.ACK:
+        await message.ack()
+    else:
+        await _requeue(message)
+
+
+async def _requeue(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except Exception as exc:
+        log.info("message.nack_failed", message_id=message.message_id, error=str(exc))

@@ -1,0 +1,58 @@
+"""Claiming a pull: one running pull per feed across replicas, idempotent per message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from worker.errors import BadMessage
+from worker.store import runs
+from worker.store.runs import Feed
+from worker.urls import mask
+
+PULL_TYPES = ("ftp_csv",)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a pull gave: a run to execute, or why there is nothing to do."""
+
+    run_id: int | None
+    feed: Feed
+    skipped: str | None = None  # reason, when no run was started
+
+
+def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
+    if feed is None:
+        raise BadMessage(f"feed {feed_id} does not exist")
+    if not feed.enabled:
+        raise BadMessage(f"feed {feed_id} is disabled")
+    if feed.provider_archived:
+        raise BadMessage(f"feed {feed_id} belongs to an archived dropship provider")
+    if feed.resource_type not in PULL_TYPES:
+        raise BadMessage(f"feed {feed_id} has resource_type {feed.resource_type!r}, which "
+                         f"cannot be pulled (pullable: {', '.join(PULL_TYPES)})")
+    return feed
+
+
+async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, owner: str,
+                     lease_s: float, url: str | None = None) -> Claim:
+    """Start a run for the feed, unless this message already did or a pull is running."""
+    async with pool.acquire() as conn, conn.transaction():
+        feed = check_pullable(await runs.load_feed(conn, feed_id), feed_id)
+        if message_id is not None:
+            seen = await runs.run_by_message(conn, message_id)
+            if seen is not None:
+                return Claim(None, feed, f"message {message_id} already made run {seen['id']}")
+        source = mask(url or feed.resource_location or "")
+        try:
+            async with conn.transaction():
+                run_id = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source)
+        except asyncpg.UniqueViolationError:
+            running = await runs.running_pull(conn, feed_id)
+            other = running["id"] if running is not None else "?"
+            reason = f"a pull of feed {feed_id} is already running (run {other})"
+            await runs.record_skipped(conn, feed_id, message_id, reason)
+            return Claim(None, feed, reason)
+        return Claim(run_id, feed)

@@ -1,0 +1,91 @@
+"""Command line: parses arguments and calls into the package; nothing imports it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from worker import __version__, logs
+from worker.errors import ConfigError, WorkerError
+from worker.settings import Settings, describe
+
+
+def _env_help() -> str:
+    lines = ["environment (default):"]
+    for name, default, text in describe():
+        lines.append(f"  {name:38} {text} ({default})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feed-worker",
+        description="Keeps a marketplace's copy of its suppliers' inventory feeds current.",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"feed-worker {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the daemon (consumes pull-requests)")
+    sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    imp = sub.add_parser("import", help="pull one feed now, without the broker")
+    imp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
+    imp.add_argument("--url", help="read this URL instead of the feed's resource_location")
+    pub = sub.add_parser("publish", help="send messages, with publisher confirms")
+    pub_sub = pub.add_subparsers(dest="what", required=True, metavar="WHAT")
+    pp = pub_sub.add_parser("pull", help="a pull-request for one feed")
+    pp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
+    pp.add_argument("--force", action="store_true", help="apply even where a check would hold")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"feed-worker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except WorkerError as exc:
+        print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "run":
+        from worker.daemon import Daemon
+
+        return await Daemon(settings).run()
+    if args.command == "check":
+        from worker.admin import check
+
+        problems = await check(settings)
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    if args.command == "migrate":
+        from worker.admin import run_migrations
+
+        applied = await run_migrations(settings)
+        print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied
+                                                        else "; the schema is current"))
+        return 0
+    if args.command == "import":
+        from worker.oneshot import run_import
+
+        return await run_import(settings, args.feed, args.url)
+    if args.command == "publish":
+        from worker.publish import publish_pull
+
+        message_id = await publish_pull(settings, args.feed, args.force)
+        print(f"published pull-request for feed {args.feed} (message_id {message_id})")
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover - argparse allows no other

@@ -1,0 +1,21 @@
+"""Every name other programs see on the broker, in one place."""
+
+EXCHANGE = "inventory"
+DEAD_LETTER_EXCHANGE = "inventory.dead-letter"
+
+ROUTING_UPDATE = "feed.update"
+ROUTING_PULL = "feed.pull"
+ROUTING_RUN_COMPLETED = "feed.run-completed"
+
+QUEUE_UPDATE = "inventory.feed-update"
+QUEUE_PULL = "inventory.pull-request"
+QUEUE_DEAD_LETTER = "inventory.dead-letter"
+
+# Headers the worker sets on a dead-lettered message.
+HEADER_ERROR = "x-feed-worker-error"
+HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+HEADER_ORIGINAL_QUEUE = "x-original-queue"
+
+# pg_advisory_lock keys (class id of the two-int form); the second int is a feed id.
+LOCK_CLASS_MIGRATE = 0x46570001
+LOCK_CLASS_FEED_MERGE = 0x46570002

@@ -1,0 +1,133 @@
+"""The daemon's lifecycle: connections, consumers, side tasks, signals, drain.
+
+Shutdown order: stop consuming, let in-flight runs finish within the grace period, hand
+back the rest (their leases are released), then close connections in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import web
+
+from worker import __version__, broker, health, logs
+from worker import constants as C
+from worker.runner import PullRunner
+from worker.settings import Settings
+from worker.store import db
+from worker.urls import mask
+
+log = logs.get(__name__)
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        self.pool: asyncpg.Pool | None = None
+        self.connection: AbstractRobustConnection | None = None
+        self.runner: PullRunner | None = None
+        self._side: list[asyncio.Task[Any]] = []
+        self._http: web.AppRunner | None = None
+
+    def stop(self) -> None:
+        """Ask for a graceful stop; safe to call any number of times, from a signal too."""
+        if not self.stopping.is_set():
+            log.info("daemon.stopping")
+        self.stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            return await self._serve()
+        finally:
+            await self._close()
+
+    async def _serve(self) -> int:
+        s = self.settings
+        self.pool = await db.create_pool(s.database_url, size=s.db_pool_size)
+        self.connection = await broker.connect(s.amqp_url)
+        channel = await self.connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=s.pull_concurrency)
+        topology = await broker.declare(channel, s.delivery_limit)
+        self.runner = runner = PullRunner(self.pool, s)
+
+        pull_queue = topology.queues[C.QUEUE_PULL]
+
+        async def on_pull(message: AbstractIncomingMessage) -> None:
+            await broker.deliver(topology, message, runner.handle_message, C.QUEUE_PULL)
+
+        tag = await pull_queue.consume(on_pull)
+        self._watch("reaper", runner.reaper)
+        if s.http_port:
+            self._http = await health.start(s.http_host, s.http_port, self._ready)
+        log.info(
+            "daemon.started", version=__version__, worker_id=s.worker_id,
+            database=mask(s.database_url), amqp=mask(s.amqp_url),
+            health=f"http://{s.http_host}:{s.http_port}/healthz" if s.http_port else None,
+            send_work=f"feed-worker publish pull --feed ID  (or publish {{\"feedId\": ID}} to "
+                      f"exchange '{C.EXCHANGE}' with routing key '{C.ROUTING_PULL}')",
+        )
+        exit_code = await self._wait()
+        with contextlib.suppress(Exception):
+            await pull_queue.cancel(tag)
+        await runner.drain(s.shutdown_grace_s)
+        log.info("daemon.stopped", exit_code=exit_code)
+        return exit_code
+
+    async def _wait(self) -> int:
+        stop = asyncio.create_task(self.stopping.wait(), name="stop-signal")
+        try:
+            done, _ = await asyncio.wait({stop, *self._side}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for task in done:
+            if task is not stop:
+                exc = task.exception() if not task.cancelled() else None
+                log.error("daemon.side_task_died", task=task.get_name(),
+                          error=f"{type(exc).__name__}: {exc}" if exc else "returned")
+                return 1
+        return 0
+
+    def _watch(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        async def guarded() -> None:
+            while True:
+                try:
+                    await body()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("side_task.retry", task=name, error=str(exc))
+                    await asyncio.sleep(2.0)
+
+        self._side.append(asyncio.create_task(guarded(), name=name))
+
+    async def _ready(self) -> list[str]:
+        problems = []
+        if self.connection is None or self.connection.is_closed:
+            problems.append("rabbitmq: not connected")
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2.0)
+            except Exception as exc:
+                problems.append(f"postgres: {type(exc).__name__}")
+        return problems
+
+    async def _close(self) -> None:
+        for task in self._side:
+            task.cancel()
+        await asyncio.gather(*self._side, return_exceptions=True)
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+        if self.pool is not None:
+            await self.pool.close()

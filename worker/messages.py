@@ -1,0 +1,51 @@
+"""Message bodies, decoded and validated (the JSON Schemas in schemas/ say the same)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from worker.errors import BadMessage
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    feed_id: int
+    force: bool = False
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadMessage(f"body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _feed_id(data: dict[str, Any]) -> int:
+    if "feedId" not in data:
+        raise BadMessage("body lacks feedId")
+    feed_id = data["feedId"]
+    if isinstance(feed_id, bool) or not isinstance(feed_id, int) or feed_id < 1:
+        raise BadMessage(f"feedId must be a positive integer, not {feed_id!r}"[:200])
+    return feed_id
+
+
+def decode_pull(body: bytes) -> PullRequest:
+    data = _object(body)
+    feed_id = _feed_id(data)
+    unknown = set(data) - {"feedId", "force"}
+    if unknown:
+        raise BadMessage(f"unknown properties: {', '.join(sorted(unknown))}"[:300])
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise BadMessage("force must be true or false")
+    return PullRequest(feed_id, force)
+
+
+def encode_pull(feed_id: int, force: bool = False) -> bytes:
+    return orjson.dumps({"feedId": feed_id, "force": force})

@@ -1,0 +1,90 @@
+"""`feed-worker import`: one pull without the broker, with progress on the terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from worker import logs
+from worker.claims import claim_pull
+from worker.errors import BadMessage, FeedError
+from worker.pipeline import pull
+from worker.settings import Settings
+from worker.store import db, runs
+from worker.urls import mask
+
+log = logs.get(__name__)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, out: TextIO, total: int | None = None) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.bar: tqdm[Any] | None = None
+        if self.tty:
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=out, desc="import", dynamic_ncols=True)
+        self._last = 0.0
+        self._bytes = 0
+
+    def __call__(self, nbytes: int, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(nbytes - self._bytes)
+            self.bar.set_postfix(rows=f"{rows:,}", refresh=False)
+        else:
+            now = time.monotonic()
+            if now - self._last >= 2.0:
+                self._last = now
+                print(f"progress bytes={nbytes} rows={rows}", file=self.out, flush=True)
+        self._bytes = nbytes
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def run_import(settings: Settings, feed_id: int, url: str | None,
+                     out: TextIO = sys.stderr) -> int:
+    """Exit code: 0 for a succeeded run, 1 for a failed one, 2 when none could start."""
+    pool = await db.create_pool(settings.database_url, size=3)
+    try:
+        try:
+            claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s,
+                                     url)
+        except BadMessage as exc:
+            print(f"error: {exc}", file=out)
+            return 2
+        if claim.run_id is None:
+            print(f"error: {claim.skipped}", file=out)
+            return 2
+        try:
+            target = pull.feed_url(claim.feed, url)
+        except FeedError as exc:
+            print(f"error: {exc}", file=out)
+            return 2
+        job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id)
+        print(f"run {job.run_id}: pulling feed {feed_id} from {mask(target)}", file=out)
+        progress = _Progress(out)
+        try:
+            outcome = await pull.execute(pool, settings, job, progress)
+        finally:
+            progress.close()
+        row = await runs.get_run(pool, job.run_id)
+        print(summary(row), file=out)
+        return 0 if outcome.status == "succeeded" else 1
+    finally:
+        await pool.close()
+
+
+def summary(run: dict[str, Any]) -> str:
+    keys = ("rows_read", "inserted", "updated", "unchanged", "rejected", "duplicates", "bytes")
+    counts = " ".join(f"{k}={run.get(k)}" for k in keys)
+    line = f"run {run.get('id')} {run.get('status')}: {counts} timings={run.get('timings')}"
+    if run.get("error"):
+        line += f"\nerror: {run['error']}"
+    return line

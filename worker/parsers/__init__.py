@@ -1,0 +1,1 @@
+"""Incremental parsers: bytes or text in, records out. They know nothing of Postgres."""

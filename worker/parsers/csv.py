@@ -1,0 +1,93 @@
+"""CSV records from text chunks, incrementally, with the line each record starts on.
+
+The standard library's C reader does the parsing. It wants whole lines and keeps no state
+between calls, so each chunk is cut at its last line break, and a record that runs past
+the end of a chunk (a quoted field with newlines in it) is parsed again, whole, once the
+next chunk has arrived.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+
+# Characters str.splitlines() breaks on that are not line breaks in CSV.
+_EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+")
+
+
+class _NeedMore(Exception):
+    """The reader asked for a line past the end of the current chunk."""
+
+
+def _need_more() -> Iterator[str]:
+    raise _NeedMore
+    yield ""  # pragma: no cover - makes this a generator
+
+
+@dataclass
+class CsvBatch:
+    """What one chunk gave: records with their first line number, and unreadable lines."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, raw, reason)
+
+
+class CsvParser:
+    def __init__(self, delimiter: str = ",", quotechar: str = '"') -> None:
+        self._delimiter = delimiter
+        self._quotechar = quotechar
+        self._tail = ""           # text after the last line break seen
+        self._pending: list[str] = []  # lines of a record cut by the end of a chunk
+        self._line = 0            # lines handed to the reader before the pending ones
+        self.records = 0
+
+    def feed(self, text: str, final: bool = False) -> CsvBatch:
+        data = self._tail + text
+        self._tail = ""
+        if _EXOTIC_BREAKS.search(data):
+            lines = _LINE.findall(data)
+        else:
+            lines = data.splitlines(keepends=True)
+        if not final and lines:
+            last = lines[-1]
+            # A line without its break, or a \r that a \n may follow in the next chunk.
+            if not last.endswith("\n"):
+                self._tail = lines.pop()
+        if self._pending:
+            lines = self._pending + lines
+            self._pending = []
+        return self._parse(lines, final)
+
+    def _parse(self, lines: list[str], final: bool) -> CsvBatch:
+        out = CsvBatch()
+        rows, starts = out.rows, out.lines
+        source = iter(lines) if final else chain(lines, _need_more())
+        reader = csv.reader(source, delimiter=self._delimiter, quotechar=self._quotechar,
+                            doublequote=True, strict=False)
+        base = self._line
+        done = 0  # lines consumed by complete records (or skipped as unreadable)
+        while True:
+            try:
+                for row in reader:
+                    n = reader.line_num
+                    if row:
+                        rows.append(row)
+                        starts.append(base + done + 1)
+                    done = n
+                break
+            except _NeedMore:
+                self._pending = lines[done:]
+                break
+            except csv.Error as exc:
+                n = reader.line_num
+                raw = "".join(lines[done:n])
+                out.errors.append((base + done + 1, raw, f"unreadable CSV: {exc}"))
+                done = n
+        self._line = base + done
+        self.records += len(rows)
+        return out

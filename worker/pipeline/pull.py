@@ -1,0 +1,276 @@
+"""One pull run: download -> decode -> CSV -> map -> COPY into staging -> merge -> record.
+
+Download, parsing and COPY overlap: a producer task turns the file into CSV-encoded
+batches and a bounded queue hands them to the COPY, so memory stays flat and Postgres
+works while Python parses. All writes of the run share one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from worker import logs
+from worker.errors import FeedError, LeaseLost, TransientError
+from worker.mapping import Mapper
+from worker.parsers.csv import CsvBatch, CsvParser
+from worker.parsers.text import TextDecoder
+from worker.pipeline.rejects import RejectSink
+from worker.settings import Settings
+from worker.sources import open_source
+from worker.store import bulk, runs
+from worker.store.db import Conn
+from worker.store.runs import Feed, RunReport
+from worker.urls import mask, scrub
+
+log = logs.get(__name__)
+
+Progress = Callable[[int, int], None]  # (bytes read, rows read)
+
+_DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+@dataclass(frozen=True)
+class PullJob:
+    run_id: int
+    feed: Feed
+    url: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded | failed
+    report: RunReport
+    error: str | None = None
+
+
+def feed_url(feed: Feed, override: str | None = None) -> str:
+    url = override or feed.resource_location
+    if not url:
+        raise FeedError(f"feed {feed.id} has no resource_location to pull from")
+    return url
+
+
+def delimiter_of(feed: Feed) -> str:
+    d = feed.delimiter
+    if not d:
+        return ","
+    d = _DELIMITERS.get(d.strip().lower(), d)
+    if len(d) != 1 or d in "\r\n\"":
+        raise FeedError(f"feed delimiter {feed.delimiter!r} must be one character")
+    return d
+
+
+async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
+                  progress: Progress | None = None) -> Outcome:
+    """Run the pull; the run row ends succeeded or failed. Raises LeaseLost / CancelledError."""
+    report = RunReport()
+    rejects = RejectSink(settings.max_stored_rejects, settings.max_reject_raw_chars)
+    started = time.perf_counter()
+    heartbeat = asyncio.create_task(_heartbeat(pool, settings, job), name=f"lease-{job.run_id}")
+    work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress),
+                               name=f"pull-{job.run_id}")
+    try:
+        done, _ = await asyncio.wait({heartbeat, work}, return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            heartbeat.result()  # raises LeaseLost (or what stopped it)
+        work.result()
+    except FeedError as exc:
+        report.timings["total_s"] = round(time.perf_counter() - started, 3)
+        error = scrub(str(exc), job.url)
+        await _record_failure(pool, job, report, rejects, error)
+        log.warning("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
+        return Outcome("failed", report, error)
+    except (asyncio.CancelledError, LeaseLost, TransientError, OSError,
+            asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        raise
+    except asyncpg.PostgresError as exc:
+        # A database refusal of this run's data (a bug if it happens): fail the run, loudly.
+        error = scrub(f"database refused the run: {type(exc).__name__}: {exc}", job.url)
+        await _record_failure(pool, job, report, rejects, error)
+        log.error("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
+        return Outcome("failed", report, error)
+    finally:
+        for task in (heartbeat, work):
+            task.cancel()
+        await asyncio.gather(heartbeat, work, return_exceptions=True)
+    return Outcome("succeeded", report)
+
+
+async def _record_failure(pool: asyncpg.Pool, job: PullJob, report: RunReport,
+                          rejects: RejectSink, error: str) -> None:
+    report.rejected = rejects.count
+    async with pool.acquire() as conn, conn.transaction():
+        if await runs.fail_run(conn, job.run_id, job.owner, report, error):
+            await runs.store_rejects(conn, job.run_id, rejects.kept)
+
+
+async def _heartbeat(pool: asyncpg.Pool, settings: Settings, job: PullJob) -> None:
+    while True:
+        await asyncio.sleep(settings.lease_s / 3)
+        if not await runs.renew_lease(pool, job.run_id, job.owner, settings.lease_s):
+            raise LeaseLost(f"run {job.run_id} was taken over by another replica")
+
+
+async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: RunReport,
+                 rejects: RejectSink, progress: Progress | None) -> None:
+    t0 = time.perf_counter()
+    async with pool.acquire() as conn, conn.transaction():
+        await bulk.create_staging(conn)
+        stream = _Stream(settings, job, report, rejects, progress)
+        await stream.run(conn)
+        t1 = time.perf_counter()
+        report.timings["stream_s"] = round(t1 - t0, 3)
+        report.rows_read = stream.rows_read
+        report.rejected = rejects.count
+        if stream.mapper is None:
+            raise FeedError("the file is empty" if stream.rows_read == 0 and report.bytes == 0
+                            else "the file has no header row")
+        if stream.valid == 0 and rejects.count > 0:
+            raise FeedError(f"no valid rows: all {rejects.count} rows were rejected "
+                            f"(first: {rejects.first()})")
+        counts = await bulk.merge_pull(conn, job.feed.id, stream.mapper.mask,
+                                       settings.merge_work_mem)
+        t2 = time.perf_counter()
+        report.timings["merge_s"] = round(t2 - t1, 3)
+        report.inserted, report.updated = counts.inserted, counts.updated
+        report.unchanged = counts.unchanged
+        report.duplicates = stream.valid - counts.distinct
+        report.details.update(delimiter=stream.delimiter, encoding="utf-8",
+                              columns=stream.mapper.columns)
+        if not await runs.lock_own_run(conn, job.run_id, job.owner):
+            raise LeaseLost(f"run {job.run_id} was taken over by another replica")
+        report.timings["total_s"] = round(time.perf_counter() - t0, 3)
+        await runs.finish_run(conn, job.run_id, "succeeded", report)
+        await runs.store_rejects(conn, job.run_id, rejects.kept)
+
+
+class _Stream:
+    """The overlapped part of a run: a producer task parses, the COPY consumes."""
+
+    def __init__(self, settings: Settings, job: PullJob, report: RunReport,
+                 rejects: RejectSink, progress: Progress | None) -> None:
+        self.settings = settings
+        self.job = job
+        self.report = report
+        self.rejects = rejects
+        self.progress = progress
+        self.delimiter = delimiter_of(job.feed)
+        self.mapper: Mapper | None = None
+        self.rows_read = 0
+        self.valid = 0
+        self._pending: list[list[object]] = []
+        self._parse_s = 0.0
+        self._wait_source_s = 0.0
+        self._wait_copy_s = 0.0
+
+    async def run(self, conn: Conn) -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.settings.pipeline_queue_batches)
+        ready: asyncio.Future[list[str] | None] = asyncio.get_running_loop().create_future()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._produce(queue, ready), name=f"parse-{self.job.run_id}")
+                columns = await ready
+                if columns is not None:
+                    await bulk.copy_csv(conn, ["pos", "external_id", *columns], chunks())
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+        timings = self.report.timings
+        timings["parse_s"] = round(self._parse_s, 3)
+        timings["source_wait_s"] = round(self._wait_source_s, 3)
+        timings["copy_wait_s"] = round(self._wait_copy_s, 3)
+
+    async def _produce(self, queue: asyncio.Queue[bytes | None],
+                       ready: asyncio.Future[list[str] | None]) -> None:
+        feed = self.job.feed
+        parser = CsvParser(self.delimiter)
+        decoder = TextDecoder()
+        if not feed.csv_has_header:
+            self._set_mapper(None, ready)
+        source = open_source(self.job.url, self.settings)
+        clock = time.perf_counter
+        t = clock()
+        async for chunk in source:
+            t1 = clock()
+            self._wait_source_s += t1 - t
+            self.report.bytes += len(chunk)
+            self._take(parser.feed(decoder.decode(chunk)), ready)
+            out = self._encode(final=False)
+            t = clock()
+            self._parse_s += t - t1
+            for data in out:
+                await queue.put(data)
+            t2 = clock()
+            self._wait_copy_s += t2 - t
+            t = t2
+            if self.progress is not None:
+                self.progress(self.report.bytes, self.rows_read)
+        t1 = clock()
+        self._take(parser.feed(decoder.decode(b"", final=True), final=True), ready)
+        out = self._encode(final=True)
+        self._parse_s += clock() - t1
+        if not ready.done():
+            ready.set_result(None)
+        for data in out:
+            await queue.put(data)
+        await queue.put(None)
+        if self.progress is not None:
+            self.progress(self.report.bytes, self.rows_read)
+
+    def _set_mapper(self, header: list[str] | None,
+                    ready: asyncio.Future[list[str] | None]) -> None:
+        feed = self.job.feed
+        self.mapper = Mapper(feed.mapping, header, feed.decimal_notation, self.delimiter)
+        ready.set_result(self.mapper.columns)
+
+    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None]) -> None:
+        for line, raw, reason in batch.errors:
+            self.rows_read += 1
+            self.rejects.add(line, raw, reason)
+        rows, lines = batch.rows, batch.lines
+        if self.mapper is None and rows:
+            self._set_mapper(rows[0], ready)
+            rows, lines = rows[1:], lines[1:]
+        if not rows or self.mapper is None:
+            return
+        self.rows_read += len(rows)
+        mapped = self.mapper.map(rows, lines)
+        for r in mapped.rejects:
+            self.rejects.add(r.position, r.raw, r.reason)
+        self.valid += len(mapped.rows)
+        self._pending.extend(mapped.rows)
+
+    def _encode(self, final: bool) -> list[bytes]:
+        size = self.settings.copy_batch_rows
+        pending = self._pending
+        if len(pending) < size and not (final and pending):
+            return []
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(pending)
+        self._pending = []
+        return [buf.getvalue().encode()]
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(job: PullJob) -> dict[str, object]:
+    return {"run_id": job.run_id, "feed_id": job.feed.id, "source": mask(job.url)}

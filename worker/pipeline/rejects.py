@@ -1,0 +1,26 @@
+"""Rejects of a run: every one counted, the first few thousand kept with their text."""
+
+from __future__ import annotations
+
+from worker.store.runs import StoredReject
+
+
+class RejectSink:
+    def __init__(self, keep: int, raw_chars: int) -> None:
+        self.count = 0
+        self.kept: list[StoredReject] = []
+        self._keep = keep
+        self._raw_chars = raw_chars
+
+    def add(self, position: int, raw: str, reason: str, message_id: str | None = None) -> None:
+        self.count += 1
+        if len(self.kept) < self._keep:
+            if len(raw) > self._raw_chars:
+                raw = raw[: self._raw_chars] + "..."
+            self.kept.append(StoredReject(position, raw, reason, message_id))
+
+    def first(self) -> str:
+        if not self.kept:
+            return ""
+        r = self.kept[0]
+        return f"position {r.position}: {r.reason}"

@@ -1,0 +1,136 @@
+"""Runs pulls on this replica: at most N at once, claimed from pull-request messages or
+taken over from replicas that stopped renewing their lease; drained on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+from worker import logs, metrics
+from worker.broker import Decision
+from worker.claims import claim_pull
+from worker.errors import FeedError, LeaseLost
+from worker.messages import decode_pull
+from worker.pipeline import pull
+from worker.settings import Settings
+from worker.store import runs
+from worker.store.runs import RunReport
+
+log = logs.get(__name__)
+
+
+class PullRunner:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.slots = asyncio.Semaphore(settings.pull_concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+
+    async def handle_message(self, message: AbstractIncomingMessage) -> Decision:
+        """A pull-request: claim a run durably, then ack; the run goes on in a task."""
+        request = decode_pull(message.body)
+        await self.slots.acquire()
+        started = False
+        try:
+            if not self.accepting:
+                return Decision.REQUEUE
+            claim = await claim_pull(self.pool, request.feed_id, message.message_id,
+                                     self.settings.worker_id, self.settings.lease_s)
+            if claim.run_id is None:
+                log.info("pull.skipped", feed_id=request.feed_id,
+                         message_id=message.message_id, reason=claim.skipped)
+                return Decision.ACK
+            try:
+                url = pull.feed_url(claim.feed)
+            except FeedError as exc:
+                await self._fail_unstarted(claim.run_id, str(exc))
+                return Decision.ACK
+            job = pull.PullJob(claim.run_id, claim.feed, url, self.settings.worker_id)
+            self._start(job, message.message_id)
+            started = True
+            return Decision.ACK
+        finally:
+            if not started:
+                self.slots.release()
+
+    async def take_over_expired(self) -> int:
+        """Claim runs whose lease expired (their replica died or shut down); how many."""
+        taken = 0
+        while self.accepting and not self.slots.locked():
+            row = await runs.take_over(self.pool, self.settings.worker_id, self.settings.lease_s)
+            if row is None:
+                break
+            run_id, feed_id = row["id"], row["inventory_feed_id"]
+            if row["attempts"] > self.settings.max_run_attempts:
+                await self._fail_unstarted(
+                    run_id, f"abandoned: its replica stopped {row['attempts'] - 1} times")
+                continue
+            feed = await runs.load_feed(self.pool, feed_id)
+            if feed is None or not feed.enabled:
+                await self._fail_unstarted(run_id, f"feed {feed_id} is gone or disabled")
+                continue
+            try:
+                url = pull.feed_url(feed)
+            except FeedError as exc:
+                await self._fail_unstarted(run_id, str(exc))
+                continue
+            await self.slots.acquire()
+            log.info("run.taken_over", run_id=run_id, feed_id=feed_id, attempt=row["attempts"])
+            self._start(pull.PullJob(run_id, feed, url, self.settings.worker_id),
+                        row["message_id"])
+            taken += 1
+        return taken
+
+    async def reaper(self) -> None:
+        """Side task: look for expired leases every third of a lease."""
+        while True:
+            await self.take_over_expired()
+            await asyncio.sleep(self.settings.lease_s / 3)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking work; let runs finish within the grace period, then hand them back."""
+        self.accepting = False
+        if self.tasks:
+            log.info("runner.draining", runs=len(self.tasks), grace_s=grace_s)
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def _start(self, job: pull.PullJob, message_id: str | None) -> None:
+        task = asyncio.create_task(self._run(job, message_id), name=f"run-{job.run_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, job: pull.PullJob, message_id: str | None) -> None:
+        bound = log.bind(run_id=job.run_id, feed_id=job.feed.id, message_id=message_id)
+        bound.info("run.started", **pull.describe(job))
+        try:
+            outcome = await pull.execute(self.pool, self.settings, job)
+            metrics.RUNS.labels("pull", outcome.status).inc()
+            r = outcome.report
+            bound.info("run.completed", status=outcome.status, rows_read=r.rows_read,
+                       inserted=r.inserted, updated=r.updated, unchanged=r.unchanged,
+                       rejected=r.rejected, duplicates=r.duplicates, bytes=r.bytes,
+                       timings=r.timings, error=outcome.error)
+        except LeaseLost as exc:
+            bound.warning("run.lease_lost", error=str(exc))
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: hand the run to whichever replica is next.
+            await asyncio.shield(runs.release_lease(self.pool, job.run_id, job.owner))
+            bound.warning("run.handed_back")
+            raise
+        except Exception as exc:
+            bound.error("run.interrupted", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.slots.release()
+
+    async def _fail_unstarted(self, run_id: int, error: str) -> None:
+        async with self.pool.acquire() as conn:
+            await runs.fail_run(conn, run_id, None, RunReport(), error)
+        metrics.RUNS.labels("pull", "failed").inc()
+        log.warning("run.failed", run_id=run_id, error=error)

@@ -1,0 +1,127 @@
+"""One frozen Settings, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from worker.errors import ConfigError
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the worker; the README lists each variable with its default."""
+
+    database_url: str = field(
+        default="postgresql://localhost/feed_worker",
+        metadata={"env": "DATABASE_URL", "help": "Postgres DSN"},
+    )
+    amqp_url: str = field(
+        default="amqp://guest:guest@localhost:5672/",
+        metadata={"env": "AMQP_URL", "help": "RabbitMQ URL"},
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_format: str = field(
+        default="auto", metadata={"help": "json, console, or auto (console on a terminal)"}
+    )
+    worker_id: str = field(
+        default_factory=_default_worker_id,
+        metadata={"help": "name of this replica in run leases (default host-pid)"},
+    )
+    http_host: str = field(default="0.0.0.0", metadata={"help": "health/metrics bind address"})  # noqa: S104
+    http_port: int = field(default=9187, metadata={"help": "health/metrics port; 0 turns it off"})
+    pull_concurrency: int = field(default=2, metadata={"help": "pulls one replica runs at once"})
+    fetch_connect_timeout_s: float = field(default=10.0, metadata={"help": "connect timeout"})
+    fetch_read_timeout_s: float = field(
+        default=60.0, metadata={"help": "longest wait for the next bytes of a download"}
+    )
+    max_file_bytes: int = field(
+        default=2 * 1024**3, metadata={"help": "a download larger than this fails its run"}
+    )
+    max_redirects: int = field(default=5, metadata={"help": "HTTP redirects followed"})
+    copy_batch_rows: int = field(
+        default=5000, metadata={"help": "rows per COPY chunk between parser and database"}
+    )
+    pipeline_queue_batches: int = field(
+        default=8, metadata={"help": "batches buffered between parser and COPY"}
+    )
+    max_stored_rejects: int = field(
+        default=10_000, metadata={"help": "rejects stored per run (all are counted)"}
+    )
+    max_reject_raw_chars: int = field(
+        default=2000, metadata={"help": "raw text kept per reject"}
+    )
+    lease_s: float = field(
+        default=60.0, metadata={"help": "a run whose owner stops renewing it is taken over"}
+    )
+    max_run_attempts: int = field(
+        default=3, metadata={"help": "takeovers before an abandoned run is failed"}
+    )
+    shutdown_grace_s: float = field(
+        default=30.0, metadata={"help": "in-flight work gets this long to finish on SIGTERM"}
+    )
+    delivery_limit: int = field(
+        default=5, metadata={"help": "deliveries of one message before it is dead-lettered"}
+    )
+    db_pool_size: int = field(default=6, metadata={"help": "Postgres connections per replica"})
+    merge_work_mem: str = field(
+        default="256MB", metadata={"help": "work_mem for the merge (dedupe sort of a pull)"}
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = env_name(f.name)
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(name, raw, _CONVERTERS[str(f.type)])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.log_format not in ("json", "console", "auto"):
+            raise ConfigError("FEED_WORKER_LOG_FORMAT must be json, console or auto")
+        positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
+                    "max_run_attempts", "delivery_limit", "db_pool_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{env_name(name)} must be at least 1")
+        if self.lease_s < 3:
+            raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
+
+
+def env_name(field_name: str) -> str:
+    for f in fields(Settings):
+        if f.name == field_name and "env" in f.metadata:
+            return str(f.metadata["env"])
+    return "FEED_WORKER_" + field_name.upper()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, for --help and the README."""
+    rows = []
+    for f in fields(Settings):
+        default = "host-pid" if f.name == "worker_id" else str(f.default)
+        rows.append((env_name(f.name), default, str(f.metadata.get("help", ""))))
+    return rows
+
+
+def _convert(name: str, raw: str, conv: Callable[[str], Any]) -> Any:
+    try:
+        return conv(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid value") from None
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}

@@ -1,0 +1,77 @@
+"""HTTP(S) downloads with aiohttp: basic auth from the URL, timeouts, a byte cap."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from yarl import URL
+
+from worker import __version__
+from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.settings import Settings
+from worker.urls import mask, scrub
+
+CHUNK_BYTES = 1 << 20
+
+
+async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
+    shown = mask(url)
+    try:
+        target = URL(url)
+    except (ValueError, TypeError):
+        raise FeedError(f"feed URL {shown} cannot be parsed") from None
+    if not target.host:
+        raise FeedError(f"feed URL {shown} has no host")
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.fetch_connect_timeout_s,
+        sock_read=settings.fetch_read_timeout_s,
+    )
+    headers = {"User-Agent": f"feed-worker/{__version__}", "Accept-Encoding": "gzip, deflate"}
+    cap = settings.max_file_bytes
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
+            session.get(target, max_redirects=settings.max_redirects) as resp,
+        ):
+            if resp.status >= 400:
+                transient = resp.status >= 500 or resp.status == 429
+                kind = TransientSourceError if transient else SourceError
+                raise kind(f"HTTP {resp.status} {resp.reason or ''} from {shown}")
+            length = resp.content_length
+            if length is not None and length > cap:
+                raise SourceError(
+                    f"{shown} is {length} bytes, over the {cap}-byte cap "
+                    "(FEED_WORKER_MAX_FILE_BYTES)"
+                )
+            received = 0
+            async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                received += len(chunk)
+                if received > cap:
+                    raise SourceError(
+                        f"{shown} passed the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
+                    )
+                yield chunk
+    except aiohttp.TooManyRedirects:
+        raise SourceError(f"{shown}: more than {settings.max_redirects} redirects") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise TransientSourceError(
+            f"cannot connect to {target.host}:{target.port} for {shown}: "
+            f"{scrub(str(exc.os_error.strerror or exc.os_error), url)}"
+        ) from None
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        raise TransientSourceError(
+            f"timed out reading {shown} (connect {settings.fetch_connect_timeout_s:g} s, "
+            f"read {settings.fetch_read_timeout_s:g} s)"
+        ) from None
+    except aiohttp.ClientPayloadError as exc:
+        raise TransientSourceError(
+            f"{shown}: the body was cut short or malformed ({scrub(type(exc).__name__, url)})"
+        ) from None
+    except aiohttp.InvalidURL:
+        raise FeedError(f"feed URL {shown} is not valid") from None
+    except aiohttp.ClientError as exc:
+        raise TransientSourceError(
+            f"download of {shown} failed: {type(exc).__name__}: {scrub(str(exc), url)}"
+        ) from None

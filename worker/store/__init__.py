@@ -1,0 +1,1 @@
+"""Postgres: connections, migrations, the bulk COPY + merge core, and run records."""

@@ -1,0 +1,77 @@
+"""Connections to Postgres, with errors turned into the worker's own."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from yarl import URL
+
+from worker.errors import ConfigError, TransientError
+from worker.urls import mask
+
+# A connection of its own or one lent by a pool: the store's functions take either.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                  asyncpg.CannotConnectNowError)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb travels as text both ways; the worker encodes with orjson itself.
+    await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog")
+
+
+async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout_s)
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except CONNECT_ERRORS as exc:
+        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0
+        )
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except CONNECT_ERRORS as exc:
+        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+    if pool is None:  # pragma: no cover - create_pool returns None only when not awaited
+        raise TransientError("no pool")
+    return pool
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the DSN's database when it is missing; True when it was created."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10.0)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    except CONNECT_ERRORS as exc:
+        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+    else:
+        await conn.close()
+        return False
+    url = URL(dsn)
+    name = url.path.lstrip("/")
+    if not name:
+        raise ConfigError(f"{mask(dsn)} names no database")
+    admin = str(url.with_path("/postgres"))
+    conn = await connect(admin)
+    try:
+        quoted: Any = await conn.fetchval("SELECT quote_ident($1)", name)
+        try:
+            await conn.execute(f"CREATE DATABASE {quoted}")
+        except asyncpg.DuplicateDatabaseError:
+            return False
+    finally:
+        await conn.close()
+    return True

@@ -1,0 +1,67 @@
+"""Numbered SQL migrations from schemas/sql/, each applied once, under an advisory lock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from worker import logs
+from worker.constants import LOCK_CLASS_MIGRATE
+from worker.errors import ConfigError
+from worker.store.queries import q
+
+log = logs.get(__name__)
+_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+_SQL = "migrate.sql"
+
+
+def schema_dir() -> Path:
+    """schemas/sql of a source checkout, or the copy packed into an installed wheel."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "schemas" / "sql", package / "_schemas" / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("schemas/sql not found beside the worker package")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    found = []
+    for path in sorted((directory or schema_dir()).iterdir()):
+        m = _FILE.match(path.name)
+        if m:
+            found.append(Migration(m.group(1), path.name, path.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ConfigError(f"two migrations share a number in {directory or schema_dir()}")
+    return found
+
+
+async def apply(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
+    """Apply what is missing, in order; returns the names applied. Safe to run concurrently."""
+    migrations = discover(directory)
+    applied_now: list[str] = []
+    await conn.execute(q(_SQL, "lock"), LOCK_CLASS_MIGRATE)
+    try:
+        await conn.execute(q(_SQL, "create_table"))
+        done = {r["version"] for r in await conn.fetch(q(_SQL, "applied"))}
+        for m in migrations:
+            if m.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(q(_SQL, "record"), m.version, m.name)
+            log.info("migration.applied", migration=m.name)
+            applied_now.append(m.name)
+    finally:
+        await conn.execute(q(_SQL, "unlock"), LOCK_CLASS_MIGRATE)
+    return applied_now

@@ -1,0 +1,28 @@
+"""Named SQL queries, read from the .sql files beside this module.
+
+A file holds blocks that start with a line `-- name: some_name`; the text up to the next
+such line is the query. Values always go as $n parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def load(filename: str) -> dict[str, str]:
+    text = (_HERE / filename).read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def q(filename: str, name: str) -> str:
+    try:
+        return load(filename)[name]
+    except KeyError:
+        raise KeyError(f"no query {name!r} in {filename}") from None

@@ -1,0 +1,136 @@
+"""feed_runs and feed_run_rejects: claiming a run with a lease, renewing, finishing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from worker.store.db import Conn
+from worker.store.queries import q
+
+_SQL = "runs.sql"
+
+
+@dataclass
+class Feed:
+    id: int
+    name: str
+    enabled: bool
+    resource_type: str
+    resource_location: str | None
+    delimiter: str | None
+    csv_has_header: bool
+    decimal_notation: str
+    encoding: str | None
+    mapping: dict[str, Any]
+    provider_archived: bool
+
+
+@dataclass
+class RunReport:
+    """What a run did; written to feed_runs when it ends."""
+
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredReject:
+    position: int
+    raw: str
+    reason: str
+    message_id: str | None = None
+
+
+async def load_feed(conn: Conn | asyncpg.Pool, feed_id: int) -> Feed | None:
+    row = await conn.fetchrow(q(_SQL, "load_feed"), feed_id)
+    if row is None:
+        return None
+    data = dict(row)
+    mapping = orjson.loads(data["mapping"]) if data["mapping"] else {}
+    data["mapping"] = mapping if isinstance(mapping, dict) else {}
+    return Feed(**data)
+
+
+async def run_by_message(conn: Conn, message_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(q(_SQL, "run_by_message"), message_id)
+
+
+async def running_pull(conn: Conn, feed_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(q(_SQL, "running_pull"), feed_id)
+
+
+async def claim_pull(conn: Conn, feed_id: int, message_id: str | None,
+                     owner: str, lease_s: float, source: str | None) -> int:
+    """The new run's id; raises asyncpg.UniqueViolationError when one is running."""
+    run_id: int = await conn.fetchval(
+        q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source
+    )
+    return run_id
+
+
+async def record_skipped(conn: Conn, feed_id: int, message_id: str | None,
+                         reason: str) -> int | None:
+    run_id: int | None = await conn.fetchval(q(_SQL, "record_skipped"), feed_id, message_id,
+                                             reason)
+    return run_id
+
+
+async def renew_lease(pool: asyncpg.Pool, run_id: int, owner: str, lease_s: float) -> bool:
+    return await pool.fetchval(q(_SQL, "renew_lease"), run_id, owner, lease_s) is not None
+
+
+async def release_lease(pool: asyncpg.Pool, run_id: int, owner: str) -> None:
+    await pool.execute(q(_SQL, "release_lease"), run_id, owner)
+
+
+async def take_over(pool: asyncpg.Pool, owner: str, lease_s: float) -> asyncpg.Record | None:
+    return await pool.fetchrow(q(_SQL, "take_over"), owner, lease_s)
+
+
+async def lock_own_run(conn: Conn, run_id: int, owner: str) -> bool:
+    return await conn.fetchval(q(_SQL, "lock_own_run"), run_id, owner) is not None
+
+
+async def finish_run(conn: Conn, run_id: int, status: str, report: RunReport,
+                     error: str | None = None) -> None:
+    await conn.execute(
+        q(_SQL, "finish_run"), run_id, status, report.rows_read, report.inserted,
+        report.updated, report.unchanged, report.rejected, report.duplicates, report.bytes,
+        orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode(), error,
+    )
+
+
+async def fail_run(conn: Conn, run_id: int, owner: str | None,
+                   report: RunReport, error: str) -> bool:
+    row = await conn.fetchval(
+        q(_SQL, "fail_run"), run_id, owner, report.rows_read, report.rejected, report.bytes,
+        orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode(), error,
+    )
+    return row is not None
+
+
+async def store_rejects(conn: Conn, run_id: int,
+                        rejects: Sequence[StoredReject]) -> None:
+    if rejects:
+        await conn.copy_records_to_table(
+            "feed_run_rejects",
+            records=[(run_id, r.position, r.message_id, r.raw, r.reason) for r in rejects],
+            columns=["run_id", "position", "message_id", "raw", "reason"],
+        )
+
+
+async def get_run(conn: Conn | asyncpg.Pool, run_id: int) -> dict[str, Any]:
+    row = await conn.fetchrow(q(_SQL, "get_run"), run_id)
+    return dict(row) if row is not None else {}

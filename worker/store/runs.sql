@@ -1,0 +1,77 @@
+-- Run records: claiming a pull with a lease, renewing it, finishing it.
+
+-- name: load_feed
+SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
+       f.csv_has_header, f.decimal_notation, f.encoding, f.mapping,
+       p.archived AS provider_archived
+FROM inventory_feeds f
+JOIN dropship_providers p ON p.id = f.dropship_provider_id
+WHERE f.id = $1;
+
+-- name: run_by_message
+SELECT id, status FROM feed_runs WHERE kind = 'pull' AND message_id = $1;
+
+-- name: running_pull
+SELECT id, owner, lease_expires_at FROM feed_runs
+WHERE kind = 'pull' AND status = 'running' AND inventory_feed_id = $1;
+
+-- name: claim_pull
+-- $1 feed, $2 message id, $3 owner, $4 lease seconds, $5 masked source URL.
+-- Fails with a unique violation when a pull of the feed is already running.
+INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, owner, lease_expires_at,
+                       source)
+VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5)
+RETURNING id;
+
+-- name: record_skipped
+INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, finished_at, error)
+VALUES ($1, 'pull', 'skipped', $2, now(), $3)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: renew_lease
+UPDATE feed_runs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND owner = $2 AND status = 'running'
+RETURNING id;
+
+-- name: release_lease
+-- Hand a run back (shutdown): any replica may take it over at once.
+UPDATE feed_runs SET lease_expires_at = now(), owner = NULL
+WHERE id = $1 AND owner = $2 AND status = 'running';
+
+-- name: take_over
+-- One run whose owner stopped renewing its lease, claimed for $1.
+UPDATE feed_runs r SET owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                       attempts = r.attempts + 1, started_at = now()
+WHERE r.id = (
+    SELECT id FROM feed_runs
+    WHERE status = 'running' AND kind = 'pull' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING r.id, r.inventory_feed_id, r.attempts, r.message_id;
+
+-- name: lock_own_run
+-- Taken first in a run's writing transaction: the run must still be ours.
+SELECT id FROM feed_runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE;
+
+-- name: finish_run
+UPDATE feed_runs SET
+    status = $2, finished_at = now(), owner = NULL, lease_expires_at = NULL,
+    rows_read = $3, inserted = $4, updated = $5, unchanged = $6, rejected = $7,
+    duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12
+WHERE id = $1
+RETURNING started_at, finished_at;
+
+-- name: fail_run
+-- Outside the run's transaction (which rolled back); only while the run is still ours.
+UPDATE feed_runs SET
+    status = 'failed', finished_at = now(), owner = NULL, lease_expires_at = NULL,
+    rows_read = $3, rejected = $4, bytes = $5, timings = $6::jsonb, details = $7::jsonb,
+    error = $8
+WHERE id = $1 AND (owner = $2 OR $2 IS NULL) AND status = 'running'
+RETURNING id;
+
+-- name: get_run
+SELECT * FROM feed_runs WHERE id = $1;

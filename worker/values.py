@@ -1,0 +1,101 @@
+"""Value rules for feed attributes: whole-number quantities, plain-number prices, enums.
+
+Each converter takes the source text and returns the canonical text that Postgres will
+parse (or None for a blank), or raises ValueError with a reason fit for a reject.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+Converter = Callable[[str], object]
+
+INT32 = 2**31
+INVENTORY_POLICIES = frozenset({"track", "continue", "deny", "ignore", "dropship"})
+
+_DEC_POINT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_DEC_POINT_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")
+_DEC_COMMA = re.compile(r"[+-]?(?:\d+(?:,\d*)?|,\d+)")
+_DEC_COMMA_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[. ]\d{3})+(?:,\d+)?")
+
+
+def number_parser(decimal_notation: str) -> Callable[[str], str]:
+    """Text of a plain decimal number in the feed's notation -> Postgres numeric text."""
+    comma = decimal_notation == "comma"
+    sep = "," if comma else "."
+
+    def parse(v: str) -> str:
+        s = v.strip()
+        if s.isascii() and s.replace(sep, "", 1).isdigit():  # fast path: 12.34 / 12,34
+            return s.replace(",", ".") if comma else s
+        if comma:
+            if _DEC_COMMA.fullmatch(s):
+                return s.replace(",", ".")
+            if _DEC_COMMA_THOUSANDS.fullmatch(s):
+                return s.replace(".", "").replace(" ", "").replace(",", ".")
+        else:
+            if _DEC_POINT.fullmatch(s):
+                return s
+            if _DEC_POINT_THOUSANDS.fullmatch(s):
+                return s.replace(",", "")
+            if _DEC_COMMA.fullmatch(s):
+                raise ValueError(f"{v!r} has a decimal comma but the feed's notation is 'decimal'")
+        raise ValueError(f"{v!r} is not a plain number")
+
+    return parse
+
+
+def price_converter(attr: str, decimal_notation: str) -> Converter:
+    parse = number_parser(decimal_notation)
+
+    def convert(v: str) -> object:
+        if not v or v.isspace():
+            return None
+        try:
+            s = parse(v)
+        except ValueError as exc:
+            raise ValueError(f"{attr}: {exc}") from None
+        if s.startswith("-") and s.strip("-0.") != "":
+            raise ValueError(f"{attr}: {v!r} is negative")
+        return s
+
+    return convert
+
+
+def quantity_converter(attr: str, decimal_notation: str) -> Converter:
+    """Whole numbers; decimals are rounded to the nearest whole number (half away from 0)."""
+    parse = number_parser(decimal_notation)
+
+    def convert(v: str) -> object:
+        if not v or v.isspace():
+            return None
+        try:
+            n = int(v)
+        except ValueError:
+            try:
+                n = int(Decimal(parse(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            except (ValueError, InvalidOperation):
+                raise ValueError(f"{attr}: {v!r} is not a whole number") from None
+        if not -INT32 < n < INT32:
+            raise ValueError(f"{attr}: {v!r} is out of range")
+        return n
+
+    return convert
+
+
+def enum_converter(attr: str, allowed: frozenset[str]) -> Converter:
+    def convert(v: str) -> object:
+        s = v.strip().lower()
+        if not s:
+            return None
+        if s not in allowed:
+            raise ValueError(f"{attr}: {v!r} is not one of {', '.join(sorted(allowed))}")
+        return s
+
+    return convert
+
+
+def stripped(v: str) -> object:
+    return v.strip()
