@@ -27,9 +27,11 @@ log = logs.get(__name__)
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, handle_signals: bool = True) -> None:
         self.settings = settings
+        self.handle_signals = handle_signals
         self.stopping = asyncio.Event()
+        self.started = asyncio.Event()  # set once it consumes
         self.pool: asyncpg.Pool | None = None
         self.connection: AbstractRobustConnection | None = None
         self.runner: PullRunner | None = None
@@ -44,8 +46,8 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         try:
             return await self._serve()
@@ -77,6 +79,7 @@ class Daemon:
             send_work=f"feed-worker publish pull --feed ID  (or publish {{\"feedId\": ID}} to "
                       f"exchange '{C.EXCHANGE}' with routing key '{C.ROUTING_PULL}')",
         )
+        self.started.set()
         exit_code = await self._wait()
         with contextlib.suppress(Exception):
             await pull_queue.cancel(tag)

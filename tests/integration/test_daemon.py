@@ -1,0 +1,139 @@
+"""The daemon end to end: pull-requests from the real RabbitMQ, runs in the real Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.support import broker, feeds
+from tests.support.feedserver import FeedServer
+from tests.support.wait import until
+from worker import constants as C
+from worker.publish import publish_pull
+from worker.settings import Settings
+
+BODY = b"external_id,qty,name\n" + b"".join(b"K%d,%d,item\n" % (i, i) for i in range(200))
+
+
+@pytest.fixture
+async def clean_broker(services: None) -> AsyncIterator[None]:
+    await broker.delete_topology()
+    return
+
+
+async def _runs(pool: asyncpg.Pool, feed_id: int) -> list[dict[str, object]]:
+    rows = await pool.fetch("SELECT * FROM feed_runs WHERE inventory_feed_id = $1 ORDER BY id",
+                            feed_id)
+    return [dict(r) for r in rows]
+
+
+async def _finished(pool: asyncpg.Pool, feed_id: int, count: int = 1) -> list[dict[str, object]]:
+    async def check() -> list[dict[str, object]] | None:
+        runs = [r for r in await _runs(pool, feed_id) if r["status"] != "running"]
+        return runs if len(runs) >= count else None
+
+    return await until(check, what=f"{count} finished run(s) of feed {feed_id}")
+
+
+async def test_a_published_pull_request_lands_the_feed(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY))
+    async with broker.running_daemon(settings):
+        message_id = await publish_pull(settings, feed_id)
+        [run] = await _finished(pool, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["message_id"] == message_id
+    assert run["inserted"] == 200
+    assert len(await feeds.items(pool, feed_id)) == 200
+    assert await broker.queue_depth(C.QUEUE_PULL) == 0
+
+
+async def test_a_redelivered_pull_request_changes_nothing_more(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY))
+    body = orjson.dumps({"feedId": feed_id})
+    async with broker.running_daemon(settings):
+        await broker.publish(body, message_id="pull-once")
+        await _finished(pool, feed_id)
+        await broker.publish(body, message_id="pull-once")
+        await until(lambda: _depth_zero(C.QUEUE_PULL), what="the duplicate to be consumed")
+    runs = await _runs(pool, feed_id)
+    assert [r["status"] for r in runs] == ["succeeded"]
+    assert feed_server.routes["/f.csv"].requests == 1
+
+
+async def _depth_zero(queue: str) -> bool:
+    return await broker.queue_depth(queue) == 0
+
+
+async def test_two_replicas_never_pull_one_feed_at_once(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    feed_server.add("/slow.csv", BODY, stall_after=100)
+    feed_id = await feeds.make_feed(pool, feed_server.url("/slow.csv"))
+    a = replace(settings, worker_id="replica-a")
+    b = replace(settings, worker_id="replica-b")
+    async with broker.running_daemon(a), broker.running_daemon(b):
+        await publish_pull(settings, feed_id)
+        await publish_pull(settings, feed_id)
+
+        async def both_decided() -> bool:
+            runs = await _runs(pool, feed_id)
+            return len(runs) == 2 and {r["status"] for r in runs} == {"running", "skipped"}
+
+        await until(both_decided, what="one running and one skipped run")
+        feed_server.routes["/slow.csv"].released.set()
+        await _finished(pool, feed_id, 2)
+    runs = await _runs(pool, feed_id)
+    assert sorted(str(r["status"]) for r in runs) == ["skipped", "succeeded"]
+    skipped = next(r for r in runs if r["status"] == "skipped")
+    assert "already running" in str(skipped["error"])
+    assert feed_server.routes["/slow.csv"].requests == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "body is not JSON"),
+        (b'{"force": true}', "lacks feedId"),
+        (b'{"feedId": "12"}', "feedId must be a positive integer"),
+        (b'{"feedId": 999999}', "feed 999999 does not exist"),
+    ],
+)
+async def test_bad_messages_are_dead_lettered_with_the_reason(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer, body: bytes, reason: str) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY))
+    async with broker.running_daemon(settings):
+        message_id = f"bad-{uuid.uuid4().hex[:8]}"
+        await broker.publish(body, message_id=message_id)
+        dead = await until(broker.dead_letters, what="the dead-lettered message")
+        # The daemon keeps running: the next good message is served.
+        await publish_pull(settings, feed_id)
+        [run] = await _finished(pool, feed_id)
+    assert len(dead) == 1
+    assert dead[0].message_id == message_id
+    assert dead[0].body == body
+    headers = dead[0].headers or {}
+    assert reason in str(headers[C.HEADER_ERROR])
+    assert headers[C.HEADER_ORIGINAL_ROUTING_KEY] == C.ROUTING_PULL
+    assert headers[C.HEADER_ORIGINAL_QUEUE] == C.QUEUE_PULL
+    assert run["status"] == "succeeded"
+
+
+async def test_a_disabled_feed_is_dead_lettered(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY), enabled=False)
+    async with broker.running_daemon(settings):
+        await publish_pull(settings, feed_id)
+        dead = await until(broker.dead_letters, what="the dead-lettered message")
+    assert f"feed {feed_id} is disabled" in str((dead[0].headers or {})[C.HEADER_ERROR])
+    assert await _runs(pool, feed_id) == []
