@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-Converter = Callable[[str], object]
+Converter = Callable[[str], "str | None"]
 
 INT32 = 2**31
 INVENTORY_POLICIES = frozenset({"track", "continue", "deny", "ignore", "dropship"})
@@ -50,7 +50,7 @@ def number_parser(decimal_notation: str) -> Callable[[str], str]:
 def price_converter(attr: str, decimal_notation: str) -> Converter:
     parse = number_parser(decimal_notation)
 
-    def convert(v: str) -> object:
+    def convert(v: str) -> str | None:
         if not v or v.isspace():
             return None
         try:
@@ -68,7 +68,7 @@ def quantity_converter(attr: str, decimal_notation: str) -> Converter:
     """Whole numbers; decimals are rounded to the nearest whole number (half away from 0)."""
     parse = number_parser(decimal_notation)
 
-    def convert(v: str) -> object:
+    def convert(v: str) -> str | None:
         if not v or v.isspace():
             return None
         try:
@@ -80,13 +80,13 @@ def quantity_converter(attr: str, decimal_notation: str) -> Converter:
                 raise ValueError(f"{attr}: {v!r} is not a whole number") from None
         if not -INT32 < n < INT32:
             raise ValueError(f"{attr}: {v!r} is out of range")
-        return n
+        return str(n)
 
     return convert
 
 
 def enum_converter(attr: str, allowed: frozenset[str]) -> Converter:
-    def convert(v: str) -> object:
+    def convert(v: str) -> str | None:
         s = v.strip().lower()
         if not s:
             return None
@@ -97,5 +97,9 @@ def enum_converter(attr: str, allowed: frozenset[str]) -> Converter:
     return convert
 
 
-def stripped(v: str) -> object:
-    return v.strip()
+def stripped(v: str) -> str | None:
+    return v.strip() or None
+
+
+def text(v: str) -> str | None:
+    return v or None

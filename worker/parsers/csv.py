@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -33,7 +33,7 @@ class CsvBatch:
     """What one chunk gave: records with their first line number, and unreadable lines."""
 
     rows: list[list[str]] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
+    lines: Sequence[int] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, raw, reason)
 
 
@@ -64,8 +64,33 @@ class CsvParser:
         return self._parse(lines, final)
 
     def _parse(self, lines: list[str], final: bool) -> CsvBatch:
+        fast = self._parse_fast(lines)
+        return fast if fast is not None else self._parse_slow(lines, final)
+
+    def _parse_fast(self, lines: list[str]) -> CsvBatch | None:
+        """The whole chunk in one C call, when every record is one line and well quoted."""
+        reader = csv.reader(iter(lines), delimiter=self._delimiter, quotechar=self._quotechar,
+                            doublequote=True, strict=True)
+        try:
+            rows = list(reader)
+        except csv.Error:
+            return None  # a record cut by the chunk's end, or malformed quoting
+        if reader.line_num != len(rows):
+            return None  # quoted line breaks: records span lines
+        base = self._line + 1
+        self._line += len(rows)
+        out = CsvBatch(rows, range(base, base + len(rows)))
+        if not all(rows):  # blank lines
+            keep = [i for i, r in enumerate(rows) if r]
+            out.rows = [rows[i] for i in keep]
+            out.lines = [base + i for i in keep]
+        self.records += len(out.rows)
+        return out
+
+    def _parse_slow(self, lines: list[str], final: bool) -> CsvBatch:
+        """Record by record, with line numbers, resuming records cut by the chunk's end."""
         out = CsvBatch()
-        rows, starts = out.rows, out.lines
+        rows, starts = out.rows, []
         source = iter(lines) if final else chain(lines, _need_more())
         reader = csv.reader(source, delimiter=self._delimiter, quotechar=self._quotechar,
                             doublequote=True, strict=False)
@@ -88,6 +113,7 @@ class CsvParser:
                 raw = "".join(lines[done:n])
                 out.errors.append((base + done + 1, raw, f"unreadable CSV: {exc}"))
                 done = n
+        out.lines = starts
         self._line = base + done
         self.records += len(rows)
         return out

@@ -28,13 +28,12 @@ async def create_staging(conn: Conn) -> None:
     await conn.execute(q(_SQL, "create_staging"))
 
 
-async def copy_csv(
+async def copy_rows(
     conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes]
 ) -> None:
-    """Stream CSV-encoded rows (unquoted empty = NULL) into the staging table."""
-    await conn.copy_to_table(
-        "pull_staging", source=chunks, columns=list(columns), format="csv"
-    )
+    """Stream rows in COPY's text format (tab-separated, \\N = NULL) into staging."""
+    await conn.copy_to_table("pull_staging", source=chunks, columns=list(columns),
+                             format="text")
 
 
 async def lock_feed(conn: Conn, feed_id: int) -> None:

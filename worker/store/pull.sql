@@ -1,23 +1,24 @@
 -- The bulk core of a pull: COPY into a temp staging table, then one set-based merge.
 
 -- name: create_staging
+-- Text columns, filled in file order (pos); blanks are read as NULL and cast by the merge.
 CREATE TEMP TABLE pull_staging (
-    pos                bigint NOT NULL,
+    pos                bigint GENERATED ALWAYS AS IDENTITY,
     external_id        text COLLATE "C" NOT NULL,
     vendor_sku         text,
     barcode            text,
     name               text,
-    inventory_quantity integer,
+    inventory_quantity text,
     inventory_policy   text,
-    retail_price       numeric,
-    cost_price         numeric,
-    compare_at_price   numeric,
-    grams              numeric,
+    retail_price       text,
+    cost_price         text,
+    compare_at_price   text,
+    grams              text,
     mpn                text,
     external_group_id  text,
-    options            jsonb,
-    images             jsonb,
-    extra              jsonb
+    options            text,
+    images             text,
+    extra              text
 ) ON COMMIT DROP;
 
 -- name: analyze_staging
@@ -34,7 +35,22 @@ SELECT pg_advisory_xact_lock($1::int, $2::int);
 -- external_id, see worker/mapping.py COLUMNS); unmapped columns keep their stored values.
 -- Duplicates: the last occurrence in the file wins. Unchanged rows are not written.
 WITH src AS (
-    SELECT DISTINCT ON (external_id) *
+    SELECT DISTINCT ON (external_id)
+        external_id,
+        nullif(vendor_sku, '') AS vendor_sku,
+        nullif(barcode, '') AS barcode,
+        nullif(name, '') AS name,
+        nullif(inventory_quantity, '')::integer AS inventory_quantity,
+        nullif(inventory_policy, '') AS inventory_policy,
+        nullif(retail_price, '')::numeric AS retail_price,
+        nullif(cost_price, '')::numeric AS cost_price,
+        nullif(compare_at_price, '')::numeric AS compare_at_price,
+        nullif(grams, '')::numeric AS grams,
+        nullif(mpn, '') AS mpn,
+        nullif(external_group_id, '') AS external_group_id,
+        nullif(options, '')::jsonb AS options,
+        nullif(images, '')::jsonb AS images,
+        nullif(extra, '')::jsonb AS extra
     FROM pull_staging
     ORDER BY external_id, pos DESC
 ), joined AS MATERIALIZED (
@@ -81,7 +97,6 @@ WITH src AS (
            external_group_id, options, images, extra, now(), now()
     FROM joined
     WHERE target_id IS NULL
-    ORDER BY external_id
     RETURNING 1
 ), upd AS (
     UPDATE inventory_feed_variants t SET
