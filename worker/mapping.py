@@ -108,7 +108,8 @@ def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
 def _fast_quantity(col: Sequence[str]) -> list[str] | None:
     """Plain whole numbers (or blanks) of up to 9 digits: they fit an integer as they are."""
     joined = SEP.join(col)
-    if joined.isascii() and joined.replace(SEP, "").isdigit() and max(map(len, col)) <= 9:
+    if (joined.isascii() and joined.replace(SEP, "").isdigit() and max(map(len, col)) <= 9
+            and joined.count(SEP) == len(col) - 1):
         return list(col)
     return None
 
@@ -120,7 +121,8 @@ def _fast_number(sep: str) -> Fast:
         """Plain non-negative decimals (or blanks) in the feed's notation."""
         joined = SEP.join(col)
         if (joined.isascii() and joined.replace(sep, "").replace(SEP, "").isdigit()
-                and not two.search(joined) and sep not in col):
+                and not two.search(joined) and sep not in col
+                and joined.count(SEP) == len(col) - 1):
             return joined.replace(",", ".").split(SEP) if sep == "," else list(col)
         return None
 
@@ -138,6 +140,9 @@ class Mapper:
                  decimal_notation: str = "decimal", delimiter: str = ",") -> None:
         self.delimiter = delimiter
         self.width = len(header) if header is not None else None
+        for key in ("fields", "values"):
+            if not isinstance(mapping.get(key) or {}, dict):
+                raise FeedError(f"mapping.{key} must be an object")
         targets = _resolve(mapping.get("fields") or {}, header)
         if "externalId" not in targets:
             if header is None:
@@ -145,10 +150,12 @@ class Mapper:
                                 "0-based column of externalId (and the other attributes)")
             raise FeedError("no column for externalId: map it in mapping.fields or name a "
                             f"column external_id (header: {_show(header)})")
-        value_maps: dict[str, dict[str, str]] = {
-            attr: {str(k).strip().lower(): _text(v) for k, v in vm.items()}
-            for attr, vm in (mapping.get("values") or {}).items()
-        }
+        value_maps: dict[str, dict[str, str]] = {}
+        for attr, vm in (mapping.get("values") or {}).items():
+            if attr not in ATTRIBUTES or attr == "externalId" or not isinstance(vm, dict):
+                raise FeedError(f"mapping.values.{attr} must map texts to values of a known "
+                                "attribute other than externalId")
+            value_maps[attr] = {str(k).strip().lower(): _text(v) for k, v in vm.items()}
         self.ext_index = targets.pop("externalId")
         self._rules: list[_Rule] = []
         self._extra: list[tuple[str, int]] = []
@@ -194,6 +201,7 @@ class Mapper:
             keep = [i for i in range(len(rows)) if i not in bad]
             for i in sorted(bad):
                 out.rejects.append(Reject(lines[i], self._raw(rows[i]), bad[i]))
+            out.rejects.sort(key=lambda r: r.position)
             cols = [[c[i] for i in keep] for c in cols]
         out.count = len(cols[0])
         if out.count:
@@ -214,7 +222,7 @@ class Mapper:
         good_lines: list[int] = []
         for row, line in zip(rows, lines, strict=True):
             n = len(row)
-            if n == 0 or (n == 1 and not row[0]):
+            if n == 0:  # a blank line
                 continue
             if width is not None and n != width:
                 rejects.append(Reject(line, self._raw(row),

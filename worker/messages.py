@@ -9,6 +9,8 @@ import orjson
 
 from worker.errors import BadMessage
 
+MAX_ID = 2**63 - 1  # ids are Postgres bigints
+
 
 @dataclass(frozen=True)
 class PullRequest:
@@ -30,7 +32,7 @@ def _feed_id(data: dict[str, Any]) -> int:
     if "feedId" not in data:
         raise BadMessage("body lacks feedId")
     feed_id = data["feedId"]
-    if isinstance(feed_id, bool) or not isinstance(feed_id, int) or feed_id < 1:
+    if isinstance(feed_id, bool) or not isinstance(feed_id, int) or not 0 < feed_id <= MAX_ID:
         raise BadMessage(f"feedId must be a positive integer, not {feed_id!r}"[:200])
     return feed_id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -92,6 +93,14 @@ class Settings:
     def validate(self) -> None:
         if self.log_format not in ("json", "console", "auto"):
             raise ConfigError("FEED_WORKER_LOG_FORMAT must be json, console or auto")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{env_name(f.name)} must be a positive number of seconds")
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size")
         for name in positive:

@@ -15,10 +15,10 @@ Converter = Callable[[str], "str | None"]
 INT32 = 2**31
 INVENTORY_POLICIES = frozenset({"track", "continue", "deny", "ignore", "dropship"})
 
-_DEC_POINT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_DEC_POINT_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")
-_DEC_COMMA = re.compile(r"[+-]?(?:\d+(?:,\d*)?|,\d+)")
-_DEC_COMMA_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[. ]\d{3})+(?:,\d+)?")
+_DEC_POINT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_DEC_POINT_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+\.[0-9]+")
+_DEC_COMMA = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]*)?|,[0-9]+)")
+_DEC_COMMA_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(?:[. ][0-9]{3})+(?:,[0-9]+)?")
 
 
 def number_parser(decimal_notation: str) -> Callable[[str], str]:
@@ -78,7 +78,7 @@ def quantity_converter(attr: str, decimal_notation: str) -> Converter:
                 n = int(Decimal(parse(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
             except (ValueError, InvalidOperation):
                 raise ValueError(f"{attr}: {v!r} is not a whole number") from None
-        if not -INT32 < n < INT32:
+        if not -INT32 <= n < INT32:
             raise ValueError(f"{attr}: {v!r} is out of range")
         return str(n)
 

@@ -14,8 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
+from worker.errors import FeedError
+
 # Characters str.splitlines() breaks on that are not line breaks in CSV.
 _EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+MAX_LINE_CHARS = 16 * 1024 * 1024  # a "line" longer than this is not a CSV feed
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+")
 
 
@@ -41,14 +44,24 @@ class CsvParser:
     def __init__(self, delimiter: str = ",", quotechar: str = '"') -> None:
         self._delimiter = delimiter
         self._quotechar = quotechar
-        self._tail = ""           # text after the last line break seen
+        self._tail: list[str] = []  # text after the last line break seen, in pieces
+        self._tail_chars = 0
         self._pending: list[str] = []  # lines of a record cut by the end of a chunk
         self._line = 0            # lines handed to the reader before the pending ones
         self.records = 0
 
     def feed(self, text: str, final: bool = False) -> CsvBatch:
-        data = self._tail + text
-        self._tail = ""
+        if not final and "\n" not in text:
+            # No line ends here: keep the piece (joining on every chunk would be quadratic).
+            self._tail.append(text)
+            self._tail_chars += len(text)
+            if self._tail_chars > MAX_LINE_CHARS:
+                raise FeedError(f"line {self._line + len(self._pending) + 1} is longer than "
+                                f"{MAX_LINE_CHARS} characters")
+            return CsvBatch()
+        data = "".join(self._tail) + text if self._tail else text
+        self._tail = []
+        self._tail_chars = 0
         if _EXOTIC_BREAKS.search(data):
             lines = _LINE.findall(data)
         else:
@@ -57,11 +70,31 @@ class CsvParser:
             last = lines[-1]
             # A line without its break, or a \r that a \n may follow in the next chunk.
             if not last.endswith("\n"):
-                self._tail = lines.pop()
+                self._tail = [lines.pop()]
+                self._tail_chars = len(self._tail[0])
         if self._pending:
             lines = self._pending + lines
             self._pending = []
-        return self._parse(lines, final)
+        nul_errors: list[tuple[int, str, str]] = []
+        if "\x00" in data:
+            lines = self._drop_nul_lines(lines, nul_errors)
+        batch = self._parse(lines, final)
+        if nul_errors:
+            batch.errors = sorted(batch.errors + nul_errors)
+        return batch
+
+    def _drop_nul_lines(self, lines: list[str],
+                        errors: list[tuple[int, str, str]]) -> list[str]:
+        """Postgres text cannot hold NUL: a line with one is rejected (kept as a blank line,
+        so the line numbers of the rest stay true)."""
+        out = []
+        for i, line in enumerate(lines):
+            if "\x00" in line:
+                errors.append((self._line + i + 1, line.rstrip("\r\n").replace("\x00", "\\0"),
+                               "the line contains a NUL byte"))
+                line = "\n"
+            out.append(line)
+        return out
 
     def _parse(self, lines: list[str], final: bool) -> CsvBatch:
         fast = self._parse_fast(lines)

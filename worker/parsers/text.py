@@ -6,13 +6,16 @@ import codecs
 
 from worker.errors import FeedError
 
+BOM = "\ufeff"
+
 
 class TextDecoder:
-    """UTF-8 (a leading BOM is dropped); bad bytes fail the run with their offset."""
+    """UTF-8 (a leading byte-order mark is dropped); bad bytes fail the run with their offset."""
 
-    def __init__(self, encoding: str = "utf-8-sig") -> None:
+    def __init__(self, encoding: str = "utf-8") -> None:
         self._decoder = codecs.getincrementaldecoder(encoding)("strict")
         self._encoding = encoding
+        self._start = True
         self.offset = 0  # bytes decoded before the current chunk
 
     def decode(self, data: bytes, final: bool = False) -> str:
@@ -21,8 +24,11 @@ class TextDecoder:
             text = self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
             raise FeedError(
-                f"file is not valid {self._encoding.removesuffix('-sig').upper()} text: "
+                f"file is not valid {self._encoding.upper()} text: "
                 f"{exc.reason} at byte {self.offset - held + max(exc.start, 0)}"
             ) from None
         self.offset += len(data)
+        if self._start and text:
+            self._start = False
+            text = text.removeprefix(BOM)
         return text

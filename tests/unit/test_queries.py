@@ -1,0 +1,83 @@
+"""Named queries in worker/store/*.sql: each loads, is non-empty, and is named once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from worker.mapping import COLUMN_BIT, COLUMNS
+from worker.store import queries
+from worker.store.queries import load, q
+
+STORE = Path(queries.__file__).parent
+SQL_FILES = sorted(p.name for p in STORE.glob("*.sql"))
+NAME_LINE = re.compile(r"^--\s*name\s*:\s*(\S*)", re.MULTILINE | re.IGNORECASE)
+
+
+def _declared(filename: str) -> list[str]:
+    return NAME_LINE.findall((STORE / filename).read_text(encoding="utf-8"))
+
+
+def _code(sql: str) -> str:
+    """The SQL without its comment lines."""
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+
+
+def test_there_are_query_files() -> None:
+    assert {"migrate.sql", "pull.sql", "runs.sql"} <= set(SQL_FILES)
+
+
+@pytest.mark.parametrize("filename", SQL_FILES)
+def test_names_are_unique(filename: str) -> None:
+    names = _declared(filename)
+    assert names, f"{filename} names no query"
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert duplicates == [], f"{filename} names these twice: {duplicates}"
+
+
+@pytest.mark.parametrize("filename", SQL_FILES)
+def test_every_declared_name_loads(filename: str) -> None:
+    """Also catches a `-- Name: x` or `-- name: x-y` line the loader would not see."""
+    assert sorted(load(filename)) == sorted(_declared(filename))
+
+
+@pytest.mark.parametrize("filename", SQL_FILES)
+def test_every_query_is_non_empty(filename: str) -> None:
+    for name, sql in load(filename).items():
+        assert _code(sql).strip(), f"{filename}: query {name} is empty"
+        assert q(filename, name) == sql
+
+
+def test_unknown_name_is_a_key_error_naming_it() -> None:
+    with pytest.raises(KeyError, match="no_such_query"):
+        q("runs.sql", "no_such_query")
+
+
+def test_every_query_the_code_asks_for_exists() -> None:
+    used = 0
+    for module in sorted(STORE.glob("*.py")):
+        source = module.read_text(encoding="utf-8")
+        files = re.findall(r'^_SQL\s*=\s*"([^"]+)"', source, re.MULTILINE)
+        names = re.findall(r'\bq\(\s*_SQL\s*,\s*"(\w+)"', source)
+        if not names:
+            continue
+        assert len(files) == 1, f"{module.name}: which .sql file does it use?"
+        missing = sorted(set(names) - set(load(files[0])))
+        assert missing == [], f"{module.name} asks {files[0]} for {missing}"
+        used += len(names)
+    assert used >= 10
+
+
+def test_staging_columns_follow_mapping_columns() -> None:
+    sql = _code(load("pull.sql")["create_staging"])
+    body = sql[sql.index("(") + 1:sql.rindex(")")]
+    columns = [line.split()[0] for line in body.splitlines() if line.strip()]
+    assert columns == ["pos", "external_id", *COLUMNS]
+
+
+def test_merge_mask_bits_match_mapping() -> None:
+    sql = load("pull.sql")["merge"]
+    bits = dict(re.findall(r"\(\$2::int & (\d+)\) <> 0 THEN (?:coalesce\()?s\.(\w+)", sql))
+    assert {column: int(bit) for bit, column in bits.items()} == COLUMN_BIT
