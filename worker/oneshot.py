@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from worker import logs
-from worker.claims import claim_pull
+from worker.claims import check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError
 from worker.pipeline import pull
 from worker.settings import Settings
@@ -54,18 +54,15 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
     pool = await db.create_pool(settings.database_url, size=3)
     try:
         try:
+            feed = check_pullable(await runs.load_feed(pool, feed_id), feed_id)
+            target = pull.feed_url(feed, url)
             claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s,
-                                     url)
-        except BadMessage as exc:
+                                     target)
+        except (BadMessage, FeedError) as exc:
             print(f"error: {exc}", file=out)
             return 2
         if claim.run_id is None:
             print(f"error: {claim.skipped}", file=out)
-            return 2
-        try:
-            target = pull.feed_url(claim.feed, url)
-        except FeedError as exc:
-            print(f"error: {exc}", file=out)
             return 2
         job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id)
         print(f"run {job.run_id}: pulling feed {feed_id} from {mask(target)}", file=out)

@@ -15,7 +15,8 @@ async def publish_pull(settings: Settings, feed_id: int, force: bool = False) ->
     """The message id of the confirmed pull-request; raises when not confirmed or routed."""
     connection = await broker.connect(settings.amqp_url)
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        # on_return_raises: an unroutable `mandatory` message is an error, not a silent loss.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
         message = broker.json_message(encode_pull(feed_id, force))

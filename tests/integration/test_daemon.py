@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
@@ -137,3 +140,30 @@ async def test_a_disabled_feed_is_dead_lettered(
         dead = await until(broker.dead_letters, what="the dead-lettered message")
     assert f"feed {feed_id} is disabled" in str((dead[0].headers or {})[C.HEADER_ERROR])
     assert await _runs(pool, feed_id) == []
+
+
+async def test_health_ready_and_metrics(clean_broker: None, pool: asyncpg.Pool,
+                                        settings: Settings, feed_server: FeedServer) -> None:
+    port = _free_port()
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY))
+    labels = {"kind": "pull", "status": "succeeded"}
+    before = REGISTRY.get_sample_value("feed_worker_runs_total", labels) or 0.0
+    async with broker.running_daemon(replace(settings, http_host="127.0.0.1", http_port=port)), \
+            aiohttp.ClientSession() as http:
+        await publish_pull(settings, feed_id)
+        await _finished(pool, feed_id)
+        base = f"http://127.0.0.1:{port}"
+        async with http.get(f"{base}/healthz") as r:
+            assert r.status == 200
+        async with http.get(f"{base}/readyz") as r:
+            assert r.status == 200
+            assert (await r.json())["ready"] is True
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+        assert f'feed_worker_runs_total{{kind="pull",status="succeeded"}} {before + 1}' in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

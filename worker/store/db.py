@@ -70,7 +70,8 @@ async def ensure_database(dsn: str) -> bool:
         quoted: Any = await conn.fetchval("SELECT quote_ident($1)", name)
         try:
             await conn.execute(f"CREATE DATABASE {quoted}")
-        except asyncpg.DuplicateDatabaseError:
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another replica created it a moment ago.
             return False
     finally:
         await conn.close()

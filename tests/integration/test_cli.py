@@ -1,0 +1,130 @@
+"""The commands as a user runs them: real processes, real services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import aio_pika
+import asyncpg
+import pytest
+
+from tests.support import broker, feeds
+from tests.support.feedserver import FeedServer
+from tests.support.services import AMQP_URL, dsn_for
+from worker import constants as C
+
+
+async def feed_worker(*args: str, database_url: str,
+                      **env: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", *args,
+        env={**os.environ, "DATABASE_URL": database_url, "AMQP_URL": AMQP_URL,
+             "FEED_WORKER_LOG_FORMAT": "json", **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_import_succeeds_with_a_summary(pool: asyncpg.Pool, db_url: str,
+                                              feed_server: FeedServer) -> None:
+    url = feed_server.add("/f.csv", b"external_id,qty\nA,1\nB,x\n", auth=("u", "hunter2"))
+    feed_id = await feeds.make_feed(pool, feed_server.url("/f.csv", "u", "hunter2"))
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 0, err
+    assert re.search(r"run \d+ succeeded: rows_read=2 inserted=1 .* rejected=1", err)
+    assert "progress bytes=" in err  # plain progress lines when not on a terminal
+    assert "hunter2" not in err
+    assert url  # the route is served with auth
+    assert len(await feeds.items(pool, feed_id)) == 1
+
+
+async def test_import_of_a_failing_feed_exits_1(pool: asyncpg.Pool, db_url: str,
+                                                 feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.url("/missing.csv", "u", "hunter2"))
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 1
+    assert "failed" in err
+    assert "HTTP 404" in err
+    assert "hunter2" not in err
+
+
+async def test_import_with_another_url_and_of_an_unknown_feed(
+        pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, None)
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 2
+    assert "no resource_location" in err
+    assert await pool.fetchval("SELECT count(*) FROM feed_runs") == 0
+    url = feed_server.add("/other.csv", b"external_id,qty\nZ,3\n")
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), "--url", url,
+                                     database_url=db_url)
+    assert code == 0, err
+    code, _, err = await feed_worker("import", "--feed", "424242", database_url=db_url)
+    assert code == 2
+    assert "feed 424242 does not exist" in err
+
+
+async def test_check_answers_for_probes(db_url: str) -> None:
+    code, _, err = await feed_worker("check", database_url=db_url)
+    assert code == 0, err
+    code, _, err = await feed_worker("check", database_url=db_url,
+                                     AMQP_URL="amqp://guest:topsecret@127.0.0.1:1/")
+    assert code == 1
+    assert "rabbitmq" in err
+    assert "topsecret" not in err
+    code, _, err = await feed_worker("check", database_url=dsn_for("no_such_db_here"))
+    assert code == 1
+    assert "postgres" in err
+
+
+async def test_migrate_creates_the_database_and_replicas_may_race(services: None) -> None:
+    name = "fw_test_migrate_race"
+    admin = await asyncpg.connect(dsn_for("postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        url = dsn_for(name)
+        results = await asyncio.gather(
+            *(feed_worker("migrate", database_url=url) for _ in range(3)))
+        assert [code for code, _, _ in results] == [0, 0, 0], results
+        applied = [out for _, out, _ in results if "0001_init.sql" in out]
+        assert len(applied) == 1  # exactly one replica applied it
+        conn = await asyncpg.connect(url)
+        try:
+            versions = await conn.fetch("SELECT version FROM schema_migrations")
+            assert [r["version"] for r in versions] == ["0001"]
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
+async def no_topology(services: None) -> None:
+    await broker.delete_topology()
+
+
+async def test_publish_is_confirmed_or_fails_loudly(no_topology: None, db_url: str) -> None:
+    # Nothing bound to feed.pull yet: the broker cannot route it, and the command says so.
+    code, _, err = await feed_worker("publish", "pull", "--feed", "7", database_url=db_url)
+    assert code == 1
+    assert "did not take the message" in err
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        queue = await channel.declare_queue("", exclusive=True)
+        await queue.bind(exchange, C.ROUTING_PULL)
+        code, out, err = await feed_worker("publish", "pull", "--feed", "7", "--force",
+                                           database_url=db_url)
+        assert code == 0, err
+        message = await queue.get(timeout=5)
+        assert message.body == b'{"feedId":7,"force":true}'
+        assert message.message_id is not None
+        assert message.message_id in out
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
