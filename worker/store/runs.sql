@@ -58,7 +58,7 @@ SELECT id FROM feed_runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR
 
 -- name: finish_run
 UPDATE feed_runs SET
-    status = $2, finished_at = now(), owner = NULL, lease_expires_at = NULL,
+    status = $2, finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
     rows_read = $3, inserted = $4, updated = $5, unchanged = $6, rejected = $7,
     duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12
 WHERE id = $1
@@ -67,7 +67,7 @@ RETURNING started_at, finished_at;
 -- name: fail_run
 -- Outside the run's transaction (which rolled back); only while the run is still ours.
 UPDATE feed_runs SET
-    status = 'failed', finished_at = now(), owner = NULL, lease_expires_at = NULL,
+    status = 'failed', finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
     rows_read = $3, rejected = $4, bytes = $5, timings = $6::jsonb, details = $7::jsonb,
     error = $8
 WHERE id = $1 AND (owner = $2 OR $2 IS NULL) AND status = 'running'

@@ -1,0 +1,361 @@
+"""Pull benchmark: `feed-worker import` of a 1M-row CSV against the peers, printed as ratios.
+
+Run from the repository root: `.venv/bin/python -m tests.bench.pull_csv [--quick]`.
+Not a pass/fail test: it prints times, ratios and their targets. It exits 1 only when a run
+failed or loaded the wrong data, 2 when the benchmark could not be set up.
+
+  L  psql: \\copy into a typed temp table + INSERT ... ON CONFLICT ... WHERE IS DISTINCT FROM
+  M  psql: \\copy into a typed temp table + MERGE (reference)
+  E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full)
+  N  asyncpg executemany upsert of the first 100,000 rows, scaled to all rows
+  G  pgloader plain load of feed1.csv into a table without keys
+  R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from tests.bench import db, feedgen, peers
+from tests.bench.children import ChildResult, run_child_async
+from tests.bench.httpserver import serve_files
+from tests.bench.report import Measurement, Report, format_run
+
+RUNS = ("L", "M", "E", "N", "G", "R")
+FEEDS = ("L", "M", "E", "N", "R")
+CHANGED_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int
+    rss_rows: int
+    naive_rows: int
+    seed: int
+    workdir: Path
+    db_name: str
+    keep_db: bool
+    skip: frozenset[str]
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.pull_csv",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--rows", type=int, help="rows of feed1.csv and feed2.csv (default 1000000)")
+    add("--rss-rows", type=int, help="rows of the RSS run R, 0 leaves it out (default 3000000)")
+    add("--quick", action="store_true", help="smoke run: 100000 rows, 300000 in the RSS run")
+    add("--naive-rows", type=int, default=100_000, help="rows N upserts before scaling")
+    add("--seed", type=int, default=42, help="seed of the generated feeds")
+    add("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "feed-worker-bench")
+    add("--db-name", default="feed_worker_bench", help="dropped and created at the start")
+    add("--keep-db", action="store_true", help="use the database as it is: no drop or migrate")
+    add("--skip", default="", help=f"comma-separated runs to leave out, of {', '.join(RUNS)}")
+    args = parser.parse_args(argv)
+    skip = frozenset(s.strip().upper() for s in args.skip.split(",") if s.strip())
+    if skip - set(RUNS):
+        parser.error(f"--skip takes runs of {RUNS}, not {sorted(skip - set(RUNS))}")
+    rows = args.rows or (100_000 if args.quick else 1_000_000)
+    rss_rows = args.rss_rows
+    if rss_rows is None:
+        rss_rows = 3 * rows if args.quick else 3_000_000
+    return Options(
+        rows=rows,
+        rss_rows=rss_rows,
+        naive_rows=min(args.naive_rows, rows),
+        seed=args.seed,
+        workdir=args.workdir,
+        db_name=args.db_name,
+        keep_db=args.keep_db,
+        skip=skip,
+    )
+
+
+def feed_worker_binary() -> str | None:
+    beside = Path(sys.executable).with_name("feed-worker")
+    return str(beside) if beside.exists() else shutil.which("feed-worker")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+@dataclass(frozen=True)
+class Import:
+    """One `feed-worker import` run: which file into which feed, and what it should report."""
+
+    label: str
+    what: str
+    feed: str
+    served_as: str
+    path: Path
+    rows: int
+    expected: str
+
+
+@dataclass
+class Bench:
+    """One benchmark run: the database, the served files, and what was measured."""
+
+    opts: Options
+    url: str
+    conn: asyncpg.Connection
+    files: feedgen.FeedFiles
+    rss_file: feedgen.FeedFiles | None
+    feed_worker: str | None
+    base_url: str = ""
+    feeds: dict[str, int] = field(default_factory=dict)
+    report: Report = field(default_factory=Report)
+    samples: dict[Path, dict[str, db.Item]] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.opts.workdir / "logs"
+
+    @property
+    def feed2(self) -> Path:
+        assert self.files.updated is not None
+        return self.files.updated
+
+    def sample(self, path: Path, rows: int) -> dict[str, db.Item]:
+        if path not in self.samples:
+            self.samples[path] = db.read_sample(path, rows)
+        return self.samples[path]
+
+    async def fresh(self) -> None:
+        await db.reset(self.conn)
+        await db.quiesce(self.conn)
+
+    async def check(self, m: Measurement, feed: str, path: Path, rows: int) -> None:
+        check = await db.check_feed(self.conn, self.feeds[feed], rows, self.sample(path, rows))
+        m.note = f"{m.note}, {check.summary()}" if m.note else check.summary()
+        m.ok = m.ok and check.ok
+        for line in check.mismatches[:3]:
+            say(f"    {m.label} mismatch: {line}")
+
+    def failed(self, m: Measurement, result: ChildResult) -> None:
+        m.ok = False
+        m.note = f"FAILED (exit {result.returncode}), log {result.log}"
+        say(f"  {m.label} failed, exit {result.returncode}; last lines of {result.log}:")
+        say("\n".join(f"    | {line}" for line in result.tail().splitlines()))
+
+    # -- L and M: psql by hand ------------------------------------------------------------------
+
+    async def psql_pair(self, label: str, script: str, how: str) -> None:
+        """Time `script` into an empty table (feed1.csv), then into the full one (feed2.csv)."""
+        rows = self.files.rows
+        await self.fresh()
+        runs = (
+            ("empty", self.files.base, rows, f"psql \\copy + {how}, empty table"),
+            ("full", self.feed2, self.files.changed, f"psql \\copy + {how}, full, 10% changed"),
+        )
+        for step, path, expect_written, what in runs:
+            name = f"{label}-{step}"
+            if step == "full":
+                await db.quiesce(self.conn)
+            say(f"running {name} ...")
+            log = self.logs / f"{name}.log"
+            result, written = await peers.psql_load(script, self.url, self.feeds[label], path, log)
+            m = self.report.add(Measurement(name, what, rows))
+            if not result.ok:
+                self.failed(m, result)
+                return
+            m.seconds = result.seconds
+            m.note = f"wrote {written}"
+            m.ok = written == expect_written
+            await self.check(m, label, path, rows)
+
+    # -- E, U and R: feed-worker import ---------------------------------------------------------
+
+    async def feed_worker_import(self, run: Import) -> Measurement:
+        m = self.report.add(Measurement(run.label, run.what, run.rows))
+        if self.feed_worker is None:
+            m.ok, m.note = False, "not run: no feed-worker in .venv/bin (pip install -e .)"
+            return m
+        say(f"running {run.label} ...")
+        feed_id = self.feeds[run.feed]
+        url = f"{self.base_url}/{run.served_as}"
+        argv = [self.feed_worker, "import", "--feed", str(feed_id), "--url", url]
+        env = {**os.environ, "DATABASE_URL": self.url}
+        result = await run_child_async(argv, log=self.logs / f"{run.label}.log", env=env)
+        feed_run = await db.last_run(self.conn, feed_id)
+        self.report.runs.append(format_run(run.label, feed_run, run.expected))
+        if not result.ok:
+            self.failed(m, result)
+            return m
+        m.seconds, m.rss_mib = result.seconds, result.max_rss_mib
+        await self.check(m, run.feed, run.path, run.rows)
+        return m
+
+    async def import_pair(self) -> None:
+        rows, changed = self.files.rows, self.files.changed
+        base, feed2 = self.files.base, self.feed2
+        empty = Import(
+            "E", "feed-worker import, empty table", "E", "feed1.csv", base, rows, f"inserted {rows}"
+        )
+        full = Import(
+            "U",
+            "feed-worker import, full, 10% changed",
+            "E",
+            "feed2.csv",
+            feed2,
+            rows,
+            f"updated {changed}, unchanged {rows - changed}",
+        )
+        await self.fresh()
+        if not (await self.feed_worker_import(empty)).ok:
+            note = "not run: E did not succeed"
+            self.report.add(Measurement(full.label, full.what, rows, note=note, ok=False))
+            return
+        await db.quiesce(self.conn)
+        await self.feed_worker_import(full)
+
+    async def rss_run(self) -> None:
+        if self.rss_file is None:
+            return
+        rows = self.rss_file.rows
+        what = f"feed-worker import, {rows:,} rows, empty table"
+        await self.fresh()
+        await self.feed_worker_import(
+            Import("R", what, "R", "feed-rss.csv", self.rss_file.base, rows, f"inserted {rows}")
+        )
+
+    # -- N and G: the naive peers ---------------------------------------------------------------
+
+    async def naive(self) -> None:
+        n, rows = self.opts.naive_rows, self.files.rows
+        await self.fresh()
+        say("running N ...")
+        result = await peers.naive_upsert(self.conn, self.feeds["N"], self.files.base, n)
+        scale = rows / result.rows
+        what = f"asyncpg executemany upsert, {n:,} rows x{scale:g}"
+        m = self.report.add(Measurement("N", what, rows, seconds=result.seconds * scale))
+        count = await self.conn.fetchval(db.COUNT_ROWS, self.feeds["N"])
+        m.ok = count == n
+        m.note = f"measured {result.seconds:.2f} s, rows {count}" + ("" if m.ok else " MISMATCH")
+
+    async def pgloader(self) -> None:
+        rows = self.files.rows
+        m = self.report.add(Measurement("G", "pgloader plain load, no keys (no upsert)", rows))
+        binary = peers.pgloader_binary()
+        if binary is None:
+            say(f"pgloader is not installed: {peers.PGLOADER_INSTALL}; G is left out")
+            m.note = f"not run: {peers.PGLOADER_INSTALL}"
+            return
+        await self.fresh()
+        say("running G ...")
+        log = self.logs / "G.log"
+        result = await peers.pgloader_load(
+            binary, self.url, self.files.base, self.opts.workdir, log
+        )
+        if not result.ok:
+            self.failed(m, result)
+            return
+        m.seconds = result.seconds
+        count = await db.count_plain(self.conn)
+        m.ok = count == rows
+        m.note = f"rows {count}" + ("" if m.ok else " MISMATCH")
+
+    async def run_all(self) -> None:
+        steps = {
+            "L": lambda: self.psql_pair("L", "upsert.sql", "INSERT ON CONFLICT"),
+            "M": lambda: self.psql_pair("M", "merge.sql", "MERGE"),
+            "E": self.import_pair,
+            "N": self.naive,
+            "G": self.pgloader,
+            "R": self.rss_run,
+        }
+        for name in RUNS:
+            if name not in self.opts.skip:
+                await steps[name]()
+
+
+async def setup_database(opts: Options, database_url: str, feed_worker: str | None) -> bool:
+    """Drop, create and migrate the benchmark database (`feed-worker migrate`)."""
+    if opts.keep_db:
+        return True
+    if feed_worker is None:
+        say("cannot migrate: no feed-worker in .venv/bin (run `.venv/bin/pip install -e .`)")
+        return False
+    await db.recreate_database(database_url, opts.db_name)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    log = opts.workdir / "logs" / "migrate.log"
+    result = await run_child_async([feed_worker, "migrate"], log=log, env=env)
+    if not result.ok:
+        say(f"`feed-worker migrate` failed (exit {result.returncode}):\n{result.tail()}")
+    return result.ok
+
+
+def generate(opts: Options) -> tuple[feedgen.FeedFiles, feedgen.FeedFiles | None]:
+    start = time.perf_counter()
+    files, made = feedgen.ensure_feed(
+        opts.workdir, opts.rows, opts.seed, with_update=True, changed_share=CHANGED_SHARE
+    )
+    rss: feedgen.FeedFiles | None = None
+    if opts.rss_rows and "R" not in opts.skip:
+        rss, made_rss = feedgen.ensure_feed(
+            opts.workdir, opts.rss_rows, opts.seed, with_update=False, changed_share=0
+        )
+        made = made or made_rss
+    state = "generated" if made else "reused"
+    say(f"feeds {state} in {time.perf_counter() - start:.1f} s under {opts.workdir}")
+    return files, rss
+
+
+async def header(bench: Bench) -> list[str]:
+    files = bench.files
+    mib = files.base.stat().st_size / 2**20
+    version = await bench.conn.fetchval("SHOW server_version")
+    return [
+        f"feed-worker pull benchmark: {files.rows:,} rows, feed1.csv {mib:.1f} MiB, "
+        f"feed2.csv with {files.changed:,} rows changed",
+        f"PostgreSQL {version}, database {bench.opts.db_name}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, files served from {bench.base_url}",
+    ]
+
+
+async def main(opts: Options) -> int:
+    start = time.perf_counter()
+    files, rss_file = generate(opts)
+    feed_worker = feed_worker_binary()
+    url = db.with_database(os.environ.get("DATABASE_URL", db.DEFAULT_DATABASE_URL), opts.db_name)
+    if not await setup_database(opts, url, feed_worker):
+        return 2
+    served = {"feed1.csv": files.base, "feed2.csv": files.updated or files.base}
+    if rss_file is not None:
+        served["feed-rss.csv"] = rss_file.base
+    conn = await asyncpg.connect(url)
+    try:
+        bench = Bench(opts, url, conn, files, rss_file, feed_worker)
+        async with serve_files(served) as base_url:
+            bench.base_url = base_url
+            bench.feeds = await db.prepare(conn, f"{bench.base_url}/feed1.csv", list(FEEDS))
+            bench.report.header = await header(bench)
+            await bench.run_all()
+    finally:
+        await conn.close()
+    say(bench.report.render(("E", "R")))
+    say(f"\nbenchmark took {time.perf_counter() - start:.0f} s; logs in {opts.workdir / 'logs'}")
+    if failed := bench.report.failed:
+        labels = ", ".join(m.label for m in failed)
+        say(f"failed or wrong: {labels}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))

@@ -1,0 +1,135 @@
+"""What the benchmark measured, and the printed table of times, ratios and targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+
+@dataclass
+class Measurement:
+    label: str
+    what: str
+    rows: int
+    seconds: float | None = None  # None: not run or failed
+    rss_mib: float | None = None
+    note: str = ""
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    meaning: str
+    numerator: str
+    denominator: str
+    limit: float | None  # None: printed for reference only
+    at_most: bool = True
+
+
+TARGETS = (
+    Target("E/L", "feed-worker vs psql upsert, empty table", "E", "L-empty", 0.8),
+    Target("U/L", "feed-worker vs psql upsert, full table", "U", "L-full", 0.8),
+    Target("N/E", "naive executemany vs feed-worker", "N", "E", 2.5, at_most=False),
+    Target("G/E", "pgloader plain load vs feed-worker", "G", "E", 4.0, at_most=False),
+    Target("E/M", "feed-worker vs psql MERGE, empty table (reference)", "E", "M-empty", None),
+    Target("U/M", "feed-worker vs psql MERGE, full table (reference)", "U", "M-full", None),
+)
+RSS_LIMIT_MIB = 150.0
+RSS_GROWTH_LIMIT = 1.25  # "3M ≈ 1M": at most 25% more peak RSS for three times the rows
+
+
+@dataclass
+class Report:
+    header: list[str] = field(default_factory=list)
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)  # feed_runs rows of the imports, formatted
+
+    def add(self, m: Measurement) -> Measurement:
+        self.measurements[m.label] = m
+        return m
+
+    def seconds(self, label: str) -> float | None:
+        m = self.measurements.get(label)
+        return m.seconds if m is not None else None
+
+    @property
+    def failed(self) -> list[Measurement]:
+        return [m for m in self.measurements.values() if not m.ok]
+
+    def render(self, rss_labels: tuple[str, str]) -> str:
+        out = ["", *self.header, ""]
+        out.append(f"{'run':<8} {'what':<52} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}  check")
+        for m in self.measurements.values():
+            secs = f"{m.seconds:8.2f}" if m.seconds is not None else f"{'-':>8}"
+            rate = f"{m.rows / m.seconds:9,.0f}" if m.seconds else f"{'-':>9}"
+            rss = f"{m.rss_mib:5.0f} MiB" if m.rss_mib is not None else f"{'':>9}"
+            out.append(f"{m.label:<8} {m.what:<52} {secs} {rate} {rss}  {m.note}")
+        out += ["", f"{'ratio':<6} {'meaning':<52} {'value':>6}  {'target':<10} result"]
+        for t in TARGETS:
+            out.append(self._ratio_line(t))
+        out += self._rss_lines(*rss_labels)
+        if self.runs:
+            out += ["", "feed_runs rows of the imports (timings: phase -> seconds):", *self.runs]
+        return "\n".join(out)
+
+    def _ratio_line(self, t: Target) -> str:
+        num, den = self.seconds(t.numerator), self.seconds(t.denominator)
+        value = num / den if num is not None and den else None
+        shown = f"{value:6.2f}" if value is not None else f"{'n/a':>6}"
+        if t.limit is None:
+            return f"{t.name:<6} {t.meaning:<52} {shown}  {'':<10} reference"
+        target = f"{'<=' if t.at_most else '>='} {t.limit:g}"
+        return f"{t.name:<6} {t.meaning:<52} {shown}  {target:<10} {_verdict(value, t)}"
+
+    def _rss_lines(self, one: str, many: str) -> list[str]:
+        lines = []
+        small, big = self.measurements.get(one), self.measurements.get(many)
+        for m in (small, big):
+            if m is None:
+                continue
+            value = f"{m.rss_mib:6.0f}" if m.rss_mib is not None else f"{'n/a':>6}"
+            met = _met(m.rss_mib, lambda v: v <= RSS_LIMIT_MIB)
+            what = f"peak RSS of feed-worker import, {m.rows:,} rows (MiB)"
+            lines.append(f"{'RSS':<6} {what:<52} {value}  {'<= 150':<10} {met}")
+        if small is not None and big is not None:
+            growth = (
+                big.rss_mib / small.rss_mib if big.rss_mib is not None and small.rss_mib else None
+            )
+            shown = f"{growth:6.2f}" if growth is not None else f"{'n/a':>6}"
+            what = f"peak RSS {big.rows:,} rows / {small.rows:,} rows"
+            met = _met(growth, lambda v: v <= RSS_GROWTH_LIMIT)
+            lines.append(f"{'RSS':<6} {what:<52} {shown}  {'≈ 1':<10} {met}")
+        return lines
+
+
+def _met(value: float | None, test: Callable[[float], bool]) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if test(value) else "MISSED"
+
+
+def _verdict(value: float | None, t: Target) -> str:
+    limit = t.limit if t.limit is not None else 0.0
+    return _met(value, (lambda v: v <= limit) if t.at_most else (lambda v: v >= limit))
+
+
+def format_run(label: str, run: asyncpg.Record | None, expected: str) -> str:
+    if run is None:
+        return f"  {label}: no feed_runs row (expected {expected})"
+    elapsed = run["elapsed"].total_seconds() if run["elapsed"] is not None else None
+    took = f"{elapsed:.2f} s" if elapsed is not None else "-"  # of the run's own timestamps
+    line = (
+        f"  {label}: run {run['id']} {run['status']}, rows_read {run['rows_read']}, "
+        f"inserted {run['inserted']}, updated {run['updated']}, unchanged {run['unchanged']}, "
+        f"rejected {run['rejected']}, duplicates {run['duplicates']}, bytes {run['bytes']}, "
+        f"finished_at - started_at {took} (expected {expected})"
+    )
+    parts = [line, f"      timings {run['timings']}"]
+    if run["details"] not in (None, "{}"):
+        parts.append(f"      details {run['details']}")
+    if run["error"]:
+        parts.append(f"      error {run['error']}")
+    return "\n".join(parts)
