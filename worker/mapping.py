@@ -68,12 +68,12 @@ class Reject:
 
 @dataclass
 class MappedBatch:
-    text: str = ""   # COPY text format: external_id, then Mapper.columns
+    text: str = ""   # COPY text format, in the order of Mapper.columns
     count: int = 0
     rejects: list[Reject] = field(default_factory=list)
 
 
-Fast = Callable[[Sequence[str]], "list[str] | None"]
+Fast = Callable[[Sequence[str]], "Sequence[str] | None"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ class _Rule:
 
 def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
     col = ATTRIBUTES[attr]
+    if col == "external_id":
+        return _Rule(attr, index, _external_id, _fast_external_id)
     if col in ("retail_price", "cost_price", "compare_at_price", "grams"):
         return _Rule(attr, index, values.price_converter(attr, decimal_notation),
                      _fast_number("," if decimal_notation == "comma" else "."))
@@ -102,35 +104,54 @@ def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
         return _Rule(attr, index, _json_value(attr))
     if col == "images":
         return _Rule(attr, index, _images)
-    return _Rule(attr, index, values.text, list)
+    return _Rule(attr, index, values.text, _as_is)
 
 
-def _fast_quantity(col: Sequence[str]) -> list[str] | None:
+def _as_is(col: Sequence[str]) -> Sequence[str]:
+    return col
+
+
+def _external_id(v: str) -> str | None:
+    s = v.strip()
+    if not s:
+        raise ValueError("externalId is blank")
+    return s
+
+
+def _fast_external_id(col: Sequence[str]) -> Sequence[str] | None:
+    stripped = tuple(map(str.strip, col))
+    if "" in stripped:
+        return None  # value by value, for the rejects
+    return col if stripped == tuple(col) else stripped
+
+
+def _fast_quantity(col: Sequence[str]) -> Sequence[str] | None:
     """Plain whole numbers (or blanks) of up to 9 digits: they fit an integer as they are."""
     joined = SEP.join(col)
     if (joined.isascii() and joined.replace(SEP, "").isdigit() and max(map(len, col)) <= 9
             and joined.count(SEP) == len(col) - 1):
-        return list(col)
+        return col
     return None
 
 
 def _fast_number(sep: str) -> Fast:
     two = re.compile(re.escape(sep) + "[0-9]*" + re.escape(sep))
 
-    def fast(col: Sequence[str]) -> list[str] | None:
+    def fast(col: Sequence[str]) -> Sequence[str] | None:
         """Plain non-negative decimals (or blanks) in the feed's notation."""
         joined = SEP.join(col)
         if (joined.isascii() and joined.replace(sep, "").replace(SEP, "").isdigit()
                 and not two.search(joined) and sep not in col
                 and joined.count(SEP) == len(col) - 1):
-            return joined.replace(",", ".").split(SEP) if sep == "," else list(col)
+            return joined.replace(",", ".").split(SEP) if sep == "," else col
         return None
 
     return fast
 
 
-def _fast_strip(col: Sequence[str]) -> list[str]:
-    return list(map(str.strip, col))
+def _fast_strip(col: Sequence[str]) -> Sequence[str]:
+    stripped = tuple(map(str.strip, col))
+    return col if stripped == tuple(col) else stripped
 
 
 class Mapper:
@@ -156,8 +177,9 @@ class Mapper:
                 raise FeedError(f"mapping.values.{attr} must map texts to values of a known "
                                 "attribute other than externalId")
             value_maps[attr] = {str(k).strip().lower(): _text(v) for k, v in vm.items()}
-        self.ext_index = targets.pop("externalId")
-        self._rules: list[_Rule] = []
+        self.source = dict(targets)
+        self.ext_index = targets["externalId"]
+        rules: list[_Rule] = []
         self._extra: list[tuple[str, int]] = []
         for attr, index in targets.items():
             if attr in EXTRA_ATTRIBUTES:
@@ -166,15 +188,17 @@ class Mapper:
             rule = _rule(attr, index, decimal_notation)
             if attr in value_maps:  # mapped values go value by value
                 rule = _Rule(attr, index, _mapped(value_maps[attr], rule.convert))
-            self._rules.append(rule)
-        self.columns = [ATTRIBUTES[r.attr] for r in self._rules]
+            rules.append(rule)
+        # Columns go to COPY in file order: a file whose every column is mapped is sent
+        # without being taken apart and put together again.
+        self._rules = sorted(rules, key=lambda r: r.index)
+        self.columns = [ATTRIBUTES[r.attr] for r in self._rules]  # COPY's column list
         if self._extra:
             self.columns.append("extra")
-        self.mask = sum(COLUMN_BIT[c] for c in self.columns)
-        self.source = {"externalId": self.ext_index, **targets}
-        self._needed = [self.ext_index, *(r.index for r in self._rules),
-                        *(i for _, i in self._extra)]
+        self.mask = sum(COLUMN_BIT[c] for c in self.columns if c != "external_id")
+        self._needed = [r.index for r in self._rules] + [i for _, i in self._extra]
         self._pick = itemgetter(*self._needed)
+        self._whole_rows = header is not None and self._needed == list(range(len(header)))
         self._min_width = max(self._needed) + 1
 
     def map(self, rows: list[list[str]], lines: Sequence[int]) -> MappedBatch:
@@ -182,31 +206,41 @@ class Mapper:
         rows, lines = self._well_formed(rows, lines, out.rejects)
         if not rows:
             return out
-        if len(self._needed) == 1:
-            picked: list[Sequence[str]] = [list(map(self._pick, rows))]
+        picked: Sequence[Sequence[str]]
+        if self._whole_rows:
+            picked = rows
+        elif len(self._needed) == 1:
+            picked = [[v] for v in map(self._pick, rows)]
         else:
-            picked = list(zip(*map(self._pick, rows), strict=True))
+            picked = list(map(self._pick, rows))
+        cols: list[Sequence[str]] = list(zip(*picked, strict=True))
         bad: dict[int, str] = {}
-        ext = list(map(str.strip, picked[0]))
-        if "" in ext:
-            for i, v in enumerate(ext):
-                if not v:
-                    bad.setdefault(i, "externalId is blank")
-        cols: list[list[str]] = [ext]
-        for rule, col in zip(self._rules, picked[1:], strict=False):
-            cols.append(self._convert(rule, col, bad))
+        changed = bool(self._extra)
+        for j, rule in enumerate(self._rules):
+            col = cols[j]
+            new = self._convert(rule, col, bad)
+            if new is not col:
+                cols[j] = new
+                changed = True
+        n_rules = len(self._rules)
         if self._extra:
-            cols.append(self._extras(picked[1 + len(self._rules):]))
+            cols[n_rules:] = [self._extras(cols[n_rules:])]
+        for j, col in enumerate(cols):
+            escaped = _escaped(col)
+            if escaped is not col:
+                cols[j] = escaped
+                changed = True
         if bad:
             keep = [i for i in range(len(rows)) if i not in bad]
             for i in sorted(bad):
                 out.rejects.append(Reject(lines[i], self._raw(rows[i]), bad[i]))
             out.rejects.sort(key=lambda r: r.position)
             cols = [[c[i] for i in keep] for c in cols]
+            changed = True
         out.count = len(cols[0])
         if out.count:
-            cols = [_escaped(c) for c in cols]
-            out.text = "\n".join(map("\t".join, zip(*cols, strict=True))) + "\n"
+            out_rows = zip(*cols, strict=True) if changed else picked
+            out.text = "\n".join(map("\t".join, out_rows)) + "\n"
         return out
 
     def _well_formed(self, rows: list[list[str]], lines: Sequence[int],
@@ -237,7 +271,7 @@ class Mapper:
         return good_rows, good_lines
 
     @staticmethod
-    def _convert(rule: _Rule, col: Sequence[str], bad: dict[int, str]) -> list[str]:
+    def _convert(rule: _Rule, col: Sequence[str], bad: dict[int, str]) -> Sequence[str]:
         if rule.fast is not None:
             done = rule.fast(col)
             if done is not None:
@@ -262,7 +296,7 @@ class Mapper:
         return self.delimiter.join(row)
 
 
-def _escaped(col: list[str]) -> list[str]:
+def _escaped(col: Sequence[str]) -> Sequence[str]:
     """Values for COPY's text format (blanks stay empty: the merge reads them as NULL)."""
     joined = "".join(col)
     if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:

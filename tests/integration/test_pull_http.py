@@ -169,3 +169,18 @@ async def test_a_large_file_streams_through_many_batches(
     run = await feeds.pull_once(pool, replace(settings, copy_batch_rows=1000), feed_id)
     assert (run["inserted"], run["rejected"]) == (n, 0)
     assert await pool.fetchval("SELECT count(*) FROM inventory_feed_variants") == n
+
+
+async def test_deleting_a_store_variant_unlinks_its_items(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    body = (HEADER + csv_rows(3)).encode()
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", body))
+    await feeds.pull_once(pool, settings, feed_id)
+    vid = await pool.fetchval("INSERT INTO variants (sku) VALUES ('SKU1') RETURNING id")
+    await pool.execute("UPDATE inventory_feed_variants SET variant_id = $1 "
+                       "WHERE external_id IN ('E1', 'E2')", vid)
+    linked = await feeds.items(pool, feed_id)
+    assert [linked[k]["variant_id"] for k in ("E0", "E1", "E2")] == [None, vid, vid]
+    await pool.execute("DELETE FROM variants WHERE id = $1", vid)
+    got = await feeds.items(pool, feed_id)
+    assert [got[k]["variant_id"] for k in ("E0", "E1", "E2")] == [None, None, None]

@@ -1,8 +1,8 @@
 """Mapper: header + mapping -> which columns feed which attributes; records -> rows/rejects.
 
 The mapper writes COPY text (tab-separated, backslash escapes, blank = no value); decode()
-reads it back so the tests speak in values: [external_id, *Mapper.columns], in
-the order of the records (staging numbers them as they arrive).
+reads it back, and ext_first() puts it as [external_id, *the other columns], in the order
+of the records (staging numbers them as they arrive).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _field(text: str) -> str | None:
 
 
 def decode(batch: MappedBatch) -> list[list[str | None]]:
-    """COPY text -> rows of values: [external_id, *Mapper.columns]."""
+    """COPY text -> rows of values, in the order of Mapper.columns."""
     if not batch.text:
         assert batch.count == 0
         return []
@@ -37,16 +37,27 @@ def decode(batch: MappedBatch) -> list[list[str | None]]:
     return rows
 
 
+def others(mapper: Mapper) -> list[str]:
+    """Mapper.columns (COPY's column list, in file order) without external_id."""
+    return [c for c in mapper.columns if c != "external_id"]
+
+
+def ext_first(mapper: Mapper, rows: list[list[Any]]) -> list[list[Any]]:
+    """Rows as [external_id, *others(mapper)], whatever the file's column order."""
+    i = mapper.columns.index("external_id")
+    return [[r[i], *r[:i], *r[i + 1:]] for r in rows]
+
+
 def one(mapper: Mapper, row: list[str], line: int = 2) -> tuple[list[list[Any]], list[Reject]]:
     batch = mapper.map([row], [line])
-    return decode(batch), batch.rejects
+    return ext_first(mapper, decode(batch)), batch.rejects
 
 
 def good(mapper: Mapper, row: list[str], line: int = 2) -> list[Any]:
     rows, rejects = one(mapper, row, line)
     assert rejects == []
     assert len(rows) == 1
-    assert len(rows[0]) == 1 + len(mapper.columns)
+    assert len(rows[0]) == len(mapper.columns)
     return rows[0]
 
 
@@ -60,12 +71,12 @@ def reject(mapper: Mapper, row: list[str], line: int = 2) -> Reject:
 def many(mapper: Mapper, rows: list[list[str]], lines: list[int]) -> tuple[list[list[Any]],
                                                                            list[Reject]]:
     batch = mapper.map(rows, lines)
-    return decode(batch), batch.rejects
+    return ext_first(mapper, decode(batch)), batch.rejects
 
 
 def value_of(mapper: Mapper, row: list[str], column: str) -> Any:
     """The value the mapper writes for one staging column."""
-    return good(mapper, row)[1 + mapper.columns.index(column)]
+    return good(mapper, row)[1 + others(mapper).index(column)]
 
 
 # -- which column is which ----------------------------------------------------------------
@@ -100,14 +111,14 @@ def test_external_id_found_by_template_name(name: str) -> None:
 def test_attribute_found_by_template_name(name: str, attr: str, column: str) -> None:
     m = Mapper({}, ["external_id", name])
     assert m.source == {"externalId": 0, attr: 1}
-    assert m.columns == [column]
+    assert others(m) == [column]
     assert m.mask == COLUMN_BIT[column]
 
 
 def test_unknown_header_names_are_ignored() -> None:
     m = Mapper({}, ["external_id", "colour", "warehouse"])
     assert m.source == {"externalId": 0}
-    assert m.columns == []
+    assert others(m) == []
     assert m.mask == 0
     assert good(m, ["E1", "red", "north"]) == ["E1"]
 
@@ -194,7 +205,7 @@ def test_unknown_attribute_in_fields() -> None:
 
 def test_row_layout_is_position_external_id_then_columns() -> None:
     m = Mapper({}, ["qty", "external_id", "name", "retail_price"])
-    assert m.columns == ["inventory_quantity", "name", "retail_price"]
+    assert others(m) == ["inventory_quantity", "name", "retail_price"]
     assert good(m, ["3", "E1", "Lamp", "9.50"], line=7) == ["E1", "3", "Lamp", "9.50"]
 
 
@@ -348,7 +359,7 @@ def test_invalid_options_json_is_rejected() -> None:
 
 def test_mask_and_columns_reflect_only_mapped_attributes() -> None:
     m = Mapper({}, ["external_id", "qty", "cost_price", "colour"])
-    assert m.columns == ["inventory_quantity", "cost_price"]
+    assert others(m) == ["inventory_quantity", "cost_price"]
     assert m.mask == COLUMN_BIT["inventory_quantity"] | COLUMN_BIT["cost_price"]
     assert m.mask & COLUMN_BIT["retail_price"] == 0
     assert m.mask & COLUMN_BIT["extra"] == 0
@@ -359,7 +370,7 @@ def test_mask_with_every_column() -> None:
              "inventoryPolicy", "retailPrice", "costPrice", "compareAtPrice", "grams", "mpn",
              "externalGroupId", "options", "images", "description"]
     m = Mapper({}, attrs)
-    assert sorted(m.columns) == sorted(COLUMNS)
+    assert sorted(others(m)) == sorted(COLUMNS)
     assert m.mask == 2 ** len(COLUMNS) - 1
 
 
@@ -371,7 +382,7 @@ def test_column_bits_are_distinct_powers_of_two() -> None:
 
 def test_extra_attributes_land_in_extra_as_json() -> None:
     m = Mapper({}, ["external_id", "description", "Product Type", "qty", "tags"])
-    assert m.columns == ["inventory_quantity", "extra"]
+    assert others(m) == ["inventory_quantity", "extra"]
     assert m.mask == COLUMN_BIT["inventory_quantity"] | COLUMN_BIT["extra"]
     row = good(m, ["E1", 'A "lamp", 40 W\n', "Lighting", "3", ""])
     assert row[:2] == ["E1", "3"]
@@ -389,7 +400,7 @@ def test_extra_keeps_non_ascii_text() -> None:
 @pytest.mark.parametrize("attr", EXTRA_ATTRIBUTES)
 def test_every_extra_attribute_maps_by_name(attr: str) -> None:
     m = Mapper({}, ["external_id", attr])
-    assert m.columns == ["extra"]
+    assert others(m) == ["extra"]
     assert orjson.loads(str(good(m, ["E1", "v"])[-1])) == {attr: "v"}
 
 

@@ -187,7 +187,7 @@ class _Stream:
                 tg.create_task(self._produce(queue, ready), name=f"parse-{self.job.run_id}")
                 columns = await ready
                 if columns is not None:
-                    await bulk.copy_rows(conn, ["external_id", *columns], chunks())
+                    await bulk.copy_rows(conn, columns, chunks())
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
         timings = self.report.timings

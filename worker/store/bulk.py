@@ -31,9 +31,9 @@ async def create_staging(conn: Conn) -> None:
 async def copy_rows(
     conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes]
 ) -> None:
-    """Stream rows in COPY's text format (tab-separated, \\N = NULL) into staging."""
+    """Stream rows in COPY's text format (tab-separated, blank = NULL) into staging."""
     await conn.copy_to_table("pull_staging", source=chunks, columns=list(columns),
-                             format="text")
+                             format="text", null="")
 
 
 async def lock_feed(conn: Conn, feed_id: int) -> None:
