@@ -79,5 +79,5 @@ def test_staging_columns_follow_mapping_columns() -> None:
 
 def test_merge_mask_bits_match_mapping() -> None:
     sql = load("pull.sql")["merge"]
-    bits = dict(re.findall(r"\(\$2::int & (\d+)\) <> 0 THEN (?:coalesce\()?j\.(\w+)", sql))
+    bits = dict(re.findall(r"\(\$2::int & (\d+)\) <> 0 THEN (?:coalesce\()?s\.(\w+)", sql))
     assert {column: int(bit) for bit, column in bits.items()} == COLUMN_BIT

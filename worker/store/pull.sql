@@ -44,7 +44,30 @@ WITH src AS (
     FROM pull_staging
     ORDER BY external_id, pos DESC
 ), joined AS MATERIALIZED (
-    SELECT s.*, t.id AS target_id
+    -- Each file row with the item it updates, if any, and whether any mapped column of
+    -- that item changes (unmapped columns keep their stored values).
+    SELECT s.*, t.id AS target_id,
+        t.id IS NOT NULL AND (
+            CASE WHEN ($2::int & 1) <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
+            CASE WHEN ($2::int & 2) <> 0 THEN s.barcode ELSE t.barcode END,
+            CASE WHEN ($2::int & 4) <> 0 THEN s.name ELSE t.name END,
+            CASE WHEN ($2::int & 8) <> 0 THEN s.inventory_quantity ELSE t.inventory_quantity END,
+            CASE WHEN ($2::int & 16) <> 0 THEN coalesce(s.inventory_policy, 'track')
+                 ELSE t.inventory_policy END,
+            CASE WHEN ($2::int & 32) <> 0 THEN s.retail_price ELSE t.retail_price END,
+            CASE WHEN ($2::int & 64) <> 0 THEN s.cost_price ELSE t.cost_price END,
+            CASE WHEN ($2::int & 128) <> 0 THEN s.compare_at_price ELSE t.compare_at_price END,
+            CASE WHEN ($2::int & 256) <> 0 THEN coalesce(s.grams, 0) ELSE t.grams END,
+            CASE WHEN ($2::int & 512) <> 0 THEN s.mpn ELSE t.mpn END,
+            CASE WHEN ($2::int & 1024) <> 0 THEN s.external_group_id ELSE t.external_group_id END,
+            CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
+            CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
+            CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(s.extra, '{}') ELSE t.extra END
+        ) IS DISTINCT FROM (
+            t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
+            t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
+            t.external_group_id, t.options, t.images, t.extra
+        ) AS changed
     FROM src s
     LEFT JOIN inventory_feed_variants t
         ON t.inventory_feed_id = $1 AND t.external_id = s.external_id
@@ -61,50 +84,32 @@ WITH src AS (
     WHERE target_id IS NULL
     ORDER BY external_id
     RETURNING 1
-), new AS (
-    -- What each matched row becomes: mapped columns from the file, the others as stored.
-    SELECT t.id,
-        CASE WHEN ($2::int & 1) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END AS vendor_sku,
-        CASE WHEN ($2::int & 2) <> 0 THEN j.barcode ELSE t.barcode END AS barcode,
-        CASE WHEN ($2::int & 4) <> 0 THEN j.name ELSE t.name END AS name,
-        CASE WHEN ($2::int & 8) <> 0 THEN j.inventory_quantity
-             ELSE t.inventory_quantity END AS inventory_quantity,
-        CASE WHEN ($2::int & 16) <> 0 THEN coalesce(j.inventory_policy, 'track')
-             ELSE t.inventory_policy END AS inventory_policy,
-        CASE WHEN ($2::int & 32) <> 0 THEN j.retail_price ELSE t.retail_price END AS retail_price,
-        CASE WHEN ($2::int & 64) <> 0 THEN j.cost_price ELSE t.cost_price END AS cost_price,
-        CASE WHEN ($2::int & 128) <> 0 THEN j.compare_at_price
-             ELSE t.compare_at_price END AS compare_at_price,
-        CASE WHEN ($2::int & 256) <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END AS grams,
-        CASE WHEN ($2::int & 512) <> 0 THEN j.mpn ELSE t.mpn END AS mpn,
-        CASE WHEN ($2::int & 1024) <> 0 THEN j.external_group_id
-             ELSE t.external_group_id END AS external_group_id,
-        CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(j.options, '[]')
-             ELSE t.options END AS options,
-        CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END AS images,
-        CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END AS extra,
-        t.inventory_quantity AS old_quantity,
-        (t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
-         t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
-         t.external_group_id, t.options, t.images, t.extra) AS old_row
-    FROM joined j
-    JOIN inventory_feed_variants t ON t.id = j.target_id
 ), upd AS (
     UPDATE inventory_feed_variants t SET
-        vendor_sku = n.vendor_sku, barcode = n.barcode, name = n.name,
-        inventory_quantity = n.inventory_quantity, inventory_policy = n.inventory_policy,
-        retail_price = n.retail_price, cost_price = n.cost_price,
-        compare_at_price = n.compare_at_price, grams = n.grams, mpn = n.mpn,
-        external_group_id = n.external_group_id, options = n.options, images = n.images,
-        extra = n.extra,
-        inventory_updated_at = CASE WHEN n.inventory_quantity IS DISTINCT FROM n.old_quantity
-                                    THEN now() ELSE t.inventory_updated_at END,
+        vendor_sku = CASE WHEN ($2::int & 1) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
+        barcode = CASE WHEN ($2::int & 2) <> 0 THEN j.barcode ELSE t.barcode END,
+        name = CASE WHEN ($2::int & 4) <> 0 THEN j.name ELSE t.name END,
+        inventory_quantity = CASE WHEN ($2::int & 8) <> 0 THEN j.inventory_quantity
+                                  ELSE t.inventory_quantity END,
+        inventory_policy = CASE WHEN ($2::int & 16) <> 0 THEN coalesce(j.inventory_policy, 'track')
+                                ELSE t.inventory_policy END,
+        retail_price = CASE WHEN ($2::int & 32) <> 0 THEN j.retail_price ELSE t.retail_price END,
+        cost_price = CASE WHEN ($2::int & 64) <> 0 THEN j.cost_price ELSE t.cost_price END,
+        compare_at_price = CASE WHEN ($2::int & 128) <> 0 THEN j.compare_at_price
+                                ELSE t.compare_at_price END,
+        grams = CASE WHEN ($2::int & 256) <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END,
+        mpn = CASE WHEN ($2::int & 512) <> 0 THEN j.mpn ELSE t.mpn END,
+        external_group_id = CASE WHEN ($2::int & 1024) <> 0 THEN j.external_group_id
+                                 ELSE t.external_group_id END,
+        options = CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
+        images = CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
+        extra = CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END,
+        inventory_updated_at = CASE
+            WHEN ($2::int & 8) <> 0 AND j.inventory_quantity IS DISTINCT FROM t.inventory_quantity
+            THEN now() ELSE t.inventory_updated_at END,
         last_fetched_at = now(), updated_at = now()
-    FROM new n
-    WHERE t.id = n.id
-      AND (n.vendor_sku, n.barcode, n.name, n.inventory_quantity, n.inventory_policy,
-           n.retail_price, n.cost_price, n.compare_at_price, n.grams, n.mpn,
-           n.external_group_id, n.options, n.images, n.extra) IS DISTINCT FROM n.old_row
+    FROM joined j
+    WHERE t.id = j.target_id AND j.changed
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM joined) AS distinct_rows,
