@@ -142,3 +142,21 @@ async def _requeue(message: AbstractIncomingMessage) -> None:
         await message.nack(requeue=True)
     except Exception as exc:
         log.info("message.nack_failed", message_id=message.message_id, error=str(exc))
+
+
+async def settle_group(topology: Topology, decisions: list[tuple[AbstractIncomingMessage, str]],
+                       queue_name: str) -> None:
+    """The one place where a push group's deliveries are settled, after its commit:
+    (message, "") is acked, (message, reason) dead-lettered with the reason."""
+    for message, reason in decisions:
+        if reason:
+            log.warning("message.dead_lettered", message_id=message.message_id,
+                        queue=queue_name, reason=reason)
+            await dead_letter(topology, message, reason, queue_name)
+        else:
+            await message.ack()
+
+
+async def requeue_all(messages: list[AbstractIncomingMessage]) -> None:
+    for message in messages:
+        await _requeue(message)

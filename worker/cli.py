@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from worker import __version__, logs
 from worker.errors import ConfigError, WorkerError
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp = pub_sub.add_parser("pull", help="a pull-request for one feed")
     pp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     pp.add_argument("--force", action="store_true", help="apply even where a check would hold")
+    pu = pub_sub.add_parser("update", help="variants of one feed, in messages of 50")
+    pu.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
+    pu.add_argument("file", metavar="FILE", help="a JSON array of variants; - reads stdin")
+    pu.add_argument("--batch", type=int, default=50, help="variants per message (50)")
     return parser
 
 
@@ -51,7 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
+        if args.command == "publish" and args.what == "update":
+            from worker.publish import read_variants
+
+            source = sys.stdin if args.file == "-" else Path(args.file).read_bytes()
+            args.variants = read_variants(source)
         return asyncio.run(_dispatch(args, settings))
+    except OSError as exc:
+        print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except WorkerError as exc:
@@ -82,10 +95,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from worker.oneshot import run_import
 
         return await run_import(settings, args.feed, args.url)
-    if args.command == "publish":
+    if args.command == "publish" and args.what == "pull":
         from worker.publish import publish_pull
 
         message_id = await publish_pull(settings, args.feed, args.force)
         print(f"published pull-request for feed {args.feed} (message_id {message_id})")
+        return 0
+    if args.command == "publish":
+        from worker.publish import publish_update
+
+        variants = args.variants
+        ids = await publish_update(settings, args.feed, variants, max(1, args.batch))
+        print(f"published {len(variants)} variant(s) of feed {args.feed} in {len(ids)} "
+              f"message(s), all confirmed")
         return 0
     raise AssertionError(args.command)  # pragma: no cover - argparse allows no other

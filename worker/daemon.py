@@ -18,6 +18,7 @@ from aiohttp import web
 
 from worker import __version__, broker, health, logs
 from worker import constants as C
+from worker.pusher import PushConsumer
 from worker.runner import PullRunner
 from worker.settings import Settings
 from worker.store import db
@@ -35,6 +36,7 @@ class Daemon:
         self.pool: asyncpg.Pool | None = None
         self.connection: AbstractRobustConnection | None = None
         self.runner: PullRunner | None = None
+        self.pusher: PushConsumer | None = None
         self._side: list[asyncio.Task[Any]] = []
         self._http: web.AppRunner | None = None
 
@@ -68,22 +70,36 @@ class Daemon:
         async def on_pull(message: AbstractIncomingMessage) -> None:
             await broker.deliver(topology, message, runner.handle_message, C.QUEUE_PULL)
 
-        tag = await pull_queue.consume(on_pull)
+        # Pushes get a channel of their own: a deep prefetch to fill micro-batches.
+        push_channel = await self.connection.channel(publisher_confirms=True)
+        await push_channel.set_qos(prefetch_count=s.push_prefetch)
+        push_topology = broker.Topology(push_channel, topology.exchange,
+                                        await push_channel.get_exchange(C.DEAD_LETTER_EXCHANGE),
+                                        topology.queues)
+        self.pusher = pusher = PushConsumer(self.pool, s, push_topology)
+        update_queue = await push_channel.get_queue(C.QUEUE_UPDATE)
+
+        consumers = [(pull_queue, await pull_queue.consume(on_pull)),
+                     (update_queue, await update_queue.consume(pusher.on_message))]
         self._watch("reaper", runner.reaper)
+        self._watch("pusher", pusher.run)
+        self._watch("message-retention", pusher.forget_old_messages)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)
         log.info(
             "daemon.started", version=__version__, worker_id=s.worker_id,
             database=mask(s.database_url), amqp=mask(s.amqp_url),
             health=f"http://{s.http_host}:{s.http_port}/healthz" if s.http_port else None,
-            send_work=f"feed-worker publish pull --feed ID  (or publish {{\"feedId\": ID}} to "
-                      f"exchange '{C.EXCHANGE}' with routing key '{C.ROUTING_PULL}')",
+            send_work=f"feed-worker publish pull --feed ID | feed-worker publish update --feed "
+                      f"ID FILE (or publish JSON to exchange '{C.EXCHANGE}' with routing key "
+                      f"'{C.ROUTING_PULL}' or '{C.ROUTING_UPDATE}')",
         )
         self.started.set()
         exit_code = await self._wait()
-        with contextlib.suppress(Exception):
-            await pull_queue.cancel(tag)
-        await runner.drain(s.shutdown_grace_s)
+        for queue, tag in consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        await asyncio.gather(runner.drain(s.shutdown_grace_s), pusher.drain(s.shutdown_grace_s))
         log.info("daemon.stopped", exit_code=exit_code)
         return exit_code
 
@@ -106,6 +122,7 @@ class Daemon:
             while True:
                 try:
                     await body()
+                    return  # a side task that ends by itself is done (it stops on drain)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("side_task.retry", task=name, error=str(exc))
                     await asyncio.sleep(2.0)

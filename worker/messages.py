@@ -51,3 +51,30 @@ def decode_pull(body: bytes) -> PullRequest:
 
 def encode_pull(feed_id: int, force: bool = False) -> bytes:
     return orjson.dumps({"feedId": feed_id, "force": force})
+
+
+MAX_VARIANTS = 10_000
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    feed_id: int
+    variants: list[Any]  # each checked on its own: a bad one is a reject, not a bad message
+
+
+def decode_update(body: bytes) -> FeedUpdate:
+    data = _object(body)
+    feed_id = _feed_id(data)
+    unknown = set(data) - {"feedId", "variants"}
+    if unknown:
+        raise BadMessage(f"unknown properties: {', '.join(sorted(unknown))}"[:300])
+    variants = data.get("variants")
+    if not isinstance(variants, list) or not variants:
+        raise BadMessage("variants must be a non-empty array")
+    if len(variants) > MAX_VARIANTS:
+        raise BadMessage(f"{len(variants)} variants in one message; at most {MAX_VARIANTS}")
+    return FeedUpdate(feed_id, variants)
+
+
+def encode_update(feed_id: int, variants: list[Any]) -> bytes:
+    return orjson.dumps({"feedId": feed_id, "variants": variants})

@@ -2,31 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, TextIO
+
 import aio_pika
+import orjson
 
 from worker import broker
 from worker import constants as C
-from worker.errors import TransientError
-from worker.messages import encode_pull
+from worker.errors import ConfigError, TransientError
+from worker.messages import encode_pull, encode_update
 from worker.settings import Settings
+
+BATCH = 50          # variants per feed-update message, as suppliers send them
+IN_FLIGHT = 200     # unconfirmed messages at once
 
 
 async def publish_pull(settings: Settings, feed_id: int, force: bool = False) -> str:
     """The message id of the confirmed pull-request; raises when not confirmed or routed."""
+    [message_id] = await _publish(settings, C.ROUTING_PULL, [encode_pull(feed_id, force)])
+    return message_id
+
+
+async def publish_update(settings: Settings, feed_id: int, variants: list[Any],
+                         batch: int = BATCH) -> list[str]:
+    """Split the variants into messages of `batch`; their ids, once all are confirmed."""
+    if not variants:
+        raise ConfigError("no variants to publish")
+    bodies = [encode_update(feed_id, variants[i:i + batch])
+              for i in range(0, len(variants), batch)]
+    return await _publish(settings, C.ROUTING_UPDATE, bodies)
+
+
+def read_variants(source: TextIO | bytes) -> list[Any]:
+    data = source if isinstance(source, bytes) else source.read().encode()
+    try:
+        variants = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"the input is not JSON: {exc}") from None
+    if not isinstance(variants, list):
+        raise ConfigError("the input must be a JSON array of variants")
+    return variants
+
+
+async def _publish(settings: Settings, routing_key: str, bodies: list[bytes]) -> list[str]:
     connection = await broker.connect(settings.amqp_url)
     try:
         # on_return_raises: an unroutable `mandatory` message is an error, not a silent loss.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
-        message = broker.json_message(encode_pull(feed_id, force))
-        try:
-            await exchange.publish(message, routing_key=C.ROUTING_PULL, mandatory=True)
-        except aio_pika.exceptions.DeliveryError as exc:
-            raise TransientError(
-                f"the broker did not take the message (is the worker's queue "
-                f"{C.QUEUE_PULL} declared? start `feed-worker run` once): {exc}"
-            ) from None
-        return str(message.message_id)
+        messages = [broker.json_message(b) for b in bodies]
+        queue = C.QUEUE_PULL if routing_key == C.ROUTING_PULL else C.QUEUE_UPDATE
+        for i in range(0, len(messages), IN_FLIGHT):
+            results = await asyncio.gather(
+                *(exchange.publish(m, routing_key=routing_key, mandatory=True)
+                  for m in messages[i:i + IN_FLIGHT]),
+                return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise TransientError(
+                    f"the broker did not take {len(failed)} of {len(results)} message(s) "
+                    f"(is the worker's queue {queue} declared? start `feed-worker run` once): "
+                    f"{failed[0]}")
+        return [str(m.message_id) for m in messages]
     finally:
         await connection.close()

@@ -71,6 +71,19 @@ class Settings:
     delivery_limit: int = field(
         default=5, metadata={"help": "deliveries of one message before it is dead-lettered"}
     )
+    push_batch_variants: int = field(
+        default=5000, metadata={"help": "a push micro-batch closes at this many variants"}
+    )
+    push_batch_wait_s: float = field(
+        default=0.02, metadata={"help": "... or this long after its first message"}
+    )
+    push_prefetch: int = field(
+        default=400, metadata={"help": "feed-update messages taken from the broker ahead"}
+    )
+    message_retention_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata={"help": "applied message ids are remembered this long (idempotency)"},
+    )
     db_pool_size: int = field(default=6, metadata={"help": "Postgres connections per replica"})
     merge_work_mem: str = field(
         default="256MB", metadata={"help": "work_mem for the merge (dedupe sort of a pull)"}
@@ -102,7 +115,8 @@ class Settings:
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
-                    "max_run_attempts", "delivery_limit", "db_pool_size")
+                    "max_run_attempts", "delivery_limit", "db_pool_size",
+                    "push_batch_variants", "push_prefetch")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

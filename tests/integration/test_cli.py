@@ -6,15 +6,18 @@ import asyncio
 import os
 import re
 import sys
+from pathlib import Path
 
 import aio_pika
 import asyncpg
+import orjson
 import pytest
 
 from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
 from tests.support.services import AMQP_URL, dsn_for
 from worker import constants as C
+from worker.store.migrate import discover
 
 
 async def feed_worker(*args: str, database_url: str,
@@ -91,11 +94,11 @@ async def test_migrate_creates_the_database_and_replicas_may_race(services: None
             *(feed_worker("migrate", database_url=url) for _ in range(3)))
         assert [code for code, _, _ in results] == [0, 0, 0], results
         applied = [out for _, out, _ in results if "0001_init.sql" in out]
-        assert len(applied) == 1  # exactly one replica applied it
+        assert len(applied) == 1  # exactly one replica applied them
         conn = await asyncpg.connect(url)
         try:
             versions = await conn.fetch("SELECT version FROM schema_migrations")
-            assert [r["version"] for r in versions] == ["0001"]
+            assert sorted(r["version"] for r in versions) == [m.version for m in discover()]
         finally:
             await conn.close()
     finally:
@@ -112,7 +115,7 @@ async def test_publish_is_confirmed_or_fails_loudly(no_topology: None, db_url: s
     # Nothing bound to feed.pull yet: the broker cannot route it, and the command says so.
     code, _, err = await feed_worker("publish", "pull", "--feed", "7", database_url=db_url)
     assert code == 1
-    assert "did not take the message" in err
+    assert "did not take" in err
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
@@ -128,3 +131,40 @@ async def test_publish_is_confirmed_or_fails_loudly(no_topology: None, db_url: s
         assert message.message_id is not None
         assert message.message_id in out
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+async def test_publish_update_splits_a_file_into_confirmed_messages(
+        no_topology: None, db_url: str, tmp_path: Path) -> None:
+    variants = [{"externalId": f"V{i}", "inventoryQuantity": i} for i in range(120)]
+    path = tmp_path / "variants.json"
+    path.write_bytes(orjson.dumps(variants))
+    code, _, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+                                     database_url=db_url)
+    assert code == 1  # nothing bound to feed.update: unroutable, and said so
+    assert "did not take" in err
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        queue = await channel.declare_queue("", exclusive=True)
+        await queue.bind(exchange, C.ROUTING_UPDATE)
+        code, out, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+                                           database_url=db_url)
+        assert code == 0, err
+        assert "120 variant(s) of feed 3 in 3 message(s)" in out
+        bodies, ids = [], set()
+        for _ in range(3):
+            message = await queue.get(timeout=5)
+            bodies.append(orjson.loads(message.body))
+            ids.add(message.message_id)
+        assert [len(b["variants"]) for b in bodies] == [50, 50, 20]
+        assert {b["feedId"] for b in bodies} == {3}
+        assert [v for b in bodies for v in b["variants"]] == variants
+        assert len(ids) == 3
+        assert None not in ids
+    path.write_text("{not json")
+    code, _, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+                                     database_url=db_url)
+    assert code == 1
+    assert "not JSON" in err

@@ -1,0 +1,144 @@
+"""One push micro-batch: many feed-update messages applied with one COPY and one merge.
+
+Within a group, updates of one item are folded in order (or by inventoryUpdatedAt, when
+they carry it); a message whose id was applied before is a repeat and changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+
+from worker import logs
+from worker.errors import BadMessage
+from worker.messages import FeedUpdate, decode_update
+from worker.pushmap import Item, to_item
+from worker.settings import Settings
+from worker.store import push as store
+from worker.store.push import FeedCounts
+from worker.store.runs import StoredReject
+
+log = logs.get(__name__)
+
+
+class Fate(enum.Enum):
+    APPLIED = "applied"
+    REPEAT = "repeat"      # its message id was applied before: no effect
+    DEAD = "dead"          # dead-lettered with a reason
+
+
+@dataclass
+class Envelope:
+    """A delivery, as the pipeline sees it (nothing of the broker's client)."""
+
+    body: bytes
+    message_id: str | None = None
+    timestamp: datetime | None = None
+    update: FeedUpdate | None = None
+    fate: Fate = Fate.APPLIED
+    reason: str = ""
+
+    def decode(self) -> None:
+        try:
+            self.update = decode_update(self.body)
+        except BadMessage as exc:
+            self.fate, self.reason = Fate.DEAD, str(exc)
+
+
+@dataclass
+class GroupReport:
+    counts: dict[int, FeedCounts]
+    items: int
+
+    def total(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.counts.values())
+
+
+async def apply_group(pool: asyncpg.Pool, settings: Settings,
+                      envelopes: Sequence[Envelope]) -> GroupReport:
+    """Decide every envelope's fate and apply the live ones in one transaction."""
+    for e in envelopes:
+        if e.update is None and e.fate is Fate.APPLIED:
+            e.decode()
+    live = [e for e in envelopes if e.fate is Fate.APPLIED]
+    feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
+    for e in live:
+        if e.update is None:
+            continue
+        feed = feeds.get(e.update.feed_id)
+        if feed is None:
+            e.fate, e.reason = Fate.DEAD, f"feed {e.update.feed_id} does not exist"
+        elif not feed["enabled"] or feed["provider_archived"]:
+            e.fate, e.reason = Fate.DEAD, f"feed {e.update.feed_id} is disabled"
+    live = [e for e in live if e.fate is Fate.APPLIED]
+    if not live:
+        return GroupReport({}, 0)
+    counts, items = _fold(live, settings)
+    async with pool.acquire() as conn, conn.transaction():
+        ids = [e.message_id for e in live if e.message_id]
+        fresh = await store.remember(conn, ids)
+        seen: set[str] = set()
+        repeats = False
+        for e in live:
+            if e.message_id is None:
+                continue
+            if e.message_id not in fresh or e.message_id in seen:
+                e.fate, e.reason = Fate.REPEAT, "message already applied"
+                repeats = True
+            seen.add(e.message_id)
+        if repeats:  # rare: fold again without them
+            live = [e for e in live if e.fate is Fate.APPLIED]
+            if not live:
+                return GroupReport({}, 0)
+            counts, items = _fold(live, settings)
+        merged = await store.merge(conn, [i.copy_line() for i in items.values()],
+                                   list(counts))
+        for feed_id, c in counts.items():
+            got = merged.get(feed_id, {})
+            c.distinct, c.inserted = got.get("distinct", 0), got.get("inserted", 0)
+            c.updated, c.stale = got.get("updated", 0), got.get("stale", 0)
+            await store.record_run(conn, feed_id, c)
+    return GroupReport(counts, len(items))
+
+
+def _fold(live: Sequence[Envelope], settings: Settings) -> tuple[dict[int, FeedCounts],
+                                                                 dict[tuple[int, str], Item]]:
+    counts: dict[int, FeedCounts] = {}
+    items: dict[tuple[int, str], Item] = {}
+    keep = settings.max_stored_rejects
+    for e in live:
+        if e.update is None:
+            continue
+        feed_id = e.update.feed_id
+        c = counts.setdefault(feed_id, FeedCounts())
+        c.messages += 1
+        c.received += len(e.update.variants)
+        default_time = _aware(e.timestamp)
+        for index, variant in enumerate(e.update.variants):
+            try:
+                item = to_item(feed_id, variant, default_time)
+            except ValueError as exc:
+                c.rejected += 1
+                if len(c.rejects) < keep:
+                    raw = orjson.dumps(variant).decode()[: settings.max_reject_raw_chars]
+                    c.rejects.append(StoredReject(index, raw, str(exc), e.message_id))
+                continue
+            key = (feed_id, item.external_id)
+            prev = items.get(key)
+            if prev is None:
+                items[key] = item
+            else:
+                prev.absorb(item)
+                c.duplicates += 1
+    return counts, items
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

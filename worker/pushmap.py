@@ -1,0 +1,183 @@
+"""Pushed variants (JSON objects) -> staging rows with the set of attributes they carry.
+
+An attribute a variant leaves out keeps its stored value; `null` clears it. Attributes
+the reference does not name are kept in the item's `extra`. A bad value rejects its
+variant only, with the reason; the other variants of the message still land.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import orjson
+
+from worker import values
+from worker.mapping import ATTRIBUTES, COLUMN_BIT, COLUMNS
+
+PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_INDEX = {c: i for i, c in enumerate(COLUMNS)}
+_EXTRA_BIT = COLUMN_BIT["extra"]
+
+Check = Callable[[str, Any], "str | None"]
+
+
+def _text(attr: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v.strip() or None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise ValueError(f"{attr}: must be a string, not {type(v).__name__}")
+
+
+def _amount(attr: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ValueError(f"{attr}: must be a number, not a boolean")
+    if isinstance(v, (int, float)):
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{attr}: {v!r} is not a non-negative number")
+        return repr(v) if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return _PRICE[attr](v)
+    raise ValueError(f"{attr}: must be a number, not {type(v).__name__}")
+
+
+def _quantity(attr: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ValueError(f"{attr}: must be a whole number, not a boolean")
+    if isinstance(v, int):
+        n = v
+    elif isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"{attr}: {v!r} is not a whole number")
+        n = int(Decimal(repr(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    elif isinstance(v, str):
+        return _QUANTITY(v)
+    else:
+        raise ValueError(f"{attr}: must be a whole number, not {type(v).__name__}")
+    if not -values.INT32 <= n < values.INT32:
+        raise ValueError(f"{attr}: {v!r} is out of range")
+    return str(n)
+
+
+def _policy(attr: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ValueError(f"{attr}: must be one of {', '.join(sorted(values.INVENTORY_POLICIES))}")
+    return _POLICY(v)
+
+
+def _json_of(kinds: tuple[type, ...]) -> Check:
+    def check(attr: str, v: Any) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, kinds):
+            raise ValueError(f"{attr}: must be {' or '.join(k.__name__ for k in kinds)}")
+        return orjson.dumps(v).decode()
+
+    return check
+
+
+_PRICE = {a: values.price_converter(a, "decimal")
+          for a in ("retailPrice", "costPrice", "compareAtPrice", "grams")}
+_QUANTITY = values.quantity_converter("inventoryQuantity", "decimal")
+_POLICY = values.enum_converter("inventoryPolicy", values.INVENTORY_POLICIES)
+
+_CHECKS: dict[str, Check] = {
+    "vendorSku": _text, "barcode": _text, "name": _text, "mpn": _text,
+    "externalGroupId": _text, "inventoryQuantity": _quantity, "inventoryPolicy": _policy,
+    "retailPrice": _amount, "costPrice": _amount, "compareAtPrice": _amount, "grams": _amount,
+    "options": _json_of((list, dict)), "images": _json_of((list,)),
+}
+
+
+def parse_time(v: Any) -> datetime | None:
+    """inventoryUpdatedAt: ISO 8601; without a zone it is UTC."""
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ValueError("inventoryUpdatedAt: must be an ISO 8601 date-time string")
+    try:
+        t = datetime.fromisoformat(v.strip())
+    except ValueError:
+        raise ValueError(f"inventoryUpdatedAt: {v[:60]!r} is not an ISO 8601 date-time") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+@dataclass
+class Item:
+    """One feed item's update: the values it carries (canonical text) and its time."""
+
+    feed_id: int
+    external_id: str
+    values: list[str | None]
+    present: int
+    updated_at: datetime | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def absorb(self, later: Item) -> None:
+        """Fold a later update of the same item in (the newer by time wins, else the later)."""
+        if (later.updated_at is not None and self.updated_at is not None
+                and later.updated_at < self.updated_at):
+            older, newer = later, self
+        else:
+            older, newer = self, later
+        merged = list(older.values)
+        for i, bit in enumerate(_BITS):
+            if newer.present & bit:
+                merged[i] = newer.values[i]
+        self.values = merged
+        self.extra = {**older.extra, **newer.extra}
+        self.present = older.present | newer.present
+        self.updated_at = newer.updated_at or older.updated_at
+
+    def copy_line(self) -> str:
+        vals = list(self.values)
+        if self.extra:
+            vals[_INDEX["extra"]] = orjson.dumps(self.extra).decode()
+        fields = [str(self.feed_id), self.external_id, str(self.present),
+                  *("" if v is None else v for v in vals),
+                  "" if self.updated_at is None else self.updated_at.isoformat()]
+        return "\t".join(f.translate(_ESCAPES) for f in fields)
+
+
+_BITS = [COLUMN_BIT[c] for c in COLUMNS]
+_ATTR_SLOT = {a: (_INDEX[c], COLUMN_BIT[c]) for a, c in ATTRIBUTES.items() if c in _INDEX}
+
+
+def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
+    """A pushed variant as an Item; raises ValueError with the reason to reject it."""
+    if not isinstance(variant, dict):
+        raise ValueError(f"a variant must be an object, not {type(variant).__name__}")
+    ext = variant.get("externalId")
+    if isinstance(ext, bool) or not isinstance(ext, (str, int)) or not str(ext).strip():
+        raise ValueError("externalId is missing or blank")
+    vals: list[str | None] = [None] * len(COLUMNS)
+    present = 0
+    extra: dict[str, Any] = {}
+    updated_at = default_time
+    for key, v in variant.items():
+        slot = _ATTR_SLOT.get(key)
+        if slot is not None:
+            i, bit = slot
+            vals[i] = _CHECKS[key](key, v)
+            present |= bit
+        elif key == "inventoryUpdatedAt":
+            updated_at = parse_time(v) or default_time
+        elif key != "externalId":
+            extra[key] = v
+    if extra:
+        present |= _EXTRA_BIT
+    return Item(feed_id, str(ext).strip(), vals, present, updated_at, extra)
