@@ -37,12 +37,16 @@ def _feed_id(data: dict[str, Any]) -> int:
     return feed_id
 
 
+def _only(data: dict[str, Any], *allowed: str) -> None:
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise BadMessage(f"unknown properties: {', '.join(sorted(unknown))}"[:300])
+
+
 def decode_pull(body: bytes) -> PullRequest:
     data = _object(body)
     feed_id = _feed_id(data)
-    unknown = set(data) - {"feedId", "force"}
-    if unknown:
-        raise BadMessage(f"unknown properties: {', '.join(sorted(unknown))}"[:300])
+    _only(data, "feedId", "force")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise BadMessage("force must be true or false")
@@ -65,9 +69,7 @@ class FeedUpdate:
 def decode_update(body: bytes) -> FeedUpdate:
     data = _object(body)
     feed_id = _feed_id(data)
-    unknown = set(data) - {"feedId", "variants"}
-    if unknown:
-        raise BadMessage(f"unknown properties: {', '.join(sorted(unknown))}"[:300])
+    _only(data, "feedId", "variants")
     variants = data.get("variants")
     if not isinstance(variants, list) or not variants:
         raise BadMessage("variants must be a non-empty array")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
 import asyncpg
 import orjson
-import pytest
+from aio_pika.abc import AbstractQueue
 
-from tests.support import broker, feeds
+from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from tests.support.services import AMQP_URL, dsn_for
 from worker import constants as C
@@ -106,23 +108,26 @@ async def test_migrate_creates_the_database_and_replicas_may_race(services: None
         await admin.close()
 
 
-@pytest.fixture
-async def no_topology(services: None) -> None:
-    await broker.delete_topology()
 
-
-async def test_publish_is_confirmed_or_fails_loudly(no_topology: None, db_url: str) -> None:
-    # Nothing bound to feed.pull yet: the broker cannot route it, and the command says so.
-    code, _, err = await feed_worker("publish", "pull", "--feed", "7", database_url=db_url)
-    assert code == 1
-    assert "did not take" in err
+@contextlib.asynccontextmanager
+async def bound_queue(routing_key: str) -> AsyncIterator[AbstractQueue]:
+    """A private queue that receives what is published with the routing key."""
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
         queue = await channel.declare_queue("", exclusive=True)
-        await queue.bind(exchange, C.ROUTING_PULL)
+        await queue.bind(exchange, routing_key)
+        yield queue
+
+
+async def test_publish_is_confirmed_or_fails_loudly(clean_broker: None, db_url: str) -> None:
+    # Nothing bound to feed.pull yet: the broker cannot route it, and the command says so.
+    code, _, err = await feed_worker("publish", "pull", "--feed", "7", database_url=db_url)
+    assert code == 1
+    assert "did not take" in err
+    async with bound_queue(C.ROUTING_PULL) as queue:
         code, out, err = await feed_worker("publish", "pull", "--feed", "7", "--force",
                                            database_url=db_url)
         assert code == 0, err
@@ -134,7 +139,7 @@ async def test_publish_is_confirmed_or_fails_loudly(no_topology: None, db_url: s
 
 
 async def test_publish_update_splits_a_file_into_confirmed_messages(
-        no_topology: None, db_url: str, tmp_path: Path) -> None:
+        clean_broker: None, db_url: str, tmp_path: Path) -> None:
     variants = [{"externalId": f"V{i}", "inventoryQuantity": i} for i in range(120)]
     path = tmp_path / "variants.json"
     path.write_bytes(orjson.dumps(variants))
@@ -142,13 +147,7 @@ async def test_publish_update_splits_a_file_into_confirmed_messages(
                                      database_url=db_url)
     assert code == 1  # nothing bound to feed.update: unroutable, and said so
     assert "did not take" in err
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                                  durable=True)
-        queue = await channel.declare_queue("", exclusive=True)
-        await queue.bind(exchange, C.ROUTING_UPDATE)
+    async with bound_queue(C.ROUTING_UPDATE) as queue:
         code, out, err = await feed_worker("publish", "update", "--feed", "3", str(path),
                                            database_url=db_url)
         assert code == 0, err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -22,11 +21,6 @@ from worker.settings import Settings
 
 BODY = b"external_id,qty,name\n" + b"".join(b"K%d,%d,item\n" % (i, i) for i in range(200))
 
-
-@pytest.fixture
-async def clean_broker(services: None) -> AsyncIterator[None]:
-    await broker.delete_topology()
-    return
 
 
 async def _runs(pool: asyncpg.Pool, feed_id: int) -> list[dict[str, object]]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import orjson
-import pytest
 
 from tests.support import broker, feeds
 from tests.support.process import DaemonProcess
@@ -19,11 +17,6 @@ from worker import constants as C
 from worker.publish import publish_update
 from worker.settings import Settings
 from worker.store import push as push_store
-
-
-@pytest.fixture
-async def clean_broker(services: None) -> None:
-    await broker.delete_topology()
 
 
 async def declare(settings: Settings) -> None:
@@ -253,10 +246,3 @@ async def test_sigterm_mid_stream_loses_nothing_and_applies_nothing_twice(
 async def _messages_applied(pool: asyncpg.Pool, feed_id: int) -> int:
     return sum(int(orjson.loads(r["details"])["messages"]) for r in await push_runs(pool, feed_id))
 
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for p in started:
-        await p.stop()

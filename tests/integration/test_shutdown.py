@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
-import pytest
 
 from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
@@ -19,18 +17,6 @@ from worker.settings import Settings
 BODY = b"external_id,qty\n" + b"".join(b"K%d,%d\n" % (i, i) for i in range(3000))
 
 
-@pytest.fixture
-async def clean_broker(services: None) -> AsyncIterator[None]:
-    await broker.delete_topology()
-    return
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for p in started:
-        await p.stop()
 
 
 async def _run(pool: asyncpg.Pool, feed_id: int) -> dict[str, object]:
