@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import socket
@@ -47,6 +48,16 @@ class Settings:
         default=2 * 1024**3, metadata={"help": "a download larger than this fails its run"}
     )
     max_redirects: int = field(default=5, metadata={"help": "HTTP redirects followed"})
+    allowed_networks: str = field(
+        default="",
+        metadata={"help": "CIDRs feeds may be fetched from besides global addresses "
+                          "(comma-separated, e.g. 127.0.0.1/32)"},
+    )
+    max_decompressed_bytes: int = field(
+        default=8 * 1024**3,
+        metadata={"help": "a gzip/zip feed that inflates past this fails its run"},
+    )
+    max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
     copy_batch_rows: int = field(
         default=5000, metadata={"help": "rows per COPY chunk between parser and database"}
     )
@@ -116,12 +127,21 @@ class Settings:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
-                    "push_batch_variants", "push_prefetch")
+                    "push_batch_variants", "push_prefetch", "max_pages")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
+        try:
+            self.networks()
+        except ValueError as exc:
+            raise ConfigError(f"FEED_WORKER_ALLOWED_NETWORKS: {exc}") from None
+
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The allowed networks, parsed."""
+        return tuple(ipaddress.ip_network(n.strip(), strict=False)
+                     for n in self.allowed_networks.split(",") if n.strip())
 
 
 def env_name(field_name: str) -> str:

@@ -27,7 +27,8 @@ async def feed_worker(*args: str, database_url: str,
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "worker", *args,
         env={**os.environ, "DATABASE_URL": database_url, "AMQP_URL": AMQP_URL,
-             "FEED_WORKER_LOG_FORMAT": "json", **env},
+             "FEED_WORKER_LOG_FORMAT": "json", "FEED_WORKER_ALLOWED_NETWORKS": "127.0.0.1/32",
+             **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

@@ -17,6 +17,7 @@ class Route:
     content_type: str = "text/csv"
     stall_after: int | None = None   # send this many bytes, then hang until released
     chunk: int = 64 * 1024
+    redirect: str | None = None      # answer 302 to this location
     requests: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -64,6 +65,8 @@ class FeedServer:
             if request.headers.get("Authorization") != expected:
                 return web.Response(status=401, text="unauthorized",
                                     headers={"WWW-Authenticate": 'Basic realm="feeds"'})
+        if route.redirect is not None:
+            return web.Response(status=302, headers={"Location": route.redirect})
         if route.status != 200:
             return web.Response(status=route.status, text=f"status {route.status}")
         response = web.StreamResponse(headers={"Content-Type": route.content_type})

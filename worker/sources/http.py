@@ -1,4 +1,5 @@
-"""HTTP(S) downloads with aiohttp: basic auth from the URL, timeouts, a byte cap."""
+"""HTTP(S) downloads with aiohttp: basic auth from the URL, timeouts, a byte cap, and only
+to allowed addresses (every redirect is checked before it is followed)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from yarl import URL
 from worker import __version__
 from worker.errors import FeedError, SourceError, TransientSourceError
 from worker.settings import Settings
+from worker.sources.guard import GuardedResolver, Policy
 from worker.urls import mask, scrub
 
 CHUNK_BYTES = 1 << 20
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
@@ -23,38 +26,44 @@ async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
         raise FeedError(f"feed URL {shown} cannot be parsed") from None
     if not target.host:
         raise FeedError(f"feed URL {shown} has no host")
+    policy = Policy(settings.networks())
     timeout = aiohttp.ClientTimeout(
         total=None,
         connect=settings.fetch_connect_timeout_s,
         sock_read=settings.fetch_read_timeout_s,
     )
     headers = {"User-Agent": f"feed-worker/{__version__}", "Accept-Encoding": "gzip, deflate"}
+    auth = ({"Authorization": aiohttp.encode_basic_auth(target.user, target.password or "")}
+            if target.user is not None else {})
+    origin = target.origin()
     cap = settings.max_file_bytes
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
-            session.get(target, max_redirects=settings.max_redirects) as resp,
-        ):
-            if resp.status >= 400:
-                transient = resp.status >= 500 or resp.status == 429
-                kind = TransientSourceError if transient else SourceError
-                raise kind(f"HTTP {resp.status} {resp.reason or ''} from {shown}")
-            length = resp.content_length
-            if length is not None and length > cap:
-                raise SourceError(
-                    f"{shown} is {length} bytes, over the {cap}-byte cap "
-                    "(FEED_WORKER_MAX_FILE_BYTES)"
-                )
-            received = 0
-            async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                received += len(chunk)
-                if received > cap:
-                    raise SourceError(
-                        f"{shown} passed the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
-                    )
-                yield chunk
-    except aiohttp.TooManyRedirects:
-        raise SourceError(f"{shown}: more than {settings.max_redirects} redirects") from None
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers,
+                                         connector=connector) as session:
+            current = target.with_user(None)
+            for _ in range(settings.max_redirects + 1):
+                policy.check_literal(current.host or "")
+                same_origin = current.origin() == origin.with_user(None)
+                async with session.get(current, allow_redirects=False,
+                                       headers=auth if same_origin else None) as resp:
+                    if resp.status in REDIRECTS and "Location" in resp.headers:
+                        current = current.join(URL(resp.headers["Location"]))
+                        continue
+                    _check_status(resp, shown)
+                    length = resp.content_length
+                    if length is not None and length > cap:
+                        raise SourceError(f"{shown} is {length} bytes, over the {cap}-byte "
+                                          "cap (FEED_WORKER_MAX_FILE_BYTES)")
+                    received = 0
+                    async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                        received += len(chunk)
+                        if received > cap:
+                            raise SourceError(f"{shown} passed the {cap}-byte cap "
+                                              "(FEED_WORKER_MAX_FILE_BYTES)")
+                        yield chunk
+                    return
+            raise SourceError(f"{shown}: more than {settings.max_redirects} redirects")
     except aiohttp.ClientConnectorError as exc:
         raise TransientSourceError(
             f"cannot connect to {target.host}:{target.port} for {shown}: "
@@ -75,3 +84,10 @@ async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
         raise TransientSourceError(
             f"download of {shown} failed: {type(exc).__name__}: {scrub(str(exc), url)}"
         ) from None
+
+
+def _check_status(resp: aiohttp.ClientResponse, shown: str) -> None:
+    if resp.status >= 400:
+        transient = resp.status >= 500 or resp.status == 429
+        kind = TransientSourceError if transient else SourceError
+        raise kind(f"HTTP {resp.status} {resp.reason or ''} from {shown}")
