@@ -64,7 +64,8 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
         if claim.run_id is None:
             print(f"error: {claim.skipped}", file=out)
             return 2
-        job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id)
+        job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id,
+                           local_files=url is not None)
         print(f"run {job.run_id}: pulling feed {feed_id} from {mask(target)}", file=out)
         progress = _Progress(out)
         try:

@@ -58,6 +58,10 @@ class Settings:
         metadata={"help": "a gzip/zip feed that inflates past this fails its run"},
     )
     max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
+    sftp_known_hosts: str = field(
+        default="~/.ssh/known_hosts",
+        metadata={"help": "known_hosts file that SFTP servers' host keys are checked against"},
+    )
     copy_batch_rows: int = field(
         default=5000, metadata={"help": "rows per COPY chunk between parser and database"}
     )

@@ -37,7 +37,7 @@ def _free_port() -> int:
         ("/boom.csv", {"status": 500}, "HTTP 500"),
         ("/page.html", {"body": b"<html><body>Maintenance</body></html>\n",
                         "content_type": "text/html"}, "no column for externalId"),
-        ("/bin.csv", {"body": b"external_id,qty\nA,1\n\xff\xfe\x00garbage\n"},
+        ("/bin.csv", {"body": b"external_id,name\nA,caf\xc3\xa9\n\xff\xfe\x00garbage\n"},
          "not valid UTF-8 text"),
         ("/empty.csv", {"body": b""}, "the file is empty"),
         ("/allbad.csv", {"body": b"external_id,qty\nA,x\nB,y\n"}, "no valid rows"),
@@ -114,6 +114,7 @@ async def test_invalid_utf8_deep_in_a_big_file_rolls_back_the_copy(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
     """The COPY is already streaming when the bad byte arrives: all of it is undone."""
     feed_id = await _seeded(pool, settings, feed_server)
+    await pool.execute("UPDATE inventory_feeds SET encoding = 'utf-8' WHERE id = $1", feed_id)
     before = await feeds.table_state(pool)
     rows = b"".join(b"K%d,1,n\n" % i for i in range(40000))
     body = b"external_id,qty,name\n" + rows + b"Z,1,\xc3\x28\n"

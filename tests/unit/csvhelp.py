@@ -49,7 +49,7 @@ def parse_text_last_final(chunks: Sequence[str], delimiter: str = ",") -> Parsed
 
 def parse_bytes(chunks: Iterable[bytes], delimiter: str = ",") -> Parsed:
     """Bytes -> TextDecoder -> CsvParser, like a download."""
-    decoder = TextDecoder()
+    decoder = TextDecoder("utf-8")
     parser = CsvParser(delimiter)
     out = Parsed()
     for chunk in chunks:

@@ -1,4 +1,5 @@
-"""TextDecoder: UTF-8 in chunks, BOM dropped, bad bytes named by their 0-based offset."""
+"""TextDecoder: UTF-8 in chunks, BOM dropped, bad bytes named by their 0-based offset;
+byte-order marks pick UTF-16; a configured encoding; the cp1252 fallback."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from worker.parsers.text import TextDecoder
 BOM = b"\xef\xbb\xbf"
 
 
-def decode_all(chunks: list[bytes]) -> str:
-    decoder = TextDecoder()
+def decode_all(chunks: list[bytes], encoding: str | None = "utf-8") -> str:
+    decoder = TextDecoder(encoding)
     text = "".join(decoder.decode(c) for c in chunks)
     return text + decoder.decode(b"", final=True)
 
@@ -61,7 +62,7 @@ def test_multibyte_char_split_at_every_byte(char: str) -> None:
 
 def test_decode_error_is_permanent_feed_error() -> None:
     with pytest.raises(FeedError) as info:
-        TextDecoder().decode(b"ok\xff", final=True)
+        TextDecoder("utf-8").decode(b"ok\xff", final=True)
     assert isinstance(info.value, PermanentError)
     assert info.value.__cause__ is None  # `from None`: no codec traceback in run errors
 
@@ -112,3 +113,40 @@ def test_offset_advances_with_decoded_bytes() -> None:
     decoder.decode(b"abc")
     decoder.decode("é".encode())
     assert decoder.offset == 5
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_bom_decides(encoding: str) -> None:
+    text = "external_id,name\nA,Café ✓\n"
+    bom = b"\xff\xfe" if encoding.endswith("le") else b"\xfe\xff"
+    data = bom + text.encode(encoding)
+    assert decode_all([data[i:i + 3] for i in range(0, len(data), 3)], None) == text
+    decoder = TextDecoder()
+    decoder.decode(data, final=True)
+    assert decoder.encoding == encoding
+
+
+def test_the_configured_encoding() -> None:
+    data = "Größe,Preis\n".encode("iso-8859-1")
+    assert decode_all([data], "latin-1") == "Größe,Preis\n"
+
+
+def test_an_unknown_configured_encoding_fails_clearly() -> None:
+    with pytest.raises(FeedError, match="unknown encoding 'klingon'"):
+        decode_all([b"abcd"], "klingon")
+
+
+def test_not_utf8_falls_back_to_cp1252_with_a_warning() -> None:
+    data = "id,name\n1,Caf\u00e9 \u20ac\n".encode("cp1252")
+    decoder = TextDecoder()
+    text = "".join(decoder.decode(data[i:i + 2]) for i in range(0, len(data), 2))
+    text += decoder.decode(b"", final=True)
+    assert text == "id,name\n1,Café €\n"
+    assert decoder.encoding == "cp1252"
+    assert decoder.warnings == ["not valid UTF-8 at byte 13: read as cp1252"]
+
+
+def test_no_fallback_after_utf8_text() -> None:
+    """Real UTF-8 first, then a bad byte: a broken file, not a cp1252 one."""
+    with pytest.raises(FeedError, match="UTF-8"):
+        decode_all(["é\n".encode(), b"\xff\n"], None)

@@ -42,7 +42,7 @@ class CsvBatch:
 
 class CsvParser:
     def __init__(self, delimiter: str = ",", quotechar: str = '"') -> None:
-        self._delimiter = delimiter
+        self.delimiter = self._delimiter = delimiter
         self._quotechar = quotechar
         self._tail: list[str] = []  # text after the last line break seen, in pieces
         self._tail_chars = 0

@@ -19,11 +19,12 @@ import asyncpg
 from worker import logs
 from worker.errors import FeedError, LeaseLost, TransientError
 from worker.mapping import Mapper
-from worker.parsers.csv import CsvBatch, CsvParser
-from worker.parsers.text import TextDecoder
+from worker.parsers.csv import CsvBatch
+from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source
+from worker.sources.decompress import decompressed
 from worker.store import bulk, runs
 from worker.store.db import Conn
 from worker.store.runs import Feed, RunReport
@@ -33,8 +34,6 @@ log = logs.get(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes read, rows read)
 
-_DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-
 
 @dataclass(frozen=True)
 class PullJob:
@@ -42,6 +41,7 @@ class PullJob:
     feed: Feed
     url: str
     owner: str
+    local_files: bool = False  # file:// allowed (a person's --url, never a feed's setting)
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,6 @@ def feed_url(feed: Feed, override: str | None = None) -> str:
     if not url:
         raise FeedError(f"feed {feed.id} has no resource_location to pull from")
     return url
-
-
-def delimiter_of(feed: Feed) -> str:
-    d = feed.delimiter
-    if not d:
-        return ","
-    d = _DELIMITERS.get(d.strip().lower(), d)
-    if len(d) != 1 or d in "\r\n\"":
-        raise FeedError(f"feed delimiter {feed.delimiter!r} must be one character")
-    return d
 
 
 async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
@@ -145,8 +135,7 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         report.inserted, report.updated = counts.inserted, counts.updated
         report.unchanged = counts.unchanged
         report.duplicates = stream.valid - counts.distinct
-        report.details.update(delimiter=stream.delimiter, encoding="utf-8",
-                              columns=stream.mapper.columns)
+        report.details.update(columns=stream.mapper.columns)
         if not await runs.lock_own_run(conn, job.run_id, job.owner):
             raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         report.timings["total_s"] = round(time.perf_counter() - t0, 3)
@@ -164,7 +153,7 @@ class _Stream:
         self.report = report
         self.rejects = rejects
         self.progress = progress
-        self.delimiter = delimiter_of(job.feed)
+        self.records: formats.Records = formats.records_for(job.feed)
         self.mapper: Mapper | None = None
         self.rows_read = 0
         self.valid = 0
@@ -197,34 +186,49 @@ class _Stream:
 
     async def _produce(self, queue: asyncio.Queue[bytes | None],
                        ready: asyncio.Future[list[str] | None]) -> None:
-        feed = self.job.feed
-        parser = CsvParser(self.delimiter)
-        decoder = TextDecoder()
-        if not feed.csv_has_header:
-            self._set_mapper(None, ready)
-        source = open_source(self.job.url, self.settings)
+        feed, settings = self.job.feed, self.settings
+        url: str | None = self.job.url
+        pages = 0
+        offset = 0  # records of earlier pages, so positions run on across pages
         clock = time.perf_counter
-        t = clock()
-        async for chunk in source:
-            t1 = clock()
-            self._wait_source_s += t1 - t
-            self.report.bytes += len(chunk)
-            with _gc_paused():
-                self._take(parser.feed(decoder.decode(chunk)), ready)
-                out = self._encode(final=False)
+        while url is not None:
+            pages += 1
+            records = formats.records_for(feed)
+            self.records = records
+            found: list[str] = []
+            inflated = 0
+            source = decompressed(self._counted(open_source(url, settings,
+                                                            local_files=self.job.local_files)),
+                                  settings.max_decompressed_bytes,
+                                  feed.mapping.get("zipEntry"), found)
             t = clock()
-            self._parse_s += t - t1
-            for data in out:
-                await queue.put(data)
-            t2 = clock()
-            self._wait_copy_s += t2 - t
-            t = t2
-            if self.progress is not None:
-                self.progress(self.report.bytes, self.rows_read)
-        t1 = clock()
-        self._take(parser.feed(decoder.decode(b"", final=True), final=True), ready)
+            async for chunk in source:
+                t1 = clock()
+                self._wait_source_s += t1 - t
+                inflated += len(chunk)
+                with _gc_paused():
+                    self._take(records.feed(chunk), ready, offset)
+                    out = self._encode(final=False)
+                t = clock()
+                self._parse_s += t - t1
+                for data in out:
+                    await queue.put(data)
+                t2 = clock()
+                self._wait_copy_s += t2 - t
+                t = t2
+                if self.progress is not None:
+                    self.progress(self.report.bytes, self.rows_read)
+            t1 = clock()
+            self._take(records.close(), ready, offset)
+            self._parse_s += clock() - t1
+            offset = self.rows_read
+            compression = found[0] if found else None
+            self.report.details.update(records.details, compression=compression, pages=pages)
+            if compression not in (None, "none"):
+                self.report.details["inflated_bytes"] = (
+                    self.report.details.get("inflated_bytes", 0) + inflated)
+            url = formats.next_page(records, url, pages, settings.max_pages)
         out = self._encode(final=True)
-        self._parse_s += clock() - t1
         if not ready.done():
             ready.set_result(None)
         for data in out:
@@ -233,22 +237,32 @@ class _Stream:
         if self.progress is not None:
             self.progress(self.report.bytes, self.rows_read)
 
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The bytes as downloaded (feed_runs.bytes), before any inflating."""
+        async for chunk in chunks:
+            self.report.bytes += len(chunk)
+            yield chunk
+
     def _set_mapper(self, header: list[str] | None,
                     ready: asyncio.Future[list[str] | None]) -> None:
         feed = self.job.feed
-        self.mapper = Mapper(feed.mapping, header, feed.decimal_notation, self.delimiter)
+        mapping = formats.mapping_for(feed)
+        self.mapper = Mapper(mapping, header, feed.decimal_notation, self.records.delimiter)
         ready.set_result(self.mapper.columns)
 
-    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None]) -> None:
+    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None],
+              offset: int) -> None:
         for line, raw, reason in batch.errors:
             self.rows_read += 1
-            self.rejects.add(line, raw, reason)
+            self.rejects.add(offset + line, raw, reason)
         rows, lines = batch.rows, batch.lines
-        if self.mapper is None and rows:
-            self._set_mapper(rows[0], ready)
-            rows, lines = rows[1:], lines[1:]
+        if self.mapper is None and (self.records.header is not None
+                                    or not formats.needs_header(self.job.feed)):
+            self._set_mapper(self.records.header, ready)
         if not rows or self.mapper is None:
             return
+        if offset:
+            lines = [offset + n for n in lines]
         self.rows_read += len(rows)
         mapped = self.mapper.map(rows, lines)
         for r in mapped.rejects:

@@ -1,0 +1,102 @@
+"""Pulls of the files suppliers really serve: other encodings and delimiters, gzip, zip."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.support import feeds
+from tests.support.feedserver import FeedServer
+from worker.settings import Settings
+
+TEXT = "external_id;name;qty\nA;Café Crème;3\nB;Ünïcödé ✓;4\n"
+
+
+@pytest.mark.parametrize(("encoding", "prefix"), [
+    ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
+    ("utf-16-be", b"\xfe\xff")])
+async def test_encodings_by_byte_order_mark(pool: asyncpg.Pool, settings: Settings,
+                                            feed_server: FeedServer, encoding: str,
+                                            prefix: bytes) -> None:
+    url = feed_server.add("/e.csv", prefix + TEXT.encode(encoding))
+    feed_id = await feeds.make_feed(pool, url)
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    got = await feeds.items(pool, feed_id)
+    assert (got["A"]["name"], got["B"]["name"]) == ("Café Crème", "Ünïcödé ✓")
+    details = orjson.loads(run["details"])
+    assert details["encoding"] == encoding
+    assert (details["delimiter"], details["delimiter_sniffed"]) == (";", True)
+
+
+async def test_cp1252_fallback_is_recorded(pool: asyncpg.Pool, settings: Settings,
+                                           feed_server: FeedServer) -> None:
+    data = "external_id,name\nA,Caf\u00e9 \u20ac5\n".encode("cp1252")
+    feed_id = await feeds.make_feed(pool, feed_server.add("/w.csv", data))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert (await feeds.items(pool, feed_id))["A"]["name"] == "Café €5"
+    details = orjson.loads(run["details"])
+    assert details["encoding"] == "cp1252"
+    assert details["warnings"] == ["not valid UTF-8 at byte 22: read as cp1252"]
+
+
+async def test_configured_encoding(pool: asyncpg.Pool, settings: Settings,
+                                   feed_server: FeedServer) -> None:
+    data = "external_id\tname\nA\tGrößé\n".encode("iso-8859-15")
+    feed_id = await feeds.make_feed(pool, feed_server.add("/l.csv", data),
+                                    encoding="iso-8859-15", delimiter="tab")
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert (await feeds.items(pool, feed_id))["A"]["name"] == "Größé"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+async def test_sniffed_delimiters(pool: asyncpg.Pool, settings: Settings,
+                                  feed_server: FeedServer, delimiter: str) -> None:
+    body = TEXT.replace(";", delimiter).replace("Café Crème", '"Café, Crème; | x"')
+    feed_id = await feeds.make_feed(pool, feed_server.add("/s.csv", body.encode()))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["inserted"] == 2, run["error"]
+    assert (await feeds.items(pool, feed_id))["A"]["name"] == "Café, Crème; | x"
+    assert orjson.loads(run["details"])["delimiter"] == delimiter
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("readme.txt", b"not the feed")
+        z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("packing", ["gzip", "zip"])
+async def test_compressed_feeds_by_magic_bytes(pool: asyncpg.Pool, settings: Settings,
+                                               feed_server: FeedServer, packing: str) -> None:
+    data = ("external_id,qty\n" + "".join(f"Z{i},{i}\n" for i in range(5000))).encode()
+    body = gzip.compress(data) if packing == "gzip" else _zip("stock.csv", data)
+    # The name says nothing: the bytes do.
+    feed_id = await feeds.make_feed(pool, feed_server.add("/download", body),
+                                    mapping={"zipEntry": "stock.csv"})
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["inserted"] == 5000, run["error"]
+    assert orjson.loads(run["details"])["compression"] == packing
+    assert run["bytes"] == len(body)
+
+
+async def test_a_gzip_bomb_fails_its_run(pool: asyncpg.Pool, settings: Settings,
+                                         feed_server: FeedServer) -> None:
+    from dataclasses import replace
+
+    bomb = gzip.compress(b"external_id,qty\n" + b"\0" * 30_000_000)
+    feed_id = await feeds.make_feed(pool, feed_server.add("/bomb.csv.gz", bomb))
+    run = await feeds.pull_once(pool, replace(settings, max_decompressed_bytes=5_000_000),
+                                feed_id)
+    assert run["status"] == "failed"
+    assert "inflates past 5000000 bytes" in run["error"]
+    assert await feeds.items(pool, feed_id) == {}

@@ -1,0 +1,139 @@
+"""A feed's bytes -> records, whatever its format: the same batches for CSV, XML and JSON,
+so one mapper and one bulk core serve them all."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from yarl import URL
+
+from worker.errors import FeedError
+from worker.parsers import sniff
+from worker.parsers.csv import CsvBatch, CsvParser
+from worker.parsers.text import TextDecoder
+from worker.store.runs import Feed
+
+_DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+class Records(Protocol):
+    """Bytes in, batches of records out; `header` names the values of each record once
+    known (None for a CSV without a header row: its mapping gives column indexes)."""
+
+    header: list[str] | None
+    details: dict[str, Any]
+
+    @property
+    def delimiter(self) -> str:
+        """Shown between the fields of a rejected record."""
+
+    def feed(self, data: bytes) -> CsvBatch: ...
+
+    def close(self) -> CsvBatch: ...
+
+
+def configured_delimiter(feed: Feed) -> str | None:
+    d = feed.delimiter
+    if not d:
+        return None
+    d = _DELIMITERS.get(d.strip().lower(), d)
+    if len(d) != 1 or d in "\r\n\"":
+        raise FeedError(f"feed delimiter {feed.delimiter!r} must be one character")
+    return d
+
+
+class CsvRecords:
+    """Decoding (BOM, configured encoding, UTF-8 with cp1252 fallback), the delimiter
+    (configured, or sniffed from the first lines), the header row."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.has_header = feed.csv_has_header
+        self.header: list[str] | None = None
+        self.details: dict[str, Any] = {}
+        self._delimiter = configured_delimiter(feed)
+        self._decoder = TextDecoder(feed.encoding)
+        self._parser: CsvParser | None = None
+        self._held = ""  # text kept until there is enough to sniff the delimiter
+
+    def feed(self, data: bytes) -> CsvBatch:
+        return self._text(self._decoder.decode(data), final=False)
+
+    def close(self) -> CsvBatch:
+        return self._text(self._decoder.decode(b"", final=True), final=True)
+
+    def _text(self, text: str, final: bool) -> CsvBatch:
+        if self._parser is None:
+            self._held += text
+            if not final and self._held.count("\n") < 2 and len(self._held) < 65536:
+                return CsvBatch()
+            text, self._held = self._held, ""
+            sniffed = self._delimiter is None
+            delimiter = self._delimiter or sniff.delimiter(text[:65536])
+            self._parser = CsvParser(delimiter)
+            self.details.update(delimiter=delimiter, delimiter_sniffed=sniffed)
+        batch = self._parser.feed(text, final)
+        self.details["encoding"] = self._decoder.encoding
+        if self._decoder.warnings:
+            self.details["warnings"] = list(self._decoder.warnings)
+        if self.has_header and self.header is None and batch.rows:
+            self.header = batch.rows[0]
+            batch.rows, batch.lines = batch.rows[1:], batch.lines[1:]
+        return batch
+
+    @property
+    def delimiter(self) -> str:
+        return self._parser.delimiter if self._parser is not None else (self._delimiter or ",")
+
+
+def records_for(feed: Feed) -> Records:
+    """The parser of the feed's resource type."""
+    if feed.resource_type in ("xml", "json"):
+        raise FeedError(f"resource_type {feed.resource_type!r} feeds are not read yet")
+    return CsvRecords(feed)
+
+
+def needs_header(feed: Feed) -> bool:
+    """Whether the mapper waits for a header: only a CSV without one does not."""
+    return feed.resource_type not in ("ftp_csv", "webhook") or feed.csv_has_header
+
+
+def mapping_for(feed: Feed) -> dict[str, Any]:
+    """What the mapper applies: for XML and JSON the parser already picked the fields
+    (its header is their attribute names), so only the value maps remain."""
+    if feed.resource_type in ("xml", "json"):
+        return {"values": feed.mapping.get("values") or {}}
+    return feed.mapping
+
+
+def next_page(records: Records, url: str, pages: int, max_pages: int) -> str | None:
+    """The next page of a paginated API, if the page named one."""
+    link = getattr(records, "next_url", None)
+    if not link:
+        return None
+    if pages >= max_pages:
+        raise FeedError(f"more than {max_pages} pages (FEED_WORKER_MAX_PAGES)")
+    return str(URL(url).join(URL(str(link))))
+
+
+class _Structured:
+    """An XML or JSON parser, seen as Records: its header is known from the start."""
+
+    delimiter = ","
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self.header: list[str] | None = list(parser.header)
+        self.details: dict[str, Any] = {}
+
+    @property
+    def next_url(self) -> str | None:
+        value = getattr(self._parser, "next_url", None)
+        return str(value) if value else None
+
+    def feed(self, data: bytes) -> CsvBatch:
+        batch: CsvBatch = self._parser.feed(data)
+        return batch
+
+    def close(self) -> CsvBatch:
+        batch: CsvBatch = self._parser.close()
+        return batch

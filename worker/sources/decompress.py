@@ -1,0 +1,166 @@
+"""gzip and zip feeds, found by their magic bytes and inflated as a stream, with a cap on
+the inflated size (a zip or gzip bomb fails its run, in bounded memory)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import AsyncIterator
+
+from worker.errors import FeedError, SourceError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
+_STEP = 1 << 20  # inflate at most this much per call: memory stays flat
+
+
+async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
+                       entry: str | None = None, found: list[str] | None = None
+                       ) -> AsyncIterator[bytes]:
+    """The feed's bytes, inflated when they are gzip or zip; `found` gets the format."""
+    head = b""
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= 4:
+            break
+    else:
+        if head:
+            yield head
+        return
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield head
+        async for chunk in chunks:
+            yield chunk
+
+    if head.startswith(GZIP_MAGIC):
+        kind, stream = "gzip", _gunzip(rest(), max_bytes)
+    elif head.startswith(ZIP_MAGIC):
+        kind, stream = "zip", _unzip(rest(), max_bytes, entry)
+    else:
+        kind, stream = "none", rest()
+    if found is not None:
+        found.append(kind)
+    async for data in stream:
+        yield data
+
+
+class _Cap:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        self.total += n
+        if self.total > self.max_bytes:
+            raise SourceError(f"the feed inflates past {self.max_bytes} bytes "
+                              "(FEED_WORKER_MAX_DECOMPRESSED_BYTES)")
+
+
+def _inflate(d: zlib._Decompress, data: bytes, cap: _Cap) -> list[bytes]:
+    out = []
+    while data:
+        piece = d.decompress(data, _STEP)
+        cap.add(len(piece))
+        out.append(piece)
+        data = d.unconsumed_tail
+        if d.eof:
+            break
+    return out
+
+
+async def _gunzip(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
+    cap = _Cap(max_bytes)
+    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    fed = False  # whether the current member has had any input
+    try:
+        async for chunk in chunks:
+            data = chunk
+            while data:
+                fed = True
+                for piece in _inflate(d, data, cap):
+                    if piece:
+                        yield piece
+                data = b""
+                if d.eof:  # another gzip member may follow
+                    data = d.unused_data
+                    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    fed = False
+        if fed and not d.eof:
+            raise FeedError("the gzip stream is cut short")
+    except zlib.error as exc:
+        raise FeedError(f"the gzip stream is corrupt: {exc}") from None
+
+
+async def _unzip(chunks: AsyncIterator[bytes], max_bytes: int,
+                 entry: str | None) -> AsyncIterator[bytes]:
+    """The named entry, or the first file, of a zip read front to back."""
+    cap = _Cap(max_bytes)
+    buf = b""
+    it = aiter(chunks)
+
+    async def need(n: int) -> bytes:
+        nonlocal buf
+        while len(buf) < n:
+            try:
+                buf += await anext(it)
+            except StopAsyncIteration:
+                raise FeedError("the zip file is cut short") from None
+        taken, buf = buf[:n], buf[n:]
+        return taken
+
+    names: list[str] = []
+    while True:
+        header = await need(4)
+        if header != ZIP_MAGIC:
+            wanted = f"entry {entry!r}" if entry else "a file"
+            raise FeedError(f"the zip file has no {wanted} (entries: {', '.join(names)})")
+        (_, _, flags, method, _, _, _, csize, _, name_len, extra_len) = _LOCAL_HEADER.unpack(
+            header + await need(_LOCAL_HEADER.size - 4))
+        name = (await need(name_len)).decode("utf-8" if flags & 0x800 else "cp437")
+        await need(extra_len)
+        names.append(name)
+        take = not name.endswith("/") and (entry is None or name == entry)
+        if method not in (0, 8):
+            raise FeedError(f"zip entry {name!r} uses compression method {method}; "
+                            "only stored and deflated entries are read")
+        if method == 0 and flags & 0x08:
+            raise FeedError(f"zip entry {name!r} is stored with no size in its header")
+        if method == 0:
+            remaining = csize
+            while remaining:
+                piece = await need(min(remaining, _STEP))
+                remaining -= len(piece)
+                if take:
+                    cap.add(len(piece))
+                    yield piece
+        else:
+            d = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                while not d.eof:
+                    if not buf:
+                        try:
+                            buf = await anext(it)
+                        except StopAsyncIteration:
+                            raise FeedError(f"zip entry {name!r} is cut short") from None
+                    data, buf = buf, b""
+                    pieces = _inflate(d, data, cap) if take else _skip(d, data)
+                    for piece in pieces:
+                        if piece:
+                            yield piece
+                    buf = d.unused_data + buf
+            except zlib.error as exc:
+                raise FeedError(f"zip entry {name!r} is corrupt: {exc}") from None
+        if take:
+            return
+        if flags & 0x08:  # a data descriptor follows the data: optional signature + 12 bytes
+            sig = await need(4)
+            await need(12 if sig == b"PK\x07\x08" else 8)
+
+
+def _skip(d: zlib._Decompress, data: bytes) -> list[bytes]:
+    while data and not d.eof:
+        d.decompress(data, _STEP)
+        data = d.unconsumed_tail
+    return []

@@ -1,0 +1,236 @@
+"""SFTP downloads with asyncssh: password auth from the URL, host-key checking, a byte cap.
+
+`sftp://user:password@host:port/path/file.csv`: the path is absolute on the server;
+`sftp://host/~/file.csv` is relative to the login directory (as in curl).
+
+Only password (and keyboard-interactive with that password) authentication is tried: no
+keys from ~/.ssh, no ssh-agent, no GSSAPI, no ~/.ssh/config, so what a feed does depends
+on its URL alone and not on the account the worker runs as.
+
+Host keys: `known_hosts` is passed to asyncssh as is. Its default, `()`, is asyncssh's:
+the worker user's ~/.ssh/known_hosts, and a host not in it is refused. Production should
+point it at a known_hosts file it manages (a setting); `None` accepts any host key and is
+for tests only (it gives no protection against a man in the middle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat as stat_module
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+import asyncssh
+from asyncssh.known_hosts import KnownHostsArg
+from yarl import URL
+
+from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.settings import Settings
+from worker.urls import mask, scrub
+
+CHUNK_BYTES = 1 << 20
+DEFAULT_PORT = 22
+_CLOSE_WAIT_S = 2.0
+
+_PERMANENT_DISCONNECTS = (
+    asyncssh.PermissionDenied,
+    asyncssh.HostKeyNotVerifiable,
+    asyncssh.IllegalUserName,
+    asyncssh.KeyExchangeFailed,
+    asyncssh.ProtocolNotSupported,
+    asyncssh.ServiceNotAvailable,
+)
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    shown: str
+    host: str
+    port: int
+    user: str
+    password: str | None
+    path: str
+
+
+def _parse(url: str) -> _Target:
+    shown = mask(url)
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        raise FeedError(f"feed URL {shown} cannot be parsed") from None
+    if u.scheme.lower() != "sftp":
+        raise FeedError(f"feed URL {shown} is not an sftp:// URL")
+    if not u.host:
+        raise FeedError(f"feed URL {shown} has no host")
+    if not u.user:
+        raise FeedError(f"feed URL {shown} has no user name (sftp://user:password@host/path)")
+    try:
+        port = u.explicit_port or DEFAULT_PORT
+    except ValueError:
+        raise FeedError(f"feed URL {shown} has an invalid port") from None
+    path = u.path
+    if path.startswith("/~/"):
+        path = path[3:]
+    if not path or path.endswith("/") or path == "/~":
+        raise FeedError(f"feed URL {shown} names no file")
+    if "\0" in path:
+        raise FeedError(f"feed URL {shown} has a NUL character in its path")
+    return _Target(url=url, shown=shown, host=u.host, port=port, user=u.user,
+                   password=u.password, path=path)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _connect(t: _Target, settings: Settings,
+                   known_hosts: KnownHostsArg) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        t.host, t.port,
+        username=t.user,
+        password=t.password,
+        known_hosts=known_hosts,
+        client_keys=None,
+        agent_path=None,
+        gss_host=None,
+        config=None,
+        preferred_auth=("password", "keyboard-interactive"),
+        connect_timeout=settings.fetch_connect_timeout_s,
+        login_timeout=settings.fetch_connect_timeout_s,
+    )
+
+
+async def _close(conn: asyncssh.SSHClientConnection | None) -> None:
+    if conn is None:
+        return
+    conn.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.wait_closed(), _CLOSE_WAIT_S)
+
+
+def _convert(exc: BaseException, t: _Target, stage: str,
+             settings: Settings) -> FeedError | None:
+    shown, where = t.shown, f"{t.host}:{t.port}"
+
+    def text(e: BaseException) -> str:
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+        return scrub(str(reason), t.url)
+
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return SourceError(f"{shown}: login as {t.user!r} refused by {where} ({text(exc)})")
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return SourceError(
+            f"{shown}: the host key of {where} is not trusted (known_hosts): {text(exc)}"
+        )
+    if isinstance(exc, _PERMANENT_DISCONNECTS):
+        return SourceError(f"{shown}: SSH {stage} with {where} failed: {text(exc)}")
+    if isinstance(exc, asyncssh.SFTPNoSuchFile | asyncssh.SFTPNoSuchPath):
+        return SourceError(f"{shown}: no such file ({text(exc)})")
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return SourceError(f"{shown}: permission denied ({text(exc)})")
+    if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
+        return TransientSourceError(f"{shown}: the SFTP connection was lost during {stage}")
+    if isinstance(exc, asyncssh.SFTPError):
+        return SourceError(f"{shown}: SFTP {stage} failed: {text(exc)}")
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return SourceError(f"{shown}: {where} refused the SFTP channel: {text(exc)}")
+    if isinstance(exc, asyncssh.DisconnectError):
+        return TransientSourceError(f"{shown}: {where} closed the connection during {stage}"
+                                    f" ({text(exc)})")
+    if isinstance(exc, TimeoutError):
+        return TransientSourceError(
+            f"timed out during {stage} for {shown} (connect "
+            f"{settings.fetch_connect_timeout_s:g} s, read {settings.fetch_read_timeout_s:g} s)"
+        )
+    if isinstance(exc, OSError):
+        if stage == "connect":
+            return TransientSourceError(f"cannot connect to {where} for {shown}: {text(exc)}")
+        return TransientSourceError(f"{shown}: network error during {stage}: {text(exc)}")
+    return None
+
+
+_HANDLED = (asyncssh.Error, OSError)
+
+
+async def sftp_stream(url: str, settings: Settings, *,
+                      known_hosts: KnownHostsArg = ()) -> AsyncIterator[bytes]:
+    """The file at an sftp:// URL, in chunks of 1 MiB (the last one shorter).
+
+    `known_hosts`: see the module doc; the default checks ~/.ssh/known_hosts, production
+    should pass its own known_hosts file, tests pass None.
+    """
+    t = _parse(url)
+    cap = settings.max_file_bytes
+    read_s = settings.fetch_read_timeout_s
+    stage = "connect"
+    conn: asyncssh.SSHClientConnection | None = None
+    try:
+        try:
+            conn = await _connect(t, settings, known_hosts)
+            stage = "SFTP start"
+            sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
+            stage = "open"
+            # No `async with` for the file: closing it waits for the server, which must not
+            # outlast the timeouts when the server stalls; closing the connection is enough.
+            f = await asyncio.wait_for(sftp.open(t.path, "rb"), read_s)
+            stage = "stat"
+            attrs = await asyncio.wait_for(f.stat(), read_s)
+            if attrs.permissions is not None and stat_module.S_ISDIR(attrs.permissions):
+                raise SourceError(f"{t.shown} is a directory, not a file")
+            if attrs.size is not None and attrs.size > cap:
+                raise SourceError(
+                    f"{t.shown} is {attrs.size} bytes, over the {cap}-byte cap "
+                    "(FEED_WORKER_MAX_FILE_BYTES)"
+                )
+            stage = "transfer"
+            received = 0
+            while True:
+                chunk = cast(bytes, await asyncio.wait_for(f.read(CHUNK_BYTES), read_s))
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > cap:
+                    raise SourceError(
+                        f"{t.shown} passed the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
+                    )
+                yield chunk
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(f.close(), read_s)
+        except _HANDLED as exc:
+            converted = _convert(exc, t, stage, settings)
+            if converted is None:
+                raise
+            raise converted from None
+    finally:
+        await _close(conn)
+
+
+async def sftp_stat(url: str, settings: Settings, *,
+                    known_hosts: KnownHostsArg = ()) -> tuple[int | None, str | None]:
+    """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z)."""
+    t = _parse(url)
+    read_s = settings.fetch_read_timeout_s
+    stage = "connect"
+    conn: asyncssh.SSHClientConnection | None = None
+    try:
+        conn = await _connect(t, settings, known_hosts)
+        stage = "SFTP start"
+        sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
+        stage = "stat"
+        attrs = await asyncio.wait_for(sftp.stat(t.path), read_s)
+        if attrs.permissions is not None and stat_module.S_ISDIR(attrs.permissions):
+            raise SourceError(f"{t.shown} is a directory, not a file")
+        return attrs.size, _iso(attrs.mtime)
+    except _HANDLED as exc:
+        converted = _convert(exc, t, stage, settings)
+        if converted is None:
+            raise
+        raise converted from None
+    finally:
+        await _close(conn)
