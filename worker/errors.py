@@ -41,3 +41,7 @@ class TransientSourceError(SourceError, TransientError):
 
 class LeaseLost(WorkerError):
     """Another replica took the run over; this one must stop without writing."""
+
+
+class NotModified(WorkerError):
+    """The feed's file is the one the last succeeded pull read (cache_imports)."""

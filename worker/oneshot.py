@@ -50,7 +50,8 @@ class _Progress:
 
 async def run_import(settings: Settings, feed_id: int, url: str | None,
                      out: TextIO = sys.stderr) -> int:
-    """Exit code: 0 for a succeeded run, 1 for a failed one, 2 when none could start."""
+    """Exit code: 0 for a succeeded run, 1 for a failed one, 2 when none could start,
+    3 when the file was unchanged since the last pull (cache_imports) and was not read."""
     pool = await db.create_pool(settings.database_url, size=3)
     try:
         try:
@@ -74,7 +75,7 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
             progress.close()
         row = await runs.get_run(pool, job.run_id)
         print(summary(row), file=out)
-        return 0 if outcome.status == "succeeded" else 1
+        return {"succeeded": 0, "skipped": 3}.get(outcome.status, 1)
     finally:
         await pool.close()
 

@@ -100,3 +100,20 @@ async def test_a_gzip_bomb_fails_its_run(pool: asyncpg.Pool, settings: Settings,
     assert run["status"] == "failed"
     assert "inflates past 5000000 bytes" in run["error"]
     assert await feeds.items(pool, feed_id) == {}
+
+
+async def test_cache_imports_skips_an_unchanged_file(pool: asyncpg.Pool, settings: Settings,
+                                                     feed_server: FeedServer) -> None:
+    url = feed_server.add("/c.csv", b"external_id,qty\nA,1\n", etag='"v1"')
+    feed_id = await feeds.make_feed(pool, url, cache_imports=True)
+    first = await feeds.pull_once(pool, settings, feed_id)
+    assert first["status"] == "succeeded", first["error"]
+    assert orjson.loads(first["details"])["validators"]["etag"] == '"v1"'
+    second = await feeds.pull_once(pool, settings, feed_id)
+    assert second["status"] == "skipped"
+    assert "unchanged (HTTP 304)" in second["error"]
+    assert feed_server.routes["/c.csv"].requests == 2
+    feed_server.add("/c.csv", b"external_id,qty\nA,5\n", etag='"v2"')
+    third = await feeds.pull_once(pool, settings, feed_id)
+    assert (third["status"], third["updated"]) == ("succeeded", 1)
+    assert (await feeds.items(pool, feed_id))["A"]["inventory_quantity"] == 5

@@ -94,3 +94,15 @@ async def test_a_feed_setting_may_not_read_local_files(pool: asyncpg.Pool, setti
     run = await feeds.pull_once(pool, settings, feed_id)
     assert run["status"] == "failed"
     assert "scheme 'file' is not supported" in run["error"]
+
+
+async def test_cache_imports_over_ftp_compares_size_and_time(
+        pool: asyncpg.Pool, settings: Settings, ftp: FTPTestServer, root: Path) -> None:
+    feed_id = await feeds.make_feed(pool, ftp.url("stock.csv"), cache_imports=True)
+    assert (await feeds.pull_once(pool, settings, feed_id))["status"] == "succeeded"
+    second = await feeds.pull_once(pool, settings, feed_id)
+    assert second["status"] == "skipped"
+    assert "unchanged" in second["error"]
+    (root / "stock.csv").write_bytes(BODY + b"T9999,1,new\n")
+    third = await feeds.pull_once(pool, settings, feed_id)
+    assert (third["status"], third["inserted"]) == ("succeeded", 1)

@@ -18,6 +18,7 @@ class Route:
     stall_after: int | None = None   # send this many bytes, then hang until released
     chunk: int = 64 * 1024
     redirect: str | None = None      # answer 302 to this location
+    etag: str | None = None          # sent, and answered with 304 when asked for again
     requests: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,11 +66,16 @@ class FeedServer:
             if request.headers.get("Authorization") != expected:
                 return web.Response(status=401, text="unauthorized",
                                     headers={"WWW-Authenticate": 'Basic realm="feeds"'})
+        if route.etag is not None and request.headers.get("If-None-Match") == route.etag:
+            return web.Response(status=304)
         if route.redirect is not None:
             return web.Response(status=302, headers={"Location": route.redirect})
         if route.status != 200:
             return web.Response(status=route.status, text=f"status {route.status}")
-        response = web.StreamResponse(headers={"Content-Type": route.content_type})
+        headers = {"Content-Type": route.content_type}
+        if route.etag is not None:
+            headers["ETag"] = route.etag
+        response = web.StreamResponse(headers=headers)
         response.content_length = len(route.body)
         await response.prepare(request)
         limit = len(route.body) if route.stall_after is None else route.stall_after

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from worker import logs
-from worker.errors import FeedError, LeaseLost, TransientError
+from worker.errors import FeedError, LeaseLost, NotModified, TransientError
 from worker.mapping import Mapper
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import formats
@@ -42,11 +44,12 @@ class PullJob:
     url: str
     owner: str
     local_files: bool = False  # file:// allowed (a person's --url, never a feed's setting)
+    previous: dict[str, Any] | None = None  # validators of the last read (cache_imports)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded | failed
+    status: str  # succeeded | failed | skipped
     report: RunReport
     error: str | None = None
 
@@ -64,6 +67,10 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
     report = RunReport()
     rejects = RejectSink(settings.max_stored_rejects, settings.max_reject_raw_chars)
     started = time.perf_counter()
+    if job.feed.cache_imports and job.previous is None:
+        last = await runs.last_validators(pool, job.feed.id)
+        if last is not None:
+            job = dataclasses.replace(job, previous=last[1])
     heartbeat = asyncio.create_task(_heartbeat(pool, settings, job), name=f"lease-{job.run_id}")
     work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress),
                                name=f"pull-{job.run_id}")
@@ -74,6 +81,12 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
             await asyncio.gather(work, return_exceptions=True)
             heartbeat.result()  # raises LeaseLost (or what stopped it)
         work.result()
+    except NotModified as exc:
+        report.timings["total_s"] = round(time.perf_counter() - started, 3)
+        async with pool.acquire() as conn:
+            await runs.skip_run(conn, job.run_id, job.owner, report, str(exc))
+        log.info("run.skipped", run_id=job.run_id, feed_id=job.feed.id, reason=str(exc))
+        return Outcome("skipped", report, str(exc))
     except FeedError as exc:
         report.timings["total_s"] = round(time.perf_counter() - started, 3)
         error = scrub(str(exc), job.url)
@@ -197,8 +210,11 @@ class _Stream:
             self.records = records
             found: list[str] = []
             inflated = 0
-            source = decompressed(self._counted(open_source(url, settings,
-                                                            local_files=self.job.local_files)),
+            seen: dict[str, Any] = {}
+            raw = open_source(url, settings, local_files=self.job.local_files,
+                              previous=self.job.previous if pages == 1 else None,
+                              seen=seen if pages == 1 else None)
+            source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
                                   feed.mapping.get("zipEntry"), found)
             t = clock()
@@ -222,6 +238,8 @@ class _Stream:
             self._take(records.close(), ready, offset)
             self._parse_s += clock() - t1
             offset = self.rows_read
+            if any(seen.values()):
+                self.report.details["validators"] = seen
             compression = found[0] if found else None
             self.report.details.update(records.details, compression=compression, pages=pages)
             if compression not in (None, "none"):

@@ -4,38 +4,42 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from yarl import URL
 
-from worker.errors import FeedError
+from worker.errors import FeedError, NotModified
 from worker.settings import Settings
-from worker.sources.ftp import ftp_stream
+from worker.sources.ftp import ftp_stat, ftp_stream
 from worker.sources.guard import Policy
 from worker.sources.http import http_stream
 from worker.sources.local import file_stream
-from worker.sources.sftp import sftp_stream
+from worker.sources.sftp import sftp_stat, sftp_stream
 from worker.urls import mask
 
 SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "file (feed-worker import --url only)")
 
 
-def open_source(url: str, settings: Settings, *, local_files: bool = False
+def open_source(url: str, settings: Settings, *, local_files: bool = False,
+                previous: dict[str, Any] | None = None, seen: dict[str, Any] | None = None
                 ) -> AsyncIterator[bytes]:
     """The bytes at the URL. file:// only where a person asked for it (feed-worker import
-    --url), never for a URL that came from a feed's settings or a message."""
+    --url), never for a URL that came from a feed's settings or a message. With `previous`
+    validators of the last read, an unchanged file raises NotModified (HTTP: ETag and
+    Last-Modified; FTP/SFTP: size and modification time); `seen` gets this read's."""
     try:
         scheme = URL(url).scheme.lower()
     except (ValueError, TypeError):
         raise FeedError(f"feed URL {mask(url)} cannot be parsed") from None
     if scheme in ("http", "https"):
-        return http_stream(url, settings)
+        return http_stream(url, settings, previous=previous, seen=seen)
     if scheme in ("ftp", "ftps"):
-        return _guarded(url, settings, ftp_stream)
+        return _guarded(url, settings, ftp_stream, ftp_stat, previous, seen)
     if scheme == "sftp":
         known_hosts = os.path.expanduser(settings.sftp_known_hosts)
-        return _guarded(url, settings,
-                        functools.partial(sftp_stream, known_hosts=known_hosts))
+        return _guarded(url, settings, functools.partial(sftp_stream, known_hosts=known_hosts),
+                        functools.partial(sftp_stat, known_hosts=known_hosts), previous, seen)
     if scheme == "file" and local_files:
         return file_stream(url, settings)
     raise FeedError(
@@ -44,8 +48,12 @@ def open_source(url: str, settings: Settings, *, local_files: bool = False
     )
 
 
+Stat = Callable[[str, Settings], Awaitable[tuple[int | None, str | None]]]
+
+
 async def _guarded(url: str, settings: Settings,
-                   stream: Callable[[str, Settings], AsyncIterator[bytes]]
+                   stream: Callable[[str, Settings], AsyncIterator[bytes]], stat: Stat,
+                   previous: dict[str, Any] | None, seen: dict[str, Any] | None
                    ) -> AsyncIterator[bytes]:
     """FTP(S) and SFTP: the host must resolve to allowed addresses only. (The client then
     resolves the name again; the HTTP client, which connects to the checked address
@@ -54,5 +62,12 @@ async def _guarded(url: str, settings: Settings,
     policy = Policy(settings.networks())
     policy.check_literal(u.host or "")
     await policy.resolve(u.host or "", u.port or 0)
+    if previous is not None or seen is not None:
+        size, mtime = await stat(url, settings)
+        if previous and size is not None and mtime is not None and \
+                (previous.get("size"), previous.get("mtime")) == (size, mtime):
+            raise NotModified(f"{mask(url)} is unchanged (size {size}, modified {mtime})")
+        if seen is not None:
+            seen.update(size=size, mtime=mtime)
     async for chunk in stream(url, settings):
         yield chunk

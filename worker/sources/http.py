@@ -4,12 +4,13 @@ to allowed addresses (every redirect is checked before it is followed)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from worker import __version__
-from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.errors import FeedError, NotModified, SourceError, TransientSourceError
 from worker.settings import Settings
 from worker.sources.guard import GuardedResolver, Policy
 from worker.urls import mask, scrub
@@ -18,7 +19,10 @@ CHUNK_BYTES = 1 << 20
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
-async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
+async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] | None = None,
+                      seen: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+    """The body at the URL. With `previous` validators (ETag, Last-Modified of the last
+    read), an unchanged file raises NotModified; `seen` gets this response's validators."""
     shown = mask(url)
     try:
         target = URL(url)
@@ -45,12 +49,23 @@ async def http_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
             for _ in range(settings.max_redirects + 1):
                 policy.check_literal(current.host or "")
                 same_origin = current.origin() == origin.with_user(None)
+                request_headers = dict(auth) if same_origin else {}
+                if previous:
+                    if previous.get("etag"):
+                        request_headers["If-None-Match"] = str(previous["etag"])
+                    if previous.get("last_modified"):
+                        request_headers["If-Modified-Since"] = str(previous["last_modified"])
                 async with session.get(current, allow_redirects=False,
-                                       headers=auth if same_origin else None) as resp:
+                                       headers=request_headers) as resp:
                     if resp.status in REDIRECTS and "Location" in resp.headers:
                         current = current.join(URL(resp.headers["Location"]))
                         continue
+                    if resp.status == 304 and previous:
+                        raise NotModified(f"{shown} is unchanged (HTTP 304)")
                     _check_status(resp, shown)
+                    if seen is not None:
+                        seen.update(etag=resp.headers.get("ETag"),
+                                    last_modified=resp.headers.get("Last-Modified"))
                     length = resp.content_length
                     if length is not None and length > cap:
                         raise SourceError(f"{shown} is {length} bytes, over the {cap}-byte "

@@ -28,6 +28,7 @@ class Feed:
     encoding: str | None
     mapping: dict[str, Any]
     provider_archived: bool
+    cache_imports: bool = False
 
 
 @dataclass
@@ -134,3 +135,19 @@ async def store_rejects(conn: Conn, run_id: int,
 async def get_run(conn: Conn | asyncpg.Pool, run_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(q(_SQL, "get_run"), run_id)
     return dict(row) if row is not None else {}
+
+
+async def last_validators(conn: Conn | asyncpg.Pool, feed_id: int
+                          ) -> tuple[int, dict[str, Any]] | None:
+    row = await conn.fetchrow(q(_SQL, "last_validators"), feed_id)
+    if row is None or not row["validators"]:
+        return None
+    validators = orjson.loads(row["validators"])
+    return (row["id"], validators) if isinstance(validators, dict) else None
+
+
+async def skip_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:
+    row = await conn.fetchval(
+        q(_SQL, "skip_run"), run_id, owner, report.bytes, orjson.dumps(report.timings).decode(),
+        orjson.dumps(report.details).decode(), reason)
+    return row is not None

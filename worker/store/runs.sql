@@ -2,7 +2,7 @@
 
 -- name: load_feed
 SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
-       f.csv_has_header, f.decimal_notation, f.encoding, f.mapping,
+       f.csv_has_header, f.decimal_notation, f.encoding, f.mapping, f.cache_imports,
        p.archived AS provider_archived
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
@@ -75,3 +75,17 @@ RETURNING id;
 
 -- name: get_run
 SELECT * FROM feed_runs WHERE id = $1;
+
+-- name: last_validators
+-- What the last succeeded pull of the feed saw of its file (ETag, Last-Modified, size, mtime).
+SELECT id, details -> 'validators' AS validators FROM feed_runs
+WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
+  AND details ? 'validators'
+ORDER BY id DESC LIMIT 1;
+
+-- name: skip_run
+UPDATE feed_runs SET
+    status = 'skipped', finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
+    bytes = $3, timings = $4::jsonb, details = $5::jsonb, error = $6
+WHERE id = $1 AND owner = $2 AND status = 'running'
+RETURNING id;
