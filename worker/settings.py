@@ -58,6 +58,9 @@ class Settings:
         metadata={"help": "a gzip/zip feed that inflates past this fails its run"},
     )
     max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
+    max_records: int = field(
+        default=50_000_000, metadata={"help": "a pull with more records than this fails"}
+    )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
         metadata={"help": "known_hosts file that SFTP servers' host keys are checked against"},
@@ -131,7 +134,7 @@ class Settings:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
-                    "push_batch_variants", "push_prefetch", "max_pages")
+                    "push_batch_variants", "push_prefetch", "max_pages", "max_records")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

@@ -117,3 +117,30 @@ async def test_cache_imports_skips_an_unchanged_file(pool: asyncpg.Pool, setting
     third = await feeds.pull_once(pool, settings, feed_id)
     assert (third["status"], third["updated"]) == ("succeeded", 1)
     assert (await feeds.items(pool, feed_id))["A"]["inventory_quantity"] == 5
+
+
+async def test_link_header_pages_with_a_bearer_token(pool: asyncpg.Pool, settings: Settings,
+                                                     feed_server: FeedServer) -> None:
+    feed_server.add("/p1.csv", b"external_id,qty\nA,1\n",
+                    headers={"Link": '</p2.csv>; rel="next"'}, bearer="t0ken")
+    feed_server.add("/p2.csv", b"external_id,qty\nB,2\nA,3\n", bearer="t0ken")
+    feed_id = await feeds.make_feed(pool, feed_server.url("/p1.csv"),
+                                    authentication_token="t0ken")
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert (run["rows_read"], run["inserted"], run["duplicates"]) == (3, 2, 1)
+    assert orjson.loads(run["details"])["pages"] == 2
+    assert {k: v["inventory_quantity"] for k, v in (await feeds.items(pool, feed_id)).items()} \
+        == {"A": 3, "B": 2}
+    assert "t0ken" not in str(run)
+
+
+async def test_records_cap(pool: asyncpg.Pool, settings: Settings,
+                           feed_server: FeedServer) -> None:
+    from dataclasses import replace
+
+    body = b"external_id,qty\n" + b"".join(b"R%d,1\n" % i for i in range(100))
+    feed_id = await feeds.make_feed(pool, feed_server.add("/many.csv", body))
+    run = await feeds.pull_once(pool, replace(settings, max_records=50), feed_id)
+    assert run["status"] == "failed"
+    assert "more than 50 records" in run["error"]

@@ -19,6 +19,8 @@ class Route:
     chunk: int = 64 * 1024
     redirect: str | None = None      # answer 302 to this location
     etag: str | None = None          # sent, and answered with 304 when asked for again
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers
+    bearer: str | None = None        # the token a request must carry
     requests: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,13 +68,16 @@ class FeedServer:
             if request.headers.get("Authorization") != expected:
                 return web.Response(status=401, text="unauthorized",
                                     headers={"WWW-Authenticate": 'Basic realm="feeds"'})
+        if route.bearer is not None and \
+                request.headers.get("Authorization") != f"Bearer {route.bearer}":
+            return web.Response(status=401, text="token required")
         if route.etag is not None and request.headers.get("If-None-Match") == route.etag:
             return web.Response(status=304)
         if route.redirect is not None:
             return web.Response(status=302, headers={"Location": route.redirect})
         if route.status != 200:
             return web.Response(status=route.status, text=f"status {route.status}")
-        headers = {"Content-Type": route.content_type}
+        headers = {"Content-Type": route.content_type, **route.headers}
         if route.etag is not None:
             headers["ETag"] = route.etag
         response = web.StreamResponse(headers=headers)

@@ -105,9 +105,11 @@ def mapping_for(feed: Feed) -> dict[str, Any]:
     return feed.mapping
 
 
-def next_page(records: Records, url: str, pages: int, max_pages: int) -> str | None:
-    """The next page of a paginated API, if the page named one."""
-    link = getattr(records, "next_url", None)
+def next_page(records: Records, url: str, pages: int, max_pages: int,
+              link_header: str | None = None) -> str | None:
+    """The next page of a paginated API, if the page named one (in its body at the
+    mapping's `next` path, or in a Link header)."""
+    link = getattr(records, "next_url", None) or link_header
     if not link:
         return None
     if pages >= max_pages:

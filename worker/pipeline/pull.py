@@ -212,8 +212,8 @@ class _Stream:
             inflated = 0
             seen: dict[str, Any] = {}
             raw = open_source(url, settings, local_files=self.job.local_files,
-                              previous=self.job.previous if pages == 1 else None,
-                              seen=seen if pages == 1 else None)
+                              previous=self.job.previous if pages == 1 else None, seen=seen,
+                              token=feed.authentication_token)
             source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
                                   feed.mapping.get("zipEntry"), found)
@@ -238,14 +238,15 @@ class _Stream:
             self._take(records.close(), ready, offset)
             self._parse_s += clock() - t1
             offset = self.rows_read
-            if any(seen.values()):
+            link_next = seen.pop("link_next", None)
+            if pages == 1 and any(seen.values()):
                 self.report.details["validators"] = seen
             compression = found[0] if found else None
             self.report.details.update(records.details, compression=compression, pages=pages)
             if compression not in (None, "none"):
                 self.report.details["inflated_bytes"] = (
                     self.report.details.get("inflated_bytes", 0) + inflated)
-            url = formats.next_page(records, url, pages, settings.max_pages)
+            url = formats.next_page(records, url, pages, settings.max_pages, link_next)
         out = self._encode(final=True)
         if not ready.done():
             ready.set_result(None)
@@ -282,6 +283,9 @@ class _Stream:
         if offset:
             lines = [offset + n for n in lines]
         self.rows_read += len(rows)
+        if self.rows_read > self.settings.max_records:
+            raise FeedError(f"more than {self.settings.max_records} records "
+                            "(FEED_WORKER_MAX_RECORDS)")
         mapped = self.mapper.map(rows, lines)
         for r in mapped.rejects:
             self.rejects.add(r.position, r.raw, r.reason)

@@ -22,8 +22,8 @@ SCHEMES = ("http", "https", "ftp", "ftps", "sftp", "file (feed-worker import --u
 
 
 def open_source(url: str, settings: Settings, *, local_files: bool = False,
-                previous: dict[str, Any] | None = None, seen: dict[str, Any] | None = None
-                ) -> AsyncIterator[bytes]:
+                previous: dict[str, Any] | None = None, seen: dict[str, Any] | None = None,
+                token: str | None = None) -> AsyncIterator[bytes]:
     """The bytes at the URL. file:// only where a person asked for it (feed-worker import
     --url), never for a URL that came from a feed's settings or a message. With `previous`
     validators of the last read, an unchanged file raises NotModified (HTTP: ETag and
@@ -33,7 +33,7 @@ def open_source(url: str, settings: Settings, *, local_files: bool = False,
     except (ValueError, TypeError):
         raise FeedError(f"feed URL {mask(url)} cannot be parsed") from None
     if scheme in ("http", "https"):
-        return http_stream(url, settings, previous=previous, seen=seen)
+        return http_stream(url, settings, previous=previous, seen=seen, token=token)
     if scheme in ("ftp", "ftps"):
         return _guarded(url, settings, ftp_stream, ftp_stat, previous, seen)
     if scheme == "sftp":

@@ -20,9 +20,12 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 
 async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] | None = None,
-                      seen: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+                      seen: dict[str, Any] | None = None, token: str | None = None
+                      ) -> AsyncIterator[bytes]:
     """The body at the URL. With `previous` validators (ETag, Last-Modified of the last
-    read), an unchanged file raises NotModified; `seen` gets this response's validators."""
+    read), an unchanged file raises NotModified; `seen` gets this response's validators
+    and the next page of a `Link: <...>; rel="next"` header. A token goes as a bearer
+    token when the URL carries no user."""
     shown = mask(url)
     try:
         target = URL(url)
@@ -37,8 +40,12 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
         sock_read=settings.fetch_read_timeout_s,
     )
     headers = {"User-Agent": f"feed-worker/{__version__}", "Accept-Encoding": "gzip, deflate"}
-    auth = ({"Authorization": aiohttp.encode_basic_auth(target.user, target.password or "")}
-            if target.user is not None else {})
+    if target.user is not None:
+        auth = {"Authorization": aiohttp.encode_basic_auth(target.user, target.password or "")}
+    elif token:
+        auth = {"Authorization": f"Bearer {token}"}
+    else:
+        auth = {}
     origin = target.origin()
     cap = settings.max_file_bytes
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False)
@@ -66,6 +73,9 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
                     if seen is not None:
                         seen.update(etag=resp.headers.get("ETag"),
                                     last_modified=resp.headers.get("Last-Modified"))
+                        nxt = resp.links.get("next")
+                        if nxt is not None and nxt.get("url"):
+                            seen["link_next"] = str(current.join(URL(str(nxt["url"]))))
                     length = resp.content_length
                     if length is not None and length > cap:
                         raise SourceError(f"{shown} is {length} bytes, over the {cap}-byte "

@@ -29,6 +29,7 @@ class Feed:
     mapping: dict[str, Any]
     provider_archived: bool
     cache_imports: bool = False
+    authentication_token: str | None = None  # sent as a bearer token (HTTP)
 
 
 @dataclass

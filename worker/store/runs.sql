@@ -3,6 +3,7 @@
 -- name: load_feed
 SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
        f.csv_has_header, f.decimal_notation, f.encoding, f.mapping, f.cache_imports,
+       f.authentication_token,
        p.archived AS provider_archived
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
