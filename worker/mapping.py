@@ -27,7 +27,7 @@ from worker.errors import FeedError
 COLUMNS: tuple[str, ...] = (
     "vendor_sku", "barcode", "name", "inventory_quantity", "inventory_policy",
     "retail_price", "cost_price", "compare_at_price", "grams", "mpn",
-    "external_group_id", "options", "images", "extra",
+    "external_group_id", "options", "images", "extra", "currency",
 )
 COLUMN_BIT = {c: 1 << i for i, c in enumerate(COLUMNS)}
 
@@ -38,7 +38,7 @@ ATTRIBUTES: dict[str, str] = {
     "inventoryPolicy": "inventory_policy", "retailPrice": "retail_price",
     "costPrice": "cost_price", "compareAtPrice": "compare_at_price", "grams": "grams",
     "mpn": "mpn", "externalGroupId": "external_group_id", "options": "options",
-    "images": "images",
+    "images": "images", "currency": "currency",
 }
 # Template attributes kept in `extra` (jsonb) when a feed has them.
 EXTRA_ATTRIBUTES = ("description", "productType", "handle", "tags", "vendorName",
@@ -48,6 +48,8 @@ ALIASES: dict[str, str] = {"qty": "inventoryQuantity", "quantity": "inventoryQua
                            "sku": "vendorSku", "title": "name"}
 
 SEP = "\x1f"  # joins a column's values for the whole-column checks
+PRICES = ("retail_price", "cost_price", "compare_at_price")
+_HAS_CODE = re.compile("[A-Z]{3}\\s*(?:\x1f|$)")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -104,6 +106,8 @@ def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
         return _Rule(attr, index, _json_value(attr))
     if col == "images":
         return _Rule(attr, index, _images)
+    if col == "currency":
+        return _Rule(attr, index, values.currency)
     return _Rule(attr, index, values.text, _as_is)
 
 
@@ -195,6 +199,13 @@ class Mapper:
         self.columns = [ATTRIBUTES[r.attr] for r in self._rules]  # COPY's column list
         if self._extra:
             self.columns.append("extra")
+        # Prices may carry their currency ('105.29 USD'): kept as the item's currency,
+        # unless the feed maps a currency column of its own.
+        self._priced = [j for j, r in enumerate(self._rules) if ATTRIBUTES[r.attr] in PRICES]
+        if self._priced and "currency" not in targets:
+            self.columns.append("currency")
+        else:
+            self._priced = []
         self.mask = sum(COLUMN_BIT[c] for c in self.columns if c != "external_id")
         self._needed = [r.index for r in self._rules] + [i for _, i in self._extra]
         self._pick = itemgetter(*self._needed)
@@ -216,6 +227,7 @@ class Mapper:
         cols: list[Sequence[str]] = list(zip(*picked, strict=True))
         bad: dict[int, str] = {}
         changed = bool(self._extra)
+        codes = self._currencies(cols) if self._priced else None
         for j, rule in enumerate(self._rules):
             col = cols[j]
             new = self._convert(rule, col, bad)
@@ -225,6 +237,11 @@ class Mapper:
         n_rules = len(self._rules)
         if self._extra:
             cols[n_rules:] = [self._extras(cols[n_rules:])]
+        if codes is not None:
+            cols.append(codes)
+            changed = True
+        elif self._priced:
+            cols.append([""] * len(cols[0]))  # no currency in this batch
         for j, col in enumerate(cols):
             escaped = _escaped(col)
             if escaped is not col:
@@ -238,10 +255,30 @@ class Mapper:
             cols = [[c[i] for i in keep] for c in cols]
             changed = True
         out.count = len(cols[0])
-        if out.count:
-            out_rows = zip(*cols, strict=True) if changed else picked
-            out.text = "\n".join(map("\t".join, out_rows)) + "\n"
+        if not out.count:
+            return out
+        if changed:
+            out.text = "\n".join(map("\t".join, zip(*cols, strict=True))) + "\n"
+        elif self._priced:  # no currency in this batch: an empty last field on every row
+            out.text = "\t\n".join(map("\t".join, picked)) + "\t\n"
+        else:
+            out.text = "\n".join(map("\t".join, picked)) + "\n"
         return out
+
+    def _currencies(self, cols: list[Sequence[str]]) -> list[str] | None:
+        """Each row's currency code, from the first of its prices that has one; None when
+        no price of the batch has one (the common case, checked a column at a time)."""
+        found: list[str] | None = None
+        for j in self._priced:
+            col = cols[j]
+            if not _HAS_CODE.search(SEP.join(col)):
+                continue
+            if found is None:
+                found = [""] * len(col)
+            for i, v in enumerate(col):
+                if not found[i]:
+                    found[i] = values.split_currency(v)[1] or ""
+        return found
 
     def _well_formed(self, rows: list[list[str]], lines: Sequence[int],
                      rejects: list[Reject]) -> tuple[list[list[str]], Sequence[int]]:

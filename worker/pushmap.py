@@ -23,6 +23,7 @@ PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "invent
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _INDEX = {c: i for i, c in enumerate(COLUMNS)}
 _EXTRA_BIT = COLUMN_BIT["extra"]
+_CURRENCY_BIT = COLUMN_BIT["currency"]
 
 Check = Callable[[str, Any], "str | None"]
 
@@ -100,6 +101,7 @@ _CHECKS: dict[str, Check] = {
     "externalGroupId": _text, "inventoryQuantity": _quantity, "inventoryPolicy": _policy,
     "retailPrice": _amount, "costPrice": _amount, "compareAtPrice": _amount, "grams": _amount,
     "options": _json_of((list, dict)), "images": _json_of((list,)),
+    "currency": lambda attr, v: None if v is None else values.currency(str(v)),
 }
 
 
@@ -180,4 +182,12 @@ def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
             extra[key] = v
     if extra:
         present |= _EXTRA_BIT
+    if not present & _CURRENCY_BIT:  # a price's own code ("9.99 EUR") is the currency
+        for key in ("retailPrice", "costPrice", "compareAtPrice"):
+            v = variant.get(key)
+            code = values.split_currency(v)[1] if isinstance(v, str) else None
+            if code:
+                vals[_INDEX["currency"]] = code
+                present |= _CURRENCY_BIT
+                break
     return Item(feed_id, str(ext).strip(), vals, present, updated_at, extra)

@@ -47,12 +47,24 @@ def number_parser(decimal_notation: str) -> Callable[[str], str]:
     return parse
 
 
+_CURRENCY_SUFFIX = re.compile(r"(.*?\S)\s*([A-Z]{3})")
+
+
+def split_currency(v: str) -> tuple[str, str | None]:
+    """'105.29 USD' -> ('105.29', 'USD'): a trailing ISO 4217-style code, if any."""
+    m = _CURRENCY_SUFFIX.fullmatch(v.strip())
+    return (m.group(1), m.group(2)) if m else (v, None)
+
+
 def price_converter(attr: str, decimal_notation: str) -> Converter:
+    """Plain numbers in the feed's notation; a trailing currency code ('105.29 USD') is
+    accepted (the mapper keeps it as the item's currency); any other text is a reject."""
     parse = number_parser(decimal_notation)
 
     def convert(v: str) -> str | None:
         if not v or v.isspace():
             return None
+        v = split_currency(v)[0]
         try:
             s = parse(v)
         except ValueError as exc:
@@ -95,6 +107,15 @@ def enum_converter(attr: str, allowed: frozenset[str]) -> Converter:
         return s
 
     return convert
+
+
+def currency(v: str) -> str | None:
+    s = v.strip().upper()
+    if not s:
+        return None
+    if len(s) != 3 or not s.isascii() or not s.isalpha():
+        raise ValueError(f"currency: {v!r} is not a three-letter ISO 4217 code")
+    return s
 
 
 def stripped(v: str) -> str | None:

@@ -77,6 +77,7 @@ CREATE TABLE inventory_feed_variants (
     options              jsonb NOT NULL DEFAULT '[]',
     images               jsonb NOT NULL DEFAULT '[]',
     extra                jsonb NOT NULL DEFAULT '{}',
+    currency             text,              -- ISO 4217 code of the prices, when the feed gives one
     variant_id           bigint,            -- variants.id; see variants_unlink_deleted below
     inventory_updated_at timestamptz,
     last_fetched_at      timestamptz,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from decimal import Decimal
 
 import asyncpg
 import orjson
@@ -144,3 +145,14 @@ async def test_records_cap(pool: asyncpg.Pool, settings: Settings,
     run = await feeds.pull_once(pool, replace(settings, max_records=50), feed_id)
     assert run["status"] == "failed"
     assert "more than 50 records" in run["error"]
+
+
+async def test_prices_with_a_currency_code(pool: asyncpg.Pool, settings: Settings,
+                                           feed_server: FeedServer) -> None:
+    body = b"external_id,retail_price,qty\nA,105.29 USD,1\nB,7.50,2\nC,9.99 euros,3\n"
+    feed_id = await feeds.make_feed(pool, feed_server.add("/cur.csv", body))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert (run["inserted"], run["rejected"]) == (2, 1), run["error"]
+    got = await feeds.items(pool, feed_id)
+    assert (got["A"]["retail_price"], got["A"]["currency"]) == (Decimal("105.29"), "USD")
+    assert got["B"]["currency"] is None

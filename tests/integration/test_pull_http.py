@@ -85,7 +85,7 @@ async def test_bad_rows_become_rejects_and_the_rest_lands(
             + ",s,,no id,1.00,,3,0\n"
             + "C,s,,too many,1.00,,3,0,extra\n"
             + "D,s,,too few\n"
-            + "E,s,,price text,9.99 EUR,,3,0\n"
+            + "E,s,,price text,9.99 euros,,3,0\n"
             + "F,s,,rounded,1.00,,2.5,0\n")
     feed_id = await feeds.make_feed(pool, feed_server.add("/r.csv", body.encode()))
     run = await feeds.pull_once(pool, settings, feed_id)

@@ -103,7 +103,7 @@ async def test_one_group_poison_and_rejects_and_later_wins(
     await broker.publish(update(999999, {"externalId": "Z"}), routing_key=C.ROUTING_UPDATE,
                          message_id="g3")
     await broker.publish(update(feed_id, {"externalId": "X", "inventoryQuantity": 2},
-                                {"externalId": "W", "retailPrice": "9.99 EUR"}),
+                                {"externalId": "W", "retailPrice": "9.99 euros"}),
                          routing_key=C.ROUTING_UPDATE, message_id="g4")
     async with broker.running_daemon(settings):
         await settled(pool, feed_id, 2)

@@ -37,14 +37,24 @@ def decode(batch: MappedBatch) -> list[list[str | None]]:
     return rows
 
 
+def implicit_currency(mapper: Mapper) -> bool:
+    """The currency column the mapper adds after the file's prices (see test_currency_*)."""
+    return bool(mapper.columns) and mapper.columns[-1] == "currency" and \
+        "currency" not in mapper.source
+
+
 def others(mapper: Mapper) -> list[str]:
-    """Mapper.columns (COPY's column list, in file order) without external_id."""
-    return [c for c in mapper.columns if c != "external_id"]
+    """Mapper.columns (COPY's column list, in file order) without external_id (and without
+    the implicit currency column)."""
+    cut = -1 if implicit_currency(mapper) else None
+    return [c for c in mapper.columns[:cut] if c != "external_id"]
 
 
 def ext_first(mapper: Mapper, rows: list[list[Any]]) -> list[list[Any]]:
     """Rows as [external_id, *others(mapper)], whatever the file's column order."""
     i = mapper.columns.index("external_id")
+    if implicit_currency(mapper):
+        rows = [r[:-1] for r in rows]
     return [[r[i], *r[:i], *r[i + 1:]] for r in rows]
 
 
@@ -57,7 +67,7 @@ def good(mapper: Mapper, row: list[str], line: int = 2) -> list[Any]:
     rows, rejects = one(mapper, row, line)
     assert rejects == []
     assert len(rows) == 1
-    assert len(rows[0]) == len(mapper.columns)
+    assert len(rows[0]) == len(mapper.columns) - implicit_currency(mapper)
     return rows[0]
 
 
@@ -112,7 +122,8 @@ def test_attribute_found_by_template_name(name: str, attr: str, column: str) -> 
     m = Mapper({}, ["external_id", name])
     assert m.source == {"externalId": 0, attr: 1}
     assert others(m) == [column]
-    assert m.mask == COLUMN_BIT[column]
+    currency = COLUMN_BIT["currency"] if implicit_currency(m) else 0
+    assert m.mask == COLUMN_BIT[column] | currency
 
 
 def test_unknown_header_names_are_ignored() -> None:
@@ -250,7 +261,7 @@ def test_blank_external_id_is_rejected(ext: str) -> None:
 
 def test_bad_value_is_rejected_with_its_attribute() -> None:
     m = Mapper({}, ["external_id", "qty", "retail_price"])
-    rows, rejects = many(m, [["E1", "lots", "1"], ["E2", "1", "9.99 EUR"], ["E3", "2", "3"]],
+    rows, rejects = many(m, [["E1", "lots", "1"], ["E2", "1", "9.99 euros"], ["E3", "2", "3"]],
                          [2, 3, 4])
     assert [r.position for r in rejects] == [2, 3]
     assert rejects[0].reason.startswith("inventoryQuantity: ")
@@ -275,7 +286,7 @@ BATCH = [
     ["E2", "2,5", "1.234,5", "Deny", " S2 ", "", ""],
     ["E3", "", "", "", "", " n3 ", "d\t3"],
     ["E4", "four", "9", "track", "S4", "n4", "d4"],
-    ["E5", "5", "5 EUR", "never", "S5", "n5", "d5"],
+    ["E5", "5", "5 euros", "never", "S5", "n5", "d5"],
     ["", "6", "6", "track", "S6", "n6", "d6"],
     ["E7", "7", "7", "track", "S7"],
     ["E8", "8", "8", "continue", "S8", "n\x1f8", "d8"],
@@ -360,7 +371,8 @@ def test_invalid_options_json_is_rejected() -> None:
 def test_mask_and_columns_reflect_only_mapped_attributes() -> None:
     m = Mapper({}, ["external_id", "qty", "cost_price", "colour"])
     assert others(m) == ["inventory_quantity", "cost_price"]
-    assert m.mask == COLUMN_BIT["inventory_quantity"] | COLUMN_BIT["cost_price"]
+    assert m.mask == (COLUMN_BIT["inventory_quantity"] | COLUMN_BIT["cost_price"]
+                      | COLUMN_BIT["currency"])  # a price's currency comes along
     assert m.mask & COLUMN_BIT["retail_price"] == 0
     assert m.mask & COLUMN_BIT["extra"] == 0
 
@@ -370,7 +382,7 @@ def test_mask_with_every_column() -> None:
              "inventoryPolicy", "retailPrice", "costPrice", "compareAtPrice", "grams", "mpn",
              "externalGroupId", "options", "images", "description"]
     m = Mapper({}, attrs)
-    assert sorted(others(m)) == sorted(COLUMNS)
+    assert sorted([*others(m), "currency"]) == sorted(COLUMNS)  # currency: from the prices
     assert m.mask == 2 ** len(COLUMNS) - 1
 
 
@@ -464,3 +476,29 @@ def test_blank_images(text: str) -> None:
 def test_images_bad_json_array_is_rejected() -> None:
     m = Mapper({}, ["external_id", "images"])
     assert reject(m, ["E1", '["https://a/1.jpg"']).reason.startswith("images: ")
+
+
+def test_currency_codes_of_prices_are_kept() -> None:
+    m = Mapper({}, ["external_id", "retail_price", "cost_price"])
+    assert m.columns == ["external_id", "retail_price", "cost_price", "currency"]
+    batch = m.map([["A", "105.29 USD", "80"], ["B", "3.50", "2.00 EUR"], ["C", "1", "2"]],
+                  [2, 3, 4])
+    assert batch.rejects == []
+    assert decode(batch) == [["A", "105.29", "80", "USD"], ["B", "3.50", "2.00", "EUR"],
+                             ["C", "1", "2", None]]
+
+
+def test_a_mapped_currency_column_wins() -> None:
+    m = Mapper({}, ["external_id", "retail_price", "currency"])
+    assert m.columns == ["external_id", "retail_price", "currency"]
+    assert decode(m.map([["A", "9.99 USD", "gbp"]], [2])) == [["A", "9.99", "GBP"]]
+    rejected = m.map([["A", "9.99", "pounds"]], [2]).rejects
+    assert [r.reason for r in rejected] == [
+        "currency: 'pounds' is not a three-letter ISO 4217 code"]
+
+
+def test_other_text_in_a_price_is_still_a_reject() -> None:
+    m = Mapper({}, ["external_id", "retail_price"])
+    for text in ("9.99 euros", "€9.99", "USD", "9.99 US"):
+        [r] = m.map([["A", text]], [2]).rejects
+        assert "retailPrice" in r.reason, text

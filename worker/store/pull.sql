@@ -19,7 +19,8 @@ CREATE TEMP TABLE pull_staging (
     external_group_id  text,
     options            jsonb,
     images             jsonb,
-    extra              jsonb
+    extra              jsonb,
+    currency           text
 ) ON COMMIT DROP;
 
 -- name: analyze_staging
@@ -40,7 +41,7 @@ WITH src AS (
     SELECT DISTINCT ON (external_id)
         external_id, vendor_sku, barcode, name, inventory_quantity, inventory_policy,
         retail_price, cost_price, compare_at_price, grams, mpn, external_group_id,
-        options, images, extra
+        options, images, extra, currency
     FROM pull_staging
     ORDER BY external_id, pos DESC
 ), joined AS MATERIALIZED (
@@ -62,11 +63,12 @@ WITH src AS (
             CASE WHEN ($2::int & 1024) <> 0 THEN s.external_group_id ELSE t.external_group_id END,
             CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
             CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
-            CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(s.extra, '{}') ELSE t.extra END
+            CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(s.extra, '{}') ELSE t.extra END,
+            CASE WHEN ($2::int & 16384) <> 0 THEN s.currency ELSE t.currency END
         ) IS DISTINCT FROM (
             t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
             t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
-            t.external_group_id, t.options, t.images, t.extra
+            t.external_group_id, t.options, t.images, t.extra, t.currency
         ) AS changed
     FROM src s
     LEFT JOIN inventory_feed_variants t
@@ -75,11 +77,12 @@ WITH src AS (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
-        external_group_id, options, images, extra, inventory_updated_at, last_fetched_at)
+        external_group_id, options, images, extra, currency, inventory_updated_at,
+        last_fetched_at)
     SELECT $1, external_id, vendor_sku, barcode, name, inventory_quantity,
            coalesce(inventory_policy, 'track'), retail_price, cost_price, compare_at_price,
            coalesce(grams, 0), mpn, external_group_id, coalesce(options, '[]'),
-           coalesce(images, '[]'), coalesce(extra, '{}'), now(), now()
+           coalesce(images, '[]'), coalesce(extra, '{}'), currency, now(), now()
     FROM joined
     WHERE target_id IS NULL
     ORDER BY external_id
@@ -104,6 +107,7 @@ WITH src AS (
         options = CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
         images = CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
         extra = CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END,
+        currency = CASE WHEN ($2::int & 16384) <> 0 THEN j.currency ELSE t.currency END,
         inventory_updated_at = CASE
             WHEN ($2::int & 8) <> 0 AND j.inventory_quantity IS DISTINCT FROM t.inventory_quantity
             THEN now() ELSE t.inventory_updated_at END,

@@ -43,6 +43,7 @@ CREATE TEMP TABLE IF NOT EXISTS push_staging (
     options              jsonb,
     images               jsonb,
     extra                jsonb,
+    currency             text,
     inventory_updated_at timestamptz
 ) ON COMMIT DELETE ROWS;  -- made once per connection: no catalog churn per batch
 
@@ -68,11 +69,12 @@ WITH joined AS MATERIALIZED (
             CASE WHEN s.present & 2048 <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
             CASE WHEN s.present & 4096 <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
             CASE WHEN s.present & 8192 <> 0 THEN t.extra || coalesce(s.extra, '{}')
-                 ELSE t.extra END
+                 ELSE t.extra END,
+            CASE WHEN s.present & 16384 <> 0 THEN s.currency ELSE t.currency END
         ) IS DISTINCT FROM (
             t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
             t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
-            t.external_group_id, t.options, t.images, t.extra
+            t.external_group_id, t.options, t.images, t.extra, t.currency
         -- A newer time alone is written too, so that an older update arriving later
         -- is still recognised as stale.
         ) OR coalesce(s.inventory_updated_at > t.inventory_updated_at, false)) AS changed
@@ -83,11 +85,12 @@ WITH joined AS MATERIALIZED (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
-        external_group_id, options, images, extra, inventory_updated_at)
+        external_group_id, options, images, extra, currency, inventory_updated_at)
     SELECT inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
            coalesce(inventory_policy, 'track'), retail_price, cost_price, compare_at_price,
            coalesce(grams, 0), mpn, external_group_id, coalesce(options, '[]'),
-           coalesce(images, '[]'), coalesce(extra, '{}'), coalesce(inventory_updated_at, now())
+           coalesce(images, '[]'), coalesce(extra, '{}'), currency,
+           coalesce(inventory_updated_at, now())
     FROM joined
     WHERE target_id IS NULL
     ORDER BY inventory_feed_id, external_id
@@ -113,6 +116,7 @@ WITH joined AS MATERIALIZED (
         images = CASE WHEN j.present & 4096 <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
         extra = CASE WHEN j.present & 8192 <> 0 THEN t.extra || coalesce(j.extra, '{}')
                      ELSE t.extra END,
+        currency = CASE WHEN j.present & 16384 <> 0 THEN j.currency ELSE t.currency END,
         inventory_updated_at = coalesce(
             j.inventory_updated_at,
             CASE WHEN j.present & 8 <> 0
