@@ -46,6 +46,7 @@ check: lint typecheck test
 bench: venv services
 	@command -v pgloader >/dev/null || { apt-get update -q && apt-get install -y -q pgloader; }
 	$(BIN)/python -m tests.bench.pull_csv
+	$(BIN)/python -m tests.bench.push
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

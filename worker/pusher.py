@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.push import Envelope, Fate, apply_group
+from worker.pipeline.push import Envelope, Fate, Prepared, commit, prepare
 from worker.settings import Settings
 from worker.store import push as store
 
@@ -33,14 +33,27 @@ class PushConsumer:
         self.inbox.put_nowait(message)
 
     async def run(self) -> None:
-        """Side task: one group after another."""
-        while self.accepting:
-            group = await self._collect()
-            self.idle.clear()
-            try:
-                await self._apply(group)
-            finally:
-                self.idle.set()
+        """Side task: groups in a two-stage pipeline. While one group's transaction runs,
+        the next is collected, decoded and folded; transactions still run one at a time,
+        in order, so a later update always lands after an earlier one."""
+        committing: asyncio.Task[None] | None = None
+        try:
+            while self.accepting:
+                group = await self._collect()
+                self.idle.clear()
+                prepared = await prepare(self.settings, [e for _, e in group])
+                if committing is not None:
+                    await committing
+                if not self.accepting:  # draining: this group goes back to the queue
+                    await broker.requeue_all([m for m, _ in group])
+                    self.idle.set()
+                    break
+                committing = asyncio.create_task(self._commit(group, prepared),
+                                                 name="push-commit")
+                committing.add_done_callback(lambda _: self.idle.set())
+        finally:
+            if committing is not None:
+                await committing
 
     async def _collect(self) -> list[tuple[AbstractIncomingMessage, Envelope]]:
         first = await self.inbox.get()
@@ -68,10 +81,11 @@ class PushConsumer:
         e.decode()
         return message, e
 
-    async def _apply(self, group: list[tuple[AbstractIncomingMessage, Envelope]]) -> None:
+    async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
+                      prepared: Prepared) -> None:
         started = time.perf_counter()
         try:
-            report = await apply_group(self.pool, self.settings, [e for _, e in group])
+            report = await commit(self.pool, self.settings, prepared)
         except asyncio.CancelledError:
             await broker.requeue_all([m for m, _ in group])
             raise

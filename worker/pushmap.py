@@ -152,7 +152,10 @@ class Item:
         fields = [str(self.feed_id), self.external_id, str(self.present),
                   *("" if v is None else v for v in vals),
                   "" if self.updated_at is None else self.updated_at.isoformat()]
-        return "\t".join(f.translate(_ESCAPES) for f in fields)
+        line = "\t".join(fields)
+        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(fields) - 1:
+            line = "\t".join(f.translate(_ESCAPES) for f in fields)
+        return line
 
 
 _BITS = [COLUMN_BIT[c] for c in COLUMNS]

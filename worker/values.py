@@ -52,6 +52,8 @@ _CURRENCY_SUFFIX = re.compile(r"(.*?\S)\s*([A-Z]{3})")
 
 def split_currency(v: str) -> tuple[str, str | None]:
     """'105.29 USD' -> ('105.29', 'USD'): a trailing ISO 4217-style code, if any."""
+    if not v.rstrip()[-1:].isalpha():  # the usual case, without the regex
+        return v, None
     m = _CURRENCY_SUFFIX.fullmatch(v.strip())
     return (m.group(1), m.group(2)) if m else (v, None)
 

@@ -12,7 +12,7 @@ characters yajl takes for whitespace (\\v, \\f) or that cut its error messages (
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from decimal import Decimal
 from itertools import accumulate, chain
 from typing import Any
@@ -78,57 +78,67 @@ class _Wait:
         yield _PAUSED
 
 
+class _Reader:
+    """The file ijson reads: each piece whole. Kept apart from _Stream so that ijson's C
+    generator (which the garbage collector does not traverse) holds no cycle back to it."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.eof = False
+
+    async def read(self, size: int) -> bytes:
+        if size == 0:  # ijson asks once whether read() gives bytes or text
+            return b""
+        while self.data is None:
+            if self.eof:
+                return b""
+            await _Wait()
+        data, self.data = self.data, None
+        return data
+
+
 class _Stream:
     """One ijson parser fed bytes as they come: `items_async` over a reader that hands it
     each piece whole, its awaitable stepped with next() (a value arrives as StopIteration,
     a yielded _PAUSED means it wants the next piece)."""
 
     def __init__(self, prefix: str | None, multiple_values: bool = False) -> None:
-        self._data: bytes | None = None
-        self._eof = False
+        self._reader = reader = _Reader()
         self.start = 0   # document offset of the piece being parsed
         self.end = 0     # document offset after the bytes given so far
         if prefix is None:  # parse events, (prefix, event, value)
-            gen = ijson.parse_async(self, buf_size=PIECE, multiple_values=multiple_values)
+            gen = ijson.parse_async(reader, buf_size=PIECE, multiple_values=multiple_values)
         else:
-            gen = ijson.items_async(self, prefix, buf_size=PIECE,
+            gen = ijson.items_async(reader, prefix, buf_size=PIECE,
                                     multiple_values=multiple_values)
-        self._gen = gen  # keeps the C generator alive
-        self._step = gen.__anext__().__await__()
+        self._next = gen.__anext__
+        self._step = self._next().__await__()
         self.done = False
-
-    async def read(self, size: int) -> bytes:
-        if size == 0:  # ijson asks once whether read() gives bytes or text
-            return b""
-        while self._data is None:
-            if self._eof:
-                return b""
-            await _Wait()
-        data, self._data = self._data, None
-        return data
 
     def send(self, data: bytes, out: list[Any]) -> None:
         """Parse `data` (the next bytes of the document); the values found go to `out`."""
         if not data or self.done:
             return
         self.start, self.end = self.end, self.end + len(data)
-        self._data = data
+        self._reader.data = data
         self._run(out, data)
 
     def close(self, out: list[Any]) -> None:
         if self.done:
             return
         self.start = self.end
-        self._eof = True
+        self._reader.eof = True
         self._run(out, b"")
 
     def _run(self, out: list[Any], data: bytes) -> None:
-        step, append = self._step, out.append
+        step, append, again = self._step, out.append, self._next
         while True:
             try:
                 yielded = next(step)
             except StopIteration as value:
                 append(value.value)
+                # The C backend's awaitable is the same object each time; the others' not.
+                step = self._step = again().__await__()
                 continue
             except StopAsyncIteration:
                 self.done = True
@@ -272,10 +282,13 @@ class _Guard:
 def _decimal(d: Decimal) -> str:
     """A JSON number as written, without exponent noise (1E+2 -> 100); absurd exponents
     stay in E notation rather than become thousands of zeros."""
+    text = str(d)
+    if "E" not in text:
+        return text
     exponent = d.as_tuple().exponent
     if isinstance(exponent, int) and -40 <= exponent <= 40:
         return format(d, "f")
-    return str(d)
+    return text
 
 
 def _fragment(v: Any) -> orjson.Fragment:
@@ -284,22 +297,21 @@ def _fragment(v: Any) -> orjson.Fragment:
     raise TypeError(f"{type(v).__name__} is not JSON")
 
 
-def _text(v: Any) -> str:
-    """A record's value as text: strings as they are, numbers as written, true/false,
-    null as blank, objects and arrays as compact JSON."""
-    if v.__class__ is str:
-        return str(v)
-    if v is None:
-        return ""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v.__class__ is int:
-        return str(v)
-    if v.__class__ is Decimal:
-        return _decimal(v)
+def _dumps(v: Any) -> str:
     return orjson.dumps(v, default=_fragment).decode()
+
+
+# A value's text by its type (ijson gives str, int, Decimal, bool, None, dict, list):
+# strings as they are, numbers as written, true/false, null as blank, objects and arrays
+# as compact JSON. Looked up by class, so the common types cost no Python-level call.
+_TO_TEXT: dict[type, Callable[[Any], str]] = {
+    str: str, int: int.__repr__, Decimal: _decimal, type(None): "".format,
+    bool: {True: "true", False: "false"}.__getitem__, dict: _dumps, list: _dumps,
+}
+
+
+def _text(v: Any) -> str:
+    return _TO_TEXT.get(v.__class__, _dumps)(v)
 
 
 def _kind(v: Any) -> str:
@@ -326,9 +338,9 @@ def _raw(v: Any) -> str:
 
 def _dig(value: Any, path: tuple[str, ...]) -> Any:
     for key in path:
-        if isinstance(value, dict):
+        if value.__class__ is dict:
             value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        elif value.__class__ is list and key.isdigit() and int(key) < len(value):
             value = value[int(key)]
         else:
             return None
@@ -336,16 +348,28 @@ def _dig(value: Any, path: tuple[str, ...]) -> Any:
 
 
 def _row_maker(paths: list[tuple[str, ...]]) -> Row:
-    if all(len(p) == 1 for p in paths):
-        keys = [p[0] for p in paths]
+    """record -> its texts, one a path: the first steps in one C-level pass of dict.get,
+    the deeper steps (few) after."""
+    keys = [p[0] for p in paths]
+    deeper = [(i, p[1:]) for i, p in enumerate(paths) if len(p) > 1]
+    convert = _TO_TEXT
 
+    if not deeper:
         def flat(record: Any) -> list[str]:
-            return [v if v.__class__ is str else _text(v) for v in map(record.get, keys)]
+            return [v if v.__class__ is str else convert[v.__class__](v)
+                    for v in map(record.get, keys)]
 
         return flat
 
     def nested(record: Any) -> list[str]:
-        return [_text(_dig(record, p)) for p in paths]
+        values = list(map(record.get, keys))
+        for i, rest in deeper:
+            value = values[i]
+            if value.__class__ is dict and len(rest) == 1:
+                values[i] = value.get(rest[0])
+            else:
+                values[i] = _dig(value, rest)
+        return [v if v.__class__ is str else convert[v.__class__](v) for v in values]
 
     return nested
 
@@ -409,7 +433,8 @@ class JsonRecords:
         self.records = 0        # records read (rows and errors)
         self.details: dict[str, Any] = {}
         self._mode = ""         # "", array, path, ndjson, guess (maybe ndjson), single
-        self._head = b""        # bytes before the first that is not whitespace (or BOM)
+        self._head = b""        # the first bytes, until they are known not to be a BOM
+        self._bom_checked = False
         self._offset = 0        # document bytes taken so far
         self._guard = _Guard()
         self._main: _Stream | None = None
@@ -424,6 +449,8 @@ class JsonRecords:
         self._values = 0        # values read (one a line)
         self._kept: list[bytes] | None = None  # guess mode: bytes read, to read again
         self._held: list[Any] = []           # guess mode: the first value
+        self._nul = False       # a \u0000 was seen
+        self._last = b""        # the end of the last piece (an escape may straddle)
         self._failed: FeedError | None = None
 
     # -- public
@@ -457,6 +484,10 @@ class JsonRecords:
                 return
         if not data:
             return
+        if not self._nul:
+            window = self._last + data
+            self._nul = b"\\u0000" in window  # rows are checked for NUL from then on
+            self._last = window[-5:]
         bad = self._guard.check(data)
         if bad is not None:
             cut, reason = bad
@@ -466,20 +497,22 @@ class JsonRecords:
         self._dispatch(data, out)
 
     def _start(self, data: bytes) -> bytes:
-        """Holds the bytes before the first one that is not whitespace; picks the mode."""
-        head = self._head + data
-        if _BOM.startswith(head[:3]) and len(head) < 3:
-            self._head = head
-            return b""
-        bom = 3 if head.startswith(_BOM) else 0
-        body = head[bom:].lstrip(_WHITESPACE)
+        """Skips what comes before the first byte that is not whitespace (a UTF-8 BOM at
+        the very start is accepted); that byte picks the mode. Returns the bytes to parse."""
+        if not self._bom_checked:
+            head = self._head + data
+            if len(head) < 3 and _BOM.startswith(head):
+                self._head = head
+                return b""
+            self._bom_checked, self._head = True, b""
+            if head.startswith(_BOM):
+                self._offset = 3
+                head = head[3:]
+            data = head
+        body = data.lstrip(_WHITESPACE)
+        self._offset += len(data) - len(body)
         if not body:
-            self._head = head
-            if len(head) > MAX_LINE_BYTES:  # whitespace only, and lots of it
-                raise JsonSyntaxError("no JSON value, only whitespace", len(head))
             return b""
-        self._head = b""
-        self._offset = bom
         first = chr(body[0])
         self._first = first
         if self._record:
@@ -501,8 +534,8 @@ class JsonRecords:
         else:
             self._single()
         for stream in self._streams():
-            stream.end = bom
-        return head[bom:]
+            stream.end = self._offset
+        return body
 
     def _streams(self) -> list[_Stream]:
         return [s for s in (self._main, self._probe, self._next) if s is not None]
@@ -538,9 +571,8 @@ class JsonRecords:
 
     def _finish(self, out: _Out) -> None:
         if not self._mode:
-            head = self._head
-            raise JsonSyntaxError("the document is empty" if not head.strip(_WHITESPACE)
-                                  else "no JSON value", len(head))
+            raise JsonSyntaxError("the document is empty" if not self._head
+                                  else "no JSON value", self._offset + len(self._head))
         if self._mode in ("ndjson", "guess"):
             self._last_line(out)
             if self._mode == "guess":  # never a second value: one object, not lines
@@ -627,11 +659,11 @@ class JsonRecords:
         try:
             if all(v.__class__ is dict for v in values):
                 new = list(map(row, values))
-                if "\x00" not in "".join(chain.from_iterable(new)):
+                if not self._nul or "\x00" not in "".join(chain.from_iterable(new)):
                     rows += new
                     lines += range(base + 1, base + 1 + len(values))
                     return
-        except (TypeError, ValueError, orjson.JSONEncodeError):
+        except (TypeError, ValueError, KeyError, orjson.JSONEncodeError):
             pass  # one of them is bad: record by record, below
         for i, value in enumerate(values, base + 1):
             self._one(i, value, out)
@@ -642,7 +674,7 @@ class JsonRecords:
             return
         try:
             row = self._row(value)
-        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+        except (TypeError, ValueError, KeyError, orjson.JSONEncodeError) as exc:
             out.errors.append((n, _raw(value), f"record {n} cannot be read: {exc}"))
             return
         if "\x00" in "".join(row):
@@ -732,10 +764,11 @@ class JsonRecords:
                     reason = ("more than one JSON value on a line"
                               if "after document" in str(exc) else
                               "a line that is not a whole JSON value")
-                    return JsonSyntaxError(reason, offset + exc.pos, line=i)
+                    at = len(line.decode("utf-8", "replace")[:exc.pos].encode())
+                    return JsonSyntaxError(reason, offset + at, line=i)
             offset += len(line) + 1
-        return JsonSyntaxError("not one JSON value a line", None, start, start + offset,
-                               line=self._lines + 1)
+        return JsonSyntaxError("a line that does not hold one JSON value", None, start,
+                               offset, line=self._lines + 1)
 
     def _not_lines(self) -> None:
         """A document opening with `{` that is not lines of JSON: one value (parsed again
@@ -748,15 +781,3 @@ class JsonRecords:
             self._main.end = start
             self._main.send(kept, [])
 
-
-def parse_all(mapping: Mapping[str, Any], chunks: Iterable[bytes]) -> CsvBatch:
-    """Every record of a document given as chunks (tests and small documents)."""
-    parser = JsonRecords(mapping)
-    out = _Out()
-    batches = [parser.feed(c) for c in chunks]
-    batches.append(parser.close())
-    for batch in batches:
-        out.rows += batch.rows
-        out.lines += batch.lines
-        out.errors += batch.errors
-    return out.batch()

@@ -6,6 +6,7 @@ they carry it); a message whose id was applied before is a repeat and changes no
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,26 +60,47 @@ class GroupReport:
         return sum(getattr(c, name) for c in self.counts.values())
 
 
-async def apply_group(pool: asyncpg.Pool, settings: Settings,
-                      envelopes: Sequence[Envelope]) -> GroupReport:
-    """Decide every envelope's fate and apply the live ones in one transaction."""
+@dataclass
+class Prepared:
+    """A group decoded, checked and folded: the CPU half of applying it, done while the
+    previous group's transaction runs."""
+
+    envelopes: Sequence[Envelope]
+    counts: dict[int, FeedCounts]
+    items: dict[tuple[int, str], Item]
+
+
+async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
+    """Decode and fold; yields to the event loop now and then so that the transaction of
+    the group before this one keeps moving."""
     for e in envelopes:
         if e.update is None and e.fate is Fate.APPLIED:
             e.decode()
     live = [e for e in envelopes if e.fate is Fate.APPLIED]
+    counts, items = await _fold(live, settings)
+    return Prepared(envelopes, counts, items)
+
+
+async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> GroupReport:
+    """The database half: one transaction; every envelope's fate is decided here."""
+    live = [e for e in group.envelopes if e.fate is Fate.APPLIED and e.update is not None]
     feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
+    gone = set()
     for e in live:
-        if e.update is None:
-            continue
-        feed = feeds.get(e.update.feed_id)
-        if feed is None:
-            e.fate, e.reason = Fate.DEAD, f"feed {e.update.feed_id} does not exist"
-        elif not feed["enabled"] or feed["provider_archived"]:
-            e.fate, e.reason = Fate.DEAD, f"feed {e.update.feed_id} is disabled"
+        feed = feeds.get(e.update.feed_id) if e.update is not None else None
+        if feed is None or not feed["enabled"] or feed["provider_archived"]:
+            feed_id = e.update.feed_id if e.update is not None else 0
+            e.fate = Fate.DEAD
+            e.reason = (f"feed {feed_id} does not exist" if feed is None
+                        else f"feed {feed_id} is disabled")
+            gone.add(feed_id)
+    counts, items = group.counts, group.items
+    if gone:  # their items are theirs alone: drop them, no need to fold again
+        counts = {f: c for f, c in counts.items() if f not in gone}
+        items = {k: i for k, i in items.items() if k[0] not in gone}
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
         return GroupReport({}, 0)
-    counts, items = _fold(live, settings)
     async with pool.acquire() as conn, conn.transaction():
         ids = [e.message_id for e in live if e.message_id]
         fresh = await store.remember(conn, ids)
@@ -95,7 +117,7 @@ async def apply_group(pool: asyncpg.Pool, settings: Settings,
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
                 return GroupReport({}, 0)
-            counts, items = _fold(live, settings)
+            counts, items = await _fold(live, settings)
         merged = await store.merge(conn, [i.copy_line() for i in items.values()],
                                    list(counts))
         for feed_id, c in counts.items():
@@ -106,11 +128,21 @@ async def apply_group(pool: asyncpg.Pool, settings: Settings,
     return GroupReport(counts, len(items))
 
 
-def _fold(live: Sequence[Envelope], settings: Settings) -> tuple[dict[int, FeedCounts],
-                                                                 dict[tuple[int, str], Item]]:
+async def apply_group(pool: asyncpg.Pool, settings: Settings,
+                      envelopes: Sequence[Envelope]) -> GroupReport:
+    """Prepare and commit one group (what the consumer does, one stage after the other)."""
+    return await commit(pool, settings, await prepare(settings, envelopes))
+
+
+_YIELD_EVERY = 500  # variants folded between two looks at the event loop
+
+
+async def _fold(live: Sequence[Envelope], settings: Settings
+                ) -> tuple[dict[int, FeedCounts], dict[tuple[int, str], Item]]:
     counts: dict[int, FeedCounts] = {}
     items: dict[tuple[int, str], Item] = {}
     keep = settings.max_stored_rejects
+    done = 0
     for e in live:
         if e.update is None:
             continue
@@ -135,6 +167,10 @@ def _fold(live: Sequence[Envelope], settings: Settings) -> tuple[dict[int, FeedC
             else:
                 prev.absorb(item)
                 c.duplicates += 1
+        done += len(e.update.variants)
+        if done >= _YIELD_EVERY:
+            done = 0
+            await asyncio.sleep(0)
     return counts, items
 
 

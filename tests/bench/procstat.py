@@ -1,0 +1,73 @@
+"""CPU time of the processes in a timed run (Linux /proc): who was busy on this small box."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+SERVERS = {"postgres": "postgres", "beam.smp": "rabbitmq"}  # comm -> who
+
+
+def _cpu_and_comm(pid: int) -> tuple[str, float] | None:
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return comm, (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cpu: dict[int, tuple[str, float]]  # pid -> (who, CPU seconds)
+
+
+def snapshot(ours: dict[int, str] | None = None) -> Snapshot:
+    """CPU seconds of every Postgres and RabbitMQ process, and of `ours` (pid -> name)."""
+    ours = ours or {}
+    cpu: dict[int, tuple[str, float]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        got = _cpu_and_comm(pid)
+        if got is None:
+            continue
+        comm, seconds = got
+        who = ours.get(pid) or SERVERS.get(comm)
+        if who is not None:
+            cpu[pid] = (who, seconds)
+    return Snapshot(cpu)
+
+
+def used(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU seconds spent between the snapshots, by who (processes alive at `after`)."""
+    total: dict[str, float] = {}
+    for pid, (who, seconds) in after.cpu.items():
+        _, earlier = before.cpu.get(pid, (who, 0.0))
+        total[who] = total.get(who, 0.0) + max(0.0, seconds - earlier)
+    return total
+
+
+def describe(cpu: dict[str, float], wall_s: float) -> str:
+    """'worker 1.9 s (95%), postgres 0.8 s (40%), ...' as a share of one core."""
+    parts = [
+        f"{who} {seconds:.1f} s ({100 * seconds / wall_s:.0f}%)"
+        for who, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
+    ]
+    return ", ".join(parts)
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM of a live process (its own address space, not inherited), in MiB."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,384 @@
+"""XML records from byte chunks, incrementally, in the CSV parser's batches.
+
+libxml2 (lxml's pull parser) builds the tree as bytes arrive and reports each element that
+ends with the record's tag; one whose path from the root is `mapping.record` is a record.
+Its fields (`mapping.fields`, XPaths relative to it) are read, then it is cleared and the
+elements before it (its earlier siblings, and those of its ancestors) are deleted, so the
+tree never holds more than the record being read: memory stays flat.
+
+Feeds are untrusted: entities are never expanded (resolve_entities=False), nothing is
+fetched (no_network, no DTD loading), libxml2's size and depth limits stay on
+(huge_tree=False), and a document whose DTD declares entities is refused: its bytes are
+searched for `<!ENTITY` before libxml2 sees them, and its DTD checked at the first record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+from lxml import etree
+
+from worker.errors import FeedError
+from worker.mapping import ATTRIBUTES, EXTRA_ATTRIBUTES
+from worker.parsers.csv import CsvBatch
+
+PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once
+RAW_CHARS = 200      # of a rejected record's text
+_ENTITY = b"<!ENTITY"
+_DECLARES = ("the document's DTD declares entities (<!ENTITY ...>): refused, feeds may not "
+             "(entities are never expanded)")
+
+_NAME = r"[^\W\d][\w.\-]*"
+_QNAME = re.compile(rf"(?:({_NAME}):)?({_NAME})")
+_STEP = rf"(?:{_NAME}:)?{_NAME}"
+_SIMPLE_FIELD = re.compile(rf"{_STEP}(?:/{_STEP})*(?:/@{_STEP})?|@{_STEP}")
+_WHERE = re.compile(r", line \d+, column \d+$")
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+Element = etree._Element
+Getter = Callable[[Element, dict[Any, Element]], str]
+
+
+class XmlSyntaxError(FeedError):
+    """The bytes are not well-formed XML (or not XML a feed may use)."""
+
+    def __init__(self, reason: str, line: int | None, column: int | None) -> None:
+        self.reason, self.line, self.column = reason, line, column
+        where = f" at line {line}, column {column}" if line else ""
+        super().__init__(f"malformed XML{where}: {reason}")
+
+
+class _RecordError(Exception):
+    """A record whose field could not be read (the others go on)."""
+
+
+def _text(el: Element) -> str:
+    """An element's text content, trimmed (its descendants' text too, as XPath's string())."""
+    if len(el):
+        return "".join(cast("Iterable[str]", el.itertext())).strip()
+    text = el.text
+    return text.strip() if text else ""
+
+
+def _xpath_text(result: Any) -> str:
+    if isinstance(result, list):
+        if not result:
+            return ""
+        result = result[0]
+    if isinstance(result, etree._Element):
+        return _text(result)
+    if isinstance(result, bool):
+        return "true" if result else "false"
+    if isinstance(result, float):
+        if result != result or result in (float("inf"), float("-inf")):
+            return ""
+        return str(int(result)) if result.is_integer() else repr(result)
+    if isinstance(result, (str, bytes)):
+        return (result.decode() if isinstance(result, bytes) else str(result)).strip()
+    return ""
+
+
+class _Names:
+    """Prefixed names (`g:id`) -> lxml's {uri}local, from mapping.namespaces."""
+
+    def __init__(self, namespaces: Any) -> None:
+        if namespaces is None:
+            namespaces = {}
+        if not isinstance(namespaces, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in namespaces.items()):
+            raise FeedError("mapping.namespaces must map prefixes to namespace URIs")
+        self.map: dict[str, str] = {"xml": _XML_NS, **namespaces}
+
+    def clark(self, qname: str, what: str) -> str:
+        m = _QNAME.fullmatch(qname)
+        if m is None:
+            raise FeedError(f"{what}: {qname!r} is not an element name")
+        prefix, local = m.groups()
+        if prefix is None:
+            return local
+        if prefix not in self.map:
+            raise FeedError(f"{what}: namespace prefix {prefix!r} is not declared in "
+                            "mapping.namespaces")
+        return f"{{{self.map[prefix]}}}{local}"
+
+
+def _record_path(record: Any, names: _Names) -> list[str]:
+    if not isinstance(record, str) or not record.startswith("/") or record.startswith("//"):
+        raise FeedError("mapping.record must be the absolute path of the record element, "
+                        "such as \"/rss/channel/item\"")
+    steps = record.strip().strip("/").split("/")
+    return [names.clark(step, "mapping.record") for step in steps]
+
+
+def _getter(expr: Any, names: _Names, what: str) -> tuple[Getter | str, bool]:
+    """The field's reader (or, for the text of a child element, the child's tag), and
+    whether it wants the record's first child by tag."""
+    if not isinstance(expr, str) or not expr.strip():
+        raise FeedError(f"{what} must be an XPath relative to the record element")
+    expr = expr.strip()
+    if expr.startswith("/") or ".." in expr:
+        raise FeedError(f"{what} {expr!r}: the path must stay inside the record element "
+                        "(the rest of the document is not kept)")
+    if _SIMPLE_FIELD.fullmatch(expr):
+        steps = expr.split("/")
+        attr = names.clark(steps.pop()[1:], what) if steps[-1].startswith("@") else None
+        tags = [names.clark(s, what) for s in steps]
+        if len(tags) == 1 and attr is None:
+            return tags[0], True
+        return _simple(tags, attr), bool(tags)
+    try:
+        xpath = etree.XPath(expr, namespaces=names.map, smart_strings=False)
+        xpath(etree.Element("probe"))  # unknown prefixes and functions fail here
+    except etree.XPathError as exc:
+        raise FeedError(f"{what} {expr!r} is not an XPath lxml can use: {exc}") from None
+
+    def evaluate(el: Element, first: dict[Any, Element]) -> str:
+        try:
+            return _xpath_text(xpath(el))
+        except Exception as exc:  # XPath errors, and EXSLT's (re.error, ...)
+            raise _RecordError(f"{what} {expr!r}: {exc}") from None
+
+    return evaluate, False
+
+
+def _simple(tags: list[str], attr: str | None) -> Getter:
+    if not tags:
+        name = attr or ""
+
+        def own_attribute(el: Element, first: dict[Any, Element]) -> str:
+            value = el.get(name)
+            return value.strip() if value else ""
+
+        return own_attribute
+    head, rest = tags[0], tags[1:]
+
+    def child(el: Element, first: dict[Any, Element]) -> str:
+        node = first.get(head)
+        for tag in rest:
+            if node is None:
+                return ""
+            node = next(node.iterchildren(tag), None)
+        if node is None:
+            return ""
+        if attr is None:
+            return _text(node)
+        value = node.get(attr)
+        return value.strip() if value else ""
+
+    return child
+
+
+class _Fields:
+    """The header, and how each of its values is read: the text of a child element (the
+    common case, read inline) or a getter."""
+
+    def __init__(self, mapping: Mapping[str, Any], names: _Names) -> None:
+        fields = mapping.get("fields")
+        if not fields:
+            fields = {a: a for a in ATTRIBUTES}
+        if not isinstance(fields, dict):
+            raise FeedError("mapping.fields must be an object")
+        known = {*ATTRIBUTES, *EXTRA_ATTRIBUTES}
+        self.header: list[str] = []
+        self.texts: list[tuple[int, str]] = []
+        self.getters: list[tuple[int, Getter]] = []
+        self.children = False
+        for i, (attr, expr) in enumerate(fields.items()):
+            if attr not in known:
+                raise FeedError(f"mapping.fields names an unknown attribute {attr!r}")
+            getter, wants_children = _getter(expr, names, f"mapping.fields.{attr}")
+            self.header.append(attr)
+            if isinstance(getter, str):
+                self.texts.append((i, getter))
+            else:
+                self.getters.append((i, getter))
+            self.children = self.children or wants_children
+
+    def row(self, el: Element) -> list[str]:
+        first: dict[Any, Element] = {}
+        if self.children:
+            for child in el:
+                first.setdefault(child.tag, child)
+        row = [""] * len(self.header)
+        get = first.get
+        for i, tag in self.texts:
+            node = get(tag)
+            if node is not None:
+                if len(node):
+                    row[i] = _text(node)
+                else:
+                    text = node.text
+                    if text:
+                        row[i] = text.strip()
+        for i, getter in self.getters:
+            row[i] = getter(el, first)
+        return row
+
+
+class XmlRecords:
+    """Bytes in, records out: `feed(data)` as they arrive, then `close()`. Each batch's rows
+    hold one text per `header` attribute ("" where the XPath selects nothing); `lines` are
+    record numbers (1-based); a record whose field cannot be read lands in `errors` and the
+    rest go on. Malformed XML raises XmlSyntaxError (a FeedError) naming line and column."""
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        names = _Names(mapping.get("namespaces"))
+        self._path = _record_path(mapping.get("record"), names)
+        self._fields = _Fields(mapping, names)
+        self.header = self._fields.header
+        self.next_url: str | None = None
+        self.records = 0
+        self.details: dict[str, Any] = {}
+        self._parser = etree.XMLPullParser(
+            events=("end",), tag=self._path[-1],
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+            remove_comments=True, remove_pis=True)
+        self._ancestors = self._path[-2::-1]  # parent's tag first, up to the root's
+        self._parent: Element | None = None   # the last parent that was checked
+        self._checked = False                 # the DTD, at the first record
+        self._tail = b""                      # end of the last piece, for `<!ENTITY`
+        self._seen = 0                        # bytes before the first record
+        self._lines = 0                       # ... their line breaks
+        self._last_break = -1                 # ... offset of the last one
+        self._failed: FeedError | None = None
+
+    def feed(self, data: bytes) -> CsvBatch:
+        return self._guarded(data, final=False)
+
+    def close(self) -> CsvBatch:
+        return self._guarded(b"", final=True)
+
+    def _guarded(self, data: bytes, final: bool) -> CsvBatch:
+        if self._failed is not None:
+            raise self._failed
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        errors: list[tuple[int, str, str]] = []
+        out = (rows, lines, errors)
+        try:
+            for i in range(0, len(data), PIECE):
+                self._feed(data[i:i + PIECE], out)
+            if final:
+                self._close(out)
+        except FeedError as exc:
+            self._failed = exc
+            raise
+        return CsvBatch(rows, lines, errors)
+
+    def _feed(self, data: bytes, out: tuple[list[list[str]], list[int], list[Any]]) -> None:
+        if not self._checked:
+            self._look_for_entities(data)
+        parser = self._parser
+        try:
+            parser.feed(data)
+        except etree.XMLSyntaxError as exc:
+            raise _syntax(exc) from None
+        log = parser.feed_error_log  # errors libxml2 logged without stopping lxml
+        if log:
+            _raise_logged(log)
+        self._records(parser.read_events(), out)
+
+    def _close(self, out: tuple[list[list[str]], list[int], list[Any]]) -> None:
+        parser = self._parser
+        try:
+            parser.close()
+        except etree.XMLSyntaxError as exc:
+            log = parser.feed_error_log
+            if log:
+                _raise_logged(log)
+            if not self._seen and not self._checked:
+                raise XmlSyntaxError("the document is empty", None, None) from None
+            raise _syntax(exc) from None
+        self._records(parser.read_events(), out)
+
+    def _look_for_entities(self, data: bytes) -> None:
+        """`<!ENTITY` before the first record: refused before libxml2 reads it."""
+        tail = self._tail
+        window = tail + data
+        found = window.find(_ENTITY)
+        start = self._seen - len(tail)  # document offset of window[0]
+        if found >= 0:
+            breaks = window.count(b"\n", 0, found) - tail.count(b"\n")
+            last = window.rfind(b"\n", 0, found)
+            last_break = start + last if last >= 0 else self._last_break
+            raise XmlSyntaxError(_DECLARES, self._lines + breaks + 1, start + found - last_break)
+        if b"\n" in data:
+            self._lines += data.count(b"\n")
+            self._last_break = self._seen + data.rfind(b"\n")
+        self._seen += len(data)
+        self._tail = window[-(len(_ENTITY) - 1):]
+
+    def _check_dtd(self, el: Element) -> None:
+        """The DTD, once libxml2 has read it (whatever the encoding of the bytes)."""
+        self._checked = True
+        self._tail = b""
+        dtd: Any = el.getroottree().docinfo.internalDTD
+        if dtd is not None and next(dtd.iterentities(), None) is not None:
+            raise XmlSyntaxError(_DECLARES, None, None)
+
+    def _is_record(self, el: Element) -> bool:
+        parent = el.getparent()
+        if parent is not None and parent is self._parent:
+            return True
+        node = parent
+        for tag in self._ancestors:
+            if node is None or node.tag != tag:
+                return False
+            node = node.getparent()
+        if node is not None:
+            return False
+        self._parent = parent
+        return True
+
+    def _records(self, events: Iterable[tuple[str, Any]],
+                 out: tuple[list[list[str]], list[int], list[Any]]) -> None:
+        rows, lines, errors = out
+        make_row = self._fields.row
+        for _, el in events:
+            parent = el.getparent()
+            if (parent is None or parent is not self._parent) and not self._is_record(el):
+                continue
+            if not self._checked:
+                self._check_dtd(el)
+            self.records += 1
+            try:
+                row = make_row(el)
+            except _RecordError as exc:
+                errors.append((self.records, _raw(el), str(exc)))
+            else:
+                rows.append(row)
+                lines.append(self.records)
+            _forget(el)
+
+
+def _forget(el: Element) -> None:
+    """Drops the record and everything before it (siblings, ancestors' siblings)."""
+    el.clear()  # its tail too
+    node: Element | None = el
+    while node is not None:
+        parent = node.getparent()
+        if parent is None:
+            break
+        while node.getprevious() is not None:
+            del parent[0]
+        node = parent
+
+
+def _raw(el: Element) -> str:
+    text = etree.tostring(el, encoding="unicode", with_tail=False)
+    return text if len(text) <= RAW_CHARS else text[:RAW_CHARS - 3] + "..."
+
+
+def _syntax(exc: etree.XMLSyntaxError) -> XmlSyntaxError:
+    line, column = exc.position if exc.position else (None, None)
+    reason = _WHERE.sub("", str(exc.msg or exc)).strip()
+    return XmlSyntaxError(reason, line or None, column)
+
+
+def _raise_logged(log: Any) -> None:
+    for entry in log:
+        if entry.level >= etree.ErrorLevels.ERROR:
+            raise XmlSyntaxError(entry.message.strip(), entry.line or None, entry.column)
+
