@@ -11,7 +11,7 @@ from worker.store import runs
 from worker.store.runs import Feed
 from worker.urls import mask
 
-PULL_TYPES = ("ftp_csv",)
+PULL_TYPES = ("ftp_csv", "xml", "json")
 
 
 @dataclass(frozen=True)

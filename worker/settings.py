@@ -90,13 +90,13 @@ class Settings:
         default=5, metadata={"help": "deliveries of one message before it is dead-lettered"}
     )
     push_batch_variants: int = field(
-        default=5000, metadata={"help": "a push micro-batch closes at this many variants"}
+        default=20000, metadata={"help": "a push micro-batch closes at this many variants"}
     )
     push_batch_wait_s: float = field(
         default=0.02, metadata={"help": "... or this long after its first message"}
     )
     push_prefetch: int = field(
-        default=400, metadata={"help": "feed-update messages taken from the broker ahead"}
+        default=800, metadata={"help": "feed-update messages taken from the broker ahead"}
     )
     message_retention_s: float = field(
         default=7 * 24 * 3600.0,

@@ -231,6 +231,8 @@ class XmlRecords:
         self.next_url: str | None = None
         self.records = 0
         self.details: dict[str, Any] = {}
+        # Not collect_ids=False: with it, libxml2 reads the external DTD subset (a local
+        # file named in <!DOCTYPE ... SYSTEM "file:///...">) whatever load_dtd says.
         self._parser = etree.XMLPullParser(
             events=("end",), tag=self._path[-1],
             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,

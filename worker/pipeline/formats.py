@@ -87,8 +87,14 @@ class CsvRecords:
 
 def records_for(feed: Feed) -> Records:
     """The parser of the feed's resource type."""
-    if feed.resource_type in ("xml", "json"):
-        raise FeedError(f"resource_type {feed.resource_type!r} feeds are not read yet")
+    if feed.resource_type == "xml":
+        from worker.parsers.xml import XmlRecords
+
+        return _Structured(XmlRecords(feed.mapping))
+    if feed.resource_type == "json":
+        from worker.parsers.json import JsonRecords
+
+        return _Structured(JsonRecords(feed.mapping))
     return CsvRecords(feed)
 
 

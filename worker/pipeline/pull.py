@@ -218,22 +218,23 @@ class _Stream:
                                   settings.max_decompressed_bytes,
                                   feed.mapping.get("zipEntry"), found)
             t = clock()
-            async for chunk in source:
-                t1 = clock()
-                self._wait_source_s += t1 - t
-                inflated += len(chunk)
-                with _gc_paused():
-                    self._take(records.feed(chunk), ready, offset)
-                    out = self._encode(final=False)
-                t = clock()
-                self._parse_s += t - t1
-                for data in out:
-                    await queue.put(data)
-                t2 = clock()
-                self._wait_copy_s += t2 - t
-                t = t2
-                if self.progress is not None:
-                    self.progress(self.report.bytes, self.rows_read)
+            async with contextlib.aclosing(source):  # type: ignore[type-var]
+                async for chunk in source:
+                    t1 = clock()
+                    self._wait_source_s += t1 - t
+                    inflated += len(chunk)
+                    with _gc_paused():
+                        self._take(records.feed(chunk), ready, offset)
+                        out = self._encode(final=False)
+                    t = clock()
+                    self._parse_s += t - t1
+                    for data in out:
+                        await queue.put(data)
+                    t2 = clock()
+                    self._wait_copy_s += t2 - t
+                    t = t2
+                    if self.progress is not None:
+                        self.progress(self.report.bytes, self.rows_read)
             t1 = clock()
             self._take(records.close(), ready, offset)
             self._parse_s += clock() - t1
@@ -258,9 +259,10 @@ class _Stream:
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The bytes as downloaded (feed_runs.bytes), before any inflating."""
-        async for chunk in chunks:
-            self.report.bytes += len(chunk)
-            yield chunk
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                self.report.bytes += len(chunk)
+                yield chunk
 
     def _set_mapper(self, header: list[str] | None,
                     ready: asyncio.Future[list[str] | None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,5 +70,7 @@ async def _guarded(url: str, settings: Settings,
             raise NotModified(f"{mask(url)} is unchanged (size {size}, modified {mtime})")
         if seen is not None:
             seen.update(size=size, mtime=mtime)
-    async for chunk in stream(url, settings):
-        yield chunk
+    inner = stream(url, settings)
+    async with contextlib.aclosing(inner):  # type: ignore[type-var]
+        async for chunk in inner:
+            yield chunk

@@ -3,6 +3,7 @@ the inflated size (a zip or gzip bomb fails its run, in bounded memory)."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -18,32 +19,35 @@ _STEP = 1 << 20  # inflate at most this much per call: memory stays flat
 async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
                        entry: str | None = None, found: list[str] | None = None
                        ) -> AsyncIterator[bytes]:
-    """The feed's bytes, inflated when they are gzip or zip; `found` gets the format."""
-    head = b""
-    async for chunk in chunks:
-        head += chunk
-        if len(head) >= 4:
-            break
-    else:
-        if head:
-            yield head
-        return
-
-    async def rest() -> AsyncIterator[bytes]:
-        yield head
+    """The feed's bytes, inflated when they are gzip or zip; `found` gets the format.
+    Closing this closes the source too (its connection with it)."""
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        head = b""
         async for chunk in chunks:
-            yield chunk
+            head += chunk
+            if len(head) >= 4:
+                break
+        else:
+            if head:
+                yield head
+            return
 
-    if head.startswith(GZIP_MAGIC):
-        kind, stream = "gzip", _gunzip(rest(), max_bytes)
-    elif head.startswith(ZIP_MAGIC):
-        kind, stream = "zip", _unzip(rest(), max_bytes, entry)
-    else:
-        kind, stream = "none", rest()
-    if found is not None:
-        found.append(kind)
-    async for data in stream:
-        yield data
+        async def rest() -> AsyncIterator[bytes]:
+            yield head
+            async for chunk in chunks:
+                yield chunk
+
+        if head.startswith(GZIP_MAGIC):
+            kind, stream = "gzip", _gunzip(rest(), max_bytes)
+        elif head.startswith(ZIP_MAGIC):
+            kind, stream = "zip", _unzip(rest(), max_bytes, entry)
+        else:
+            kind, stream = "none", rest()
+        if found is not None:
+            found.append(kind)
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for data in stream:
+                yield data
 
 
 class _Cap:
