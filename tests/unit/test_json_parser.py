@@ -13,7 +13,8 @@ import pytest
 from worker.errors import FeedError
 from worker.mapping import ATTRIBUTES, Mapper
 from worker.parsers.csv import CsvBatch
-from worker.parsers.json import MAX_DEPTH, JsonRecords, JsonShapeError, JsonSyntaxError
+from worker.parsers.json import JsonRecords, JsonShapeError
+from worker.parsers.jsonstream import MAX_DEPTH, JsonSyntaxError
 
 FIELDS = {"externalId": "id", "inventoryQuantity": "stock.available", "name": "name",
           "retailPrice": "price", "options": "options", "images": "images.0"}

@@ -22,7 +22,8 @@ import pytest
 
 from worker.errors import FeedError
 from worker.parsers.csv import CsvBatch
-from worker.parsers.json import JsonRecords, JsonShapeError, JsonSyntaxError
+from worker.parsers.json import JsonRecords, JsonShapeError
+from worker.parsers.jsonstream import JsonSyntaxError
 
 CORPUS = Path(os.environ.get("TEST_CORPUS_DIR", "/work/shared/corpus")) / "json-test-suite"
 LIMIT_S = 1.0
