@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gzip
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
 from tests.support import feeds
+from tests.support.corpus import CORPUS
 from tests.support.feedserver import FeedServer
 from worker.settings import Settings
 
-SUITE = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "json-test-suite"
+SUITE = CORPUS / "json-test-suite"
 
 MERCHANT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">

@@ -1,6 +1,6 @@
 """The csv-spectrum conformance corpus: each CSV, read with its header row, gives its twin.
 
-The corpus lives outside the repository (TEST_CORPUS_DIR, default /work/shared/corpus)
+The corpus lives outside the repository (../shared/corpus beside the checkout, or TEST_CORPUS_DIR)
 and is used as it is. Two twins in this copy disagree with their CSV; CORRECTIONS says
 how, and a test checks that each correction is still needed.
 """
@@ -8,17 +8,16 @@ how, and a test checks that each correction is still needed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.corpus import CORPUS as SHARED
 from tests.unit.csvhelp import Parsed, parse_bytes, parse_text, parse_text_last_final, sized
 
-CORPUS = Path(os.environ.get("TEST_CORPUS_DIR", "/work/shared/corpus")) / "csv-spectrum"
+CORPUS = SHARED / "csv-spectrum"
 CSVS = CORPUS / "csvs"
 TWINS = CORPUS / "json"
 
@@ -52,7 +51,7 @@ def _names() -> list[str]:
     if not CSVS.is_dir():
         raise FileNotFoundError(
             f"csv-spectrum corpus not found at {CORPUS}: set TEST_CORPUS_DIR to the folder "
-            "holding csv-spectrum/ (see /work/shared/corpus/README.md)")
+            "holding csv-spectrum/ (see ../shared/corpus/README.md)")
     return sorted(p.stem for p in CSVS.glob("*.csv"))
 
 

@@ -5,27 +5,26 @@ the top level (mapping {}), fed whole and a byte at a time:
 - y_ (JSON): never a parse error (a shape error is fine: most are not arrays of records);
 - i_ (either): a FeedError or records, never another exception, never a hang.
 
-The corpus lives outside the repository (TEST_CORPUS_DIR, default /work/shared/corpus)
-and is used as it is.
+The corpus lives outside the repository (../shared/corpus beside the checkout, or
+TEST_CORPUS_DIR) and is used as it is.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
+from tests.support.corpus import CORPUS as SHARED
 from worker.errors import FeedError
 from worker.parsers.csv import CsvBatch
 from worker.parsers.json import JsonRecords, JsonShapeError
 from worker.parsers.jsonstream import JsonSyntaxError
 
-CORPUS = Path(os.environ.get("TEST_CORPUS_DIR", "/work/shared/corpus")) / "json-test-suite"
+CORPUS = SHARED / "json-test-suite"
 LIMIT_S = 1.0
 
 
@@ -33,7 +32,7 @@ def _names() -> list[str]:
     if not CORPUS.is_dir():
         raise FileNotFoundError(
             f"json-test-suite corpus not found at {CORPUS}: set TEST_CORPUS_DIR to the folder "
-            "holding json-test-suite/ (see /work/shared/corpus/README.md)")
+            "holding json-test-suite/ (see ../shared/corpus/README.md)")
     return sorted(p.name for p in CORPUS.glob("*.json"))
 
 
