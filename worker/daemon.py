@@ -63,7 +63,11 @@ class Daemon:
         channel = await self.connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=s.pull_concurrency)
         topology = await broker.declare(channel, s.delivery_limit)
-        self.runner = runner = PullRunner(self.pool, s)
+        async def announce(body: bytes) -> None:
+            await topology.exchange.publish(broker.json_message(body),
+                                            routing_key=C.ROUTING_RUN_COMPLETED)
+
+        self.runner = runner = PullRunner(self.pool, s, announce)
 
         pull_queue = topology.queues[C.QUEUE_PULL]
 

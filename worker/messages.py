@@ -80,3 +80,22 @@ def decode_update(body: bytes) -> FeedUpdate:
 
 def encode_update(feed_id: int, variants: list[Any]) -> bytes:
     return orjson.dumps({"feedId": feed_id, "variants": variants})
+
+
+def encode_run_completed(run: dict[str, Any]) -> bytes:
+    """The feed.run-completed event of a feed_runs row (schemas/run-completed.schema.json)."""
+    timings = run.get("timings") or "{}"
+
+    def when(v: Any) -> str | None:
+        return v.isoformat() if v is not None else None
+
+    return orjson.dumps({
+        "runId": run["id"], "feedId": run["inventory_feed_id"], "kind": run["kind"],
+        "status": run["status"], "startedAt": when(run["started_at"]),
+        "finishedAt": when(run.get("finished_at")), "rowsRead": run["rows_read"],
+        "inserted": run["inserted"], "updated": run["updated"],
+        "unchanged": run["unchanged"], "rejected": run["rejected"],
+        "duplicates": run["duplicates"], "bytes": run["bytes"],
+        "timings": orjson.loads(timings) if isinstance(timings, str) else timings,
+        "error": run.get("error"),
+    })

@@ -4,6 +4,7 @@ taken over from replicas that stopped renewing their lease; drained on shutdown.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
@@ -12,7 +13,7 @@ from worker import logs, metrics
 from worker.broker import Decision
 from worker.claims import claim_pull
 from worker.errors import FeedError, LeaseLost
-from worker.messages import decode_pull
+from worker.messages import decode_pull, encode_run_completed
 from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import runs
@@ -21,10 +22,15 @@ from worker.store.runs import RunReport
 log = logs.get(__name__)
 
 
+Announce = Callable[[bytes], Awaitable[None]]
+
+
 class PullRunner:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings,
+                 announce: Announce | None = None) -> None:
         self.pool = pool
         self.settings = settings
+        self.announce = announce  # publishes feed.run-completed
         self.slots = asyncio.Semaphore(settings.pull_concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
@@ -117,6 +123,7 @@ class PullRunner:
                        inserted=r.inserted, updated=r.updated, unchanged=r.unchanged,
                        rejected=r.rejected, duplicates=r.duplicates, bytes=r.bytes,
                        timings=r.timings, error=outcome.error)
+            await self._announce(job.run_id)
         except LeaseLost as exc:
             bound.warning("run.lease_lost", error=str(exc))
         except asyncio.CancelledError:
@@ -129,8 +136,19 @@ class PullRunner:
         finally:
             self.slots.release()
 
+    async def _announce(self, run_id: int) -> None:
+        """The run's figures as a feed.run-completed event; a broker hiccup is logged, not
+        fatal (the run is recorded in feed_runs either way)."""
+        if self.announce is None:
+            return
+        try:
+            await self.announce(encode_run_completed(await runs.get_run(self.pool, run_id)))
+        except Exception as exc:
+            log.warning("run.announce_failed", run_id=run_id, error=f"{type(exc).__name__}")
+
     async def _fail_unstarted(self, run_id: int, error: str) -> None:
         async with self.pool.acquire() as conn:
             await runs.fail_run(conn, run_id, None, RunReport(), error)
         metrics.RUNS.labels("pull", "failed").inc()
         log.warning("run.failed", run_id=run_id, error=error)
+        await self._announce(run_id)

@@ -5,20 +5,26 @@ from __future__ import annotations
 import socket
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
+import aio_pika
 import aiohttp
 import asyncpg
+import jsonschema
 import orjson
 import pytest
 from prometheus_client import REGISTRY
 
 from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
+from tests.support.services import AMQP_URL
 from tests.support.wait import until
 from worker import constants as C
 from worker.publish import publish_pull
 from worker.settings import Settings
 
+RUN_COMPLETED_SCHEMA = orjson.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "run-completed.schema.json").read_bytes())
 BODY = b"external_id,qty,name\n" + b"".join(b"K%d,%d,item\n" % (i, i) for i in range(200))
 
 
@@ -161,3 +167,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_a_run_completed_event_is_published(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    schema = RUN_COMPLETED_SCHEMA
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY + b"bad,x,y,z\n"))
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection, broker.running_daemon(settings):
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        events = await channel.declare_queue("", exclusive=True)
+        await events.bind(exchange, C.ROUTING_RUN_COMPLETED)
+        await publish_pull(settings, feed_id)
+        message = await until(lambda: events.get(no_ack=True, fail=False),
+                              what="the run-completed event")
+    event = orjson.loads(message.body)
+    jsonschema.Draft202012Validator(schema).validate(event)
+    assert (event["feedId"], event["status"], event["inserted"], event["rejected"]) == \
+        (feed_id, "succeeded", 200, 1)
+    assert event["timings"]["total_s"] > 0
