@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.recordhelp import parse_with
 from worker.errors import FeedError
 from worker.mapping import ATTRIBUTES, Mapper
 from worker.parsers.csv import CsvBatch
@@ -39,19 +40,7 @@ PAGE_ROWS = [
 
 def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> CsvBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
-    parser = JsonRecords(mapping)
-    out = CsvBatch(lines=[])
-    assert isinstance(out.lines, list)
-    batches = [parser.feed(chunk) for chunk in chunks]
-    batches.append(parser.close())
-    for batch in batches:
-        assert len(batch.rows) == len(batch.lines)
-        assert all(len(row) == len(parser.header) for row in batch.rows)
-        out.rows += batch.rows
-        out.lines += batch.lines
-        out.errors += batch.errors
-    assert parser.records == len(out.rows) + len(out.errors)
-    return out
+    return parse_with(JsonRecords, mapping, chunks)
 
 
 def sized(data: bytes, size: int) -> list[bytes]:
