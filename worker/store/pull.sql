@@ -86,7 +86,6 @@ WITH src AS (
     FROM joined
     WHERE target_id IS NULL
     ORDER BY external_id
-    RETURNING 1
 ), upd AS (
     UPDATE inventory_feed_variants t SET
         vendor_sku = CASE WHEN ($2::int & 1) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
@@ -114,8 +113,10 @@ WITH src AS (
         last_fetched_at = now(), updated_at = now()
     FROM joined j
     WHERE t.id = j.target_id AND j.changed
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM joined) AS distinct_rows,
-       (SELECT count(*) FROM ins) AS inserted,
-       (SELECT count(*) FROM upd) AS updated;
+-- The writes run whether or not they are read; their counts follow from `joined` (the
+-- feed's lock keeps anyone else from changing its rows meanwhile).
+SELECT count(*) AS distinct_rows,
+       count(*) FILTER (WHERE target_id IS NULL) AS inserted,
+       count(*) FILTER (WHERE changed) AS updated
+FROM joined;
