@@ -63,10 +63,9 @@ async def merge(conn: Conn, lines: list[str], feed_ids: Sequence[int]) -> dict[i
 
     await conn.copy_to_table("push_staging", source=chunks(), columns=list(PUSH_COLUMNS),
                              format="text", null="")
-    counts: dict[int, dict[str, int]] = {}
-    for r in await conn.fetch(q(_SQL, "merge")):
-        counts.setdefault(r["feed_id"], {})[r["what"]] = r["n"]
-    return counts
+    return {r["feed_id"]: {"distinct": r["distinct_rows"], "inserted": r["inserted"],
+                           "updated": r["updated"], "stale": r["stale"]}
+            for r in await conn.fetch(q(_SQL, "merge"))}
 
 
 async def record_run(conn: Conn, feed_id: int, c: FeedCounts) -> int:

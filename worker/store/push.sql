@@ -94,7 +94,6 @@ WITH joined AS MATERIALIZED (
     FROM joined
     WHERE target_id IS NULL
     ORDER BY inventory_feed_id, external_id
-    RETURNING inventory_feed_id
 ), upd AS (
     UPDATE inventory_feed_variants t SET
         vendor_sku = CASE WHEN j.present & 1 <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
@@ -125,15 +124,15 @@ WITH joined AS MATERIALIZED (
         updated_at = now()
     FROM joined j
     WHERE t.id = j.target_id AND j.changed AND NOT j.stale
-    RETURNING t.inventory_feed_id
 )
-SELECT 'distinct' AS what, inventory_feed_id AS feed_id, count(*) AS n FROM joined GROUP BY 2
-UNION ALL
-SELECT 'stale', inventory_feed_id, count(*) FROM joined WHERE stale AND changed GROUP BY 2
-UNION ALL
-SELECT 'inserted', inventory_feed_id, count(*) FROM ins GROUP BY 2
-UNION ALL
-SELECT 'updated', inventory_feed_id, count(*) FROM upd GROUP BY 2;
+-- The writes run whether or not they are read; their counts follow from `joined`.
+SELECT inventory_feed_id AS feed_id,
+       count(*) AS distinct_rows,
+       count(*) FILTER (WHERE target_id IS NULL) AS inserted,
+       count(*) FILTER (WHERE changed AND NOT stale) AS updated,
+       count(*) FILTER (WHERE changed AND stale) AS stale
+FROM joined
+GROUP BY inventory_feed_id;
 
 -- name: record_push_run
 -- The feed's push run of this minute, created or added to; its id for the rejects.
