@@ -94,6 +94,12 @@ def json_message(body: bytes, message_id: str | None = None, **kwargs: Any) -> a
 async def dead_letter(topology: Topology, message: AbstractIncomingMessage, reason: str,
                       queue_name: str) -> None:
     """Copy the message to the dead-letter queue with its reason, confirmed; then ack it."""
+    await _copy_to_dead_letters(topology, message, reason, queue_name)
+    await message.ack()
+
+
+async def _copy_to_dead_letters(topology: Topology, message: AbstractIncomingMessage,
+                                reason: str, queue_name: str) -> None:
     headers = dict(message.headers or {})
     headers[C.HEADER_ERROR] = reason[:1000]
     headers[C.HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key or ""
@@ -110,7 +116,6 @@ async def dead_letter(topology: Topology, message: AbstractIncomingMessage, reas
         app_id=message.app_id,
     )
     await topology.dead_letter_exchange.publish(copy, routing_key=message.routing_key or "")
-    await message.ack()
 
 
 async def deliver(topology: Topology, message: AbstractIncomingMessage, handler: Handler,
@@ -147,14 +152,18 @@ async def _requeue(message: AbstractIncomingMessage) -> None:
 async def settle_group(topology: Topology, decisions: list[tuple[AbstractIncomingMessage, str]],
                        queue_name: str) -> None:
     """The one place where a push group's deliveries are settled, after its commit:
-    (message, "") is acked, (message, reason) dead-lettered with the reason."""
+    (message, "") is acked, (message, reason) dead-lettered with the reason. The group holds
+    every delivery of its channel up to its last one (the consumer takes them in order), so
+    one ack with `multiple` settles them all once the dead-letter copies are confirmed."""
+    if not decisions:
+        return
     for message, reason in decisions:
         if reason:
             log.warning("message.dead_lettered", message_id=message.message_id,
                         queue=queue_name, reason=reason)
-            await dead_letter(topology, message, reason, queue_name)
-        else:
-            await message.ack()
+            await _copy_to_dead_letters(topology, message, reason, queue_name)
+    last = max((m for m, _ in decisions), key=lambda m: m.delivery_tag or 0)
+    await last.ack(multiple=True)
 
 
 async def requeue_all(messages: list[AbstractIncomingMessage]) -> None:

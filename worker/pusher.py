@@ -95,7 +95,11 @@ class PushConsumer:
             await broker.requeue_all([m for m, _ in group])
             return
         decisions = [(m, e.reason if e.fate is Fate.DEAD else "") for m, e in group]
-        await broker.settle_group(self.topology, decisions, C.QUEUE_UPDATE)
+        try:
+            await broker.settle_group(self.topology, decisions, C.QUEUE_UPDATE)
+        except Exception as exc:
+            log.warning("push.settle_failed", messages=len(group),
+                        error=f"{type(exc).__name__}: {exc}")
         for _, e in group:
             metrics.MESSAGES.labels(C.QUEUE_UPDATE, e.fate.value).inc()
         metrics.ROWS.labels("pushed").inc(report.items)
