@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     pu.add_argument("file", metavar="FILE", help="a JSON array of variants; - reads stdin")
     pu.add_argument("--batch", type=int, default=50, help="variants per message (50)")
+    rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages")
+    rp_sub = rp.add_subparsers(dest="what", required=True, metavar="WHAT")
+    rl = rp_sub.add_parser("list", help="show dead-lettered messages (they stay queued)")
+    rl.add_argument("--limit", type=int, default=50)
+    rq = rp_sub.add_parser("requeue", help="publish them again with their routing key")
+    rq.add_argument("--message-id", action="append", dest="ids", metavar="ID",
+                    help="only these (repeatable); default: all")
+    rq.add_argument("--limit", type=int, default=100_000)
     return parser
 
 
@@ -108,5 +116,17 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         ids = await publish_update(settings, args.feed, variants, max(1, args.batch))
         print(f"published {len(variants)} variant(s) of feed {args.feed} in {len(ids)} "
               f"message(s), all confirmed")
+        return 0
+    if args.command == "replay":
+        from worker import replay
+
+        if args.what == "list":
+            for d in await replay.list_dead(settings, args.limit):
+                print(f"{d.message_id or '-'}\t{d.routing_key}\t{d.reason}\t"
+                      f"{d.body[:120].decode(errors='replace')}")
+            return 0
+        wanted = set(args.ids) if args.ids else None
+        sent = await replay.requeue(settings, wanted, args.limit)
+        print(f"requeued {sent} message(s)")
         return 0
     raise AssertionError(args.command)  # pragma: no cover - argparse allows no other

@@ -15,10 +15,12 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractQueue
 
-from tests.support import feeds
+from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
 from tests.support.services import AMQP_URL, dsn_for
+from tests.support.wait import until
 from worker import constants as C
+from worker.settings import Settings
 from worker.store.migrate import discover
 
 
@@ -168,3 +170,35 @@ async def test_publish_update_splits_a_file_into_confirmed_messages(
                                      database_url=db_url)
     assert code == 1
     assert "not JSON" in err
+
+
+async def test_replay_lists_and_requeues_dead_letters(clean_broker: None, pool: asyncpg.Pool,
+                                                      db_url: str, settings: Settings) -> None:
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    async with broker.running_daemon(settings):
+        pass  # the topology, declared
+    # Dead-lettered while the feed was disabled; then the feed is fixed and they are replayed.
+    await pool.execute("UPDATE inventory_feeds SET enabled = false WHERE id = $1", feed_id)
+    body = orjson.dumps({"feedId": feed_id,
+                         "variants": [{"externalId": "RP", "inventoryQuantity": 4}]})
+    async with broker.running_daemon(settings):
+        await broker.publish(body, routing_key=C.ROUTING_UPDATE, message_id="replay-me")
+        await until(lambda: _dead_count(1), what="the message to be dead-lettered")
+    code, out, err = await feed_worker("replay", "list", database_url=db_url)
+    assert code == 0, err
+    assert "replay-me\tfeed.update\tfeed" in out
+    assert "is disabled" in out
+    await pool.execute("UPDATE inventory_feeds SET enabled = true WHERE id = $1", feed_id)
+    async with broker.running_daemon(settings):
+        code, out, err = await feed_worker("replay", "requeue", "--message-id", "replay-me",
+                                           database_url=db_url)
+        assert (code, out.strip()) == (0, "requeued 1 message(s)"), err
+        async def landed() -> bool:
+            return "RP" in await feeds.items(pool, feed_id)
+
+        await until(landed, what="the replayed message to be applied")
+    assert await _dead_count(0)
+
+
+async def _dead_count(n: int) -> bool:
+    return await broker.queue_depth(C.QUEUE_DEAD_LETTER) == n
