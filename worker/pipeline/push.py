@@ -18,6 +18,7 @@ import orjson
 from worker import logs
 from worker.errors import BadMessage
 from worker.messages import FeedUpdate, decode_update
+from worker.pipeline.gcpause import gc_paused
 from worker.pushmap import Item, to_item
 from worker.settings import Settings
 from worker.store import push as store
@@ -73,9 +74,10 @@ class Prepared:
 async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
     """Decode and fold; yields to the event loop now and then so that the transaction of
     the group before this one keeps moving."""
-    for e in envelopes:
-        if e.update is None and e.fate is Fate.APPLIED:
-            e.decode()
+    with gc_paused():
+        for e in envelopes:
+            if e.update is None and e.fate is Fate.APPLIED:
+                e.decode()
     live = [e for e in envelopes if e.fate is Fate.APPLIED]
     counts, items = await _fold(live, settings)
     return Prepared(envelopes, counts, items)
@@ -118,8 +120,10 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
             if not live:
                 return GroupReport({}, 0)
             counts, items = await _fold(live, settings)
-        merged = await store.merge(conn, [i.copy_line() for i in items.values()],
-                                   list(counts))
+        # In key order: the merge then walks the unique index front to back.
+        with gc_paused():
+            lines = [items[k].copy_line() for k in sorted(items)]
+        merged = await store.merge(conn, lines, list(counts))
         for feed_id, c in counts.items():
             got = merged.get(feed_id, {})
             c.distinct, c.inserted = got.get("distinct", 0), got.get("inserted", 0)
@@ -141,37 +145,42 @@ async def _fold(live: Sequence[Envelope], settings: Settings
                 ) -> tuple[dict[int, FeedCounts], dict[tuple[int, str], Item]]:
     counts: dict[int, FeedCounts] = {}
     items: dict[tuple[int, str], Item] = {}
-    keep = settings.max_stored_rejects
     done = 0
     for e in live:
         if e.update is None:
             continue
-        feed_id = e.update.feed_id
-        c = counts.setdefault(feed_id, FeedCounts())
+        c = counts.setdefault(e.update.feed_id, FeedCounts())
         c.messages += 1
         c.received += len(e.update.variants)
-        default_time = _aware(e.timestamp)
-        for index, variant in enumerate(e.update.variants):
-            try:
-                item = to_item(feed_id, variant, default_time)
-            except ValueError as exc:
-                c.rejected += 1
-                if len(c.rejects) < keep:
-                    raw = orjson.dumps(variant).decode()[: settings.max_reject_raw_chars]
-                    c.rejects.append(StoredReject(index, raw, str(exc), e.message_id))
-                continue
-            key = (feed_id, item.external_id)
-            prev = items.get(key)
-            if prev is None:
-                items[key] = item
-            else:
-                prev.absorb(item)
-                c.duplicates += 1
+        with gc_paused():
+            _fold_message(e, e.update, c, items, settings)
         done += len(e.update.variants)
         if done >= _YIELD_EVERY:
             done = 0
             await asyncio.sleep(0)
     return counts, items
+
+
+def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
+                  items: dict[tuple[int, str], Item], settings: Settings) -> None:
+    """One message's variants into the group's items (later updates folded in)."""
+    feed_id, default_time = update.feed_id, _aware(e.timestamp)
+    for index, variant in enumerate(update.variants):
+        try:
+            item = to_item(feed_id, variant, default_time)
+        except ValueError as exc:
+            c.rejected += 1
+            if len(c.rejects) < settings.max_stored_rejects:
+                raw = orjson.dumps(variant).decode()[: settings.max_reject_raw_chars]
+                c.rejects.append(StoredReject(index, raw, str(exc), e.message_id))
+            continue
+        key = (feed_id, item.external_id)
+        prev = items.get(key)
+        if prev is None:
+            items[key] = item
+        else:
+            prev.absorb(item)
+            c.duplicates += 1
 
 
 def _aware(t: datetime | None) -> datetime | None:
