@@ -74,12 +74,12 @@ class Prepared:
 async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
     """Decode and fold; yields to the event loop now and then so that the transaction of
     the group before this one keeps moving."""
-    with gc_paused():
+    with gc_paused():  # once for the whole group: re-enabling it costs a collection
         for e in envelopes:
             if e.update is None and e.fate is Fate.APPLIED:
                 e.decode()
-    live = [e for e in envelopes if e.fate is Fate.APPLIED]
-    counts, items = await _fold(live, settings)
+        live = [e for e in envelopes if e.fate is Fate.APPLIED]
+        counts, items = await _fold(live, settings)
     return Prepared(envelopes, counts, items)
 
 
@@ -152,8 +152,7 @@ async def _fold(live: Sequence[Envelope], settings: Settings
         c = counts.setdefault(e.update.feed_id, FeedCounts())
         c.messages += 1
         c.received += len(e.update.variants)
-        with gc_paused():
-            _fold_message(e, e.update, c, items, settings)
+        _fold_message(e, e.update, c, items, settings)
         done += len(e.update.variants)
         if done >= _YIELD_EVERY:
             done = 0
