@@ -47,6 +47,7 @@ bench: venv services
 	@command -v pgloader >/dev/null || { apt-get update -q && apt-get install -y -q pgloader; }
 	$(BIN)/python -m tests.bench.pull_csv
 	$(BIN)/python -m tests.bench.push
+	$(BIN)/python -m tests.bench.pull_formats
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

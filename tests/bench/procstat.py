@@ -71,3 +71,40 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def _postgres_database(pid: int) -> str | None:
+    """The database a Postgres backend serves, read from its process title
+    (`postgres: 15/main: user db 127.0.0.1(5432) idle`); None for the server's own processes
+    (checkpointer, walwriter, autovacuum, ...)."""
+    try:
+        title = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    words = title.strip().split(": ")[-1].split()
+    if len(words) >= 3 and ("(" in words[2] or words[2] == "[local]"):
+        return words[1]
+    return None
+
+
+def snapshot_others(own_database: str, own_pids: frozenset[int]) -> Snapshot:
+    """CPU seconds of every process but `own_pids` and the Postgres processes that serve
+    `own_database` or the whole server: what else kept this box busy. Named by command,
+    Postgres backends by their database. Taken before and after a run, `used()` tells
+    (a lower bound: a process that starts and ends within the run is not seen)."""
+    cpu: dict[int, tuple[str, float]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in own_pids:
+            continue
+        pid = int(entry.name)
+        got = _cpu_and_comm(pid)
+        if got is None:
+            continue
+        comm, seconds = got
+        if comm == "postgres":
+            database = _postgres_database(pid)
+            if database is None or database == own_database:
+                continue
+            comm = f"postgres ({database})"
+        cpu[pid] = (comm, seconds)
+    return Snapshot(cpu)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -59,32 +59,38 @@ class Report:
     def failed(self) -> list[Measurement]:
         return [m for m in self.measurements.values() if not m.ok]
 
-    def render(self, rss_labels: tuple[str, str]) -> str:
+    def render(self, *rss_pairs: tuple[str, str], targets: Sequence[Target] = TARGETS) -> str:
+        """The table, the `targets` ratios, and the RSS lines of each (1M run, 3M run) pair."""
         out = ["", *self.header, ""]
-        out.append(f"{'run':<8} {'what':<52} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}  check")
+        col = max([8, *(len(label) for label in self.measurements)])
+        head = f"{'run':<{col}} {'what':<52} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}  check"
+        out.append(head)
         for m in self.measurements.values():
             secs = f"{m.seconds:8.2f}" if m.seconds is not None else f"{'-':>8}"
             rate = f"{m.rows / m.seconds:9,.0f}" if m.seconds else f"{'-':>9}"
             rss = f"{m.rss_mib:5.0f} MiB" if m.rss_mib is not None else f"{'':>9}"
-            out.append(f"{m.label:<8} {m.what:<52} {secs} {rate} {rss}  {m.note}")
-        out += ["", f"{'ratio':<6} {'meaning':<52} {'value':>6}  {'target':<10} result"]
-        for t in TARGETS:
-            out.append(self._ratio_line(t))
-        out += self._rss_lines(*rss_labels)
+            out.append(f"{m.label:<{col}} {m.what:<52} {secs} {rate} {rss}  {m.note}")
+        width = max([6, *(len(t.name) for t in targets)])
+        out += ["", f"{'ratio':<{width}} {'meaning':<52} {'value':>6}  {'target':<10} result"]
+        for t in targets:
+            out.append(self._ratio_line(t, width))
+        for one, many in rss_pairs:
+            out += self._rss_lines(one, many, width, named=len(rss_pairs) > 1)
         if self.runs:
             out += ["", "feed_runs rows of the imports (timings: phase -> seconds):", *self.runs]
         return "\n".join(out)
 
-    def _ratio_line(self, t: Target) -> str:
+    def _ratio_line(self, t: Target, width: int = 6) -> str:
         num, den = self.seconds(t.numerator), self.seconds(t.denominator)
         value = num / den if num is not None and den else None
         shown = f"{value:6.2f}" if value is not None else f"{'n/a':>6}"
         if t.limit is None:
-            return f"{t.name:<6} {t.meaning:<52} {shown}  {'':<10} reference"
+            return f"{t.name:<{width}} {t.meaning:<52} {shown}  {'':<10} reference"
         target = f"{'<=' if t.at_most else '>='} {t.limit:g}"
-        return f"{t.name:<6} {t.meaning:<52} {shown}  {target:<10} {_verdict(value, t)}"
+        return f"{t.name:<{width}} {t.meaning:<52} {shown}  {target:<10} {_verdict(value, t)}"
 
-    def _rss_lines(self, one: str, many: str) -> list[str]:
+    def _rss_lines(self, one: str, many: str, width: int = 6, named: bool = False) -> list[str]:
+        """`named`: the lines say which runs they are about (several pairs are printed)."""
         lines = []
         small, big = self.measurements.get(one), self.measurements.get(many)
         for m in (small, big):
@@ -92,16 +98,19 @@ class Report:
                 continue
             value = f"{m.rss_mib:6.0f}" if m.rss_mib is not None else f"{'n/a':>6}"
             met = _met(m.rss_mib, lambda v: v <= RSS_LIMIT_MIB)
-            what = f"peak RSS of feed-worker import, {m.rows:,} rows (MiB)"
-            lines.append(f"{'RSS':<6} {what:<52} {value}  {'<= 150':<10} {met}")
+            subject = f"{m.label} import" if named else "feed-worker import"
+            what = f"peak RSS of {subject}, {m.rows:,} rows (MiB)"
+            lines.append(f"{'RSS':<{width}} {what:<52} {value}  {'<= 150':<10} {met}")
         if small is not None and big is not None:
             growth = (
                 big.rss_mib / small.rss_mib if big.rss_mib is not None and small.rss_mib else None
             )
             shown = f"{growth:6.2f}" if growth is not None else f"{'n/a':>6}"
             what = f"peak RSS {big.rows:,} rows / {small.rows:,} rows"
+            if named:
+                what = f"peak RSS {big.label} / {small.label}, {big.rows:,} / {small.rows:,} rows"
             met = _met(growth, lambda v: v <= RSS_GROWTH_LIMIT)
-            lines.append(f"{'RSS':<6} {what:<52} {shown}  {'≈ 1':<10} {met}")
+            lines.append(f"{'RSS':<{width}} {what:<52} {shown}  {'≈ 1':<10} {met}")
         return lines
 
 

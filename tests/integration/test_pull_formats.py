@@ -156,3 +156,21 @@ async def test_prices_with_a_currency_code(pool: asyncpg.Pool, settings: Setting
     got = await feeds.items(pool, feed_id)
     assert (got["A"]["retail_price"], got["A"]["currency"]) == (Decimal("105.29"), "USD")
     assert got["B"]["currency"] is None
+
+
+async def test_content_encoding_gzip_is_inflated_under_the_cap(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    from dataclasses import replace
+
+    data = ("external_id,qty\n" + "".join(f"G{i},{i}\n" for i in range(20000))).encode()
+    body = gzip.compress(data)
+    feed_id = await feeds.make_feed(pool, feed_server.add(
+        "/enc.csv", body, headers={"Content-Encoding": "gzip"}))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["inserted"] == 20000, run["error"]
+    assert run["bytes"] == len(body)  # as downloaded
+    assert orjson.loads(run["details"])["compression"] == "gzip"
+    capped = await feeds.pull_once(pool, replace(settings, max_decompressed_bytes=10_000),
+                                   feed_id)
+    assert capped["status"] == "failed"
+    assert "inflates past 10000 bytes" in capped["error"]

@@ -39,7 +39,9 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
         connect=settings.fetch_connect_timeout_s,
         sock_read=settings.fetch_read_timeout_s,
     )
-    headers = {"User-Agent": f"feed-worker/{__version__}", "Accept-Encoding": "gzip, deflate"}
+    # gzip on the wire arrives as it was sent: the pipeline inflates it (by its magic bytes)
+    # under its own cap, and feed_runs.bytes counts what was downloaded.
+    headers = {"User-Agent": f"feed-worker/{__version__}", "Accept-Encoding": "gzip"}
     if target.user is not None:
         auth = {"Authorization": aiohttp.encode_basic_auth(target.user, target.password or "")}
     elif token:
@@ -50,8 +52,8 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
     cap = settings.max_file_bytes
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers,
-                                         connector=connector) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector,
+                                         auto_decompress=False) as session:
             current = target.with_user(None)
             for _ in range(settings.max_redirects + 1):
                 policy.check_literal(current.host or "")
