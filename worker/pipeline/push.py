@@ -69,6 +69,7 @@ class Prepared:
     envelopes: Sequence[Envelope]
     counts: dict[int, FeedCounts]
     items: dict[tuple[int, str], Item]
+    lines: list[str]  # the items as COPY lines, in key order
 
 
 async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
@@ -80,7 +81,13 @@ async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared
                 e.decode()
         live = [e for e in envelopes if e.fate is Fate.APPLIED]
         counts, items = await _fold(live, settings)
-    return Prepared(envelopes, counts, items)
+        lines = _lines(items)
+    return Prepared(envelopes, counts, items, lines)
+
+
+def _lines(items: dict[tuple[int, str], Item]) -> list[str]:
+    """In key order: the merge then walks the unique index front to back."""
+    return [items[k].copy_line() for k in sorted(items)]
 
 
 async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> GroupReport:
@@ -96,10 +103,11 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
             e.reason = (f"feed {feed_id} does not exist" if feed is None
                         else f"feed {feed_id} is disabled")
             gone.add(feed_id)
-    counts, items = group.counts, group.items
+    counts, items, lines = group.counts, group.items, group.lines
     if gone:  # their items are theirs alone: drop them, no need to fold again
         counts = {f: c for f, c in counts.items() if f not in gone}
         items = {k: i for k, i in items.items() if k[0] not in gone}
+        lines = _lines(items)
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
         return GroupReport({}, 0)
@@ -120,9 +128,7 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
             if not live:
                 return GroupReport({}, 0)
             counts, items = await _fold(live, settings)
-        # In key order: the merge then walks the unique index front to back.
-        with gc_paused():
-            lines = [items[k].copy_line() for k in sorted(items)]
+            lines = _lines(items)
         merged = await store.merge(conn, lines, list(counts))
         for feed_id, c in counts.items():
             got = merged.get(feed_id, {})
