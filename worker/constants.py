@@ -19,3 +19,7 @@ HEADER_ORIGINAL_QUEUE = "x-original-queue"
 # pg_advisory_lock keys (class id of the two-int form); the second int is a feed id.
 LOCK_CLASS_MIGRATE = 0x46570001
 LOCK_CLASS_FEED_MERGE = 0x46570002
+# Session-level, held by the one replica that schedules pulls (second int: 0).
+LOCK_CLASS_SCHEDULER = 0x46570003
+# Transaction-level, per dropship provider with a daily SKU limit (second int: provider id).
+LOCK_CLASS_PROVIDER_DAY = 0x46570004

@@ -45,3 +45,7 @@ class LeaseLost(WorkerError):
 
 class NotModified(WorkerError):
     """The feed's file is the one the last succeeded pull read (cache_imports)."""
+
+
+class Held(WorkerError):
+    """The cleanup circuit breaker held a pull: nothing was applied (force applies it)."""

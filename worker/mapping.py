@@ -76,6 +76,8 @@ class MappedBatch:
 
 
 Fast = Callable[[Sequence[str]], "Sequence[str] | None"]
+_POSITIONED = "{}\t{}\n"
+_POSITIONED_BLANK = "{}\t{}\t\n"  # ... with an empty currency field
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,10 @@ class Mapper:
     """Turns parsed CSV rows into staging rows; built once per run from header + mapping."""
 
     def __init__(self, mapping: Mapping[str, Any], header: Sequence[str] | None,
-                 decimal_notation: str = "decimal", delimiter: str = ",") -> None:
+                 decimal_notation: str = "decimal", delimiter: str = ",",
+                 positions: bool = False) -> None:
         self.delimiter = delimiter
+        self.positions = positions  # each row's text starts with its line number ("pos")
         self.width = len(header) if header is not None else None
         for key in ("fields", "values"):
             if not isinstance(mapping.get(key) or {}, dict):
@@ -257,7 +261,16 @@ class Mapper:
         out.count = len(cols[0])
         if not out.count:
             return out
-        if changed:
+        if self.positions:
+            kept = [lines[i] for i in keep] if bad else lines
+            if changed:
+                out.text = "".join(map(_POSITIONED.format, kept,
+                                       map("\t".join, zip(*cols, strict=True))))
+            elif self._priced:
+                out.text = "".join(map(_POSITIONED_BLANK.format, kept, map("\t".join, picked)))
+            else:
+                out.text = "".join(map(_POSITIONED.format, kept, map("\t".join, picked)))
+        elif changed:
             out.text = "\n".join(map("\t".join, zip(*cols, strict=True))) + "\n"
         elif self._priced:  # no currency in this batch: an empty last field on every row
             out.text = "\t\n".join(map("\t".join, picked)) + "\t\n"
@@ -418,3 +431,9 @@ def _images(v: str) -> str | None:
             raise ValueError("images: not a valid JSON array") from None
         return orjson.dumps(parsed).decode()
     return orjson.dumps([u for u in re.split(r"[\s,]+", s) if u]).decode()
+
+
+def unmapped_attributes(mask: int) -> list[str]:
+    """The feed-update names of the columns a feed with this column mask does not map."""
+    names = {col: attr for attr, col in ATTRIBUTES.items()}
+    return [names[c] for c in COLUMNS if c in names and not mask & COLUMN_BIT[c]]

@@ -106,6 +106,31 @@ class Settings:
     merge_work_mem: str = field(
         default="256MB", metadata={"help": "work_mem for the merge (dedupe sort of a pull)"}
     )
+    cleanup_max_zeroed_share: float = field(
+        default=0.5,
+        metadata={"help": "a pull that would zero more than this share of a feed's items is "
+                          "held (cleanup circuit breaker)"},
+    )
+    cleanup_max_quantity_drop: float = field(
+        default=0.5,
+        metadata={"help": "... or that would drop the feed's total tracked quantity by more "
+                          "than this share"},
+    )
+    item_history: bool = field(
+        default=True,
+        metadata={"help": "record quantity and price changes in variant_inventory_updates"},
+    )
+    history_retention_s: float = field(
+        default=90 * 24 * 3600.0,
+        metadata={"help": "item history older than this is deleted"},
+    )
+    scheduler: bool = field(
+        default=True,
+        metadata={"help": "publish pull-requests for feeds that are due (one replica leads)"},
+    )
+    schedule_tick_s: float = field(
+        default=30.0, metadata={"help": "how often the leading replica looks for due feeds"}
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,7 +154,10 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{env_name(f.name)} must be a positive number of seconds")
+                raise ConfigError(f"{env_name(f.name)} must be a positive number")
+        for name in ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
@@ -163,6 +191,8 @@ def describe() -> list[tuple[str, str, str]]:
     rows = []
     for f in fields(Settings):
         default = "host-pid" if f.name == "worker_id" else str(f.default)
+        if isinstance(f.default, bool):
+            default = default.lower()
         rows.append((env_name(f.name), default, str(f.metadata.get("help", ""))))
     return rows
 
@@ -174,4 +204,15 @@ def _convert(name: str, raw: str, conv: Callable[[str], Any]) -> Any:
         raise ConfigError(f"{name}={raw!r} is not a valid value") from None
 
 
-_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "str": str, "int": int, "float": float, "bool": _bool,
+}

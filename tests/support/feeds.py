@@ -9,14 +9,18 @@ import orjson
 
 from worker.claims import claim_pull
 from worker.pipeline import pull
+from worker.store import runs
 from worker.settings import Settings
 
 
 async def make_feed(pool: asyncpg.Pool, url: str | None = None, **columns: Any) -> int:
+    """A feed of a new provider. Cleanup is off unless the test asks for it
+    (fetch_cleanup='enabled'): most tests pull partial files on purpose."""
     provider = await pool.fetchval(
         "INSERT INTO dropship_providers (name) VALUES ('acme') RETURNING id")
     values = {"dropship_provider_id": provider, "name": "acme feed",
-              "resource_type": "ftp_csv", "resource_location": url, **columns}
+              "resource_type": "ftp_csv", "resource_location": url,
+              "fetch_cleanup": "disabled", **columns}
     if "mapping" in values and not isinstance(values["mapping"], str):
         values["mapping"] = orjson.dumps(values["mapping"]).decode()
     names = ", ".join(values)
@@ -52,11 +56,31 @@ async def run_row(pool: asyncpg.Pool, run_id: int) -> dict[str, Any]:
 
 
 async def pull_once(pool: asyncpg.Pool, settings: Settings, feed_id: int,
-                    url: str | None = None) -> dict[str, Any]:
+                    url: str | None = None, force: bool = False) -> dict[str, Any]:
     """Claim and execute one pull as the daemon would; the run row afterwards."""
     claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s, url)
     assert claim.run_id is not None, claim.skipped
     job = pull.PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
-                       settings.worker_id)
+                       settings.worker_id, force=force)
     await pull.execute(pool, settings, job)
     return await run_row(pool, claim.run_id)
+
+
+async def dry_run(pool: asyncpg.Pool, settings: Settings, feed_id: int,
+                  url: str | None = None) -> pull.Outcome:
+    """A dry run as `import --dry-run` makes it: no run row, everything rolled back."""
+    feed = await runs.load_feed(pool, feed_id)
+    assert feed is not None
+    job = pull.PullJob(0, feed, pull.feed_url(feed, url), settings.worker_id, dry_run=True)
+    return await pull.execute(pool, settings, job)
+
+
+async def database_state(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the schema, to show that something changed nothing."""
+    tables = await pool.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+    state = {}
+    for t in tables:
+        rows = await pool.fetch(f'SELECT * FROM "{t["tablename"]}" ORDER BY 1')
+        state[t["tablename"]] = [tuple(r.values()) for r in rows]
+    return state

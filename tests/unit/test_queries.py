@@ -80,4 +80,7 @@ def test_staging_columns_follow_mapping_columns() -> None:
 def test_merge_mask_bits_match_mapping() -> None:
     sql = load("pull.sql")["merge"]
     bits = dict(re.findall(r"\(\$2::int & (\d+)\) <> 0 THEN (?:coalesce\()?s\.(\w+)", sql))
+    # the quantity: unmapped, or under a manual override, it keeps the stored value
+    bits.update(re.findall(r"\(\$2::int & (\d+)\) = 0 OR [^\n]*\n\s*THEN t\.\w+ ELSE s\.(\w+)",
+                           sql))
     assert {column: int(bit) for bit, column in bits.items()} == COLUMN_BIT

@@ -14,10 +14,11 @@ FIELDS = dataclasses.fields(Settings)
 INT_FIELDS = [f.name for f in FIELDS if f.type == "int"]
 FLOAT_FIELDS = [f.name for f in FIELDS if f.type == "float"]
 STR_FIELDS = [f.name for f in FIELDS if f.type == "str"]
+BOOL_FIELDS = [f.name for f in FIELDS if f.type == "bool"]
 
 
 def test_every_field_has_a_known_type() -> None:
-    assert len(INT_FIELDS) + len(FLOAT_FIELDS) + len(STR_FIELDS) == len(FIELDS)
+    assert len(INT_FIELDS) + len(FLOAT_FIELDS) + len(STR_FIELDS) + len(BOOL_FIELDS) == len(FIELDS)
     assert INT_FIELDS
     assert FLOAT_FIELDS
 
@@ -47,6 +48,26 @@ def test_given_dict_is_used_not_the_process_environment(monkeypatch: pytest.Monk
     assert s.http_port == 9187
     assert s.database_url == "postgresql://localhost/feed_worker"
     assert Settings.from_env().http_port == 1234  # None: the process environment
+
+
+@pytest.mark.parametrize("name", BOOL_FIELDS)
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("ON", True), ("1", True),
+                                            ("false", False), ("no", False), ("0", False)])
+def test_switches(name: str, raw: str, value: bool) -> None:
+    assert getattr(Settings.from_env({env_name(name): raw}), name) is value
+
+
+@pytest.mark.parametrize("name", BOOL_FIELDS)
+def test_switch_refuses_other_words(name: str) -> None:
+    with pytest.raises(ConfigError, match=env_name(name)):
+        Settings.from_env({env_name(name): "maybe"})
+
+
+@pytest.mark.parametrize("name", ["cleanup_max_zeroed_share", "cleanup_max_quantity_drop"])
+@pytest.mark.parametrize("raw", ["1.5", "0", "-0.1"])
+def test_shares_are_between_0_and_1(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=env_name(name)):
+        Settings.from_env({env_name(name): raw})
 
 
 def test_blank_variable_means_default() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 
 from worker import logs
-from worker.errors import FeedError, LeaseLost, NotModified, TransientError
-from worker.mapping import Mapper
+from worker.errors import FeedError, Held, LeaseLost, NotModified, TransientError
+from worker.mapping import Mapper, unmapped_attributes
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import formats
 from worker.pipeline.gcpause import gc_paused
@@ -45,13 +45,19 @@ class PullJob:
     owner: str
     local_files: bool = False  # file:// allowed (a person's --url, never a feed's setting)
     previous: dict[str, Any] | None = None  # validators of the last read (cache_imports)
+    force: bool = False     # apply what the cleanup circuit breaker would hold
+    dry_run: bool = False   # report what the run would do, then roll everything back
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded | failed | skipped
+    status: str  # succeeded | failed | skipped | held | dry-run
     report: RunReport
-    error: str | None = None
+    error: str | None = None  # the reason, when failed, skipped or held
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction so that all of it rolls back."""
 
 
 def feed_url(feed: Feed, override: str | None = None) -> str:
@@ -72,15 +78,29 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
         if last is not None:
             job = dataclasses.replace(job, previous=last[1])
     heartbeat = asyncio.create_task(_heartbeat(pool, settings, job), name=f"lease-{job.run_id}")
+    if job.dry_run:  # no run row to keep: nothing of a dry run stays in the database
+        heartbeat.cancel()
     work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress),
                                name=f"pull-{job.run_id}")
     try:
-        done, _ = await asyncio.wait({heartbeat, work}, return_when=asyncio.FIRST_COMPLETED)
+        watched = {work} if job.dry_run else {heartbeat, work}
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if work not in done:
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
             heartbeat.result()  # raises LeaseLost (or what stopped it)
         work.result()
+    except _DryRun:
+        report.timings["total_s"] = round(time.perf_counter() - started, 3)
+        return Outcome("dry-run", report, report.details.get("held"))
+    except Held as exc:
+        report.timings["total_s"] = round(time.perf_counter() - started, 3)
+        report.rejected = rejects.count
+        async with pool.acquire() as conn, conn.transaction():
+            if await runs.hold_run(conn, job.run_id, job.owner, report, str(exc)):
+                await runs.store_rejects(conn, job.run_id, rejects.kept)
+        log.warning("run.held", run_id=job.run_id, feed_id=job.feed.id, reason=str(exc))
+        return Outcome("held", report, str(exc))
     except NotModified as exc:
         report.timings["total_s"] = round(time.perf_counter() - started, 3)
         async with pool.acquire() as conn:
@@ -135,25 +155,62 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         report.timings["stream_s"] = round(t1 - t0, 3)
         report.rows_read = stream.rows_read
         report.rejected = rejects.count
-        if stream.mapper is None:
-            raise FeedError("the file is empty" if stream.rows_read == 0 and report.bytes == 0
-                            else "the file has no header row")
+        cleanup = job.feed.fetch_cleanup == "enabled"
+        if stream.mapper is None and not (cleanup and job.force and report.bytes == 0):
+            empty = stream.rows_read == 0 and report.bytes == 0
+            if empty and cleanup:
+                raise Held("the file is empty: cleanup would zero every item of the feed "
+                           "(force applies it)")
+            raise FeedError("the file is empty" if empty else "the file has no header row")
         if stream.valid == 0 and rejects.count > 0:
             raise FeedError(f"no valid rows: all {rejects.count} rows were rejected "
                             f"(first: {rejects.first()})")
-        counts = await bulk.merge_pull(conn, job.feed.id, stream.mapper.mask,
-                                       settings.merge_work_mem)
+        mask = stream.mapper.mask if stream.mapper is not None else 0
+        opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
+                                 settings.item_history, unmapped_attributes(mask))
+        counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts)
         t2 = time.perf_counter()
         report.timings["merge_s"] = round(t2 - t1, 3)
         report.inserted, report.updated = counts.inserted, counts.updated
-        report.unchanged = counts.unchanged
+        report.unchanged, report.skipped = counts.unchanged, counts.held
+        report.zeroed, report.connected = counts.zeroed, counts.connected
+        report.ambiguous = counts.ambiguous
         report.duplicates = stream.valid - counts.distinct
-        report.details.update(columns=stream.mapper.columns)
+        report.details.update(columns=stream.mapper.columns if stream.mapper else [])
+        if counts.ambiguous_skus:
+            report.details["ambiguous_skus"] = list(counts.ambiguous_skus)
+        reason = breaker(counts, stream.valid, settings) if cleanup else None
+        if reason is not None and job.force:
+            report.details["forced"] = reason
+        elif reason is not None:
+            report.details["held"] = reason
+            if not job.dry_run:
+                raise Held(reason)
+        if job.dry_run:
+            report.details["dry_run"] = True
+            raise _DryRun
         if not await runs.lock_own_run(conn, job.run_id, job.owner):
             raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         report.timings["total_s"] = round(time.perf_counter() - t0, 3)
         await runs.finish_run(conn, job.run_id, "succeeded", report)
         await runs.store_rejects(conn, job.run_id, rejects.kept)
+
+
+def breaker(counts: bulk.MergeCounts, rows: int, settings: Settings) -> str | None:
+    """Why a pull with cleanup must be held rather than applied, or None."""
+    if rows == 0 and counts.zeroed:
+        return f"the file has no rows: cleanup would zero all {counts.zeroed} items"
+    if counts.items_before and counts.zeroed / counts.items_before > \
+            settings.cleanup_max_zeroed_share:
+        return (f"cleanup would zero {counts.zeroed} of the feed's {counts.items_before} items "
+                f"(more than {settings.cleanup_max_zeroed_share:.0%}, "
+                "FEED_WORKER_CLEANUP_MAX_ZEROED_SHARE)")
+    drop = counts.stock_before - counts.stock_after
+    if counts.stock_before and drop / counts.stock_before > settings.cleanup_max_quantity_drop:
+        return (f"the feed's tracked quantity would drop from {counts.stock_before} to "
+                f"{counts.stock_after} (more than {settings.cleanup_max_quantity_drop:.0%}, "
+                "FEED_WORKER_CLEANUP_MAX_QUANTITY_DROP)")
+    return None
 
 
 class _Stream:
@@ -268,8 +325,9 @@ class _Stream:
                     ready: asyncio.Future[list[str] | None]) -> None:
         feed = self.job.feed
         mapping = formats.mapping_for(feed)
-        self.mapper = Mapper(mapping, header, feed.decimal_notation, self.records.delimiter)
-        ready.set_result(self.mapper.columns)
+        self.mapper = Mapper(mapping, header, feed.decimal_notation, self.records.delimiter,
+                             positions=True)
+        ready.set_result(["pos", *self.mapper.columns])
 
     def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:

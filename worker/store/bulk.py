@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from worker.constants import LOCK_CLASS_FEED_MERGE
+from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
 from worker.store.db import Conn
 from worker.store.queries import q
+from worker.store.runs import Feed
 
 _SQL = "pull.sql"
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    """What a merge does besides writing the file's rows."""
+
+    run_id: int | None      # None: a dry run, nothing is recorded against a run
+    cleanup: bool           # zero the feed's items the file no longer has
+    history: bool           # record quantity and price changes (variant_inventory_updates)
+    unmapped: Sequence[str] = ()  # feed-update names of the columns the feed does not map
 
 
 @dataclass(frozen=True)
@@ -17,10 +29,18 @@ class MergeCounts:
     distinct: int
     inserted: int
     updated: int
+    held: int = 0           # held back by the daily SKU limit
+    zeroed: int = 0
+    connected: int = 0
+    ambiguous: int = 0
+    ambiguous_skus: tuple[str, ...] = ()
+    items_before: int = 0   # the feed's available items before the merge
+    stock_before: int = 0   # ... and their tracked quantity
+    stock_after: int = 0
 
     @property
     def unchanged(self) -> int:
-        return self.distinct - self.inserted - self.updated
+        return self.distinct - self.inserted - self.updated - self.held
 
 
 async def create_staging(conn: Conn) -> None:
@@ -41,13 +61,30 @@ async def lock_feed(conn: Conn, feed_id: int) -> None:
     await conn.execute(q(_SQL, "lock_feed"), LOCK_CLASS_FEED_MERGE, feed_id % (2**31))
 
 
-async def merge_pull(
-    conn: Conn, feed_id: int, column_mask: int, work_mem: str
-) -> MergeCounts:
+async def daily_allowance(conn: Conn, feed: Feed) -> tuple[int | None, dt.date]:
+    """Items the feed's provider may still write today (None: no limit), and the UTC day.
+    With a limit, the provider's writers are serialised until the transaction ends."""
+    day = dt.datetime.now(dt.UTC).date()
+    if feed.daily_sku_limit is None:
+        return None, day
+    await conn.execute(q(_SQL, "lock_provider"), LOCK_CLASS_PROVIDER_DAY,
+                       feed.provider_id % (2**31))
+    used: int = await conn.fetchval(q(_SQL, "daily_used"), feed.provider_id, day)
+    return max(0, feed.daily_sku_limit - used), day
+
+
+async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
+                     opts: MergeOptions) -> MergeCounts:
     await conn.execute(q(_SQL, "analyze_staging"))
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem)
-    await lock_feed(conn, feed_id)
-    row = await conn.fetchrow(q(_SQL, "merge"), feed_id, column_mask)
+    await lock_feed(conn, feed.id)
+    allowance, day = await daily_allowance(conn, feed)
+    row = await conn.fetchrow(q(_SQL, "merge"), feed.id, column_mask, opts.run_id,
+                              opts.cleanup, opts.history, allowance, feed.provider_id, day,
+                              list(opts.unmapped))
     if row is None:  # pragma: no cover - the query always returns one row
         raise RuntimeError("merge returned no row")
-    return MergeCounts(row["distinct_rows"], row["inserted"], row["updated"])
+    return MergeCounts(
+        row["distinct_rows"], row["inserted"], row["updated"], row["held"], row["zeroed"],
+        row["connected"], row["ambiguous"], tuple(row["ambiguous_skus"] or ()),
+        row["items_before"], row["stock_before"], row["stock_after"])

@@ -1,10 +1,10 @@
 -- The bulk core of a pull: COPY into a temp staging table, then one set-based merge.
 
 -- name: create_staging
--- Filled in file order (pos); blanks arrive as NULL (COPY ... NULL ''). The values were
+-- Filled in file order; blanks arrive as NULL (COPY ... NULL ''). The values were
 -- checked by the mapper, so the casts of COPY cannot fail.
 CREATE TEMP TABLE pull_staging (
-    pos                bigint GENERATED ALWAYS AS IDENTITY,
+    pos                bigint NOT NULL,   -- the record's line (or record number) in the file
     external_id        text COLLATE "C" NOT NULL,
     vendor_sku         text,
     barcode            text,
@@ -32,27 +32,54 @@ SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_cu
 -- name: lock_feed
 SELECT pg_advisory_xact_lock($1::int, $2::int);
 
+-- name: lock_provider
+-- Serialise the writers of one provider with a daily SKU limit (the day's count is shared).
+SELECT pg_advisory_xact_lock($1::int, $2::int);
+
+-- name: daily_used
+-- Items of provider $1 written on day $2 (the daily SKU limit counts distinct items).
+SELECT count(*) FROM provider_daily_items WHERE dropship_provider_id = $1 AND day = $2;
+
 -- name: merge
 -- $1 feed id; $2 bit mask of the columns the feed maps (bit n = n-th column after
 -- external_id, see worker/mapping.py COLUMNS); unmapped columns keep their stored values.
+-- $3::bigint run id (NULL: a dry run, nothing is recorded against a run); $4 zero the feed's items
+-- missing from the file (cleanup); $5 record quantity/price changes (item history);
+-- $6 items the provider may still write today (NULL: no daily limit); $7::bigint provider id;
+-- $8::date the UTC day; $9 the feed-update names of the unmapped columns (left out of the
+-- daily-limit rejects, so that applying one later keeps what it did not carry).
 -- Duplicates: the last occurrence in the file wins. Unchanged rows are not written.
 -- New rows go in key order (a sorted insert into the unique index costs a third less).
+-- A manual quantity override wins over the feed. New or re-keyed items connect to the
+-- store's variants in the same statement (connect.sql).
 WITH src AS (
     SELECT DISTINCT ON (external_id)
-        external_id, vendor_sku, barcode, name, inventory_quantity, inventory_policy,
+        pos, external_id, vendor_sku, barcode, name, inventory_quantity, inventory_policy,
         retail_price, cost_price, compare_at_price, grams, mpn, external_group_id,
         options, images, extra, currency
     FROM pull_staging
     ORDER BY external_id, pos DESC
 ), joined AS MATERIALIZED (
-    -- Each file row with the item it updates, if any, and whether any mapped column of
-    -- that item changes (unmapped columns keep their stored values).
-    SELECT s.*, t.id AS target_id,
-        t.id IS NOT NULL AND (
+    -- Each file row with the item it updates, if any, the quantity and price it will have,
+    -- and whether any mapped column of that item changes.
+    SELECT s.*, t.id AS target_id, t.missing_since,
+        t.inventory_quantity AS old_quantity, t.retail_price AS old_price,
+        t.inventory_policy AS old_policy,
+        CASE WHEN ($2::int & 16) <> 0 OR t.id IS NULL THEN coalesce(s.inventory_policy, 'track')
+             ELSE t.inventory_policy END AS new_policy,
+        CASE WHEN ($2::int & 8) = 0 OR t.inventory_quantity_override = 'manual'
+             THEN t.inventory_quantity ELSE s.inventory_quantity END AS new_quantity,
+        CASE WHEN ($2::int & 32) <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
+        -- may connect: new, or not connected and its SKU or barcode changes
+        t.id IS NULL OR (t.variant_id IS NULL AND (
+            (($2::int & 1) <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
+            OR (($2::int & 2) <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
+        t.id IS NOT NULL AND (t.missing_since IS NOT NULL OR (
             CASE WHEN ($2::int & 1) <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
             CASE WHEN ($2::int & 2) <> 0 THEN s.barcode ELSE t.barcode END,
             CASE WHEN ($2::int & 4) <> 0 THEN s.name ELSE t.name END,
-            CASE WHEN ($2::int & 8) <> 0 THEN s.inventory_quantity ELSE t.inventory_quantity END,
+            CASE WHEN ($2::int & 8) = 0 OR t.inventory_quantity_override = 'manual'
+                 THEN t.inventory_quantity ELSE s.inventory_quantity END,
             CASE WHEN ($2::int & 16) <> 0 THEN coalesce(s.inventory_policy, 'track')
                  ELSE t.inventory_policy END,
             CASE WHEN ($2::int & 32) <> 0 THEN s.retail_price ELSE t.retail_price END,
@@ -69,33 +96,66 @@ WITH src AS (
             t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
             t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
             t.external_group_id, t.options, t.images, t.extra, t.currency
-        ) AS changed
+        )) AS changed
     FROM src s
     LEFT JOIN inventory_feed_variants t
         ON t.inventory_feed_id = $1 AND t.external_id = s.external_id
+), fresh AS MATERIALIZED (
+    -- Daily SKU limit: the writes of items not yet written today, in file order.
+    SELECT j.external_id, j.pos, row_number() OVER (ORDER BY j.pos) AS n
+    FROM joined j
+    WHERE $6::int IS NOT NULL AND (j.target_id IS NULL OR j.changed)
+      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
+                      WHERE d.dropship_provider_id = $7::bigint AND d.day = $8::date
+                        AND d.inventory_feed_id = $1 AND d.external_id = j.external_id)
+), held AS MATERIALIZED (
+    SELECT external_id, pos FROM fresh WHERE n > $6::int
+), todo AS NOT MATERIALIZED (
+    -- What is written: every new or changed row but those the daily limit holds back.
+    SELECT j.* FROM joined j
+    WHERE (j.target_id IS NULL OR j.changed)
+      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.external_id = j.external_id)
+), feeds AS (
+    SELECT $1::bigint AS inventory_feed_id
+),
+-- include: connect.sql:conf
+, cand AS (
+    SELECT $1::bigint AS inventory_feed_id, external_id, vendor_sku, barcode
+    FROM todo WHERE rekeyed
+),
+-- include: connect.sql:links
+, missing AS MATERIALIZED (
+    -- Cleanup: the feed's items that the file no longer has.
+    SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
+           CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
+                ELSE 0 END AS new_quantity
+    FROM inventory_feed_variants t
+    WHERE $4::boolean AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
+      AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.target_id = t.id)
 ), ins AS (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
-        external_group_id, options, images, extra, currency, inventory_updated_at,
-        last_fetched_at)
-    SELECT $1, external_id, vendor_sku, barcode, name, inventory_quantity,
-           coalesce(inventory_policy, 'track'), retail_price, cost_price, compare_at_price,
-           coalesce(grams, 0), mpn, external_group_id, coalesce(options, '[]'),
-           coalesce(images, '[]'), coalesce(extra, '{}'), currency, now(), now()
-    FROM joined
-    WHERE target_id IS NULL
-    ORDER BY external_id
+        external_group_id, options, images, extra, currency, variant_id,
+        inventory_updated_at, last_fetched_at)
+    SELECT $1, j.external_id, j.vendor_sku, j.barcode, j.name, j.inventory_quantity,
+           coalesce(j.inventory_policy, 'track'), j.retail_price, j.cost_price,
+           j.compare_at_price, coalesce(j.grams, 0), j.mpn, j.external_group_id,
+           coalesce(j.options, '[]'), coalesce(j.images, '[]'), coalesce(j.extra, '{}'),
+           j.currency, l.variant_id, now(), now()
+    FROM todo j
+    LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
+    WHERE j.target_id IS NULL
+    ORDER BY j.external_id
 ), upd AS (
     UPDATE inventory_feed_variants t SET
         vendor_sku = CASE WHEN ($2::int & 1) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
         barcode = CASE WHEN ($2::int & 2) <> 0 THEN j.barcode ELSE t.barcode END,
         name = CASE WHEN ($2::int & 4) <> 0 THEN j.name ELSE t.name END,
-        inventory_quantity = CASE WHEN ($2::int & 8) <> 0 THEN j.inventory_quantity
-                                  ELSE t.inventory_quantity END,
+        inventory_quantity = j.new_quantity,
         inventory_policy = CASE WHEN ($2::int & 16) <> 0 THEN coalesce(j.inventory_policy, 'track')
                                 ELSE t.inventory_policy END,
-        retail_price = CASE WHEN ($2::int & 32) <> 0 THEN j.retail_price ELSE t.retail_price END,
+        retail_price = j.new_price,
         cost_price = CASE WHEN ($2::int & 64) <> 0 THEN j.cost_price ELSE t.cost_price END,
         compare_at_price = CASE WHEN ($2::int & 128) <> 0 THEN j.compare_at_price
                                 ELSE t.compare_at_price END,
@@ -107,16 +167,76 @@ WITH src AS (
         images = CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
         extra = CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END,
         currency = CASE WHEN ($2::int & 16384) <> 0 THEN j.currency ELSE t.currency END,
-        inventory_updated_at = CASE
-            WHEN ($2::int & 8) <> 0 AND j.inventory_quantity IS DISTINCT FROM t.inventory_quantity
-            THEN now() ELSE t.inventory_updated_at END,
+        variant_id = coalesce(t.variant_id, l.variant_id),
+        missing_since = NULL,
+        inventory_updated_at = CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
+                                    THEN now() ELSE t.inventory_updated_at END,
         last_fetched_at = now(), updated_at = now()
-    FROM joined j
-    WHERE t.id = j.target_id AND j.changed
+    FROM todo j
+    LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
+    WHERE t.id = j.target_id
+), zero AS (
+    UPDATE inventory_feed_variants t SET
+        inventory_quantity = m.new_quantity, missing_since = now(),
+        inventory_updated_at = CASE WHEN m.new_quantity IS DISTINCT FROM t.inventory_quantity
+                                    THEN now() ELSE t.inventory_updated_at END,
+        updated_at = now()
+    FROM missing m
+    WHERE t.id = m.id
+), hist AS (
+    INSERT INTO variant_inventory_updates (
+        inventory_feed_variant_id, inventory_feed_id, run_id, action_type,
+        old_quantity, new_quantity, old_retail_price, new_retail_price)
+    SELECT target_id, $1, $3::bigint, 'update', old_quantity, new_quantity, old_price, new_price
+    FROM todo
+    WHERE $5::boolean AND target_id IS NOT NULL
+      AND (old_quantity IS DISTINCT FROM new_quantity OR old_price IS DISTINCT FROM new_price)
+    UNION ALL
+    SELECT id, $1, $3::bigint, 'cleanup', inventory_quantity, new_quantity, retail_price, retail_price
+    FROM missing
+    WHERE $5::boolean AND inventory_quantity IS DISTINCT FROM new_quantity
+), daily AS (
+    INSERT INTO provider_daily_items (dropship_provider_id, day, inventory_feed_id, external_id)
+    SELECT $7::bigint, $8::date, $1, f.external_id FROM fresh f WHERE f.n <= $6::int
+), held_rejects AS (
+    -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
+    INSERT INTO feed_run_rejects (run_id, position, raw, reason)
+    SELECT $3::bigint, j.pos, (jsonb_build_object(
+               'externalId', j.external_id, 'vendorSku', j.vendor_sku, 'barcode', j.barcode,
+               'name', j.name, 'inventoryQuantity', j.inventory_quantity,
+               'inventoryPolicy', j.inventory_policy, 'retailPrice', j.retail_price,
+               'costPrice', j.cost_price, 'compareAtPrice', j.compare_at_price,
+               'grams', j.grams, 'mpn', j.mpn, 'externalGroupId', j.external_group_id,
+               'options', j.options, 'images', j.images, 'currency', j.currency)
+           - $9::text[] || coalesce(j.extra, '{}'))::text, 'daily limit'
+    FROM held h JOIN joined j ON j.external_id = h.external_id
+    WHERE $3::bigint IS NOT NULL
 )
--- The writes run whether or not they are read; their counts follow from `joined` (the
+-- The writes run whether or not they are read; their counts follow from the CTEs (the
 -- feed's lock keeps anyone else from changing its rows meanwhile).
 SELECT count(*) AS distinct_rows,
-       count(*) FILTER (WHERE target_id IS NULL) AS inserted,
-       count(*) FILTER (WHERE changed) AS updated
-FROM joined;
+       (SELECT count(*) FROM todo WHERE target_id IS NULL) AS inserted,
+       (SELECT count(*) FROM todo WHERE target_id IS NOT NULL) AS updated,
+       (SELECT count(*) FROM held) AS held,
+       (SELECT count(*) FROM missing) AS zeroed,
+       (SELECT count(*) FROM links WHERE unique_match
+          AND external_id NOT IN (SELECT external_id FROM held)) AS connected,
+       (SELECT count(*) FROM links WHERE NOT unique_match) AS ambiguous,
+       (SELECT array_agg(vendor_sku ORDER BY vendor_sku) FROM (
+           SELECT DISTINCT vendor_sku FROM links WHERE NOT unique_match
+           ORDER BY vendor_sku LIMIT 20) a) AS ambiguous_skus,
+       -- for the circuit breaker: the feed's available items and tracked stock, before/after
+       count(*) FILTER (WHERE j.target_id IS NOT NULL AND j.missing_since IS NULL)
+           + (SELECT count(*) FROM missing) AS items_before,
+       coalesce(sum(j.old_quantity) FILTER (WHERE j.target_id IS NOT NULL
+                AND j.missing_since IS NULL AND j.old_policy = 'track'
+                AND j.old_quantity > 0), 0)
+           + (SELECT coalesce(sum(inventory_quantity) FILTER (WHERE inventory_policy = 'track'
+                                  AND inventory_quantity > 0), 0) FROM missing)
+           AS stock_before,
+       coalesce(sum(j.new_quantity) FILTER (WHERE j.new_policy = 'track'
+                AND j.new_quantity > 0), 0)
+           + (SELECT coalesce(sum(new_quantity) FILTER (WHERE inventory_policy = 'track'
+                                  AND new_quantity > 0), 0) FROM missing)
+           AS stock_after
+FROM joined j;

@@ -30,6 +30,9 @@ class Feed:
     provider_archived: bool
     cache_imports: bool = False
     authentication_token: str | None = None  # sent as a bearer token (HTTP)
+    fetch_cleanup: str = "enabled"  # zero the items a pull's file no longer has
+    provider_id: int = 0
+    daily_sku_limit: int | None = None  # distinct items the provider may write per UTC day
 
 
 @dataclass
@@ -42,6 +45,10 @@ class RunReport:
     unchanged: int = 0
     rejected: int = 0
     duplicates: int = 0
+    zeroed: int = 0      # items missing from the file, set to 0 (cleanup)
+    connected: int = 0   # items linked to a store variant
+    ambiguous: int = 0   # items left unlinked: several matches
+    skipped: int = 0     # items held back by the daily SKU limit
     bytes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -105,13 +112,28 @@ async def lock_own_run(conn: Conn, run_id: int, owner: str) -> bool:
     return await conn.fetchval(q(_SQL, "lock_own_run"), run_id, owner) is not None
 
 
+def _figures(report: RunReport) -> tuple[Any, ...]:
+    """The report as the $3.. parameters of finish_run and hold_run, without the error."""
+    return (report.rows_read, report.inserted, report.updated, report.unchanged,
+            report.rejected, report.duplicates, report.bytes,
+            orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode())
+
+
+def _rule_counts(report: RunReport) -> tuple[int, int, int, int]:
+    return report.zeroed, report.connected, report.ambiguous, report.skipped
+
+
 async def finish_run(conn: Conn, run_id: int, status: str, report: RunReport,
                      error: str | None = None) -> None:
-    await conn.execute(
-        q(_SQL, "finish_run"), run_id, status, report.rows_read, report.inserted,
-        report.updated, report.unchanged, report.rejected, report.duplicates, report.bytes,
-        orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode(), error,
-    )
+    await conn.execute(q(_SQL, "finish_run"), run_id, status, *_figures(report), error,
+                       *_rule_counts(report))
+
+
+async def hold_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:
+    """Record a run the circuit breaker held (nothing applied); False when no longer ours."""
+    row = await conn.fetchval(q(_SQL, "hold_run"), run_id, owner, *_figures(report), reason,
+                              *_rule_counts(report))
+    return row is not None
 
 
 async def fail_run(conn: Conn, run_id: int, owner: str | None,

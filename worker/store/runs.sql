@@ -3,8 +3,8 @@
 -- name: load_feed
 SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
        f.csv_has_header, f.decimal_notation, f.encoding, f.mapping, f.cache_imports,
-       f.authentication_token,
-       p.archived AS provider_archived
+       f.authentication_token, f.fetch_cleanup,
+       p.archived AS provider_archived, p.id AS provider_id, p.daily_sku_limit
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
 WHERE f.id = $1;
@@ -61,9 +61,21 @@ SELECT id FROM feed_runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR
 UPDATE feed_runs SET
     status = $2, finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
     rows_read = $3, inserted = $4, updated = $5, unchanged = $6, rejected = $7,
-    duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12
+    duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12,
+    zeroed = $13, connected = $14, ambiguous = $15, skipped = $16
 WHERE id = $1
 RETURNING started_at, finished_at;
+
+-- name: hold_run
+-- The circuit breaker held the run: its writes rolled back; what they would have been is
+-- kept with the reason. Only while the run is still ours.
+UPDATE feed_runs SET
+    status = 'held', finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
+    rows_read = $3, inserted = $4, updated = $5, unchanged = $6, rejected = $7,
+    duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12,
+    zeroed = $13, connected = $14, ambiguous = $15, skipped = $16
+WHERE id = $1 AND owner = $2 AND status = 'running'
+RETURNING id;
 
 -- name: fail_run
 -- Outside the run's transaction (which rolled back); only while the run is still ours.

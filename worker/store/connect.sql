@@ -1,0 +1,71 @@
+-- Auto-connect, shared by the pull and push merges: feed items -> the store's variants.
+
+-- name: links
+-- A piece of a WITH list. It needs two relations before it:
+--   cand (inventory_feed_id, external_id, vendor_sku, barcode): items that may connect
+--        (new, or SKU/barcode changed, and not connected);
+--   conf (inventory_feed_id, by_sku, by_barcode, prefix, prefix_only, fold): per feed.
+-- It gives `links` (inventory_feed_id, external_id, variant_id, vendor_sku, unique_match):
+-- one row per candidate with a match; unique_match is false when the item matches several
+-- store variants, or the variant matches several items of the feed (or one already linked).
+-- SKUs compare trimmed (case-folded with fold); the provider's prefix is required with
+-- prefix_only and optional otherwise. Barcodes compare as GTINs (leading zeros dropped)
+-- and are tried only for items no SKU matched.
+keys AS (
+    SELECT c.inventory_feed_id, c.external_id, cf.fold,
+           CASE WHEN cf.fold THEN lower(k.raw) ELSE k.raw END AS key
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    CROSS JOIN LATERAL (VALUES (cf.prefix || btrim(c.vendor_sku)),
+                               (CASE WHEN NOT cf.prefix_only THEN btrim(c.vendor_sku) END))
+        AS k (raw)
+    WHERE cf.by_sku AND btrim(c.vendor_sku) <> '' AND k.raw IS NOT NULL
+), sku_hits AS (
+    SELECT k.inventory_feed_id, k.external_id, v.id AS variant_id
+    FROM keys k JOIN variants v ON btrim(v.sku) = k.key
+    WHERE NOT k.fold
+    UNION
+    SELECT k.inventory_feed_id, k.external_id, v.id
+    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = k.key
+    WHERE k.fold
+), code_hits AS (
+    SELECT c.inventory_feed_id, c.external_id, v.id AS variant_id
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    JOIN variants v ON feed_worker_gtin(v.barcode) = feed_worker_gtin(c.barcode)
+    WHERE cf.by_barcode AND feed_worker_gtin(c.barcode) <> ''
+      AND NOT EXISTS (SELECT 1 FROM sku_hits h
+                      WHERE h.inventory_feed_id = c.inventory_feed_id
+                        AND h.external_id = c.external_id)
+), hits AS MATERIALIZED (
+    SELECT DISTINCT * FROM (SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits) h
+), per_item AS (
+    SELECT inventory_feed_id, external_id, min(variant_id) AS variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, external_id
+), per_variant AS (
+    SELECT inventory_feed_id, variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, variant_id
+), links AS MATERIALIZED (
+    SELECT i.inventory_feed_id, i.external_id, i.variant_id, c.vendor_sku,
+           i.n = 1 AND pv.n = 1 AND NOT EXISTS (
+               SELECT 1 FROM inventory_feed_variants x
+               WHERE x.variant_id = i.variant_id
+                 AND x.inventory_feed_id = i.inventory_feed_id) AS unique_match
+    FROM per_item i
+    JOIN per_variant pv
+        ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
+    JOIN cand c ON c.inventory_feed_id = i.inventory_feed_id AND c.external_id = i.external_id
+)
+
+-- name: conf
+-- A piece of a WITH list: the connecting settings of the feeds in `feeds (inventory_feed_id)`.
+conf AS MATERIALIZED (
+    SELECT f.id AS inventory_feed_id, f.automatically_connect AS by_sku,
+           f.automatically_connect_by_barcode AS by_barcode,
+           nullif(btrim(p.sku_prefix), '') AS prefix,
+           f.automatically_connect_prefix = 'prefixOnly' AS prefix_only,
+           f.case_insensitive_skus AS fold
+    FROM inventory_feeds f
+    JOIN dropship_providers p ON p.id = f.dropship_provider_id
+    WHERE f.id IN (SELECT inventory_feed_id FROM feeds)
+)
