@@ -71,6 +71,7 @@ def settings(db_url: str) -> Settings:
         fetch_read_timeout_s=2.0,
         worker_id=f"test-{uuid.uuid4().hex[:6]}",
         allowed_networks="127.0.0.1/32",  # the loopback test servers; nothing else
+        scheduler=False,  # test feeds are hourly: only the schedule tests queue pulls by time
     )
 
 

@@ -61,14 +61,16 @@ async def test_missing_items_are_zeroed_and_marked_then_come_back(
         assert got[key]["inventory_quantity"] == 0
         assert got[key]["missing_since"] is not None
         assert got[key]["available"] is False
-    assert got["E1"]["missing_since"] is None and got["E1"]["available"] is True
+    assert got["E1"]["missing_since"] is None
+    assert got["E1"]["available"] is True
     again = await f.pull(rows(8))  # already zeroed: not zeroed twice
     assert again["zeroed"] == 0
     back = await f.pull(rows(10, qty=3))
     assert back["status"] == "succeeded"
     got = await f.items()
     assert got["E9"]["inventory_quantity"] == 3
-    assert got["E9"]["missing_since"] is None and got["E9"]["available"] is True
+    assert got["E9"]["missing_since"] is None
+    assert got["E9"]["available"] is True
 
 
 async def test_cleanup_disabled_leaves_missing_items(
@@ -165,5 +167,6 @@ async def test_dry_run_says_what_the_breaker_would_hold(
     before = await feeds.database_state(pool)
     outcome = await feeds.dry_run(pool, settings, f.id, f.url(rows(2)))
     assert outcome.status == "dry-run"
-    assert outcome.error is not None and "zero 8" in outcome.error
+    assert outcome.error is not None
+    assert "zero 8" in outcome.error
     assert await feeds.database_state(pool) == before

@@ -9,8 +9,8 @@ import orjson
 
 from worker.claims import claim_pull
 from worker.pipeline import pull
-from worker.store import runs
 from worker.settings import Settings
+from worker.store import runs
 
 
 async def make_feed(pool: asyncpg.Pool, url: str | None = None, **columns: Any) -> int:

@@ -24,6 +24,7 @@ class DaemonProcess:
             "FEED_WORKER_LOG_FORMAT": "json",
             "FEED_WORKER_WORKER_ID": worker_id,
             "FEED_WORKER_ALLOWED_NETWORKS": "127.0.0.1/32",
+            "FEED_WORKER_SCHEDULER": "false",  # test feeds are hourly; schedule tests turn it on
             **env,
         }
         self.proc: asyncio.subprocess.Process | None = None
