@@ -129,12 +129,15 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
                 return GroupReport({}, 0)
             counts, items = await _fold(live, settings)
             lines = _lines(items)
-        merged = await store.merge(conn, lines, list(counts))
+        merged = await store.merge(conn, lines, {f: feeds[f] for f in counts},
+                                   settings.item_history)
         for feed_id, c in counts.items():
-            got = merged.get(feed_id, {})
-            c.distinct, c.inserted = got.get("distinct", 0), got.get("inserted", 0)
+            run_id, got = merged[feed_id]
+            c.distinct, c.inserted = got.get("distinct_rows", 0), got.get("inserted", 0)
             c.updated, c.stale = got.get("updated", 0), got.get("stale", 0)
-            await store.record_run(conn, feed_id, c)
+            c.held, c.connected = got.get("held", 0), got.get("connected", 0)
+            c.ambiguous = got.get("ambiguous", 0)
+            await store.record_run(conn, run_id, c)
     return GroupReport(counts, len(items))
 
 

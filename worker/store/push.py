@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
+from worker.constants import LOCK_CLASS_PROVIDER_DAY
 from worker.pushmap import PUSH_COLUMNS
 from worker.store.bulk import lock_feed
 from worker.store.db import Conn
@@ -23,6 +25,9 @@ class FeedCounts:
     inserted: int = 0
     updated: int = 0
     stale: int = 0
+    held: int = 0        # held back by the daily SKU limit
+    connected: int = 0
+    ambiguous: int = 0
     rejected: int = 0
     duplicates: int = 0
     messages: int = 0
@@ -30,7 +35,7 @@ class FeedCounts:
 
     @property
     def unchanged(self) -> int:
-        return self.distinct - self.inserted - self.updated
+        return self.distinct - self.inserted - self.updated - self.held
 
 
 async def remember(conn: Conn, message_ids: Sequence[str]) -> set[str]:
@@ -51,11 +56,25 @@ async def load_feeds(pool: asyncpg.Pool, feed_ids: Sequence[int]) -> dict[int, a
     return {r["id"]: r for r in rows}
 
 
-async def merge(conn: Conn, lines: list[str], feed_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """COPY the group's items and merge them; counts by feed."""
+async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record],
+                history: bool) -> dict[int, tuple[int, dict[str, int]]]:
+    """COPY the group's items and merge them; by feed: its push run's id and the counts."""
     await conn.execute(q(_SQL, "create_staging"))
-    for feed_id in sorted(feed_ids):  # one order for every writer: no deadlocks
+    feed_ids = sorted(feeds)
+    for feed_id in feed_ids:  # one order for every writer: no deadlocks
         await lock_feed(conn, feed_id)
+    runs = {r["inventory_feed_id"]: r["id"]
+            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids)}
+    day = dt.datetime.now(dt.UTC).date()
+    limits = {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
+              if f["daily_sku_limit"] is not None}
+    providers = sorted(limits)
+    for provider in providers:
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)",
+                           LOCK_CLASS_PROVIDER_DAY, provider % (2**31))
+    used = {r["provider_id"]: r["used"]
+            for r in await conn.fetch(q(_SQL, "daily_used"), providers, day)} if providers else {}
+    remaining = [max(0, limits[p] - used.get(p, 0)) for p in providers]
     data = ("\n".join(lines) + "\n").encode()
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -63,14 +82,16 @@ async def merge(conn: Conn, lines: list[str], feed_ids: Sequence[int]) -> dict[i
 
     await conn.copy_to_table("push_staging", source=chunks(), columns=list(PUSH_COLUMNS),
                              format="text", null="")
-    return {r["feed_id"]: {"distinct": r["distinct_rows"], "inserted": r["inserted"],
-                           "updated": r["updated"], "stale": r["stale"]}
-            for r in await conn.fetch(q(_SQL, "merge"))}
+    rows = await conn.fetch(q(_SQL, "merge"), feed_ids, [runs[f] for f in feed_ids], history,
+                            providers, remaining, day)
+    counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated", "stale",
+                                               "held", "connected", "ambiguous")}
+              for r in rows}
+    return {f: (runs[f], counts.get(f, {})) for f in feed_ids}
 
 
-async def record_run(conn: Conn, feed_id: int, c: FeedCounts) -> int:
-    run_id: int = await conn.fetchval(
-        q(_SQL, "record_push_run"), feed_id, c.received, c.inserted, c.updated, c.unchanged,
-        c.rejected, c.duplicates, c.messages, c.stale)
+async def record_run(conn: Conn, run_id: int, c: FeedCounts) -> None:
+    await conn.execute(
+        q(_SQL, "record_push_run"), run_id, c.received, c.inserted, c.updated, c.unchanged,
+        c.rejected, c.duplicates, c.messages, c.stale, c.connected, c.ambiguous, c.held)
     await store_rejects(conn, run_id, c.rejects)
-    return run_id

@@ -7,6 +7,13 @@ SELECT DISTINCT unnest($1::text[])
 ON CONFLICT DO NOTHING
 RETURNING message_id;
 
+-- name: daily_used
+-- Items each provider $1 wrote on day $2 (the daily SKU limit counts distinct items).
+SELECT p AS provider_id,
+       (SELECT count(*) FROM provider_daily_items d
+        WHERE d.dropship_provider_id = p AND d.day = $2) AS used
+FROM unnest($1::bigint[]) AS p;
+
 -- name: forget_messages
 -- Retention: remembered ids older than $1 seconds, a bounded slice at a time.
 DELETE FROM processed_messages
@@ -17,7 +24,8 @@ WHERE message_id IN (
 );
 
 -- name: load_feeds
-SELECT f.id, f.enabled, p.archived AS provider_archived
+SELECT f.id, f.enabled, p.archived AS provider_archived, p.id AS provider_id,
+       p.daily_sku_limit
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
 WHERE f.id = ANY($1::bigint[]);
@@ -50,14 +58,28 @@ CREATE TEMP TABLE IF NOT EXISTS push_staging (
 -- name: merge
 -- Insert new items, update changed ones, leave the rest unwritten; an update older than
 -- the stored inventory_updated_at is stale and skipped. Counts per feed.
-WITH joined AS MATERIALIZED (
+-- $1 feed ids and $2 their push runs (history and held items are recorded against them);
+-- $3 record quantity/price changes; $4 providers with a daily SKU limit and $5 the items
+-- each may still write today ($6, the UTC day). A manual quantity override wins over the
+-- update; new or re-keyed items connect to the store's variants (connect.sql).
+WITH runs AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS r (inventory_feed_id, run_id)
+), joined AS MATERIALIZED (
     SELECT s.*, t.id AS target_id,
+        t.inventory_quantity AS old_quantity, t.retail_price AS old_price,
+        CASE WHEN s.present & 8 = 0 OR t.inventory_quantity_override = 'manual'
+             THEN t.inventory_quantity ELSE s.inventory_quantity END AS new_quantity,
+        CASE WHEN s.present & 32 <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
         coalesce(s.inventory_updated_at < t.inventory_updated_at, false) AS stale,
-        t.id IS NOT NULL AND ((
+        t.id IS NULL OR (t.variant_id IS NULL AND (
+            (s.present & 1 <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
+            OR (s.present & 2 <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
+        t.id IS NOT NULL AND (t.missing_since IS NOT NULL OR (
             CASE WHEN s.present & 1 <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
             CASE WHEN s.present & 2 <> 0 THEN s.barcode ELSE t.barcode END,
             CASE WHEN s.present & 4 <> 0 THEN s.name ELSE t.name END,
-            CASE WHEN s.present & 8 <> 0 THEN s.inventory_quantity ELSE t.inventory_quantity END,
+            CASE WHEN s.present & 8 = 0 OR t.inventory_quantity_override = 'manual'
+                 THEN t.inventory_quantity ELSE s.inventory_quantity END,
             CASE WHEN s.present & 16 <> 0 THEN coalesce(s.inventory_policy, 'track')
                  ELSE t.inventory_policy END,
             CASE WHEN s.present & 32 <> 0 THEN s.retail_price ELSE t.retail_price END,
@@ -81,29 +103,60 @@ WITH joined AS MATERIALIZED (
     FROM push_staging s
     LEFT JOIN inventory_feed_variants t
         ON t.inventory_feed_id = s.inventory_feed_id AND t.external_id = s.external_id
-), ins AS (
+), fresh AS MATERIALIZED (
+    -- Daily SKU limit: writes of items their provider has not written today, in key order.
+    SELECT j.inventory_feed_id, j.external_id, a.provider_id,
+           row_number() OVER (PARTITION BY a.provider_id
+                              ORDER BY j.inventory_feed_id, j.external_id) AS n,
+           a.remaining
+    FROM joined j
+    JOIN inventory_feeds f ON f.id = j.inventory_feed_id
+    JOIN unnest($4::bigint[], $5::int[]) AS a (provider_id, remaining)
+        ON a.provider_id = f.dropship_provider_id
+    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale))
+      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
+                      WHERE d.dropship_provider_id = a.provider_id AND d.day = $6::date
+                        AND d.inventory_feed_id = j.inventory_feed_id
+                        AND d.external_id = j.external_id)
+), held AS MATERIALIZED (
+    SELECT inventory_feed_id, external_id FROM fresh WHERE n > remaining
+), todo AS NOT MATERIALIZED (
+    SELECT j.* FROM joined j
+    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale))
+      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id
+                                            AND h.external_id = j.external_id)
+), feeds AS (
+    SELECT inventory_feed_id FROM runs
+),
+-- include: connect.sql:conf
+, cand AS (
+    SELECT inventory_feed_id, external_id, vendor_sku, barcode FROM todo WHERE rekeyed
+),
+-- include: connect.sql:links
+, ins AS (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
-        external_group_id, options, images, extra, currency, inventory_updated_at)
-    SELECT inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
-           coalesce(inventory_policy, 'track'), retail_price, cost_price, compare_at_price,
-           coalesce(grams, 0), mpn, external_group_id, coalesce(options, '[]'),
-           coalesce(images, '[]'), coalesce(extra, '{}'), currency,
-           coalesce(inventory_updated_at, now())
-    FROM joined
-    WHERE target_id IS NULL
-    ORDER BY inventory_feed_id, external_id
+        external_group_id, options, images, extra, currency, variant_id, inventory_updated_at)
+    SELECT j.inventory_feed_id, j.external_id, j.vendor_sku, j.barcode, j.name,
+           j.inventory_quantity, coalesce(j.inventory_policy, 'track'), j.retail_price,
+           j.cost_price, j.compare_at_price, coalesce(j.grams, 0), j.mpn, j.external_group_id,
+           coalesce(j.options, '[]'), coalesce(j.images, '[]'), coalesce(j.extra, '{}'),
+           j.currency, l.variant_id, coalesce(j.inventory_updated_at, now())
+    FROM todo j
+    LEFT JOIN links l ON l.inventory_feed_id = j.inventory_feed_id
+                     AND l.external_id = j.external_id AND l.unique_match
+    WHERE j.target_id IS NULL
+    ORDER BY j.inventory_feed_id, j.external_id
 ), upd AS (
     UPDATE inventory_feed_variants t SET
         vendor_sku = CASE WHEN j.present & 1 <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
         barcode = CASE WHEN j.present & 2 <> 0 THEN j.barcode ELSE t.barcode END,
         name = CASE WHEN j.present & 4 <> 0 THEN j.name ELSE t.name END,
-        inventory_quantity = CASE WHEN j.present & 8 <> 0 THEN j.inventory_quantity
-                                  ELSE t.inventory_quantity END,
+        inventory_quantity = j.new_quantity,
         inventory_policy = CASE WHEN j.present & 16 <> 0 THEN coalesce(j.inventory_policy, 'track')
                                 ELSE t.inventory_policy END,
-        retail_price = CASE WHEN j.present & 32 <> 0 THEN j.retail_price ELSE t.retail_price END,
+        retail_price = j.new_price,
         cost_price = CASE WHEN j.present & 64 <> 0 THEN j.cost_price ELSE t.cost_price END,
         compare_at_price = CASE WHEN j.present & 128 <> 0 THEN j.compare_at_price
                                 ELSE t.compare_at_price END,
@@ -116,40 +169,87 @@ WITH joined AS MATERIALIZED (
         extra = CASE WHEN j.present & 8192 <> 0 THEN t.extra || coalesce(j.extra, '{}')
                      ELSE t.extra END,
         currency = CASE WHEN j.present & 16384 <> 0 THEN j.currency ELSE t.currency END,
+        variant_id = coalesce(t.variant_id, l.variant_id),
+        missing_since = NULL,
         inventory_updated_at = coalesce(
             j.inventory_updated_at,
-            CASE WHEN j.present & 8 <> 0
-                      AND j.inventory_quantity IS DISTINCT FROM t.inventory_quantity
+            CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
                  THEN now() ELSE t.inventory_updated_at END),
         updated_at = now()
-    FROM joined j
-    WHERE t.id = j.target_id AND j.changed AND NOT j.stale
+    FROM todo j
+    LEFT JOIN links l ON l.inventory_feed_id = j.inventory_feed_id
+                     AND l.external_id = j.external_id AND l.unique_match
+    WHERE t.id = j.target_id
+), hist AS (
+    INSERT INTO variant_inventory_updates (
+        inventory_feed_variant_id, inventory_feed_id, run_id, action_type,
+        old_quantity, new_quantity, old_retail_price, new_retail_price)
+    SELECT j.target_id, j.inventory_feed_id, r.run_id, 'update', j.old_quantity,
+           j.new_quantity, j.old_price, j.new_price
+    FROM todo j JOIN runs r ON r.inventory_feed_id = j.inventory_feed_id
+    WHERE $3::boolean AND j.target_id IS NOT NULL
+      AND (j.old_quantity IS DISTINCT FROM j.new_quantity
+           OR j.old_price IS DISTINCT FROM j.new_price)
+), daily AS (
+    INSERT INTO provider_daily_items (dropship_provider_id, day, inventory_feed_id, external_id)
+    SELECT provider_id, $6::date, inventory_feed_id, external_id FROM fresh WHERE n <= remaining
+), held_rejects AS (
+    -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
+    INSERT INTO feed_run_rejects (run_id, position, raw, reason)
+    SELECT r.run_id, 0, (jsonb_build_object(
+               'externalId', j.external_id, 'vendorSku', j.vendor_sku, 'barcode', j.barcode,
+               'name', j.name, 'inventoryQuantity', j.inventory_quantity,
+               'inventoryPolicy', j.inventory_policy, 'retailPrice', j.retail_price,
+               'costPrice', j.cost_price, 'compareAtPrice', j.compare_at_price,
+               'grams', j.grams, 'mpn', j.mpn, 'externalGroupId', j.external_group_id,
+               'options', j.options, 'images', j.images, 'currency', j.currency)
+           - ARRAY(SELECT k FROM unnest(ARRAY['vendorSku', 'barcode', 'name',
+               'inventoryQuantity', 'inventoryPolicy', 'retailPrice', 'costPrice',
+               'compareAtPrice', 'grams', 'mpn', 'externalGroupId', 'options', 'images',
+               '', 'currency']) WITH ORDINALITY AS c (k, i)
+               WHERE j.present & (1 << (i::int - 1)) = 0)
+           || coalesce(j.extra, '{}'))::text, 'daily limit'
+    FROM held h
+    JOIN joined j ON j.inventory_feed_id = h.inventory_feed_id AND j.external_id = h.external_id
+    JOIN runs r ON r.inventory_feed_id = h.inventory_feed_id
 )
--- The writes run whether or not they are read; their counts follow from `joined`.
-SELECT inventory_feed_id AS feed_id,
+-- The writes run whether or not they are read; their counts follow from the CTEs.
+SELECT j.inventory_feed_id AS feed_id,
        count(*) AS distinct_rows,
-       count(*) FILTER (WHERE target_id IS NULL) AS inserted,
-       count(*) FILTER (WHERE changed AND NOT stale) AS updated,
-       count(*) FILTER (WHERE changed AND stale) AS stale
-FROM joined
-GROUP BY inventory_feed_id;
+       (SELECT count(*) FROM todo t WHERE t.inventory_feed_id = j.inventory_feed_id
+            AND t.target_id IS NULL) AS inserted,
+       (SELECT count(*) FROM todo t WHERE t.inventory_feed_id = j.inventory_feed_id
+            AND t.target_id IS NOT NULL) AS updated,
+       count(*) FILTER (WHERE j.changed AND j.stale) AS stale,
+       (SELECT count(*) FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id) AS held,
+       (SELECT count(*) FROM links l WHERE l.inventory_feed_id = j.inventory_feed_id
+            AND l.unique_match AND NOT EXISTS (
+                SELECT 1 FROM held h WHERE h.inventory_feed_id = l.inventory_feed_id
+                                       AND h.external_id = l.external_id)) AS connected,
+       (SELECT count(*) FROM links l WHERE l.inventory_feed_id = j.inventory_feed_id
+            AND NOT l.unique_match) AS ambiguous
+FROM joined j
+GROUP BY j.inventory_feed_id;
+
+-- name: open_push_runs
+-- The push run of this minute of each feed $1, created when missing; their ids.
+INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, finished_at, details)
+SELECT f, 'push', 'succeeded', date_trunc('minute', now()), clock_timestamp(),
+       jsonb_build_object('batches', 0, 'messages', 0, 'stale', 0)
+FROM unnest($1::bigint[]) AS f
+ON CONFLICT (inventory_feed_id, started_at) WHERE kind = 'push' DO UPDATE SET
+    finished_at = excluded.finished_at
+RETURNING inventory_feed_id, id;
 
 -- name: record_push_run
--- The feed's push run of this minute, created or added to; its id for the rejects.
-INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, finished_at, rows_read,
-                       inserted, updated, unchanged, rejected, duplicates, details)
-VALUES ($1, 'push', 'succeeded', date_trunc('minute', now()), clock_timestamp(), $2, $3, $4,
-        $5, $6, $7, jsonb_build_object('batches', 1, 'messages', $8::int, 'stale', $9::int))
-ON CONFLICT (inventory_feed_id, started_at) WHERE kind = 'push' DO UPDATE SET
-    finished_at = excluded.finished_at,
-    rows_read = feed_runs.rows_read + excluded.rows_read,
-    inserted = feed_runs.inserted + excluded.inserted,
-    updated = feed_runs.updated + excluded.updated,
-    unchanged = feed_runs.unchanged + excluded.unchanged,
-    rejected = feed_runs.rejected + excluded.rejected,
-    duplicates = feed_runs.duplicates + excluded.duplicates,
+-- Adds one micro-batch's figures to the feed's push run of this minute (open_push_runs).
+UPDATE feed_runs SET
+    finished_at = clock_timestamp(),
+    rows_read = rows_read + $2, inserted = inserted + $3, updated = updated + $4,
+    unchanged = unchanged + $5, rejected = rejected + $6, duplicates = duplicates + $7,
+    connected = connected + $10, ambiguous = ambiguous + $11, skipped = skipped + $12,
     details = jsonb_build_object(
-        'batches', coalesce((feed_runs.details ->> 'batches')::int, 0) + 1,
-        'messages', coalesce((feed_runs.details ->> 'messages')::int, 0) + $8::int,
-        'stale', coalesce((feed_runs.details ->> 'stale')::int, 0) + $9::int)
-RETURNING id;
+        'batches', coalesce((details ->> 'batches')::int, 0) + 1,
+        'messages', coalesce((details ->> 'messages')::int, 0) + $8::int,
+        'stale', coalesce((details ->> 'stale')::int, 0) + $9::int)
+WHERE id = $1;
