@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -89,6 +90,22 @@ def json_message(body: bytes, message_id: str | None = None, **kwargs: Any) -> a
         message_id=message_id or str(uuid.uuid4()),
         **kwargs,
     )
+
+
+async def publish_routed(exchange: AbstractExchange, message: aio_pika.Message,
+                         routing_key: str, timeout_s: float = 30.0) -> None:
+    """Publish `mandatory` and wait for the broker's confirm (the exchange's channel has
+    publisher confirms). A message the broker returns (no queue bound to the routing key),
+    nacks or never confirms raises TransientError."""
+    try:
+        result = await exchange.publish(message, routing_key=routing_key, mandatory=True,
+                                        timeout=timeout_s)
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+        raise TransientError(f"message {message.message_id} to {routing_key} was not "
+                             f"confirmed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(result, aiormq.spec.Basic.Ack):
+        raise TransientError(f"message {message.message_id} was returned: no queue is bound "
+                             f"to {routing_key}")
 
 
 async def dead_letter(topology: Topology, message: AbstractIncomingMessage, reason: str,

@@ -20,6 +20,7 @@ from worker import __version__, broker, health, logs
 from worker import constants as C
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
+from worker.scheduler import Scheduler
 from worker.settings import Settings
 from worker.store import db
 from worker.urls import mask
@@ -37,6 +38,7 @@ class Daemon:
         self.connection: AbstractRobustConnection | None = None
         self.runner: PullRunner | None = None
         self.pusher: PushConsumer | None = None
+        self.scheduler: Scheduler | None = None
         self._side: list[asyncio.Task[Any]] = []
         self._http: web.AppRunner | None = None
 
@@ -88,6 +90,10 @@ class Daemon:
         self._watch("reaper", runner.reaper)
         self._watch("pusher", pusher.run)
         self._watch("message-retention", pusher.forget_old_messages)
+        if s.scheduler:
+            # Pull-requests of due feeds go out on the confirmed channel, like announcements.
+            self.scheduler = Scheduler(s, topology.exchange)
+            self._watch("scheduler", self.scheduler.run)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)
         log.info(
@@ -100,6 +106,8 @@ class Daemon:
         )
         self.started.set()
         exit_code = await self._wait()
+        if self.scheduler is not None:
+            await self.scheduler.stop()  # no new pull-requests from a replica that drains
         for queue, tag in consumers:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 RUNS = Counter("feed_worker_runs_total", "Runs ended, by kind and status", ["kind", "status"])
 MESSAGES = Counter("feed_worker_messages_total", "Deliveries decided, by queue and decision",
                    ["queue", "decision"])
 ROWS = Counter("feed_worker_rows_total", "Feed rows handled, by outcome", ["outcome"])
+SCHEDULER_LEADING = Gauge("feed_worker_scheduler_leading",
+                          "1 while this replica holds the scheduler lock, else 0")
+SCHEDULED = Counter("feed_worker_scheduled_total",
+                    "Pull-requests the scheduler published for due feeds")
