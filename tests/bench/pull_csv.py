@@ -6,7 +6,10 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
 
   L  psql: \\copy into a typed temp table + INSERT ... ON CONFLICT ... WHERE IS DISTINCT FROM
   M  psql: \\copy into a typed temp table + MERGE (reference)
-  E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full)
+  X  E and U with the marketplace rules off (no auto-connect, no item history): E0, U0;
+     then a store of 500,000 variants is seeded, a quarter of the feed's SKUs among them
+  E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full),
+     auto-connecting against that store and recording item history
   N  asyncpg executemany upsert of the first 100,000 rows, scaled to all rows
   G  pgloader plain load of feed1.csv into a table without keys
   R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's
@@ -32,9 +35,18 @@ from tests.bench.children import ChildResult, run_child_async
 from tests.bench.httpserver import serve_files
 from tests.bench.report import Measurement, Report, format_run
 
-RUNS = ("L", "M", "E", "N", "G", "R")
+RUNS = ("L", "M", "X", "E", "N", "G", "R")
 FEEDS = ("L", "M", "E", "N", "R")
 CHANGED_SHARE = 0.10
+SET_CONNECT = "UPDATE inventory_feeds SET automatically_connect = $2 WHERE id = $1"
+# The store: a quarter of the feed's SKUs (loaded by E0/U0) and as many of its own.
+SEED_STORE = """
+INSERT INTO variants (sku)
+SELECT vendor_sku FROM inventory_feed_variants WHERE inventory_feed_id = $1 AND id % 4 = 0
+UNION ALL
+SELECT 'STORE-' || n FROM generate_series(1, (
+    SELECT count(*) FROM inventory_feed_variants WHERE inventory_feed_id = $1) / 4) AS n
+"""
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ class Import:
     path: Path
     rows: int
     expected: str
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -191,7 +204,8 @@ class Bench:
         url = f"{self.base_url}/{run.served_as}"
         argv = [self.feed_worker, "import", "--feed", str(feed_id), "--url", url]
         env = {**os.environ, "DATABASE_URL": self.url,
-               "FEED_WORKER_ALLOWED_NETWORKS": "127.0.0.1/32"}  # the loopback server
+               "FEED_WORKER_ALLOWED_NETWORKS": "127.0.0.1/32",  # the loopback server
+               **dict(run.env)}
         result = await run_child_async(argv, log=self.logs / f"{run.label}.log", env=env)
         feed_run = await db.last_run(self.conn, feed_id)
         self.report.runs.append(format_run(run.label, feed_run, run.expected))
@@ -202,20 +216,37 @@ class Bench:
         await self.check(m, run.feed, run.path, run.rows)
         return m
 
-    async def import_pair(self) -> None:
+    async def rules_off(self) -> None:
+        """E0 and U0: E and U without auto-connect and item history; then the store."""
+        feed_id = self.feeds["E"]
+        await self.conn.execute(SET_CONNECT, feed_id, False)
+        try:
+            await self.import_pair("0", (("FEED_WORKER_ITEM_HISTORY", "false"),),
+                                   ", rules off")
+        finally:
+            await self.conn.execute(SET_CONNECT, feed_id, True)
+        await self.conn.execute(SEED_STORE, feed_id)
+        await self.conn.execute("ANALYZE variants")
+        store = await self.conn.fetchval("SELECT count(*) FROM variants")
+        say(f"seeded a store of {store:,} variants")
+
+    async def import_pair(self, suffix: str = "", env: tuple[tuple[str, str], ...] = (),
+                          how: str = "") -> None:
         rows, changed = self.files.rows, self.files.changed
         base, feed2 = self.files.base, self.feed2
         empty = Import(
-            "E", "feed-worker import, empty table", "E", "feed1.csv", base, rows, f"inserted {rows}"
+            "E" + suffix, f"feed-worker import, empty table{how}", "E", "feed1.csv", base, rows,
+            f"inserted {rows}", env,
         )
         full = Import(
-            "U",
-            "feed-worker import, full, 10% changed",
+            "U" + suffix,
+            f"feed-worker import, full, 10% changed{how}",
             "E",
             "feed2.csv",
             feed2,
             rows,
             f"updated {changed}, unchanged {rows - changed}",
+            env,
         )
         await self.fresh()
         if not (await self.feed_worker_import(empty)).ok:
@@ -275,6 +306,7 @@ class Bench:
         steps = {
             "L": lambda: self.psql_pair("L", "upsert.sql", "INSERT ON CONFLICT"),
             "M": lambda: self.psql_pair("M", "merge.sql", "MERGE"),
+            "X": self.rules_off,
             "E": self.import_pair,
             "N": self.naive,
             "G": self.pgloader,

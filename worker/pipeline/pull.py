@@ -168,7 +168,8 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         mask = stream.mapper.mask if stream.mapper is not None else 0
         opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
                                  settings.item_history, unmapped_attributes(mask))
-        counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts)
+        counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts,
+                                       stream.valid)
         t2 = time.perf_counter()
         report.timings["merge_s"] = round(t2 - t1, 3)
         report.inserted, report.updated = counts.inserted, counts.updated

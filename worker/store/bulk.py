@@ -73,15 +73,22 @@ async def daily_allowance(conn: Conn, feed: Feed) -> tuple[int | None, dt.date]:
     return max(0, feed.daily_sku_limit - used), day
 
 
+LARGE_MERGE_ROWS = 20_000  # from here on, the merge is planned without nested loops
+
+
 async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
-                     opts: MergeOptions) -> MergeCounts:
+                     opts: MergeOptions, rows: int) -> MergeCounts:
     await conn.execute(q(_SQL, "analyze_staging"))
-    await conn.fetchrow(q(_SQL, "merge_settings"), work_mem)
+    await conn.fetchrow(q(_SQL, "merge_settings"), work_mem,
+                        "off" if rows >= LARGE_MERGE_ROWS else "on")
     await lock_feed(conn, feed.id)
     allowance, day = await daily_allowance(conn, feed)
     row = await conn.fetchrow(q(_SQL, "merge"), feed.id, column_mask, opts.run_id,
                               opts.cleanup, opts.history, allowance, feed.provider_id, day,
-                              list(opts.unmapped))
+                              list(opts.unmapped), feed.automatically_connect,
+                              feed.automatically_connect_by_barcode, feed.sku_prefix,
+                              feed.automatically_connect_prefix == "prefixOnly",
+                              feed.case_insensitive_skus)
     if row is None:  # pragma: no cover - the query always returns one row
         raise RuntimeError("merge returned no row")
     return MergeCounts(

@@ -3,33 +3,38 @@
 -- name: links
 -- A piece of a WITH list. It needs two relations before it:
 --   cand (inventory_feed_id, external_id, vendor_sku, barcode): items that may connect
---        (new, or SKU/barcode changed, and not connected);
---   conf (inventory_feed_id, by_sku, by_barcode, prefix, prefix_only, fold): per feed.
+--        (new, or SKU/barcode changed, and not connected); best NOT MATERIALIZED, so that
+--        the joins below read the merge's rows once, and only matches go further;
+--   conf (inventory_feed_id, by_sku, by_barcode, prefix, prefix_only, fold): per feed
+--        (constants, for one feed, let the planner drop the branches that cannot match).
 -- It gives `links` (inventory_feed_id, external_id, variant_id, vendor_sku, unique_match):
 -- one row per candidate with a match; unique_match is false when the item matches several
 -- store variants, or the variant matches several items of the feed (or one already linked).
 -- SKUs compare trimmed (case-folded with fold); the provider's prefix is required with
 -- prefix_only and optional otherwise. Barcodes compare as GTINs (leading zeros dropped)
 -- and are tried only for items no SKU matched.
-keys AS (
-    SELECT c.inventory_feed_id, c.external_id, cf.fold,
-           CASE WHEN cf.fold THEN lower(k.raw) ELSE k.raw END AS key
+keys AS NOT MATERIALIZED (
+    -- the SKUs a store variant may have for the item: with the prefix, and without it
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold,
+           cf.prefix || btrim(c.vendor_sku) AS key
     FROM cand c
     JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
-    CROSS JOIN LATERAL (VALUES (cf.prefix || btrim(c.vendor_sku)),
-                               (CASE WHEN NOT cf.prefix_only THEN btrim(c.vendor_sku) END))
-        AS k (raw)
-    WHERE cf.by_sku AND btrim(c.vendor_sku) <> '' AND k.raw IS NOT NULL
-), sku_hits AS (
-    SELECT k.inventory_feed_id, k.external_id, v.id AS variant_id
+    WHERE cf.by_sku AND cf.prefix IS NOT NULL AND btrim(c.vendor_sku) <> ''
+    UNION ALL
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold, btrim(c.vendor_sku)
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    WHERE cf.by_sku AND NOT cf.prefix_only AND btrim(c.vendor_sku) <> ''
+), sku_hits AS MATERIALIZED (
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id AS variant_id
     FROM keys k JOIN variants v ON btrim(v.sku) = k.key
     WHERE NOT k.fold
-    UNION
-    SELECT k.inventory_feed_id, k.external_id, v.id
-    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = k.key
+    UNION ALL
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id
+    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = lower(k.key)
     WHERE k.fold
 ), code_hits AS (
-    SELECT c.inventory_feed_id, c.external_id, v.id AS variant_id
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, v.id AS variant_id
     FROM cand c
     JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
     JOIN variants v ON feed_worker_gtin(v.barcode) = feed_worker_gtin(c.barcode)
@@ -40,13 +45,14 @@ keys AS (
 ), hits AS MATERIALIZED (
     SELECT DISTINCT * FROM (SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits) h
 ), per_item AS (
-    SELECT inventory_feed_id, external_id, min(variant_id) AS variant_id, count(*) AS n
+    SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
+           min(variant_id) AS variant_id, count(*) AS n
     FROM hits GROUP BY inventory_feed_id, external_id
 ), per_variant AS (
     SELECT inventory_feed_id, variant_id, count(*) AS n
     FROM hits GROUP BY inventory_feed_id, variant_id
 ), links AS MATERIALIZED (
-    SELECT i.inventory_feed_id, i.external_id, i.variant_id, c.vendor_sku,
+    SELECT i.inventory_feed_id, i.external_id, i.variant_id, i.vendor_sku,
            i.n = 1 AND pv.n = 1 AND NOT EXISTS (
                SELECT 1 FROM inventory_feed_variants x
                WHERE x.variant_id = i.variant_id
@@ -54,7 +60,6 @@ keys AS (
     FROM per_item i
     JOIN per_variant pv
         ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
-    JOIN cand c ON c.inventory_feed_id = i.inventory_feed_id AND c.external_id = i.external_id
 )
 
 -- name: conf

@@ -27,7 +27,11 @@ CREATE TEMP TABLE pull_staging (
 ANALYZE pull_staging;
 
 -- name: merge_settings
-SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true);
+-- $2 'off' for large files: the row estimates of the merge's CTEs are far too low for them,
+-- and nested loops over hundreds of thousands of rows (index probes into variants) are
+-- what the planner would pick.
+SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('enable_nestloop', $2, true);
 
 -- name: lock_feed
 SELECT pg_advisory_xact_lock($1::int, $2::int);
@@ -47,7 +51,9 @@ SELECT count(*) FROM provider_daily_items WHERE dropship_provider_id = $1 AND da
 -- missing from the file (cleanup); $5 record quantity/price changes (item history);
 -- $6 items the provider may still write today (NULL: no daily limit); $7::bigint provider id;
 -- $8::date the UTC day; $9 the feed-update names of the unmapped columns (left out of the
--- daily-limit rejects, so that applying one later keeps what it did not carry).
+-- daily-limit rejects, so that applying one later keeps what it did not carry);
+-- $10..$14 the feed's connecting settings: by SKU, by barcode, the provider's SKU prefix,
+-- prefix only, case-insensitive SKUs.
 -- Duplicates: the last occurrence in the file wins. Unchanged rows are not written.
 -- New rows go in key order (a sorted insert into the unique index costs a third less).
 -- A manual quantity override wins over the feed. New or re-keyed items connect to the
@@ -115,11 +121,12 @@ WITH src AS (
     SELECT j.* FROM joined j
     WHERE (j.target_id IS NULL OR j.changed)
       AND NOT EXISTS (SELECT 1 FROM held h WHERE h.external_id = j.external_id)
-), feeds AS (
-    SELECT $1::bigint AS inventory_feed_id
-),
--- include: connect.sql:conf
-, cand AS (
+), conf AS NOT MATERIALIZED (
+    -- the feed's connecting settings, as constants of the plan
+    SELECT $1::bigint AS inventory_feed_id, $10::boolean AS by_sku,
+           $11::boolean AS by_barcode, $12::text AS prefix, $13::boolean AS prefix_only,
+           $14::boolean AS fold
+), cand AS NOT MATERIALIZED (
     SELECT $1::bigint AS inventory_feed_id, external_id, vendor_sku, barcode
     FROM todo WHERE rekeyed
 ),

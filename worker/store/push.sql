@@ -129,7 +129,7 @@ WITH runs AS (
     SELECT inventory_feed_id FROM runs
 ),
 -- include: connect.sql:conf
-, cand AS (
+, cand AS NOT MATERIALIZED (
     SELECT inventory_feed_id, external_id, vendor_sku, barcode FROM todo WHERE rekeyed
 ),
 -- include: connect.sql:links

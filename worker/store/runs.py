@@ -33,6 +33,11 @@ class Feed:
     fetch_cleanup: str = "enabled"  # zero the items a pull's file no longer has
     provider_id: int = 0
     daily_sku_limit: int | None = None  # distinct items the provider may write per UTC day
+    automatically_connect: bool = True  # by SKU
+    automatically_connect_by_barcode: bool = False
+    automatically_connect_prefix: str = "both"  # both | prefixOnly
+    case_insensitive_skus: bool = False
+    sku_prefix: str | None = None  # the provider's
 
 
 @dataclass

@@ -4,7 +4,10 @@
 SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
        f.csv_has_header, f.decimal_notation, f.encoding, f.mapping, f.cache_imports,
        f.authentication_token, f.fetch_cleanup,
-       p.archived AS provider_archived, p.id AS provider_id, p.daily_sku_limit
+       f.automatically_connect, f.automatically_connect_by_barcode,
+       f.automatically_connect_prefix, f.case_insensitive_skus,
+       p.archived AS provider_archived, p.id AS provider_id, p.daily_sku_limit,
+       nullif(btrim(p.sku_prefix), '') AS sku_prefix
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
 WHERE f.id = $1;
