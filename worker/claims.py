@@ -37,7 +37,7 @@ def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
 
 
 async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, owner: str,
-                     lease_s: float, url: str | None = None) -> Claim:
+                     lease_s: float, url: str | None = None, force: bool = False) -> Claim:
     """Start a run for the feed, unless this message already did or a pull is running."""
     async with pool.acquire() as conn, conn.transaction():
         feed = check_pullable(await runs.load_feed(conn, feed_id), feed_id)
@@ -48,7 +48,8 @@ async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, o
         source = mask(url or feed.resource_location or "")
         try:
             async with conn.transaction():
-                run_id = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source)
+                run_id = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source,
+                                               force)
         except asyncpg.UniqueViolationError:
             running = await runs.running_pull(conn, feed_id)
             other = running["id"] if running is not None else "?"

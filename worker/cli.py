@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="pull one feed now, without the broker")
     imp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     imp.add_argument("--url", help="read this URL instead of the feed's resource_location")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="read and check everything, report what would change, change nothing")
+    imp.add_argument("--force", action="store_true",
+                     help="apply what the cleanup circuit breaker would hold")
     pub = sub.add_parser("publish", help="send messages, with publisher confirms")
     pub_sub = pub.add_subparsers(dest="what", required=True, metavar="WHAT")
     pp = pub_sub.add_parser("pull", help="a pull-request for one feed")
@@ -102,7 +106,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "import":
         from worker.oneshot import run_import
 
-        return await run_import(settings, args.feed, args.url)
+        return await run_import(settings, args.feed, args.url, dry_run=args.dry_run,
+                                force=args.force)
     if args.command == "publish" and args.what == "pull":
         from worker.publish import publish_pull
 

@@ -16,7 +16,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
-from worker import __version__, broker, health, logs
+from worker import __version__, broker, health, logs, retention
 from worker import constants as C
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
@@ -90,6 +90,8 @@ class Daemon:
         self._watch("reaper", runner.reaper)
         self._watch("pusher", pusher.run)
         self._watch("message-retention", pusher.forget_old_messages)
+        pool = self.pool
+        self._watch("history-retention", lambda: retention.run(pool, s))
         if s.scheduler:
             # Pull-requests of due feeds go out on the confirmed channel, like announcements.
             self.scheduler = Scheduler(s, topology.exchange)

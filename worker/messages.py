@@ -85,6 +85,9 @@ def encode_update(feed_id: int, variants: list[Any]) -> bytes:
 def encode_run_completed(run: dict[str, Any]) -> bytes:
     """The feed.run-completed event of a feed_runs row (schemas/run-completed.schema.json)."""
     timings = run.get("timings") or "{}"
+    details = run.get("details") or {}
+    if isinstance(details, str):
+        details = orjson.loads(details)
 
     def when(v: Any) -> str | None:
         return v.isoformat() if v is not None else None
@@ -96,6 +99,9 @@ def encode_run_completed(run: dict[str, Any]) -> bytes:
         "inserted": run["inserted"], "updated": run["updated"],
         "unchanged": run["unchanged"], "rejected": run["rejected"],
         "duplicates": run["duplicates"], "bytes": run["bytes"],
+        "zeroed": run.get("zeroed", 0), "connected": run.get("connected", 0),
+        "ambiguous": run.get("ambiguous", 0), "skipped": run.get("skipped", 0),
+        "delimiter": details.get("delimiter"), "encoding": details.get("encoding"),
         "timings": orjson.loads(timings) if isinstance(timings, str) else timings,
         "error": run.get("error"),
     })

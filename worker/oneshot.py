@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from worker import logs
-from worker.claims import check_pullable, claim_pull
+from worker.claims import Claim, check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError
 from worker.pipeline import pull
 from worker.settings import Settings
@@ -49,16 +49,20 @@ class _Progress:
 
 
 async def run_import(settings: Settings, feed_id: int, url: str | None,
-                     out: TextIO = sys.stderr) -> int:
-    """Exit code: 0 for a succeeded run, 1 for a failed one, 2 when none could start,
-    3 when the file was unchanged since the last pull (cache_imports) and was not read."""
+                     out: TextIO = sys.stderr, dry_run: bool = False, force: bool = False) -> int:
+    """Exit code: 0 for a succeeded run (or a dry run), 1 for a failed or held one, 2 when
+    none could start, 3 when the file was unchanged since the last pull (cache_imports) and
+    was not read. A dry run records nothing, not even a run."""
     pool = await db.create_pool(settings.database_url, size=3)
     try:
         try:
             feed = check_pullable(await runs.load_feed(pool, feed_id), feed_id)
             target = pull.feed_url(feed, url)
-            claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s,
-                                     target)
+            if dry_run:
+                claim = Claim(0, feed)
+            else:
+                claim = await claim_pull(pool, feed_id, None, settings.worker_id,
+                                         settings.lease_s, target, force=force)
         except (BadMessage, FeedError) as exc:
             print(f"error: {exc}", file=out)
             return 2
@@ -66,13 +70,17 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
             print(f"error: {claim.skipped}", file=out)
             return 2
         job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id,
-                           local_files=url is not None)
-        print(f"run {job.run_id}: pulling feed {feed_id} from {mask(target)}", file=out)
+                           local_files=url is not None, force=force, dry_run=dry_run)
+        what = "dry run" if dry_run else f"run {job.run_id}"
+        print(f"{what}: pulling feed {feed_id} from {mask(target)}", file=out)
         progress = _Progress(out)
         try:
             outcome = await pull.execute(pool, settings, job, progress)
         finally:
             progress.close()
+        if dry_run:
+            print(dry_summary(outcome), file=out)
+            return 0 if outcome.error is None or outcome.status == "dry-run" else 1
         row = await runs.get_run(pool, job.run_id)
         print(summary(row), file=out)
         return {"succeeded": 0, "skipped": 3}.get(outcome.status, 1)
@@ -80,9 +88,23 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
         await pool.close()
 
 
+_COUNTS = ("rows_read", "inserted", "updated", "unchanged", "zeroed", "connected", "ambiguous",
+           "skipped", "rejected", "duplicates", "bytes")
+
+
+def dry_summary(outcome: pull.Outcome) -> str:
+    r = outcome.report
+    counts = " ".join(f"{k}={getattr(r, k)}" for k in _COUNTS)
+    if outcome.status != "dry-run":
+        return f"dry run {outcome.status}: {counts}\nerror: {outcome.error}"
+    line = f"dry run (nothing was changed), it would have: {counts}"
+    if outcome.error:
+        line += f"\nheld: the run would be held: {outcome.error}"
+    return line
+
+
 def summary(run: dict[str, Any]) -> str:
-    keys = ("rows_read", "inserted", "updated", "unchanged", "rejected", "duplicates", "bytes")
-    counts = " ".join(f"{k}={run.get(k)}" for k in keys)
+    counts = " ".join(f"{k}={run.get(k)}" for k in _COUNTS)
     line = f"run {run.get('id')} {run.get('status')}: {counts} timings={run.get('timings')}"
     if run.get("error"):
         line += f"\nerror: {run['error']}"

@@ -44,7 +44,8 @@ class PullRunner:
             if not self.accepting:
                 return Decision.REQUEUE
             claim = await claim_pull(self.pool, request.feed_id, message.message_id,
-                                     self.settings.worker_id, self.settings.lease_s)
+                                     self.settings.worker_id, self.settings.lease_s,
+                                     force=request.force)
             if claim.run_id is None:
                 log.info("pull.skipped", feed_id=request.feed_id,
                          message_id=message.message_id, reason=claim.skipped)
@@ -54,7 +55,8 @@ class PullRunner:
             except FeedError as exc:
                 await self._fail_unstarted(claim.run_id, str(exc))
                 return Decision.ACK
-            job = pull.PullJob(claim.run_id, claim.feed, url, self.settings.worker_id)
+            job = pull.PullJob(claim.run_id, claim.feed, url, self.settings.worker_id,
+                               force=request.force)
             self._start(job, message.message_id)
             started = True
             return Decision.ACK
@@ -85,8 +87,8 @@ class PullRunner:
                 continue
             await self.slots.acquire()
             log.info("run.taken_over", run_id=run_id, feed_id=feed_id, attempt=row["attempts"])
-            self._start(pull.PullJob(run_id, feed, url, self.settings.worker_id),
-                        row["message_id"])
+            self._start(pull.PullJob(run_id, feed, url, self.settings.worker_id,
+                                     force=row["force"]), row["message_id"])
             taken += 1
         return taken
 
@@ -121,7 +123,9 @@ class PullRunner:
             r = outcome.report
             bound.info("run.completed", status=outcome.status, rows_read=r.rows_read,
                        inserted=r.inserted, updated=r.updated, unchanged=r.unchanged,
-                       rejected=r.rejected, duplicates=r.duplicates, bytes=r.bytes,
+                       rejected=r.rejected, duplicates=r.duplicates, zeroed=r.zeroed,
+                       connected=r.connected, ambiguous=r.ambiguous, skipped=r.skipped,
+                       bytes=r.bytes,
                        timings=r.timings, error=outcome.error)
             await self._announce(job.run_id)
         except LeaseLost as exc:

@@ -76,6 +76,30 @@ async def test_import_with_another_url_and_of_an_unknown_feed(
     assert "feed 424242 does not exist" in err
 
 
+async def test_import_dry_run_changes_nothing_and_force_applies(
+        pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
+    url = feed_server.add("/shrink.csv", b"external_id,qty\nA,1\nB,1\nC,1\n")
+    feed_id = await feeds.make_feed(pool, url, fetch_cleanup="enabled")
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 0, err
+    feed_server.add("/shrink.csv", b"external_id,qty\nA,2\nD,1\n")
+    before = await feeds.database_state(pool)
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), "--dry-run",
+                                     database_url=db_url)
+    assert code == 0, err
+    assert "dry run (nothing was changed)" in err
+    assert re.search(r"inserted=1 updated=1 unchanged=0 zeroed=2 ", err)
+    assert "would be held" in err  # 2 of 3 items would be zeroed
+    assert await feeds.database_state(pool) == before
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 1
+    assert re.search(r"run \d+ held: .*zeroed=2", err)
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), "--force",
+                                     database_url=db_url)
+    assert code == 0, err
+    assert re.search(r"run \d+ succeeded: .*zeroed=2", err)
+
+
 async def test_check_answers_for_probes(db_url: str) -> None:
     code, _, err = await feed_worker("check", database_url=db_url)
     assert code == 0, err

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -169,11 +172,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_a_run_completed_event_is_published(
-        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
-        feed_server: FeedServer) -> None:
-    schema = RUN_COMPLETED_SCHEMA
-    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY + b"bad,x,y,z\n"))
+@contextlib.asynccontextmanager
+async def run_completed_events(settings: Settings
+                               ) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any]]]]:
+    """A running daemon, and a function that waits for its next feed.run-completed event
+    (checked against the schema)."""
     connection = await aio_pika.connect(AMQP_URL)
     async with connection, broker.running_daemon(settings):
         channel = await connection.channel()
@@ -181,11 +184,46 @@ async def test_a_run_completed_event_is_published(
                                                   durable=True)
         events = await channel.declare_queue("", exclusive=True)
         await events.bind(exchange, C.ROUTING_RUN_COMPLETED)
+
+        async def next_event() -> dict[str, Any]:
+            message = await until(lambda: events.get(no_ack=True, fail=False),
+                                  what="the run-completed event")
+            event: dict[str, Any] = orjson.loads(message.body)
+            jsonschema.Draft202012Validator(RUN_COMPLETED_SCHEMA).validate(event)
+            return event
+
+        yield next_event
+
+
+async def test_a_run_completed_event_is_published(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/f.csv", BODY + b"bad,x,y,z\n"))
+    async with run_completed_events(settings) as next_event:
         await publish_pull(settings, feed_id)
-        message = await until(lambda: events.get(no_ack=True, fail=False),
-                              what="the run-completed event")
-    event = orjson.loads(message.body)
-    jsonschema.Draft202012Validator(schema).validate(event)
+        event = await next_event()
     assert (event["feedId"], event["status"], event["inserted"], event["rejected"]) == \
         (feed_id, "succeeded", 200, 1)
     assert event["timings"]["total_s"] > 0
+
+
+async def test_a_held_pull_is_announced_and_a_forced_one_applies(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    body = b"external_id,qty\n" + b"".join(b"E%d,5\n" % i for i in range(10))
+    url = feed_server.add("/held.csv", body)
+    feed_id = await feeds.make_feed(pool, url, fetch_cleanup="enabled")
+    async with run_completed_events(settings) as next_event:
+        got = []
+        for shrink, force in ((False, False), (True, False), (True, True)):
+            if shrink:
+                feed_server.add("/held.csv", b"external_id,qty\nE1,5\nE2,5\n")
+            await publish_pull(settings, feed_id, force)
+            got.append(await next_event())
+    assert [(e["status"], e["zeroed"]) for e in got] == [
+        ("succeeded", 0), ("held", 8), ("succeeded", 8)]
+    assert "zero 8 of the feed's 10 items" in got[1]["error"]
+    assert (got[0]["delimiter"], got[0]["encoding"]) == (",", "utf-8")
+    zeroed = await pool.fetchval("SELECT count(*) FROM inventory_feed_variants "
+                                 "WHERE inventory_quantity = 0 AND missing_since IS NOT NULL")
+    assert zeroed == 8

@@ -29,9 +29,10 @@ ANALYZE pull_staging;
 -- name: merge_settings
 -- $2 'off' for large files: the row estimates of the merge's CTEs are far too low for them,
 -- and nested loops over hundreds of thousands of rows (index probes into variants) are
--- what the planner would pick.
+-- what the planner would pick. No JIT: compiling the merge's expressions cost more than
+-- 2 s of a 1M-row pull (measured), more than they save.
 SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('enable_nestloop', $2, true);
+       set_config('enable_nestloop', $2, true), set_config('jit', 'off', true);
 
 -- name: lock_feed
 SELECT pg_advisory_xact_lock($1::int, $2::int);
@@ -108,14 +109,15 @@ WITH src AS (
         ON t.inventory_feed_id = $1 AND t.external_id = s.external_id
 ), fresh AS MATERIALIZED (
     -- Daily SKU limit: the writes of items not yet written today, in file order.
-    SELECT j.external_id, j.pos, row_number() OVER (ORDER BY j.pos) AS n
+    SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
+           row_number() OVER (ORDER BY j.pos) AS n
     FROM joined j
     WHERE $6::int IS NOT NULL AND (j.target_id IS NULL OR j.changed)
       AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
                       WHERE d.dropship_provider_id = $7::bigint AND d.day = $8::date
                         AND d.inventory_feed_id = $1 AND d.external_id = j.external_id)
 ), held AS MATERIALIZED (
-    SELECT external_id, pos FROM fresh WHERE n > $6::int
+    SELECT external_id, pos, is_new FROM fresh WHERE n > $6::int
 ), todo AS NOT MATERIALIZED (
     -- What is written: every new or changed row but those the daily limit holds back.
     SELECT j.* FROM joined j
@@ -222,8 +224,10 @@ WITH src AS (
 -- The writes run whether or not they are read; their counts follow from the CTEs (the
 -- feed's lock keeps anyone else from changing its rows meanwhile).
 SELECT count(*) AS distinct_rows,
-       (SELECT count(*) FROM todo WHERE target_id IS NULL) AS inserted,
-       (SELECT count(*) FROM todo WHERE target_id IS NOT NULL) AS updated,
+       count(*) FILTER (WHERE j.target_id IS NULL)
+           - (SELECT count(*) FROM held WHERE is_new) AS inserted,
+       count(*) FILTER (WHERE j.changed)
+           - (SELECT count(*) FROM held WHERE NOT is_new) AS updated,
        (SELECT count(*) FROM held) AS held,
        (SELECT count(*) FROM missing) AS zeroed,
        (SELECT count(*) FROM links WHERE unique_match

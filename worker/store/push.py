@@ -60,6 +60,7 @@ async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record
                 history: bool) -> dict[int, tuple[int, dict[str, int]]]:
     """COPY the group's items and merge them; by feed: its push run's id and the counts."""
     await conn.execute(q(_SQL, "create_staging"))
+    await conn.execute(q(_SQL, "merge_settings"))
     feed_ids = sorted(feeds)
     for feed_id in feed_ids:  # one order for every writer: no deadlocks
         await lock_feed(conn, feed_id)

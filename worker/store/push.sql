@@ -55,6 +55,10 @@ CREATE TEMP TABLE IF NOT EXISTS push_staging (
     inventory_updated_at timestamptz
 ) ON COMMIT DELETE ROWS;  -- made once per connection: no catalog churn per batch
 
+-- name: merge_settings
+-- No JIT for the merge: compiling its expressions costs more than it saves (as for pulls).
+SELECT set_config('jit', 'off', true);
+
 -- name: merge
 -- Insert new items, update changed ones, leave the rest unwritten; an update older than
 -- the stored inventory_updated_at is stale and skipped. Counts per feed.

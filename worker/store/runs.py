@@ -86,10 +86,10 @@ async def running_pull(conn: Conn, feed_id: int) -> asyncpg.Record | None:
 
 
 async def claim_pull(conn: Conn, feed_id: int, message_id: str | None,
-                     owner: str, lease_s: float, source: str | None) -> int:
+                     owner: str, lease_s: float, source: str | None, force: bool = False) -> int:
     """The new run's id; raises asyncpg.UniqueViolationError when one is running."""
     run_id: int = await conn.fetchval(
-        q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source
+        q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source, force
     )
     return run_id
 

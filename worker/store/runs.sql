@@ -20,11 +20,12 @@ SELECT id, owner, lease_expires_at FROM feed_runs
 WHERE kind = 'pull' AND status = 'running' AND inventory_feed_id = $1;
 
 -- name: claim_pull
--- $1 feed, $2 message id, $3 owner, $4 lease seconds, $5 masked source URL.
+-- $1 feed, $2 message id, $3 owner, $4 lease seconds, $5 masked source URL, $6 forced.
 -- Fails with a unique violation when a pull of the feed is already running.
 INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, owner, lease_expires_at,
-                       source)
-VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5)
+                       source, details)
+VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5,
+        CASE WHEN $6::boolean THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END)
 RETURNING id;
 
 -- name: record_skipped
@@ -54,7 +55,8 @@ WHERE r.id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING r.id, r.inventory_feed_id, r.attempts, r.message_id;
+RETURNING r.id, r.inventory_feed_id, r.attempts, r.message_id,
+          coalesce((r.details ->> 'force')::boolean, false) AS force;
 
 -- name: lock_own_run
 -- Taken first in a run's writing transaction: the run must still be ours.

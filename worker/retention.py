@@ -1,0 +1,34 @@
+"""Side task of the daemon: old item history and past days of the daily SKU limit go."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from worker import logs
+from worker.settings import Settings
+from worker.store.queries import q
+
+log = logs.get(__name__)
+
+_SQL = "retention.sql"
+SLICE_ROWS = 10_000
+
+
+async def forget_once(pool: asyncpg.Pool, settings: Settings) -> tuple[int, int]:
+    """One slice of each table; the rows deleted from (history, daily items)."""
+    history = await pool.execute(q(_SQL, "forget_history"), settings.history_retention_s,
+                                 SLICE_ROWS)
+    daily = await pool.execute(q(_SQL, "forget_daily_items"), SLICE_ROWS)
+    return int(history.split()[-1]), int(daily.split()[-1])
+
+
+async def run(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Forever: slices while there is more to delete, then a pause."""
+    while True:
+        history, daily = await forget_once(pool, settings)
+        if history or daily:
+            log.info("retention.deleted", history=history, daily_items=daily)
+        if history < SLICE_ROWS and daily < SLICE_ROWS:
+            await asyncio.sleep(min(3600.0, settings.history_retention_s / 10))
