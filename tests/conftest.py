@@ -4,6 +4,7 @@ feed server, and settings pointing at them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -16,7 +17,9 @@ from tests.support.services import ADMIN_DSN, AMQP_URL, dsn_for, require_service
 from worker.settings import Settings
 from worker.store import db, migrate
 
-TEMPLATE = "fw_test_template"
+# One template per test session: sessions running side by side (a developer's and an
+# editor's) must not drop each other's template.
+TEMPLATE = f"fw_test_template_{os.getpid()}"
 
 
 async def _admin(sql: str) -> None:
@@ -43,9 +46,12 @@ def services() -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_template(services: None) -> str:
+def pg_template(services: None) -> Iterator[str]:
     asyncio.run(_build_template())
-    return TEMPLATE
+    try:
+        yield TEMPLATE
+    finally:
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
 
 
 @pytest.fixture

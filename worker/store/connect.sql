@@ -43,7 +43,9 @@ keys AS NOT MATERIALIZED (
                       WHERE h.inventory_feed_id = c.inventory_feed_id
                         AND h.external_id = c.external_id)
 ), hits AS MATERIALIZED (
-    SELECT DISTINCT * FROM (SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits) h
+    -- distinct already: one row per key and variant, keys of an item differ (prefix or
+    -- not), and barcodes are tried only for items without a SKU match
+    SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits
 ), per_item AS (
     SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
            min(variant_id) AS variant_id, count(*) AS n

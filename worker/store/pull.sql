@@ -129,8 +129,10 @@ WITH src AS (
            $11::boolean AS by_barcode, $12::text AS prefix, $13::boolean AS prefix_only,
            $14::boolean AS fold
 ), cand AS NOT MATERIALIZED (
+    -- (items the daily limit holds back may match too: they are not written, so neither
+    -- is their link, and they are not counted as connected)
     SELECT $1::bigint AS inventory_feed_id, external_id, vendor_sku, barcode
-    FROM todo WHERE rekeyed
+    FROM joined WHERE rekeyed AND (target_id IS NULL OR changed)
 ),
 -- include: connect.sql:links
 , missing AS MATERIALIZED (
