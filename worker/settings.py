@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS
 
 
 def _default_worker_id() -> str:
@@ -60,6 +61,10 @@ class Settings:
     max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
     max_records: int = field(
         default=50_000_000, metadata={"help": "a pull with more records than this fails"}
+    )
+    max_field_chars: int = field(
+        default=DEFAULT_MAX_FIELD_CHARS,
+        metadata={"help": "a record with a field longer than this many characters is rejected"},
     )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
@@ -162,10 +167,13 @@ class Settings:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
-                    "push_batch_variants", "push_prefetch", "max_pages", "max_records")
+                    "push_batch_variants", "push_prefetch", "max_pages", "max_records",
+                    "max_field_chars")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
+        if self.max_field_chars > 1 << 30:  # Postgres text holds at most 1 GB
+            raise ConfigError("FEED_WORKER_MAX_FIELD_CHARS must be at most 1073741824")
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
         try:

@@ -307,6 +307,17 @@ async def test_ftp_url_without_a_file_is_a_feed_error() -> None:
         await collect(ftp_stream("ftp://127.0.0.1:21/dir/", cfg()))
 
 
+async def test_ftp_connects_to_the_given_addresses_in_turn(ftp_server: FTPTestServer) -> None:
+    """The checked addresses of the name, in order: one that refuses (nothing listens on
+    127.0.0.2) gives way to the next; the name itself is not looked up."""
+    url = ftp_server.url("feed.csv", host="no-such-name.invalid")
+    chunks = await collect(ftp_stream(url, cfg(), addresses=["127.0.0.2", "127.0.0.1"]))
+    assert b"".join(chunks) == BODY
+    assert await ftp_stat(url, cfg(), addresses=["127.0.0.1"]) == (len(BODY), MTIME_ISO)
+    with pytest.raises(TransientSourceError, match=r"cannot connect to no-such-name\.invalid"):
+        await collect(ftp_stream(url, cfg(), addresses=["127.0.0.2"]))
+
+
 # --- FTPS (explicit TLS) -----------------------------------------------------------------
 
 
@@ -453,6 +464,22 @@ async def test_sftp_stat(sftp_server: SFTPTestServer) -> None:
     assert result == (len(BODY), MTIME_ISO)
     with pytest.raises(SourceError, match="no such file"):
         await sftp_stat(sftp_server.url("nope.csv"), cfg(), known_hosts=None)
+
+
+async def test_sftp_connects_to_the_given_addresses_in_turn(
+        sftp_server: SFTPTestServer) -> None:
+    """As for FTP; the host key is still found under the URL's host name (known_hosts has
+    no entry for the address here), and a key under another name is not trusted."""
+    url = sftp_server.url("feed.csv", host="feeds.invalid")
+    known = asyncssh.import_known_hosts(sftp_server.known_hosts_line("feeds.invalid"))
+    chunks = await collect(sftp_stream(url, cfg(), known_hosts=known,
+                                       addresses=["127.0.0.2", "127.0.0.1"]))
+    assert b"".join(chunks) == BODY
+    result = await sftp_stat(url, cfg(), known_hosts=known, addresses=["127.0.0.1"])
+    assert result == (len(BODY), MTIME_ISO)
+    other = asyncssh.import_known_hosts(sftp_server.known_hosts_line("other.invalid"))
+    with pytest.raises(SourceError, match="host key"):
+        await collect(sftp_stream(url, cfg(), known_hosts=other, addresses=["127.0.0.1"]))
 
 
 # --- file:// -------------------------------------------------------------------------------

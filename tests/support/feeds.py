@@ -56,12 +56,14 @@ async def run_row(pool: asyncpg.Pool, run_id: int) -> dict[str, Any]:
 
 
 async def pull_once(pool: asyncpg.Pool, settings: Settings, feed_id: int,
-                    url: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Claim and execute one pull as the daemon would; the run row afterwards."""
+                    url: str | None = None, force: bool = False,
+                    local_files: bool = False) -> dict[str, Any]:
+    """Claim and execute one pull as the daemon would (or, with local_files, as
+    `feed-worker import --url file:///...` does); the run row afterwards."""
     claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s, url)
     assert claim.run_id is not None, claim.skipped
     job = pull.PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
-                       settings.worker_id, force=force)
+                       settings.worker_id, force=force, local_files=local_files)
     await pull.execute(pool, settings, job)
     return await run_row(pool, claim.run_id)
 

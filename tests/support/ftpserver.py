@@ -113,6 +113,7 @@ class Journal:
     replies: list[str] = field(default_factory=list)     # every reply line sent
     data_peers: list[str] = field(default_factory=list)  # client address of each data conn
     disconnects: list[str] = field(default_factory=list)  # a control connection closed
+    connects: list[str] = field(default_factory=list)    # a control connection accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, value: str) -> None:
@@ -226,9 +227,13 @@ class FTPTestServer:
         def on_disconnect(handler: Any) -> None:
             journal.add("disconnects", str(handler.remote_ip))
 
+        def on_connect(handler: Any) -> None:
+            journal.add("connects", str(handler.remote_ip))
+
         attrs["pre_process_command"] = pre_process_command
         attrs["respond"] = respond
         attrs["on_disconnect"] = on_disconnect
+        attrs["on_connect"] = on_connect
         for command in disable:
             attrs[f"ftp_{command.upper()}"] = disabled
         self._release = threading.Event()

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
 
@@ -27,9 +28,10 @@ class Parsed:
         self.errors += batch.errors
 
 
-def parse_text(chunks: Iterable[str], delimiter: str = ",") -> Parsed:
+def parse_text(chunks: Iterable[str], delimiter: str = ",",
+               max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Parsed:
     """Each chunk fed with final=False, then an empty final feed (as pipeline/pull.py does)."""
-    parser = CsvParser(delimiter)
+    parser = CsvParser(delimiter, max_field_chars=max_field_chars)
     out = Parsed()
     for chunk in chunks:
         out.add(parser.feed(chunk))
@@ -38,9 +40,10 @@ def parse_text(chunks: Iterable[str], delimiter: str = ",") -> Parsed:
     return out
 
 
-def parse_text_last_final(chunks: Sequence[str], delimiter: str = ",") -> Parsed:
+def parse_text_last_final(chunks: Sequence[str], delimiter: str = ",",
+                          max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Parsed:
     """The last chunk itself carries final=True (the other legal way to end)."""
-    parser = CsvParser(delimiter)
+    parser = CsvParser(delimiter, max_field_chars=max_field_chars)
     out = Parsed()
     for i, chunk in enumerate(chunks):
         out.add(parser.feed(chunk, final=i == len(chunks) - 1))

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from tests.unit.csvhelp import Parsed, parse_text, parse_text_last_final, sized, two_way_splits
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers.csv import CsvParser
 
 EXOTIC = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -37,15 +38,18 @@ MIXED_ROWS = [
 MIXED_LINES = [1, 3, 5, 7, 8, 9, 11]
 
 
-def assert_chunking_invariant(text: str, delimiter: str = ",") -> Parsed:
+def assert_chunking_invariant(text: str, delimiter: str = ",",
+                              max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Parsed:
     """Whole, split at every point, and in small pieces: the same result."""
-    whole = parse_text([text], delimiter)
-    assert parse_text_last_final([text], delimiter) == whole
+    cap = max_field_chars
+    whole = parse_text([text], delimiter, cap)
+    assert parse_text_last_final([text], delimiter, cap) == whole
     for k, pieces in two_way_splits(text):
-        assert parse_text(pieces, delimiter) == whole, f"split at {k}"
-        assert parse_text_last_final(pieces, delimiter) == whole, f"split at {k}, final last"
+        assert parse_text(pieces, delimiter, cap) == whole, f"split at {k}"
+        assert parse_text_last_final(pieces, delimiter, cap) == whole, \
+            f"split at {k}, final last"
     for size in (1, 2, 3, 5, 8):
-        assert parse_text(sized(text, size), delimiter) == whole, f"chunks of {size}"
+        assert parse_text(sized(text, size), delimiter, cap) == whole, f"chunks of {size}"
     return whole
 
 
@@ -135,31 +139,68 @@ def test_nul_byte_is_an_error_and_later_records_parse() -> None:
     assert got.lines == [1, 3]
 
 
-def test_field_over_size_limit_is_an_error_not_a_crash() -> None:
-    limit = csv.field_size_limit()
-    big = "x" * (limit + 1)
+def test_nul_lines_are_counted() -> None:
+    parser = CsvParser()
+    parser.feed("a,b\n1,\x00\n2,x")
+    parser.feed("\x00y\n3,z\n\x00\x00\n")
+    parser.feed("", final=True)
+    assert parser.nul_lines == 3
+
+
+def test_field_over_the_cap_is_a_reject_not_a_crash() -> None:
+    big = "x" * (DEFAULT_MAX_FIELD_CHARS + 1)
     text = f"a,b\n1,{big}\n2,ok\n"
     whole = parse_text([text])
     assert len(whole.errors) == 1
     line, raw, reason = whole.errors[0]
     assert (line, raw) == (2, f"1,{big}\n")
-    assert "field limit" in reason
+    assert reason == (f"field 2 is {DEFAULT_MAX_FIELD_CHARS + 1} characters long, over the "
+                      f"{DEFAULT_MAX_FIELD_CHARS}-character cap (FEED_WORKER_MAX_FIELD_CHARS)")
     assert whole.rows == [["a", "b"], ["2", "ok"]]
     assert whole.lines == [1, 3]
     assert parse_text(sized(text, 8192)) == whole
-    assert parse_text([text[: limit // 2], text[limit // 2:]]) == whole
+    half = DEFAULT_MAX_FIELD_CHARS // 2
+    assert parse_text([text[:half], text[half:]]) == whole
 
 
-def test_quoted_field_over_size_limit_across_lines() -> None:
-    limit = csv.field_size_limit()
-    half = "y" * (limit // 2 + 1)
-    text = f'a,b\n1,"{half}\n{half}\n{half}"\n'
-    got = parse_text(sized(text, 4096))
-    assert got.errors, "an over-long field must be reported"
+def test_field_of_exactly_the_cap_is_kept() -> None:
+    got = assert_chunking_invariant("a,b\n1,xxxxx\n2,yyyyyy\n3,z\n", max_field_chars=5)
+    assert got.rows == [["a", "b"], ["1", "xxxxx"], ["3", "z"]]
+    assert [(line, raw) for line, raw, _ in got.errors] == [(3, "2,yyyyyy\n")]
+    assert "field 2 is 6 characters long, over the 5-character cap" in got.errors[0][2]
+
+
+def test_the_cap_is_the_parsers_own_not_the_csv_modules() -> None:
+    before = csv.field_size_limit()
+    got = parse_text([f"a\n{'x' * (before + 10)}\n"], max_field_chars=before + 10)
+    assert got.errors == []
+    assert len(got.rows[1][0]) == before + 10
+    assert csv.field_size_limit() == before  # left as it was
+
+
+def test_quoted_field_over_the_cap_across_lines_is_one_reject() -> None:
+    """The long field is read to its closing quote: one reject, the next record intact
+    (not the rest of the field taken for records)."""
+    half = "y" * 30
+    text = f'a,b\n1,"{half}\n{half}\n{half}"\n2,"ok\n,fine"\n3,z\n'
+    got = assert_chunking_invariant(text, max_field_chars=80)
+    assert [(line, raw) for line, raw, _ in got.errors] == [
+        (2, f'1,"{half}\n{half}\n{half}"\n')]
+    assert "field 2 is 92 characters long, over the 80-character cap" in got.errors[0][2]
+    assert got.rows == [["a", "b"], ["2", "ok\n,fine"], ["3", "z"]]
+    assert got.lines == [1, 5, 7]
+
+
+def test_unclosed_quote_is_unreadable_past_eight_times_the_cap() -> None:
+    """An unclosed quote is not read to the end of the file: past 8 times the cap the
+    lines read so far are rejected and reading resumes on the next line."""
+    text = 'a,b\n1,"open\n' + "".join(f"{i},line\n" for i in range(2, 40))
+    got = parse_text(sized(text, 7), max_field_chars=10)
     assert got.errors[0][0] == 2
-    assert "field limit" in got.errors[0][2]
+    assert "runs past 80 characters" in got.errors[0][2]
     assert got.rows[0] == ["a", "b"]
-    assert parse_text([text]) == got
+    assert got.rows[-1] == ["39", "line"]
+    assert parse_text([text], max_field_chars=10) == got
 
 
 @pytest.mark.parametrize("ch", EXOTIC, ids=[f"U+{ord(c):04X}" for c in EXOTIC])

@@ -4,6 +4,13 @@ The standard library's C reader does the parsing. It wants whole lines and keeps
 between calls, so each chunk is cut at its last line break, and a record that runs past
 the end of a chunk (a quoted field with newlines in it) is parsed again, whole, once the
 next chunk has arrived.
+
+Field size: a record with a field longer than `max_field_chars` is rejected, whole (the
+reader may read a field up to 8 times the cap, so that a long quoted field running over
+lines is still read to its end and the records after it stay in step). A field running
+past that (an unclosed quote) is unreadable: rejected with the lines read so far. A line
+with no line break within MAX_LINE_CHARS (or 8 times the cap, if more) fails the run:
+there is nowhere to resume from.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from worker.errors import FeedError
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
 
 # Characters str.splitlines() breaks on that are not line breaks in CSV.
 _EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a "line" longer than this is not a CSV feed
+_READ_AHEAD = 8  # times the field cap: how far a field is read to find its end
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+")
 
 
@@ -41,9 +50,14 @@ class CsvBatch:
 
 
 class CsvParser:
-    def __init__(self, delimiter: str = ",", quotechar: str = '"') -> None:
+    def __init__(self, delimiter: str = ",", quotechar: str = '"',
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
         self.delimiter = self._delimiter = delimiter
         self._quotechar = quotechar
+        self.max_field_chars = max_field_chars
+        self._read_limit = _READ_AHEAD * max_field_chars  # the C reader's, on the slow path
+        self.max_line_chars = max(MAX_LINE_CHARS, self._read_limit)
+        self.nul_lines = 0        # lines rejected for a NUL byte
         self._tail: list[str] = []  # text after the last line break seen, in pieces
         self._tail_chars = 0
         self._pending: list[str] = []  # lines of a record cut by the end of a chunk
@@ -55,9 +69,9 @@ class CsvParser:
             # No line ends here: keep the piece (joining on every chunk would be quadratic).
             self._tail.append(text)
             self._tail_chars += len(text)
-            if self._tail_chars > MAX_LINE_CHARS:
+            if self._tail_chars > self.max_line_chars:
                 raise FeedError(f"line {self._line + len(self._pending) + 1} is longer than "
-                                f"{MAX_LINE_CHARS} characters")
+                                f"{self.max_line_chars} characters")
             return CsvBatch()
         data = "".join(self._tail) + text if self._tail else text
         self._tail = []
@@ -90,6 +104,7 @@ class CsvParser:
         out = []
         for i, line in enumerate(lines):
             if "\x00" in line:
+                self.nul_lines += 1
                 errors.append((self._line + i + 1, line.rstrip("\r\n").replace("\x00", "\\0"),
                                "the line contains a NUL byte"))
                 line = "\n"
@@ -97,8 +112,18 @@ class CsvParser:
         return out
 
     def _parse(self, lines: list[str], final: bool) -> CsvBatch:
-        fast = self._parse_fast(lines)
-        return fast if fast is not None else self._parse_slow(lines, final)
+        # The C reader's field limit is the csv module's (one for the process): set for
+        # this call only. The fast path fails on any field over the cap; the slow path
+        # reads further, to reject the whole record (see the module doc).
+        before = csv.field_size_limit(self.max_field_chars)
+        try:
+            fast = self._parse_fast(lines)
+            if fast is not None:
+                return fast
+            csv.field_size_limit(self._read_limit)
+            return self._parse_slow(lines, final)
+        finally:
+            csv.field_size_limit(before)
 
     def _parse_fast(self, lines: list[str]) -> CsvBatch | None:
         """The whole chunk in one C call, when every record is one line and well quoted."""
@@ -128,14 +153,22 @@ class CsvParser:
         reader = csv.reader(source, delimiter=self._delimiter, quotechar=self._quotechar,
                             doublequote=True, strict=False)
         base = self._line
+        cap = self.max_field_chars
         done = 0  # lines consumed by complete records (or skipped as unreadable)
         while True:
             try:
                 for row in reader:
                     n = reader.line_num
                     if row:
-                        rows.append(row)
-                        starts.append(base + done + 1)
+                        longest = max(map(len, row))
+                        if longest > cap:
+                            field_no = [len(v) for v in row].index(longest) + 1
+                            out.errors.append((base + done + 1, "".join(lines[done:n]),
+                                               field_cap_reason(f"field {field_no}",
+                                                                longest, cap)))
+                        else:
+                            rows.append(row)
+                            starts.append(base + done + 1)
                     done = n
                 break
             except _NeedMore:
@@ -144,7 +177,12 @@ class CsvParser:
             except csv.Error as exc:
                 n = reader.line_num
                 raw = "".join(lines[done:n])
-                out.errors.append((base + done + 1, raw, f"unreadable CSV: {exc}"))
+                reason = f"unreadable CSV: {exc}"
+                if "field limit" in str(exc):
+                    reason = (f"unreadable CSV: a field runs past {self._read_limit} "
+                              "characters (8 times FEED_WORKER_MAX_FIELD_CHARS; an unclosed "
+                              "quote?)")
+                out.errors.append((base + done + 1, raw, reason))
                 done = n
         out.lines = starts
         self._line = base + done

@@ -17,6 +17,7 @@ import orjson
 
 from worker.errors import FeedError
 from worker.mapping import ATTRIBUTES, EXTRA_ATTRIBUTES
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
 from worker.parsers.csv import CsvBatch
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 
@@ -175,11 +176,14 @@ _BOM = b"\xef\xbb\xbf"
 class JsonRecords:
     """Bytes in, records out: `feed(data)` as they arrive, then `close()`. Each batch's rows
     hold one text per `header` attribute ("" where the record lacks the path); `lines` are
-    record numbers (1-based); a record that is not an object lands in `errors` and the rest
-    go on. Malformed JSON raises JsonSyntaxError (a FeedError) naming the byte; JSON without
-    records where the mapping says raises JsonShapeError."""
+    record numbers (1-based); a record that is not an object, holds a NUL (counted in
+    `details["nul_records"]`) or a field longer than `max_field_chars` lands in `errors` and
+    the rest go on. Malformed JSON raises JsonSyntaxError (a FeedError) naming the byte; JSON
+    without records where the mapping says raises JsonShapeError."""
 
-    def __init__(self, mapping: Mapping[str, Any]) -> None:
+    def __init__(self, mapping: Mapping[str, Any],
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+        self.max_field_chars = max_field_chars
         self.header, paths = _fields(mapping)
         self._row = _row_maker(paths)
         record = mapping.get("record") or ""
@@ -423,7 +427,9 @@ class JsonRecords:
         try:
             if all(v.__class__ is dict for v in values):
                 new = list(map(row, values))
-                if not self._nul or "\x00" not in "".join(chain.from_iterable(new)):
+                if ((not self._nul or "\x00" not in "".join(chain.from_iterable(new)))
+                        and max(map(len, chain.from_iterable(new)), default=0)
+                        <= self.max_field_chars):
                     rows += new
                     lines += range(base + 1, base + 1 + len(values))
                     return
@@ -442,7 +448,14 @@ class JsonRecords:
             out.errors.append((n, _raw(value), f"record {n} cannot be read: {exc}"))
             return
         if "\x00" in "".join(row):
+            self.details["nul_records"] = self.details.get("nul_records", 0) + 1
             out.errors.append((n, _raw(value), "a value holds a NUL character (\\u0000)"))
+            return
+        longest = max(map(len, row), default=0)
+        if longest > self.max_field_chars:
+            name = self.header[[len(v) for v in row].index(longest)]
+            out.errors.append((n, _raw(value),
+                               field_cap_reason(name, longest, self.max_field_chars)))
             return
         out.rows.append(row)
         out.lines.append(n)

@@ -22,6 +22,7 @@ from lxml import etree
 
 from worker.errors import FeedError
 from worker.mapping import ATTRIBUTES, EXTRA_ATTRIBUTES
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
 from worker.parsers.csv import CsvBatch
 
 PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once
@@ -220,10 +221,13 @@ class _Fields:
 class XmlRecords:
     """Bytes in, records out: `feed(data)` as they arrive, then `close()`. Each batch's rows
     hold one text per `header` attribute ("" where the XPath selects nothing); `lines` are
-    record numbers (1-based); a record whose field cannot be read lands in `errors` and the
-    rest go on. Malformed XML raises XmlSyntaxError (a FeedError) naming line and column."""
+    record numbers (1-based); a record whose field cannot be read, or is longer than
+    `max_field_chars`, lands in `errors` and the rest go on. Malformed XML raises
+    XmlSyntaxError (a FeedError) naming line and column."""
 
-    def __init__(self, mapping: Mapping[str, Any]) -> None:
+    def __init__(self, mapping: Mapping[str, Any],
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+        self.max_field_chars = max_field_chars
         names = _Names(mapping.get("namespaces"))
         self._path = _record_path(mapping.get("record"), names)
         self._fields = _Fields(mapping, names)
@@ -338,6 +342,7 @@ class XmlRecords:
                  out: tuple[list[list[str]], list[int], list[Any]]) -> None:
         rows, lines, errors = out
         make_row = self._fields.row
+        cap = self.max_field_chars
         for _, el in events:
             parent = el.getparent()
             if (parent is None or parent is not self._parent) and not self._is_record(el):
@@ -350,8 +355,14 @@ class XmlRecords:
             except _RecordError as exc:
                 errors.append((self.records, _raw(el), str(exc)))
             else:
-                rows.append(row)
-                lines.append(self.records)
+                longest = max(map(len, row), default=0)
+                if longest > cap:
+                    name = self.header[[len(v) for v in row].index(longest)]
+                    errors.append((self.records, _raw(el),
+                                   field_cap_reason(name, longest, cap)))
+                else:
+                    rows.append(row)
+                    lines.append(self.records)
             _forget(el)
 
 

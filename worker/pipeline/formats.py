@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from worker.errors import FeedError
-from worker.parsers import sniff
+from worker.parsers import DEFAULT_MAX_FIELD_CHARS, sniff
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
 from worker.store.runs import Feed
@@ -44,9 +44,11 @@ def configured_delimiter(feed: Feed) -> str | None:
 
 class CsvRecords:
     """Decoding (BOM, configured encoding, UTF-8 with cp1252 fallback), the delimiter
-    (configured, or sniffed from the first lines), the header row."""
+    (configured, or sniffed from the first lines), the header row. `details` counts the
+    lines rejected for a NUL byte (`nul_lines`)."""
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+        self.max_field_chars = max_field_chars
         self.has_header = feed.csv_has_header
         self.header: list[str] | None = None
         self.details: dict[str, Any] = {}
@@ -69,15 +71,22 @@ class CsvRecords:
             text, self._held = self._held, ""
             sniffed = self._delimiter is None
             delimiter = self._delimiter or sniff.delimiter(text[:65536])
-            self._parser = CsvParser(delimiter)
+            self._parser = CsvParser(delimiter, max_field_chars=self.max_field_chars)
             self.details.update(delimiter=delimiter, delimiter_sniffed=sniffed)
         batch = self._parser.feed(text, final)
         self.details["encoding"] = self._decoder.encoding
         if self._decoder.warnings:
             self.details["warnings"] = list(self._decoder.warnings)
-        if self.has_header and self.header is None and batch.rows:
-            self.header = batch.rows[0]
-            batch.rows, batch.lines = batch.rows[1:], batch.lines[1:]
+        if self._parser.nul_lines:
+            self.details["nul_lines"] = self._parser.nul_lines
+        if self.has_header and self.header is None:
+            if batch.errors and (not batch.rows or batch.errors[0][0] < batch.lines[0]):
+                # Taking the next row as the header would map every column wrongly.
+                line, _, reason = batch.errors[0]
+                raise FeedError(f"the header row (line {line}) cannot be read: {reason}")
+            if batch.rows:
+                self.header = batch.rows[0]
+                batch.rows, batch.lines = batch.rows[1:], batch.lines[1:]
         return batch
 
     @property
@@ -85,17 +94,18 @@ class CsvRecords:
         return self._parser.delimiter if self._parser is not None else (self._delimiter or ",")
 
 
-def records_for(feed: Feed) -> Records:
-    """The parser of the feed's resource type."""
+def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Records:
+    """The parser of the feed's resource type; a record with a field longer than
+    `max_field_chars` (FEED_WORKER_MAX_FIELD_CHARS) is a reject."""
     if feed.resource_type == "xml":
         from worker.parsers.xml import XmlRecords
 
-        return _Structured(XmlRecords(feed.mapping))
+        return _Structured(XmlRecords(feed.mapping, max_field_chars))
     if feed.resource_type == "json":
         from worker.parsers.json import JsonRecords
 
-        return _Structured(JsonRecords(feed.mapping))
-    return CsvRecords(feed)
+        return _Structured(JsonRecords(feed.mapping, max_field_chars))
+    return CsvRecords(feed, max_field_chars)
 
 
 def needs_header(feed: Feed) -> bool:
@@ -131,7 +141,8 @@ class _Structured:
     def __init__(self, parser: Any) -> None:
         self._parser = parser
         self.header: list[str] | None = list(parser.header)
-        self.details: dict[str, Any] = {}
+        # The parser's own (JSON: `format`, `nul_records`), so they reach the run's details.
+        self.details: dict[str, Any] = parser.details
 
     @property
     def next_url(self) -> str | None:

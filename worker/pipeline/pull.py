@@ -197,6 +197,9 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         await runs.store_rejects(conn, job.run_id, rejects.kept)
 
 
+_PAGE_COUNTS = ("nul_lines", "nul_records")
+
+
 def breaker(counts: bulk.MergeCounts, rows: int, settings: Settings) -> str | None:
     """Why a pull with cleanup must be held rather than applied, or None."""
     if rows == 0 and counts.zeroed:
@@ -224,7 +227,7 @@ class _Stream:
         self.report = report
         self.rejects = rejects
         self.progress = progress
-        self.records: formats.Records = formats.records_for(job.feed)
+        self.records: formats.Records = formats.records_for(job.feed, settings.max_field_chars)
         self.mapper: Mapper | None = None
         self.rows_read = 0
         self.valid = 0
@@ -264,7 +267,7 @@ class _Stream:
         clock = time.perf_counter
         while url is not None:
             pages += 1
-            records = formats.records_for(feed)
+            records = formats.records_for(feed, settings.max_field_chars)
             self.records = records
             found: list[str] = []
             inflated = 0
@@ -301,7 +304,10 @@ class _Stream:
             if pages == 1 and any(seen.values()):
                 self.report.details["validators"] = seen
             compression = found[0] if found else None
-            self.report.details.update(records.details, compression=compression, pages=pages)
+            details = self.report.details
+            counted = {k: details.get(k, 0) + v for k, v in records.details.items()
+                       if k in _PAGE_COUNTS}  # summed over the pages of an API pull
+            details.update(records.details, compression=compression, pages=pages, **counted)
             if compression not in (None, "none"):
                 self.report.details["inflated_bytes"] = (
                     self.report.details.get("inflated_bytes", 0) + inflated)

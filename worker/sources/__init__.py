@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, Protocol
 
 from yarl import URL
 
@@ -49,28 +49,38 @@ def open_source(url: str, settings: Settings, *, local_files: bool = False,
     )
 
 
-Stat = Callable[[str, Settings], Awaitable[tuple[int | None, str | None]]]
+class Stream(Protocol):
+    """ftp_stream / sftp_stream: the file's bytes, from the checked addresses."""
+
+    def __call__(self, url: str, settings: Settings, *,
+                 addresses: Sequence[str] | None = None) -> AsyncIterator[bytes]: ...
 
 
-async def _guarded(url: str, settings: Settings,
-                   stream: Callable[[str, Settings], AsyncIterator[bytes]], stat: Stat,
+class Stat(Protocol):
+    """ftp_stat / sftp_stat: (size, modification time), from the checked addresses."""
+
+    def __call__(self, url: str, settings: Settings, *, addresses: Sequence[str] | None = None
+                 ) -> Awaitable[tuple[int | None, str | None]]: ...
+
+
+async def _guarded(url: str, settings: Settings, stream: Stream, stat: Stat,
                    previous: dict[str, Any] | None, seen: dict[str, Any] | None
                    ) -> AsyncIterator[bytes]:
-    """FTP(S) and SFTP: the host must resolve to allowed addresses only. (The client then
-    resolves the name again; the HTTP client, which connects to the checked address
-    itself, has no such window.)"""
+    """FTP(S) and SFTP: the host must resolve to allowed addresses only, and the client
+    connects to exactly those addresses (no second lookup that DNS rebinding could
+    answer differently), as the HTTP client does through GuardedResolver."""
     u = URL(url)
     policy = Policy(settings.networks())
     policy.check_literal(u.host or "")
-    await policy.resolve(u.host or "", u.port or 0)
+    addresses = [address for _, address in await policy.resolve(u.host or "", u.port or 0)]
     if previous is not None or seen is not None:
-        size, mtime = await stat(url, settings)
+        size, mtime = await stat(url, settings, addresses=addresses)
         if previous and size is not None and mtime is not None and \
                 (previous.get("size"), previous.get("mtime")) == (size, mtime):
             raise NotModified(f"{mask(url)} is unchanged (size {size}, modified {mtime})")
         if seen is not None:
             seen.update(size=size, mtime=mtime)
-    inner = stream(url, settings)
+    inner = stream(url, settings, addresses=addresses)
     async with contextlib.aclosing(inner):  # type: ignore[type-var]
         async for chunk in inner:
             yield chunk

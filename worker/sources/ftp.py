@@ -8,6 +8,9 @@ Paths follow RFC 1738 (and curl): `ftp://host/dir/file.csv` is `dir/file.csv` re
 the login directory; `ftp://host/%2Fdir/file.csv` is the absolute `/dir/file.csv`.
 
 Guard rails:
+- With `addresses` (what sources/guard.py resolved the host to and checked), the control
+  connection goes to those addresses, in order, and the host name is not looked up again
+  (no DNS rebinding between the check and the connection); TLS still checks the name.
 - A PASV reply names an address to connect to; it is never followed. Data connections go
   to the address the control connection is connected to, with the port of the EPSV/PASV
   reply (a server cannot make the worker connect elsewhere: FTP bounce / SSRF).
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -96,10 +99,27 @@ def _client(settings: Settings) -> aioftp.Client:
     )
 
 
+async def _connect(client: aioftp.Client, t: _Target, addresses: Sequence[str] | None) -> None:
+    """The control connection: to the checked addresses in turn (one that refuses or cannot
+    be reached gives way to the next; a timeout has spent the budget), else to the name."""
+    *others, last = list(addresses) if addresses else [t.host]
+    for host in others:
+        try:
+            await client.connect(host, t.port)
+            return
+        except TimeoutError:
+            raise
+        except OSError:
+            if _control_writer(client) is not None:  # connected, then failed: not the address
+                raise
+    await client.connect(last, t.port)
+
+
 async def _login(client: aioftp.Client, t: _Target, settings: Settings,
-                 ssl_context: ssl.SSLContext | None, stage: list[str]) -> None:
+                 ssl_context: ssl.SSLContext | None, stage: list[str],
+                 addresses: Sequence[str] | None = None) -> None:
     stage[0] = "connect"
-    await client.connect(t.host, t.port)
+    await _connect(client, t, addresses)
     if t.tls:
         stage[0] = "AUTH TLS"
         await client.command("AUTH TLS", "234")
@@ -283,11 +303,13 @@ def _check_cap(size: int, t: _Target, cap: int) -> None:
 
 
 async def ftp_stream(url: str, settings: Settings, *,
-                     ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[bytes]:
+                     ssl_context: ssl.SSLContext | None = None,
+                     addresses: Sequence[str] | None = None) -> AsyncIterator[bytes]:
     """The file at an ftp:// or ftps:// URL, in chunks of 256 KiB to about 1 MiB.
 
     `ssl_context` (ftps only) replaces `ssl.create_default_context()`, for tests with a
-    self-signed certificate.
+    self-signed certificate. `addresses`: connect to these (checked) addresses of the
+    URL's host instead of looking its name up.
     """
     t = _parse(url)
     cap = settings.max_file_bytes
@@ -296,7 +318,7 @@ async def ftp_stream(url: str, settings: Settings, *,
     data: asyncio.StreamWriter | None = None
     try:
         try:
-            await _login(client, t, settings, ssl_context, stage)
+            await _login(client, t, settings, ssl_context, stage, addresses)
             stage[0] = "SIZE"
             size = await _size_of(client, t.path)
             if size is not None:
@@ -365,7 +387,8 @@ def _mlst_facts(info: list[str]) -> dict[str, str]:
 
 
 async def ftp_stat(url: str, settings: Settings, *,
-                   ssl_context: ssl.SSLContext | None = None) -> tuple[int | None, str | None]:
+                   ssl_context: ssl.SSLContext | None = None,
+                   addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z).
 
     MLST when the server has it, else SIZE and MDTM; either part is None when the server
@@ -375,7 +398,7 @@ async def ftp_stat(url: str, settings: Settings, *,
     client = _client(settings)
     stage = ["connect"]
     try:
-        await _login(client, t, settings, ssl_context, stage)
+        await _login(client, t, settings, ssl_context, stage, addresses)
         stage[0] = "MLST"
         try:
             _, info = await client.command("MLST " + t.path, "2xx")

@@ -3,7 +3,8 @@
 Feed URLs come from suppliers, so a URL (or a redirect) must not reach the worker's own
 network: loopback, private ranges, link-local (169.254.169.254), CGNAT and the like are
 refused unless FEED_WORKER_ALLOWED_NETWORKS opens them. The address checked is the one
-connected to: the HTTP client connects to exactly the addresses this resolver returned.
+connected to: the HTTP client connects to exactly the addresses this resolver returned,
+the FTP and SFTP clients to the addresses Policy.resolve returned (sources/__init__.py).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ Host keys: `known_hosts` is passed to asyncssh as is. Its default, `()`, is asyn
 the worker user's ~/.ssh/known_hosts, and a host not in it is refused. Production should
 point it at a known_hosts file it manages (a setting); `None` accepts any host key and is
 for tests only (it gives no protection against a man in the middle).
+
+With `addresses` (what sources/guard.py resolved the host to and checked), the connection
+goes to those addresses, in order, and the host name is not looked up again (no DNS
+rebinding between the check and the connection); the host key is still looked up in
+known_hosts by the URL's host name (and the address).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat as stat_module
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -89,10 +94,26 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _connect(t: _Target, settings: Settings,
-                   known_hosts: KnownHostsArg) -> asyncssh.SSHClientConnection:
+async def _connect(t: _Target, settings: Settings, known_hosts: KnownHostsArg,
+                   addresses: Sequence[str] | None) -> asyncssh.SSHClientConnection:
+    """To the checked addresses in turn (one that refuses or cannot be reached gives way to
+    the next; a timeout has spent the budget), else to the host name."""
+    *others, last = list(addresses) if addresses else [t.host]
+    for host in others:
+        try:
+            return await _connect_to(host, t, settings, known_hosts)
+        except TimeoutError:
+            raise
+        except OSError:
+            continue
+    return await _connect_to(last, t, settings, known_hosts)
+
+
+async def _connect_to(host: str, t: _Target, settings: Settings,
+                      known_hosts: KnownHostsArg) -> asyncssh.SSHClientConnection:
     return await asyncssh.connect(
-        t.host, t.port,
+        host, t.port,
+        host_key_alias=t.host if host != t.host else None,
         username=t.user,
         password=t.password,
         known_hosts=known_hosts,
@@ -158,12 +179,13 @@ def _convert(exc: BaseException, t: _Target, stage: str,
 _HANDLED = (asyncssh.Error, OSError)
 
 
-async def sftp_stream(url: str, settings: Settings, *,
-                      known_hosts: KnownHostsArg = ()) -> AsyncIterator[bytes]:
+async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                      addresses: Sequence[str] | None = None) -> AsyncIterator[bytes]:
     """The file at an sftp:// URL, in chunks of 1 MiB (the last one shorter).
 
     `known_hosts`: see the module doc; the default checks ~/.ssh/known_hosts, production
-    should pass its own known_hosts file, tests pass None.
+    should pass its own known_hosts file, tests pass None. `addresses`: connect to these
+    (checked) addresses of the URL's host instead of looking its name up.
     """
     t = _parse(url)
     cap = settings.max_file_bytes
@@ -172,7 +194,7 @@ async def sftp_stream(url: str, settings: Settings, *,
     conn: asyncssh.SSHClientConnection | None = None
     try:
         try:
-            conn = await _connect(t, settings, known_hosts)
+            conn = await _connect(t, settings, known_hosts, addresses)
             stage = "SFTP start"
             sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
             stage = "open"
@@ -211,15 +233,15 @@ async def sftp_stream(url: str, settings: Settings, *,
         await _close(conn)
 
 
-async def sftp_stat(url: str, settings: Settings, *,
-                    known_hosts: KnownHostsArg = ()) -> tuple[int | None, str | None]:
+async def sftp_stat(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                    addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z)."""
     t = _parse(url)
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
     try:
-        conn = await _connect(t, settings, known_hosts)
+        conn = await _connect(t, settings, known_hosts, addresses)
         stage = "SFTP start"
         sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
         stage = "stat"
