@@ -4,6 +4,7 @@ thousand variants, apply the group in one transaction, then settle every message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import asyncpg
@@ -11,7 +12,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.push import Envelope, Fate, Prepared, commit, prepare
+from worker.pipeline.gcpause import gc_paused
+from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit
 from worker.settings import Settings
 from worker.store import push as store
 
@@ -34,52 +36,78 @@ class PushConsumer:
 
     async def run(self) -> None:
         """Side task: groups in a two-stage pipeline. While one group's transaction runs,
-        the next is collected, decoded and folded; transactions still run one at a time,
-        in order, so a later update always lands after an earlier one."""
+        the next is collected, decoding and folding each message as it comes; transactions
+        run one at a time, in order, so a later update always lands after an earlier one."""
         committing: asyncio.Task[None] | None = None
         try:
             while self.accepting:
-                group = await self._collect()
+                messages, group = await self._collect(committing)
                 self.idle.clear()
-                prepared = await prepare(self.settings, [e for _, e in group])
+                prepared = group.close()
                 if committing is not None:
                     await committing
                 if not self.accepting:  # draining: this group goes back to the queue
-                    await broker.requeue_all([m for m, _ in group])
+                    await broker.requeue_all(messages)
                     self.idle.set()
                     break
-                committing = asyncio.create_task(self._commit(group, prepared),
-                                                 name="push-commit")
+                committing = asyncio.create_task(
+                    self._commit(list(zip(messages, group.envelopes, strict=True)), prepared),
+                    name="push-commit")
                 committing.add_done_callback(lambda _: self.idle.set())
         finally:
             if committing is not None:
                 await committing
 
-    async def _collect(self) -> list[tuple[AbstractIncomingMessage, Envelope]]:
+    async def _collect(self, committing: asyncio.Task[None] | None
+                       ) -> tuple[list[AbstractIncomingMessage], Group]:
+        """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, when no message
+        is waiting, once the previous group's transaction is over (until then nothing could
+        start anyway: collecting on makes fewer, larger transactions) and
+        FEED_WORKER_PUSH_BATCH_WAIT_S have passed since the group's first message."""
         first = await self.inbox.get()
-        group = [self._envelope(first)]
-        variants = _size(group[-1][1])
-        deadline = time.monotonic() + self.settings.push_batch_wait_s
-        while variants < self.settings.push_batch_variants:
-            try:
-                message = self.inbox.get_nowait()
-            except asyncio.QueueEmpty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
+        messages = [first]
+        group = Group(self.settings)
+        with gc_paused():  # for the whole group: re-enabling it costs a collection
+            group.add(_envelope(first))
+            deadline = time.monotonic() + self.settings.push_batch_wait_s
+            added = 0
+            while group.variants < self.settings.push_batch_variants:
                 try:
-                    message = await asyncio.wait_for(self.inbox.get(), left)
-                except TimeoutError:
-                    break
-            group.append(self._envelope(message))
-            variants += _size(group[-1][1])
-        return group
+                    message = self.inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    waited = await self._next(committing, deadline)
+                    if waited is None:
+                        break
+                    message = waited
+                else:
+                    added += 1
+                    if added % _YIELD_EVERY_MESSAGES == 0:
+                        await asyncio.sleep(0)  # let the transaction in flight move on
+                messages.append(message)
+                group.add(_envelope(message))
+        return messages, group
 
-    @staticmethod
-    def _envelope(message: AbstractIncomingMessage) -> tuple[AbstractIncomingMessage, Envelope]:
-        e = Envelope(message.body, message.message_id, message.timestamp)
-        e.decode()
-        return message, e
+    async def _next(self, committing: asyncio.Task[None] | None,
+                    deadline: float) -> AbstractIncomingMessage | None:
+        """The next message, or None when the group should close without it."""
+        if committing is not None and not committing.done():
+            getting = asyncio.ensure_future(self.inbox.get())
+            await asyncio.wait({getting, committing}, return_when=asyncio.FIRST_COMPLETED)
+            if getting.done():
+                return getting.result()
+            getting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await getting
+            if not getting.cancelled():
+                return getting.result()
+            # The transaction is over: a last look, until the group's deadline.
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(self.inbox.get(), left)
+        except TimeoutError:
+            return None
 
     async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
                       prepared: Prepared) -> None:
@@ -130,5 +158,8 @@ class PushConsumer:
                 await asyncio.sleep(min(3600.0, self.settings.message_retention_s / 10))
 
 
-def _size(e: Envelope) -> int:
-    return len(e.update.variants) if e.update is not None else 1
+def _envelope(message: AbstractIncomingMessage) -> Envelope:
+    return Envelope(message.body, message.message_id, message.timestamp)
+
+
+_YIELD_EVERY_MESSAGES = 20  # messages folded between two looks at the event loop

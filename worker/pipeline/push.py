@@ -72,17 +72,39 @@ class Prepared:
     lines: list[str]  # the items as COPY lines, in key order
 
 
+class Group:
+    """A group being collected: each message is decoded and folded as it arrives, so that
+    the CPU half of applying the group is done while the previous group's transaction
+    runs, and closing the group leaves only the COPY lines to build."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.envelopes: list[Envelope] = []
+        self.counts: dict[int, FeedCounts] = {}
+        self.items: dict[tuple[int, str], Item] = {}
+        self.variants = 0  # received, folded or not
+
+    def add(self, e: Envelope) -> None:
+        if e.update is None and e.fate is Fate.APPLIED:
+            e.decode()
+        self.envelopes.append(e)
+        if e.update is None or e.fate is not Fate.APPLIED:
+            self.variants += 1
+            return
+        c = self.counts.setdefault(e.update.feed_id, FeedCounts())
+        c.messages += 1
+        c.received += len(e.update.variants)
+        self.variants += len(e.update.variants)
+        _fold_message(e, e.update, c, self.items, self.settings)
+
+    def close(self) -> Prepared:
+        return Prepared(self.envelopes, self.counts, self.items, _lines(self.items))
+
+
 async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
-    """Decode and fold; yields to the event loop now and then so that the transaction of
-    the group before this one keeps moving."""
+    """Decode and fold a whole group at once (see Group for folding as messages come)."""
     with gc_paused():  # once for the whole group: re-enabling it costs a collection
-        for e in envelopes:
-            if e.update is None and e.fate is Fate.APPLIED:
-                e.decode()
-        live = [e for e in envelopes if e.fate is Fate.APPLIED]
-        counts, items = await _fold(live, settings)
-        lines = _lines(items)
-    return Prepared(envelopes, counts, items, lines)
+        return (await _folded(envelopes, settings)).close()
 
 
 def _lines(items: dict[tuple[int, str], Item]) -> list[str]:
@@ -127,7 +149,8 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
                 return GroupReport({}, 0)
-            counts, items = await _fold(live, settings)
+            again = await _folded(live, settings)
+            counts, items = again.counts, again.items
             lines = _lines(items)
         merged = await store.merge(conn, lines, {f: feeds[f] for f in counts},
                                    settings.item_history)
@@ -150,23 +173,17 @@ async def apply_group(pool: asyncpg.Pool, settings: Settings,
 _YIELD_EVERY = 500  # variants folded between two looks at the event loop
 
 
-async def _fold(live: Sequence[Envelope], settings: Settings
-                ) -> tuple[dict[int, FeedCounts], dict[tuple[int, str], Item]]:
-    counts: dict[int, FeedCounts] = {}
-    items: dict[tuple[int, str], Item] = {}
-    done = 0
-    for e in live:
-        if e.update is None:
-            continue
-        c = counts.setdefault(e.update.feed_id, FeedCounts())
-        c.messages += 1
-        c.received += len(e.update.variants)
-        _fold_message(e, e.update, c, items, settings)
-        done += len(e.update.variants)
-        if done >= _YIELD_EVERY:
-            done = 0
+async def _folded(envelopes: Sequence[Envelope], settings: Settings) -> Group:
+    """The envelopes in a new group; yields to the event loop now and then so that a
+    transaction running meanwhile keeps moving."""
+    group = Group(settings)
+    last = 0
+    for e in envelopes:
+        group.add(e)
+        if group.variants - last >= _YIELD_EVERY:
+            last = group.variants
             await asyncio.sleep(0)
-    return counts, items
+    return group
 
 
 def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
