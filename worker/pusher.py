@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
+from typing import Any
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
@@ -30,6 +32,7 @@ class PushConsumer:
         self.accepting = True
         self.idle = asyncio.Event()
         self.idle.set()
+        self._last: asyncio.Task[Any] | None = None  # the latest group's commit
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         self.inbox.put_nowait(message)
@@ -39,26 +42,35 @@ class PushConsumer:
         the next is collected, decoding and folding each message as it comes; transactions
         run one at a time, in order, so a later update always lands after an earlier one."""
         committing: asyncio.Task[None] | None = None
+        applied: asyncio.Future[None] | None = None  # the last group's transaction is over
         try:
             while self.accepting:
-                messages, group = await self._collect(committing)
+                messages, group = await self._collect(applied)
                 self.idle.clear()
                 prepared = group.close()
-                if committing is not None:
-                    await committing
+                if applied is not None:
+                    await applied
                 if not self.accepting:  # draining: this group goes back to the queue
                     await broker.requeue_all(messages)
-                    self.idle.set()
+                    if committing is None or committing.done():
+                        self.idle.set()
                     break
+                applied = asyncio.get_running_loop().create_future()
                 committing = asyncio.create_task(
-                    self._commit(list(zip(messages, group.envelopes, strict=True)), prepared),
+                    self._commit(list(zip(messages, group.envelopes, strict=True)), prepared,
+                                 applied, committing),
                     name="push-commit")
-                committing.add_done_callback(lambda _: self.idle.set())
+                self._last = committing
+                committing.add_done_callback(self._settled)
         finally:
             if committing is not None:
                 await committing
 
-    async def _collect(self, committing: asyncio.Task[None] | None
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        if self._last is None or task is self._last:
+            self.idle.set()
+
+    async def _collect(self, committing: asyncio.Future[None] | None
                        ) -> tuple[list[AbstractIncomingMessage], Group]:
         """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, when no message
         is waiting, once the previous group's transaction is over (until then nothing could
@@ -87,12 +99,13 @@ class PushConsumer:
                 group.add(_envelope(message))
         return messages, group
 
-    async def _next(self, committing: asyncio.Task[None] | None,
+    async def _next(self, committing: asyncio.Future[None] | None,
                     deadline: float) -> AbstractIncomingMessage | None:
         """The next message, or None when the group should close without it."""
         if committing is not None and not committing.done():
             getting = asyncio.ensure_future(self.inbox.get())
-            await asyncio.wait({getting, committing}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getting, committing}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if getting.done():
                 return getting.result()
             getting.cancel()
@@ -110,26 +123,36 @@ class PushConsumer:
             return None
 
     async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
-                      prepared: Prepared) -> None:
+                      prepared: Prepared, applied: asyncio.Future[None],
+                      previous: asyncio.Task[None] | None) -> None:
+        """Apply the group; once its transaction is over the next group may start, and
+        its messages are settled after the previous group's (acks use `multiple`)."""
         started = time.perf_counter()
         try:
             report = await commit(self.pool, self.settings, prepared)
         except asyncio.CancelledError:
+            applied.set_result(None)
             await broker.requeue_all([m for m, _ in group])
             raise
         except Exception as exc:  # nothing was applied: all go back
+            applied.set_result(None)
             log.warning("push.group_failed", messages=len(group),
                         error=f"{type(exc).__name__}: {exc}")
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
             await broker.requeue_all([m for m, _ in group])
             return
+        applied.set_result(None)
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         decisions = [(m, e.reason if e.fate is Fate.DEAD else "") for m, e in group]
         try:
             await broker.settle_group(self.topology, decisions, C.QUEUE_UPDATE)
         except Exception as exc:
             log.warning("push.settle_failed", messages=len(group),
                         error=f"{type(exc).__name__}: {exc}")
-        for _, e in group:
-            metrics.MESSAGES.labels(C.QUEUE_UPDATE, e.fate.value).inc()
+        for fate, n in Counter(e.fate.value for _, e in group).items():
+            metrics.MESSAGES.labels(C.QUEUE_UPDATE, fate).inc(n)
         metrics.ROWS.labels("pushed").inc(report.items)
         log.debug("push.group_applied", messages=len(group), items=report.items,
                   inserted=report.total("inserted"), updated=report.total("updated"),
@@ -162,4 +185,5 @@ def _envelope(message: AbstractIncomingMessage) -> Envelope:
     return Envelope(message.body, message.message_id, message.timestamp)
 
 
-_YIELD_EVERY_MESSAGES = 20  # messages folded between two looks at the event loop
+_YIELD_EVERY_MESSAGES = 2  # messages folded between two looks at the event loop (the
+# transaction in flight makes a dozen round trips: each waits for the loop)

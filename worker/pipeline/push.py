@@ -82,6 +82,7 @@ class Group:
         self.envelopes: list[Envelope] = []
         self.counts: dict[int, FeedCounts] = {}
         self.items: dict[tuple[int, str], Item] = {}
+        self.lines: dict[tuple[int, str], str] = {}  # each item's COPY line, kept current
         self.variants = 0  # received, folded or not
 
     def add(self, e: Envelope) -> None:
@@ -95,10 +96,14 @@ class Group:
         c.messages += 1
         c.received += len(e.update.variants)
         self.variants += len(e.update.variants)
-        _fold_message(e, e.update, c, self.items, self.settings)
+        _fold_message(e, e.update, c, self.items, self.settings, self.lines)
 
     def close(self) -> Prepared:
-        return Prepared(self.envelopes, self.counts, self.items, _lines(self.items))
+        """The group as it stands; its COPY lines were made as messages came, in key
+        order now (the merge then walks the unique index front to back)."""
+        lines = self.lines
+        return Prepared(self.envelopes, self.counts, self.items,
+                        [lines[k] for k in sorted(lines)])
 
 
 async def prepare(settings: Settings, envelopes: Sequence[Envelope]) -> Prepared:
@@ -187,8 +192,10 @@ async def _folded(envelopes: Sequence[Envelope], settings: Settings) -> Group:
 
 
 def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
-                  items: dict[tuple[int, str], Item], settings: Settings) -> None:
-    """One message's variants into the group's items (later updates folded in)."""
+                  items: dict[tuple[int, str], Item], settings: Settings,
+                  lines: dict[tuple[int, str], str]) -> None:
+    """One message's variants into the group's items (later updates folded in), and
+    their COPY lines."""
     feed_id, default_time = update.feed_id, _aware(e.timestamp)
     for index, variant in enumerate(update.variants):
         try:
@@ -203,8 +210,10 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
         prev = items.get(key)
         if prev is None:
             items[key] = item
+            lines[key] = item.copy_line()
         else:
             prev.absorb(item)
+            lines[key] = prev.copy_line()
             c.duplicates += 1
 
 
