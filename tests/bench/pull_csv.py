@@ -6,10 +6,11 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
 
   L  psql: \\copy into a typed temp table + INSERT ... ON CONFLICT ... WHERE IS DISTINCT FROM
   M  psql: \\copy into a typed temp table + MERGE (reference)
-  X  E and U with the marketplace rules off (no auto-connect, no item history): E0, U0;
-     then a store of 500,000 variants is seeded, a quarter of the feed's SKUs among them
-  E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full),
-     auto-connecting against that store and recording item history
+  E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full);
+     the store has no variants yet
+  X  the marketplace rules' cost: E and U with them off (no auto-connect, no item history):
+     E0, U0; then a store of 500,000 variants is seeded, a quarter of the feed's SKUs among
+     them, and EC, UC run with the rules on (auto-connect against that store, history)
   N  asyncpg executemany upsert of the first 100,000 rows, scaled to all rows
   G  pgloader plain load of feed1.csv into a table without keys
   R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's
@@ -35,7 +36,7 @@ from tests.bench.children import ChildResult, run_child_async
 from tests.bench.httpserver import serve_files
 from tests.bench.report import Measurement, Report, format_run
 
-RUNS = ("L", "M", "X", "E", "N", "G", "R")
+RUNS = ("L", "M", "E", "X", "N", "G", "R")
 FEEDS = ("L", "M", "E", "N", "R")
 CHANGED_SHARE = 0.10
 SET_CONNECT = "UPDATE inventory_feeds SET automatically_connect = $2 WHERE id = $1"
@@ -216,8 +217,9 @@ class Bench:
         await self.check(m, run.feed, run.path, run.rows)
         return m
 
-    async def rules_off(self) -> None:
-        """E0 and U0: E and U without auto-connect and item history; then the store."""
+    async def rules(self) -> None:
+        """E0 and U0: E and U without auto-connect and item history; then the store is
+        seeded, and EC and UC run with both on."""
         feed_id = self.feeds["E"]
         await self.conn.execute(SET_CONNECT, feed_id, False)
         try:
@@ -229,6 +231,7 @@ class Bench:
         await self.conn.execute("ANALYZE variants")
         store = await self.conn.fetchval("SELECT count(*) FROM variants")
         say(f"seeded a store of {store:,} variants")
+        await self.import_pair("C", how=f", auto-connect ({store:,} variants) + history")
 
     async def import_pair(self, suffix: str = "", env: tuple[tuple[str, str], ...] = (),
                           how: str = "") -> None:
@@ -306,7 +309,7 @@ class Bench:
         steps = {
             "L": lambda: self.psql_pair("L", "upsert.sql", "INSERT ON CONFLICT"),
             "M": lambda: self.psql_pair("M", "merge.sql", "MERGE"),
-            "X": self.rules_off,
+            "X": self.rules,
             "E": self.import_pair,
             "N": self.naive,
             "G": self.pgloader,

@@ -32,8 +32,8 @@ class Target:
 TARGETS = (
     Target("E/L", "feed-worker vs psql upsert, empty table", "E", "L-empty", 0.8),
     Target("U/L", "feed-worker vs psql upsert, full table", "U", "L-full", 0.8),
-    Target("E/E0", "auto-connect + item history vs without, empty table", "E", "E0", 1.15),
-    Target("U/U0", "auto-connect + item history vs without, full table", "U", "U0", 1.15),
+    Target("EC/E0", "auto-connect + item history vs without, empty table", "EC", "E0", 1.15),
+    Target("UC/U0", "auto-connect + item history vs without, full table", "UC", "U0", 1.15),
     Target("N/E", "naive executemany vs feed-worker", "N", "E", 2.5, at_most=False),
     Target("G/E", "pgloader plain load vs feed-worker", "G", "E", 4.0, at_most=False),
     Target("E/M", "feed-worker vs psql MERGE, empty table (reference)", "E", "M-empty", None),
