@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from worker.constants import LOCK_CLASS_PROVIDER_DAY
+from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
 from worker.pushmap import PUSH_COLUMNS
-from worker.store.bulk import lock_feed
 from worker.store.db import Conn
 from worker.store.queries import q
 from worker.store.runs import StoredReject, store_rejects
@@ -59,13 +58,12 @@ async def load_feeds(pool: asyncpg.Pool, feed_ids: Sequence[int]) -> dict[int, a
 async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record],
                 history: bool) -> dict[int, tuple[int, dict[str, int]]]:
     """COPY the group's items and merge them; by feed: its push run's id and the counts."""
-    await conn.execute(q(_SQL, "create_staging"))
-    await conn.execute(q(_SQL, "merge_settings"))
+    # one round trip each where it can: the loop that awaits them is busy folding
+    await conn.execute(q(_SQL, "create_staging") + ";\n" + q(_SQL, "merge_settings"))
     feed_ids = sorted(feeds)
-    for feed_id in feed_ids:  # one order for every writer: no deadlocks
-        await lock_feed(conn, feed_id)
     runs = {r["inventory_feed_id"]: r["id"]
-            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids)}
+            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
+                                      LOCK_CLASS_FEED_MERGE)}
     day = dt.datetime.now(dt.UTC).date()
     limits = {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
               if f["daily_sku_limit"] is not None}

@@ -236,11 +236,17 @@ FROM joined j
 GROUP BY j.inventory_feed_id;
 
 -- name: open_push_runs
--- The push run of this minute of each feed $1, created when missing; their ids.
+-- Takes the merge lock of each feed $1 (lock class $2; in id order, as every writer: no
+-- deadlocks), then opens the feed's push run of this minute when missing; their ids.
+WITH locked AS MATERIALIZED (
+    SELECT f, pg_advisory_xact_lock($2::int, (f % 2147483648)::int)
+    FROM unnest($1::bigint[]) AS f
+    ORDER BY f
+)
 INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, finished_at, details)
 SELECT f, 'push', 'succeeded', date_trunc('minute', now()), clock_timestamp(),
        jsonb_build_object('batches', 0, 'messages', 0, 'stale', 0)
-FROM unnest($1::bigint[]) AS f
+FROM locked
 ON CONFLICT (inventory_feed_id, started_at) WHERE kind = 'push' DO UPDATE SET
     finished_at = excluded.finished_at
 RETURNING inventory_feed_id, id;
