@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     pu.add_argument("file", metavar="FILE", help="a JSON array of variants; - reads stdin")
     pu.add_argument("--batch", type=int, default=50, help="variants per message (50)")
+    ph = pub_sub.add_parser("held", help="the items a run held back by the daily SKU limit")
+    ph.add_argument("--run", type=int, required=True, help="feed_runs.id")
     rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages")
     rp_sub = rp.add_subparsers(dest="what", required=True, metavar="WHAT")
     rl = rp_sub.add_parser("list", help="show dead-lettered messages (they stay queued)")
@@ -113,6 +115,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         message_id = await publish_pull(settings, args.feed, args.force)
         print(f"published pull-request for feed {args.feed} (message_id {message_id})")
+        return 0
+    if args.command == "publish" and args.what == "held":
+        from worker.publish import publish_held
+
+        feed_id, count, ids = await publish_held(settings, args.run)
+        print(f"published {count} held variant(s) of run {args.run} to feed {feed_id} in "
+              f"{len(ids)} message(s), all confirmed")
         return 0
     if args.command == "publish":
         from worker.publish import publish_update

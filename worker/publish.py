@@ -13,6 +13,8 @@ from worker import constants as C
 from worker.errors import ConfigError, TransientError
 from worker.messages import encode_pull, encode_update
 from worker.settings import Settings
+from worker.store import db
+from worker.store.queries import q
 
 BATCH = 50          # variants per feed-update message, as suppliers send them
 IN_FLIGHT = 200     # unconfirmed messages at once
@@ -32,6 +34,24 @@ async def publish_update(settings: Settings, feed_id: int, variants: list[Any],
     bodies = [encode_update(feed_id, variants[i:i + batch])
               for i in range(0, len(variants), batch)]
     return await _publish(settings, C.ROUTING_UPDATE, bodies)
+
+
+async def publish_held(settings: Settings, run_id: int) -> tuple[int, int, list[str]]:
+    """The items a run held back by the daily SKU limit (its `daily limit` rejects, kept as
+    feed-update variants), published to their feed: (feed id, variants, message ids).
+    They go through the limit again when applied."""
+    conn = await db.connect(settings.database_url)
+    try:
+        feed_id = await conn.fetchval(q("runs.sql", "run_feed"), run_id)
+        if feed_id is None:
+            raise ConfigError(f"run {run_id} does not exist")
+        raws = [r["raw"] for r in await conn.fetch(q("runs.sql", "held_items"), run_id)]
+    finally:
+        await conn.close()
+    if not raws:
+        raise ConfigError(f"run {run_id} held no items back (no 'daily limit' rejects)")
+    variants = [orjson.loads(raw) for raw in raws]
+    return feed_id, len(variants), await publish_update(settings, feed_id, variants)
 
 
 def read_variants(source: TextIO | bytes) -> list[Any]:

@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -226,3 +227,30 @@ async def test_replay_lists_and_requeues_dead_letters(clean_broker: None, pool: 
 
 async def _dead_count(n: int) -> bool:
     return await broker.queue_depth(C.QUEUE_DEAD_LETTER) == n
+
+
+async def test_publish_held_applies_what_the_daily_limit_held_back(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings, db_url: str,
+        feed_server: FeedServer) -> None:
+    url = feed_server.add("/limited.csv", b"external_id,qty\nA,1\nB,2\nC,3\nD,4\n")
+    feed_id = await feeds.make_feed(pool, url)
+    await pool.execute("UPDATE dropship_providers SET daily_sku_limit = 2")
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert (run["inserted"], run["skipped"]) == (2, 2)
+    await pool.execute("UPDATE dropship_providers SET daily_sku_limit = NULL")  # "next day"
+    async with broker.running_daemon(settings):
+        code, out, err = await feed_worker("publish", "held", "--run", str(run["id"]),
+                                           database_url=db_url)
+        assert code == 0, err
+        assert f"published 2 held variant(s) of run {run['id']} to feed {feed_id}" in out
+        got = await until(lambda: _items_if(pool, feed_id, 4), what="the held items")
+    assert {k: v["inventory_quantity"] for k, v in got.items()} == {"A": 1, "B": 2, "C": 3,
+                                                                    "D": 4}
+    code, _, err = await feed_worker("publish", "held", "--run", "424242", database_url=db_url)
+    assert code == 1
+    assert "run 424242 does not exist" in err
+
+
+async def _items_if(pool: asyncpg.Pool, feed_id: int, n: int) -> dict[str, Any] | None:
+    got = await feeds.items(pool, feed_id)
+    return got if len(got) == n else None

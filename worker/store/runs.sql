@@ -107,3 +107,12 @@ UPDATE feed_runs SET
     bytes = $3, timings = $4::jsonb, details = $5::jsonb, error = $6
 WHERE id = $1 AND owner = $2 AND status = 'running'
 RETURNING id;
+
+-- name: run_feed
+SELECT inventory_feed_id FROM feed_runs WHERE id = $1;
+
+-- name: held_items
+-- The items run $1 held back by the daily SKU limit, as feed-update variants, in order.
+SELECT raw FROM feed_run_rejects
+WHERE run_id = $1 AND reason = 'daily limit'
+ORDER BY position, id;
