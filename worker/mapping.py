@@ -431,9 +431,3 @@ def _images(v: str) -> str | None:
             raise ValueError("images: not a valid JSON array") from None
         return orjson.dumps(parsed).decode()
     return orjson.dumps([u for u in re.split(r"[\s,]+", s) if u]).decode()
-
-
-def unmapped_attributes(mask: int) -> list[str]:
-    """The feed-update names of the columns a feed with this column mask does not map."""
-    names = {col: attr for attr, col in ATTRIBUTES.items()}
-    return [names[c] for c in COLUMNS if c in names and not mask & COLUMN_BIT[c]]

@@ -19,7 +19,7 @@ import asyncpg
 
 from worker import logs
 from worker.errors import FeedError, Held, LeaseLost, NotModified, TransientError
-from worker.mapping import Mapper, unmapped_attributes
+from worker.mapping import Mapper
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import formats
 from worker.pipeline.gcpause import gc_paused
@@ -167,7 +167,7 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
                             f"(first: {rejects.first()})")
         mask = stream.mapper.mask if stream.mapper is not None else 0
         opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
-                                 settings.item_history, unmapped_attributes(mask))
+                                 settings.item_history)
         counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts,
                                        stream.valid)
         t2 = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
@@ -21,7 +21,6 @@ class MergeOptions:
     run_id: int | None      # None: a dry run, nothing is recorded against a run
     cleanup: bool           # zero the feed's items the file no longer has
     history: bool           # record quantity and price changes (variant_inventory_updates)
-    unmapped: Sequence[str] = ()  # feed-update names of the columns the feed does not map
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,20 @@ async def lock_feed(conn: Conn, feed_id: int) -> None:
     await conn.execute(q(_SQL, "lock_feed"), LOCK_CLASS_FEED_MERGE, feed_id % (2**31))
 
 
-async def daily_allowance(conn: Conn, feed: Feed) -> tuple[int | None, dt.date]:
-    """Items the feed's provider may still write today (None: no limit), and the UTC day.
-    With a limit, the provider's writers are serialised until the transaction ends."""
+async def daily_allowances(conn: Conn, limits: Mapping[int, int]
+                           ) -> tuple[dict[int, int], dt.date]:
+    """The items each provider (id -> daily SKU limit) may still write today, and the UTC
+    day. Their writers are serialised until the transaction ends (locks in id order)."""
     day = dt.datetime.now(dt.UTC).date()
-    if feed.daily_sku_limit is None:
-        return None, day
-    await conn.execute(q(_SQL, "lock_provider"), LOCK_CLASS_PROVIDER_DAY,
-                       feed.provider_id % (2**31))
-    used: int = await conn.fetchval(q(_SQL, "daily_used"), feed.provider_id, day)
-    return max(0, feed.daily_sku_limit - used), day
+    if not limits:
+        return {}, day
+    providers = sorted(limits)
+    for provider in providers:
+        await conn.execute(q(_SQL, "lock_provider"), LOCK_CLASS_PROVIDER_DAY,
+                           provider % (2**31))
+    used = {r["provider_id"]: r["used"]
+            for r in await conn.fetch(q(_SQL, "daily_used"), providers, day)}
+    return {p: max(0, limits[p] - used.get(p, 0)) for p in providers}, day
 
 
 LARGE_MERGE_ROWS = 20_000  # from here on, the merge is planned without nested loops
@@ -82,10 +85,12 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem,
                         "off" if rows >= LARGE_MERGE_ROWS else "on")
     await lock_feed(conn, feed.id)
-    allowance, day = await daily_allowance(conn, feed)
+    limit = feed.daily_sku_limit
+    allowances, day = await daily_allowances(
+        conn, {feed.provider_id: limit} if limit is not None else {})
     row = await conn.fetchrow(q(_SQL, "merge"), feed.id, column_mask, opts.run_id,
-                              opts.cleanup, opts.history, allowance, feed.provider_id, day,
-                              list(opts.unmapped), feed.automatically_connect,
+                              opts.cleanup, opts.history, allowances.get(feed.provider_id),
+                              feed.provider_id, day, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",
                               feed.case_insensitive_skus)

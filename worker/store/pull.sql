@@ -42,19 +42,20 @@ SELECT pg_advisory_xact_lock($1::int, $2::int);
 SELECT pg_advisory_xact_lock($1::int, $2::int);
 
 -- name: daily_used
--- Items of provider $1 written on day $2 (the daily SKU limit counts distinct items).
-SELECT count(*) FROM provider_daily_items WHERE dropship_provider_id = $1 AND day = $2;
+-- Items each provider $1 wrote on day $2 (the daily SKU limit counts distinct items).
+SELECT p AS provider_id,
+       (SELECT count(*) FROM provider_daily_items d
+        WHERE d.dropship_provider_id = p AND d.day = $2) AS used
+FROM unnest($1::bigint[]) AS p;
 
 -- name: merge
 -- $1 feed id; $2 bit mask of the columns the feed maps (bit n = n-th column after
 -- external_id, see worker/mapping.py COLUMNS); unmapped columns keep their stored values.
--- $3::bigint run id (NULL: a dry run, nothing is recorded against a run); $4 zero the feed's items
--- missing from the file (cleanup); $5 record quantity/price changes (item history);
--- $6 items the provider may still write today (NULL: no daily limit); $7::bigint provider id;
--- $8::date the UTC day; $9 the feed-update names of the unmapped columns (left out of the
--- daily-limit rejects, so that applying one later keeps what it did not carry);
--- $10..$14 the feed's connecting settings: by SKU, by barcode, the provider's SKU prefix,
--- prefix only, case-insensitive SKUs.
+-- $3 run id (NULL: a dry run, nothing is recorded against a run); $4 zero the feed's
+-- items missing from the file (cleanup); $5 record quantity/price changes (item history);
+-- $6 items the provider may still write today (NULL: no daily limit); $7 provider id;
+-- $8 the UTC day; $9..$13 the feed's connecting settings: by SKU, by barcode, the
+-- provider's SKU prefix, prefix only, case-insensitive SKUs.
 -- Duplicates: the last occurrence in the file wins. Unchanged rows are not written.
 -- New rows go in key order (see `ins`). A manual quantity override wins over the feed.
 -- New or re-keyed items connect to the store's variants in the same statement
@@ -125,9 +126,9 @@ WITH src AS (
       AND NOT EXISTS (SELECT 1 FROM held h WHERE h.external_id = j.external_id)
 ), conf AS NOT MATERIALIZED (
     -- the feed's connecting settings, as constants of the plan
-    SELECT $1::bigint AS inventory_feed_id, $10::boolean AS by_sku,
-           $11::boolean AS by_barcode, $12::text AS prefix, $13::boolean AS prefix_only,
-           $14::boolean AS fold
+    SELECT $1::bigint AS inventory_feed_id, $9::boolean AS by_sku,
+           $10::boolean AS by_barcode, $11::text AS prefix, $12::boolean AS prefix_only,
+           $13::boolean AS fold
 ), cand AS NOT MATERIALIZED (
     -- (items the daily limit holds back may match too: they are not written, so neither
     -- is their link, and they are not counted as connected)
@@ -214,15 +215,11 @@ WITH src AS (
 ), held_rejects AS (
     -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
     INSERT INTO feed_run_rejects (run_id, position, raw, reason)
-    SELECT $3::bigint, j.pos, (jsonb_build_object(
-               'externalId', j.external_id, 'vendorSku', j.vendor_sku, 'barcode', j.barcode,
-               'name', j.name, 'inventoryQuantity', j.inventory_quantity,
-               'inventoryPolicy', j.inventory_policy, 'retailPrice', j.retail_price,
-               'costPrice', j.cost_price, 'compareAtPrice', j.compare_at_price,
-               'grams', j.grams, 'mpn', j.mpn, 'externalGroupId', j.external_group_id,
-               'options', j.options, 'images', j.images, 'currency', j.currency)
-           - $9::text[] || coalesce(j.extra, '{}'))::text, 'daily limit'
-    FROM held h JOIN joined j ON j.external_id = h.external_id
+    SELECT $3::bigint, j.pos,
+-- include: items.sql:held_variant
+         , 'daily limit'
+    FROM held h JOIN (SELECT *, $2::int AS present FROM joined) j
+        ON j.external_id = h.external_id
     WHERE $3::bigint IS NOT NULL
 )
 -- The writes run whether or not they are read; their counts follow from the CTEs (the

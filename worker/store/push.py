@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
+from worker.constants import LOCK_CLASS_FEED_MERGE
 from worker.pushmap import PUSH_COLUMNS
+from worker.store.bulk import daily_allowances
 from worker.store.db import Conn
 from worker.store.queries import q
 from worker.store.runs import StoredReject, store_rejects
@@ -64,16 +64,9 @@ async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record
     runs = {r["inventory_feed_id"]: r["id"]
             for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
                                       LOCK_CLASS_FEED_MERGE)}
-    day = dt.datetime.now(dt.UTC).date()
-    limits = {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
-              if f["daily_sku_limit"] is not None}
-    providers = sorted(limits)
-    for provider in providers:
-        await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)",
-                           LOCK_CLASS_PROVIDER_DAY, provider % (2**31))
-    used = {r["provider_id"]: r["used"]
-            for r in await conn.fetch(q(_SQL, "daily_used"), providers, day)} if providers else {}
-    remaining = [max(0, limits[p] - used.get(p, 0)) for p in providers]
+    allowances, day = await daily_allowances(
+        conn, {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
+               if f["daily_sku_limit"] is not None})
     data = ("\n".join(lines) + "\n").encode()
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -82,7 +75,7 @@ async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record
     await conn.copy_to_table("push_staging", source=chunks(), columns=list(PUSH_COLUMNS),
                              format="text", null="")
     rows = await conn.fetch(q(_SQL, "merge"), feed_ids, [runs[f] for f in feed_ids], history,
-                            providers, remaining, day)
+                            list(allowances), list(allowances.values()), day)
     counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated", "stale",
                                                "held", "connected", "ambiguous")}
               for r in rows}

@@ -7,13 +7,6 @@ SELECT DISTINCT unnest($1::text[])
 ON CONFLICT DO NOTHING
 RETURNING message_id;
 
--- name: daily_used
--- Items each provider $1 wrote on day $2 (the daily SKU limit counts distinct items).
-SELECT p AS provider_id,
-       (SELECT count(*) FROM provider_daily_items d
-        WHERE d.dropship_provider_id = p AND d.day = $2) AS used
-FROM unnest($1::bigint[]) AS p;
-
 -- name: forget_messages
 -- Retention: remembered ids older than $1 seconds, a bounded slice at a time.
 DELETE FROM processed_messages
@@ -200,19 +193,9 @@ WITH runs AS (
 ), held_rejects AS (
     -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
     INSERT INTO feed_run_rejects (run_id, position, raw, reason)
-    SELECT r.run_id, 0, (jsonb_build_object(
-               'externalId', j.external_id, 'vendorSku', j.vendor_sku, 'barcode', j.barcode,
-               'name', j.name, 'inventoryQuantity', j.inventory_quantity,
-               'inventoryPolicy', j.inventory_policy, 'retailPrice', j.retail_price,
-               'costPrice', j.cost_price, 'compareAtPrice', j.compare_at_price,
-               'grams', j.grams, 'mpn', j.mpn, 'externalGroupId', j.external_group_id,
-               'options', j.options, 'images', j.images, 'currency', j.currency)
-           - ARRAY(SELECT k FROM unnest(ARRAY['vendorSku', 'barcode', 'name',
-               'inventoryQuantity', 'inventoryPolicy', 'retailPrice', 'costPrice',
-               'compareAtPrice', 'grams', 'mpn', 'externalGroupId', 'options', 'images',
-               '', 'currency']) WITH ORDINALITY AS c (k, i)
-               WHERE j.present & (1 << (i::int - 1)) = 0)
-           || coalesce(j.extra, '{}'))::text, 'daily limit'
+    SELECT r.run_id, 0,
+-- include: items.sql:held_variant
+         , 'daily limit'
     FROM held h
     JOIN joined j ON j.inventory_feed_id = h.inventory_feed_id AND j.external_id = h.external_id
     JOIN runs r ON r.inventory_feed_id = h.inventory_feed_id
