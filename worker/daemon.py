@@ -18,6 +18,7 @@ from aiohttp import web
 
 from worker import __version__, broker, health, logs, retention
 from worker import constants as C
+from worker.pipeline import gcpause
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
 from worker.scheduler import Scheduler
@@ -87,6 +88,7 @@ class Daemon:
 
         consumers = [(pull_queue, await pull_queue.consume(on_pull)),
                      (update_queue, await update_queue.consume(pusher.on_message))]
+        self._watch("collector", gcpause.collect_periodically)
         self._watch("reaper", runner.reaper)
         self._watch("pusher", pusher.run)
         self._watch("message-retention", pusher.forget_old_messages)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from worker import logs
 from worker.claims import Claim, check_pullable, claim_pull
@@ -15,6 +13,9 @@ from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import db, runs
 from worker.urls import mask
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logs.get(__name__)
 
@@ -27,6 +28,8 @@ class _Progress:
         self.tty = out.isatty()
         self.bar: tqdm[Any] | None = None
         if self.tty:
+            from tqdm import tqdm  # a terminal only: its import is a start-up cost otherwise
+
             self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                             file=out, desc="import", dynamic_ncols=True)
         self._last = 0.0

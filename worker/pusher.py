@@ -14,7 +14,6 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit
 from worker.settings import Settings
 from worker.store import push as store
@@ -75,28 +74,28 @@ class PushConsumer:
         """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, when no message
         is waiting, once the previous group's transaction is over (until then nothing could
         start anyway: collecting on makes fewer, larger transactions) and
-        FEED_WORKER_PUSH_BATCH_WAIT_S have passed since the group's first message."""
+        FEED_WORKER_PUSH_BATCH_WAIT_S have passed since the group's first message.
+        (The daemon runs with automatic garbage collection off: see gcpause.)"""
         first = await self.inbox.get()
         messages = [first]
         group = Group(self.settings)
-        with gc_paused():  # for the whole group: re-enabling it costs a collection
-            group.add(_envelope(first))
-            deadline = time.monotonic() + self.settings.push_batch_wait_s
-            added = 0
-            while group.variants < self.settings.push_batch_variants:
-                try:
-                    message = self.inbox.get_nowait()
-                except asyncio.QueueEmpty:
-                    waited = await self._next(committing, deadline)
-                    if waited is None:
-                        break
-                    message = waited
-                else:
-                    added += 1
-                    if added % _YIELD_EVERY_MESSAGES == 0:
-                        await asyncio.sleep(0)  # let the transaction in flight move on
-                messages.append(message)
-                group.add(_envelope(message))
+        group.add(_envelope(first))
+        deadline = time.monotonic() + self.settings.push_batch_wait_s
+        added = 0
+        while group.variants < self.settings.push_batch_variants:
+            try:
+                message = self.inbox.get_nowait()
+            except asyncio.QueueEmpty:
+                waited = await self._next(committing, deadline)
+                if waited is None:
+                    break
+                message = waited
+            else:
+                added += 1
+                if added % _YIELD_EVERY_MESSAGES == 0:
+                    await asyncio.sleep(0)  # let the transaction in flight move on
+            messages.append(message)
+            group.add(_envelope(message))
         return messages, group
 
     async def _next(self, committing: asyncio.Future[None] | None,

@@ -109,7 +109,7 @@ class Settings:
     )
     db_pool_size: int = field(default=6, metadata={"help": "Postgres connections per replica"})
     merge_work_mem: str = field(
-        default="256MB", metadata={"help": "work_mem for the merge (dedupe sort of a pull)"}
+        default="512MB", metadata={"help": "work_mem for the merge (dedupe sort, held rows)"}
     )
     cleanup_max_zeroed_share: float = field(
         default=0.5,

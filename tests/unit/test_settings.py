@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert s.fetch_connect_timeout_s == 10.0
     assert s.max_file_bytes == 2 * 1024**3
     assert s.lease_s == 60.0
-    assert s.merge_work_mem == "256MB"
+    assert s.merge_work_mem == "512MB"
     assert s.worker_id.endswith(f"-{os.getpid()}")
 
 
