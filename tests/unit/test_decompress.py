@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import io
 import zipfile
@@ -91,3 +93,38 @@ async def test_a_zip_bomb_fails_at_the_cap() -> None:
 async def test_empty_and_tiny_inputs() -> None:
     assert await inflate(b"") == (b"", "none")
     assert await inflate(b"ab") == (b"ab", "none")
+
+
+BIG = b"".join(b"K%d,%d,%s\n" % (i, i * 7 % 1000, b"x" * (i % 50)) for i in range(400_000))
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 1 << 20])
+async def test_large_inputs_inflate_in_order(size: int) -> None:
+    assert len(BIG) > 8 * (1 << 20)  # many inflating steps, each at most 1 MiB
+    assert await inflate(gzip.compress(BIG), size) == (BIG, "gzip")
+    assert await inflate(zipped({"big.csv": BIG}), size) == (BIG, "zip")
+    assert await inflate(zipped({"a.csv": BIG, "b.csv": DATA}), size, entry="b.csv") == (
+        DATA, "zip")
+
+
+async def test_a_gzip_bomb_in_large_chunks_fails_at_the_cap() -> None:
+    bomb = gzip.compress(b"\0" * 200_000_000)  # ~200 KB, in one chunk
+    with pytest.raises(SourceError, match="inflates past 1000000 bytes"):
+        await inflate(bomb, size=1 << 20, cap=1_000_000)
+
+
+async def test_a_reader_that_stops_early_stops_the_inflating() -> None:
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunked(gzip.compress(BIG), 64 * 1024):
+                yield chunk
+        finally:
+            closed.set()
+
+    stream = decompressed(source(), 10**9)
+    async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        first = await anext(stream)
+    assert BIG.startswith(first)
+    assert closed.is_set()  # the source was closed with the stream (its connection too)
