@@ -37,27 +37,29 @@ class PushConsumer:
         self.inbox.put_nowait(message)
 
     async def run(self) -> None:
-        """Side task: groups in a two-stage pipeline. While one group's transaction runs,
-        the next is collected, decoding and folding each message as it comes; transactions
-        run one at a time, in order, so a later update always lands after an earlier one."""
+        """Side task: groups in a pipeline. While one group's transaction runs, the next
+        group is staged (its COPY) and the one after it collected, decoding and folding
+        each message as it comes; transactions merge one at a time, in order, so a later
+        update always lands after an earlier one."""
         committing: asyncio.Task[None] | None = None
         applied: asyncio.Future[None] | None = None  # the last group's transaction is over
+        before: asyncio.Future[None] | None = None   # ... and the one's before it
         try:
             while self.accepting:
                 messages, group = await self._collect(applied)
                 self.idle.clear()
                 prepared = group.close()
-                if applied is not None:
-                    await applied
+                if before is not None:
+                    await before  # two groups in the database at most
                 if not self.accepting:  # draining: this group goes back to the queue
                     await broker.requeue_all(messages)
                     if committing is None or committing.done():
                         self.idle.set()
                     break
-                applied = asyncio.get_running_loop().create_future()
+                before, applied = applied, asyncio.get_running_loop().create_future()
                 committing = asyncio.create_task(
                     self._commit(list(zip(messages, group.envelopes, strict=True)), prepared,
-                                 applied, committing),
+                                 applied, before, committing),
                     name="push-commit")
                 self._last = committing
                 committing.add_done_callback(self._settled)
@@ -123,12 +125,14 @@ class PushConsumer:
 
     async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
                       prepared: Prepared, applied: asyncio.Future[None],
+                      after: asyncio.Future[None] | None,
                       previous: asyncio.Task[None] | None) -> None:
-        """Apply the group; once its transaction is over the next group may start, and
-        its messages are settled after the previous group's (acks use `multiple`)."""
+        """Apply the group once the previous group's transaction is over (`after`; its
+        COPY goes first); once its own is over the next group may merge, and its messages
+        are settled after the previous group's (acks use `multiple`)."""
         started = time.perf_counter()
         try:
-            report = await commit(self.pool, self.settings, prepared)
+            report = await commit(self.pool, self.settings, prepared, after)
         except asyncio.CancelledError:
             applied.set_result(None)
             await broker.requeue_all([m for m, _ in group])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -210,6 +211,25 @@ async def test_many_messages_many_items(clean_broker: None, pool: asyncpg.Pool,
     # Messages are applied in order, so every item has its last value.
     last = {f"K{i % 700}": i for i in range(3000)}
     assert {k: v["inventory_quantity"] for k, v in got.items()} == last
+
+
+async def test_small_batches_in_the_pipeline_still_land_in_order(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings) -> None:
+    # Batches of 100 variants: while one merges the next is staged; the merges take turns.
+    small = replace(settings, push_batch_variants=100)
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    variants = [{"externalId": f"K{i % 97}", "inventoryQuantity": i} for i in range(4000)]
+    await declare(small)
+    ids = await publish_update(small, feed_id, variants)  # queued before the daemon starts
+    async with broker.running_daemon(small):
+        await settled(pool, feed_id, len(ids))
+    got = await feeds.items(pool, feed_id)
+    last = {f"K{i % 97}": i for i in range(4000)}
+    assert {k: v["inventory_quantity"] for k, v in got.items()} == last
+    runs = await push_runs(pool, feed_id)
+    batches = sum(int(orjson.loads(r["details"])["batches"]) for r in runs)
+    assert batches >= 40  # 80 messages of 50, two to a batch at most
+    assert sum(r["rows_read"] for r in runs) == 4000
 
 
 async def test_sigterm_mid_stream_loses_nothing_and_applies_nothing_twice(

@@ -117,8 +117,12 @@ def _lines(items: dict[tuple[int, str], Item]) -> list[str]:
     return [items[k].copy_line() for k in sorted(items)]
 
 
-async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> GroupReport:
-    """The database half: one transaction; every envelope's fate is decided here."""
+async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
+                 after: asyncio.Future[None] | None = None) -> GroupReport:
+    """The database half: one transaction; every envelope's fate is decided here. With
+    `after` (the previous group's transaction is over), the group's items are staged
+    first and the rest waits for it: transactions take their turns, in order, while the
+    next group's COPY overlaps the previous group's merge."""
     live = [e for e in group.envelopes if e.fate is Fate.APPLIED and e.update is not None]
     feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
     gone = set()
@@ -137,8 +141,13 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
         lines = _lines(items)
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
+        if after is not None:
+            await after
         return GroupReport({}, 0)
     async with pool.acquire() as conn, conn.transaction():
+        await store.stage(conn, lines)
+        if after is not None:
+            await after
         ids = [e.message_id for e in live if e.message_id]
         fresh = await store.remember(conn, ids)
         seen: set[str] = set()
@@ -156,9 +165,8 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared) -> Gro
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
-            lines = _lines(items)
-        merged = await store.merge(conn, lines, {f: feeds[f] for f in counts},
-                                   settings.item_history)
+            await store.stage(conn, _lines(items), again=True)
+        merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history)
         for feed_id, c in counts.items():
             run_id, got = merged[feed_id]
             c.distinct, c.inserted = got.get("distinct_rows", 0), got.get("inserted", 0)

@@ -55,18 +55,14 @@ async def load_feeds(pool: asyncpg.Pool, feed_ids: Sequence[int]) -> dict[int, a
     return {r["id"]: r for r in rows}
 
 
-async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record],
-                history: bool) -> dict[int, tuple[int, dict[str, int]]]:
-    """COPY the group's items and merge them; by feed: its push run's id and the counts."""
+async def stage(conn: Conn, lines: list[str], again: bool = False) -> None:
+    """The group's items into this connection's staging table (`again`: in place of those
+    staged before in this transaction). Takes no lock: it may run while the previous
+    group's transaction is still going."""
+    if again:
+        await conn.execute("DELETE FROM push_staging")
     # one round trip each where it can: the loop that awaits them is busy folding
     await conn.execute(q(_SQL, "create_staging") + ";\n" + q(_SQL, "merge_settings"))
-    feed_ids = sorted(feeds)
-    runs = {r["inventory_feed_id"]: r["id"]
-            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
-                                      LOCK_CLASS_FEED_MERGE)}
-    allowances, day = await daily_allowances(
-        conn, {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
-               if f["daily_sku_limit"] is not None})
     data = ("\n".join(lines) + "\n").encode()
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -74,6 +70,18 @@ async def merge(conn: Conn, lines: list[str], feeds: Mapping[int, asyncpg.Record
 
     await conn.copy_to_table("push_staging", source=chunks(), columns=list(PUSH_COLUMNS),
                              format="text", null="")
+
+
+async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record],
+                history: bool) -> dict[int, tuple[int, dict[str, int]]]:
+    """Merge the staged items (see `stage`); by feed: its push run's id and the counts."""
+    feed_ids = sorted(feeds)
+    runs = {r["inventory_feed_id"]: r["id"]
+            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
+                                      LOCK_CLASS_FEED_MERGE)}
+    allowances, day = await daily_allowances(
+        conn, {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
+               if f["daily_sku_limit"] is not None})
     rows = await conn.fetch(q(_SQL, "merge"), feed_ids, [runs[f] for f in feed_ids], history,
                             list(allowances), list(allowances.values()), day)
     counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated", "stale",
