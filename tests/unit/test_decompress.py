@@ -128,3 +128,21 @@ async def test_a_reader_that_stops_early_stops_the_inflating() -> None:
         first = await anext(stream)
     assert BIG.startswith(first)
     assert closed.is_set()  # the source was closed with the stream (its connection too)
+
+
+async def test_a_corrupt_gzip_fails_with_the_reason() -> None:
+    data = bytearray(gzip.compress(BIG))
+    data[5000:5100] = bytes(100)  # zeros in the middle of the deflate stream
+    with pytest.raises(FeedError, match=r"the gzip stream is corrupt: .+"):
+        await inflate(bytes(data), 64 * 1024)
+
+
+async def test_a_source_that_fails_mid_gzip_fails_with_its_own_error() -> None:
+    async def source() -> AsyncIterator[bytes]:
+        data = gzip.compress(BIG)
+        yield data[:200_000]
+        raise SourceError("the connection dropped")
+
+    with pytest.raises(SourceError, match="the connection dropped"):
+        async for _ in decompressed(source(), 10**9):
+            pass

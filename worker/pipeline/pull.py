@@ -198,6 +198,10 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
 
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
+# Bytes handed to a parser at a time: the records of 1 MiB at once left the CPU's caches
+# behind, 128 KiB parses a 1M-item JSON feed in 5.1 s instead of 7.1 s, CSV 7% faster
+# (measured; 64-256 KiB alike).
+PARSE_PIECE = 128 * 1024
 
 
 def breaker(counts: bulk.MergeCounts, rows: int, settings: Settings) -> str | None:
@@ -285,7 +289,9 @@ class _Stream:
                     self._wait_source_s += t1 - t
                     inflated += len(chunk)
                     with gc_paused():
-                        self._take(records.feed(chunk), ready, offset)
+                        for start in range(0, len(chunk), PARSE_PIECE):
+                            piece = chunk[start:start + PARSE_PIECE]
+                            self._take(records.feed(piece), ready, offset)
                         out = self._encode(final=False)
                     t = clock()
                     self._parse_s += t - t1
