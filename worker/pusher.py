@@ -50,7 +50,7 @@ class PushConsumer:
                 self.idle.clear()
                 prepared = group.close()
                 if before is not None:
-                    await before  # two groups in the database at most
+                    await asyncio.shield(before)  # two groups in the database at most
                 if not self.accepting:  # draining: this group goes back to the queue
                     await broker.requeue_all(messages)
                     if committing is None or committing.done():
@@ -134,18 +134,20 @@ class PushConsumer:
         try:
             report = await commit(self.pool, self.settings, prepared, after)
         except asyncio.CancelledError:
-            applied.set_result(None)
+            _signal(applied)
             await broker.requeue_all([m for m, _ in group])
             raise
         except Exception as exc:  # nothing was applied: all go back
-            applied.set_result(None)
+            if after is not None:  # the turns stay in order: the next merges after ours
+                await asyncio.shield(after)
+            _signal(applied)
             log.warning("push.group_failed", messages=len(group),
                         error=f"{type(exc).__name__}: {exc}")
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
             await broker.requeue_all([m for m, _ in group])
             return
-        applied.set_result(None)
+        _signal(applied)
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         decisions = [(m, e.reason if e.fate is Fate.DEAD else "") for m, e in group]
@@ -182,6 +184,12 @@ class PushConsumer:
                                              slice_rows)
             if deleted < slice_rows:
                 await asyncio.sleep(min(3600.0, self.settings.message_retention_s / 10))
+
+
+def _signal(applied: asyncio.Future[None]) -> None:
+    """This group's transaction is over (once; a cancelled waiter may have ended it)."""
+    if not applied.done():
+        applied.set_result(None)
 
 
 def _envelope(message: AbstractIncomingMessage) -> Envelope:

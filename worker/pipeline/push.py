@@ -120,9 +120,9 @@ def _lines(items: dict[tuple[int, str], Item]) -> list[str]:
 async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
                  after: asyncio.Future[None] | None = None) -> GroupReport:
     """The database half: one transaction; every envelope's fate is decided here. With
-    `after` (the previous group's transaction is over), the group's items are staged
-    first and the rest waits for it: transactions take their turns, in order, while the
-    next group's COPY overlaps the previous group's merge."""
+    `after` (the previous group's transaction is over), the group's items are staged and
+    its message ids remembered first, and the rest waits for it: merges take their turns,
+    in order, while the next group's COPY overlaps the previous group's merge."""
     live = [e for e in group.envelopes if e.fate is Fate.APPLIED and e.update is not None]
     feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
     gone = set()
@@ -141,13 +141,12 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
         lines = _lines(items)
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
-        if after is not None:
-            await after
+        await _turn(after)
         return GroupReport({}, 0)
     async with pool.acquire() as conn, conn.transaction():
         await store.stage(conn, lines)
-        if after is not None:
-            await after
+        # Remembering the ids takes no lock but on the ids themselves: one that the
+        # previous batch holds (uncommitted) waits for it, and is then a repeat.
         ids = [e.message_id for e in live if e.message_id]
         fresh = await store.remember(conn, ids)
         seen: set[str] = set()
@@ -162,10 +161,12 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
         if repeats:  # rare: fold again without them
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
+                await _turn(after)
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
             await store.stage(conn, _lines(items), again=True)
+        await _turn(after)
         merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history)
         for feed_id, c in counts.items():
             run_id, got = merged[feed_id]
@@ -175,6 +176,13 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             c.ambiguous = got.get("ambiguous", 0)
             await store.record_run(conn, run_id, c)
     return GroupReport(counts, len(items))
+
+
+async def _turn(after: asyncio.Future[None] | None) -> None:
+    """Wait until the previous group's transaction is over (shielded: a cancelled wait
+    must not cancel the previous group's signal)."""
+    if after is not None:
+        await asyncio.shield(after)
 
 
 async def apply_group(pool: asyncpg.Pool, settings: Settings,
