@@ -6,6 +6,7 @@ import asyncio
 import gc
 import weakref
 
+from tests.support.wait import until
 from worker.pipeline.gcpause import collect_periodically, gc_paused
 
 
@@ -24,8 +25,10 @@ async def test_collector_turns_automatic_collection_off_and_still_frees_cycles()
     assert gc.isenabled()
     task = asyncio.create_task(collect_periodically(0.05))
     try:
-        await asyncio.sleep(0)  # the task starts
-        assert not gc.isenabled()
+        async def collector_off() -> bool:
+            return not gc.isenabled()
+
+        await until(collector_off, timeout_s=5.0, what="the collector to take over")
         assert gc.get_freeze_count() > 0  # what existed at start is left out of passes
         freed = asyncio.Event()
         alive = make_cycle(freed)
