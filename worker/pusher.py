@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit
+from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit, wait_turn
 from worker.settings import Settings
 from worker.store import push as store
 
@@ -49,8 +49,7 @@ class PushConsumer:
                 messages, group = await self._collect(applied)
                 self.idle.clear()
                 prepared = group.close()
-                if before is not None:
-                    await asyncio.shield(before)  # two groups in the database at most
+                await wait_turn(before)  # two groups in the database at most
                 if not self.accepting:  # draining: this group goes back to the queue
                     await broker.requeue_all(messages)
                     if committing is None or committing.done():
@@ -138,8 +137,7 @@ class PushConsumer:
             await broker.requeue_all([m for m, _ in group])
             raise
         except Exception as exc:  # nothing was applied: all go back
-            if after is not None:  # the turns stay in order: the next merges after ours
-                await asyncio.shield(after)
+            await wait_turn(after)  # the turns stay in order: the next merges after ours
             _signal(applied)
             log.warning("push.group_failed", messages=len(group),
                         error=f"{type(exc).__name__}: {exc}")

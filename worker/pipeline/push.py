@@ -141,7 +141,7 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
         lines = _lines(items)
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
-        await _turn(after)
+        await wait_turn(after)
         return GroupReport({}, 0)
     async with pool.acquire() as conn, conn.transaction():
         await store.stage(conn, lines)
@@ -161,12 +161,12 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
         if repeats:  # rare: fold again without them
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
-                await _turn(after)
+                await wait_turn(after)
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
             await store.stage(conn, _lines(items), again=True)
-        await _turn(after)
+        await wait_turn(after)
         merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history)
         for feed_id, c in counts.items():
             run_id, got = merged[feed_id]
@@ -178,7 +178,7 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
     return GroupReport(counts, len(items))
 
 
-async def _turn(after: asyncio.Future[None] | None) -> None:
+async def wait_turn(after: asyncio.Future[None] | None) -> None:
     """Wait until the previous group's transaction is over (shielded: a cancelled wait
     must not cancel the previous group's signal)."""
     if after is not None:
