@@ -58,7 +58,10 @@ keys AS NOT MATERIALIZED (
            i.n = 1 AND pv.n = 1 AND NOT EXISTS (
                SELECT 1 FROM inventory_feed_variants x
                WHERE x.variant_id = i.variant_id
-                 AND x.inventory_feed_id = i.inventory_feed_id) AS unique_match
+                 AND x.inventory_feed_id = i.inventory_feed_id
+                 -- (repeated as a filter of its own for a hashed plan, which cannot
+                 -- use the condition above: it keeps the scan to the feeds at hand)
+                 AND x.inventory_feed_id IN (SELECT inventory_feed_id FROM conf)) AS unique_match
     FROM per_item i
     JOIN per_variant pv
         ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
