@@ -11,6 +11,8 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
   X  the marketplace rules' cost: E and U with them off (no auto-connect, no item history):
      E0, U0; then a store of 500,000 variants is seeded, a quarter of the feed's SKUs among
      them, and EC, UC run with the rules on (auto-connect against that store, history)
+  S  a table shared by many feeds: EC and UC again (the store and rules as X left them), with
+     the table holding three times as many items of another feed: ES, US
   N  asyncpg executemany upsert of the first 100,000 rows, scaled to all rows
   G  pgloader plain load of feed1.csv into a table without keys
   R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's
@@ -26,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +39,7 @@ from tests.bench.children import ChildResult, run_child_async
 from tests.bench.httpserver import serve_files
 from tests.bench.report import Measurement, Report, format_run
 
-RUNS = ("L", "M", "E", "X", "N", "G", "R")
+RUNS = ("L", "M", "E", "X", "S", "N", "G", "R")
 FEEDS = ("L", "M", "E", "N", "R")
 CHANGED_SHARE = 0.10
 SET_CONNECT = "UPDATE inventory_feeds SET automatically_connect = $2 WHERE id = $1"
@@ -47,6 +50,14 @@ SELECT vendor_sku FROM inventory_feed_variants WHERE inventory_feed_id = $1 AND 
 UNION ALL
 SELECT 'STORE-' || n FROM generate_series(1, (
     SELECT count(*) FROM inventory_feed_variants WHERE inventory_feed_id = $1) / 4) AS n
+"""
+
+# Another feed's items, for S: the table is shared by every feed.
+SEED_OTHERS = """
+INSERT INTO inventory_feed_variants (inventory_feed_id, external_id, vendor_sku, name,
+                                     inventory_quantity, retail_price)
+SELECT $1, 'OTHER-' || n, 'OS-' || n, 'another feed''s item ' || n, n % 100, 9.99
+FROM generate_series(1, $2::int) AS n
 """
 
 
@@ -233,8 +244,20 @@ class Bench:
         say(f"seeded a store of {store:,} variants")
         await self.import_pair("C", how=f", auto-connect ({store:,} variants) + history")
 
+    async def shared(self) -> None:
+        """ES and US: the imports of EC and UC, with three times as many items of another
+        feed in the table (a merge must keep to its own feed's rows)."""
+        others = 3 * self.files.rows
+
+        async def seed() -> None:
+            say(f"seeding {others:,} items of another feed ...")
+            await self.conn.execute(SEED_OTHERS, self.feeds["N"], others)
+
+        await self.import_pair("S", how=f", {others:,} other items in the table", seed=seed)
+
     async def import_pair(self, suffix: str = "", env: tuple[tuple[str, str], ...] = (),
-                          how: str = "") -> None:
+                          how: str = "",
+                          seed: Callable[[], Awaitable[None]] | None = None) -> None:
         rows, changed = self.files.rows, self.files.changed
         base, feed2 = self.files.base, self.feed2
         empty = Import(
@@ -252,6 +275,9 @@ class Bench:
             env,
         )
         await self.fresh()
+        if seed is not None:
+            await seed()
+            await db.quiesce(self.conn)
         if not (await self.feed_worker_import(empty)).ok:
             note = "not run: E did not succeed"
             self.report.add(Measurement(full.label, full.what, rows, note=note, ok=False))
@@ -310,6 +336,7 @@ class Bench:
             "L": lambda: self.psql_pair("L", "upsert.sql", "INSERT ON CONFLICT"),
             "M": lambda: self.psql_pair("M", "merge.sql", "MERGE"),
             "X": self.rules,
+            "S": self.shared,
             "E": self.import_pair,
             "N": self.naive,
             "G": self.pgloader,
