@@ -77,18 +77,21 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
         last = await runs.last_validators(pool, job.feed.id)
         if last is not None:
             job = dataclasses.replace(job, previous=last[1])
-    heartbeat = asyncio.create_task(_heartbeat(pool, settings, job), name=f"lease-{job.run_id}")
+    lease = Lease(pool, settings, job)
+    heartbeat = asyncio.create_task(lease.keep(), name=f"lease-{job.run_id}")
     if job.dry_run:  # no run row to keep: nothing of a dry run stays in the database
         heartbeat.cancel()
-    work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress),
+    work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress, lease),
                                name=f"pull-{job.run_id}")
     try:
         watched = {work} if job.dry_run else {heartbeat, work}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if work not in done:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            heartbeat.result()  # raises LeaseLost (or what stopped it)
+            if heartbeat.exception() is not None:
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                heartbeat.result()  # raises LeaseLost (or what stopped it)
+            await asyncio.wait({work})  # the renewals ended: the last transaction checks
         work.result()
     except _DryRun:
         report.timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -137,15 +140,38 @@ async def _record_failure(pool: asyncpg.Pool, job: PullJob, report: RunReport,
             await runs.store_rejects(conn, job.run_id, rejects.kept)
 
 
-async def _heartbeat(pool: asyncpg.Pool, settings: Settings, job: PullJob) -> None:
-    while True:
-        await asyncio.sleep(settings.lease_s / 3)
-        if not await runs.renew_lease(pool, job.run_id, job.owner, settings.lease_s):
-            raise LeaseLost(f"run {job.run_id} was taken over by another replica")
+class Lease:
+    """The run's lease, renewed every lease_s / 3 on a connection of its own until the
+    run's last transaction. That transaction locks the run row and checks that the run is
+    still ours (runs.lock_own_run); a renewal waiting on that lock would then find the run
+    ended, which is the run's own doing, not another replica taking it over. So the
+    renewals end just before it (`end`)."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, job: PullJob) -> None:
+        self.pool, self.settings, self.job = pool, settings, job
+        self._renewing = asyncio.Lock()
+        self._ended = False
+
+    async def keep(self) -> None:
+        """Renew until `end`; raises LeaseLost when the run is no longer ours."""
+        job = self.job
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            async with self._renewing:
+                if self._ended:
+                    return
+                if not await runs.renew_lease(self.pool, job.run_id, job.owner,
+                                              self.settings.lease_s):
+                    raise LeaseLost(f"run {job.run_id} was taken over by another replica")
+
+    async def end(self) -> None:
+        """No renewal from now on; waits for the one in flight, if any."""
+        async with self._renewing:
+            self._ended = True
 
 
 async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: RunReport,
-                 rejects: RejectSink, progress: Progress | None) -> None:
+                 rejects: RejectSink, progress: Progress | None, lease: Lease) -> None:
     t0 = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         await bulk.create_staging(conn)
@@ -190,6 +216,7 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         if job.dry_run:
             report.details["dry_run"] = True
             raise _DryRun
+        await lease.end()
         if not await runs.lock_own_run(conn, job.run_id, job.owner):
             raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         report.timings["total_s"] = round(time.perf_counter() - t0, 3)
