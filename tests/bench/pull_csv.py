@@ -28,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,16 +247,11 @@ class Bench:
         """ES and US: the imports of EC and UC, with three times as many items of another
         feed in the table (a merge must keep to its own feed's rows)."""
         others = 3 * self.files.rows
-
-        async def seed() -> None:
-            say(f"seeding {others:,} items of another feed ...")
-            await self.conn.execute(SEED_OTHERS, self.feeds["N"], others)
-
-        await self.import_pair("S", how=f", {others:,} other items in the table", seed=seed)
+        await self.import_pair("S", how=f", {others:,} other items in the table", others=others)
 
     async def import_pair(self, suffix: str = "", env: tuple[tuple[str, str], ...] = (),
-                          how: str = "",
-                          seed: Callable[[], Awaitable[None]] | None = None) -> None:
+                          how: str = "", others: int = 0) -> None:
+        """E and U (with `suffix`, `env`); `others`: items of another feed in the table."""
         rows, changed = self.files.rows, self.files.changed
         base, feed2 = self.files.base, self.feed2
         empty = Import(
@@ -275,8 +269,9 @@ class Bench:
             env,
         )
         await self.fresh()
-        if seed is not None:
-            await seed()
+        if others:
+            say(f"seeding {others:,} items of another feed ...")
+            await self.conn.execute(SEED_OTHERS, self.feeds["N"], others)
             await db.quiesce(self.conn)
         if not (await self.feed_worker_import(empty)).ok:
             note = "not run: E did not succeed"
