@@ -15,6 +15,17 @@ QUEUE_DEAD_LETTER = "inventory.dead-letter"
 HEADER_ERROR = "x-feed-worker-error"
 HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 HEADER_ORIGINAL_QUEUE = "x-original-queue"
+# The class of the error that dead-lettered a message (its message is in HEADER_ERROR).
+HEADER_ERROR_CLASS = "x-feed-worker-error-class"
+# When the worker first received a message (ISO 8601, microseconds): set on the
+# dead-lettered copy and kept by replay, so a replayed update keeps its place in order.
+HEADER_FIRST_RECEIVED = "x-first-received-at"
+# Set by `feed-worker replay requeue` on what it sends back; the daemon records each such
+# message's outcome in replay_outcomes under this id.
+HEADER_REPLAY_ID = "x-replay-id"
+# The publisher's time in milliseconds since the epoch (the header RabbitMQ's
+# message-timestamp plugin sets): orders updates that carry no inventoryUpdatedAt.
+HEADER_TIMESTAMP_MS = "timestamp_in_ms"
 
 # pg_advisory_lock keys (class id of the two-int form); the second int is a feed id.
 LOCK_CLASS_MIGRATE = 0x46570001

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit, wait_turn
+from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit, order_time, wait_turn
 from worker.settings import Settings
 from worker.store import push as store
 
@@ -80,7 +81,7 @@ class PushConsumer:
         first = await self.inbox.get()
         messages = [first]
         group = Group(self.settings)
-        group.add(_envelope(first))
+        group.add(_envelope(first, self.settings.max_future_skew_s))
         deadline = time.monotonic() + self.settings.push_batch_wait_s
         added = 0
         while group.variants < self.settings.push_batch_variants:
@@ -96,7 +97,7 @@ class PushConsumer:
                 if added % _YIELD_EVERY_MESSAGES == 0:
                     await asyncio.sleep(0)  # let the transaction in flight move on
             messages.append(message)
-            group.add(_envelope(message))
+            group.add(_envelope(message, self.settings.max_future_skew_s))
         return messages, group
 
     async def _next(self, committing: asyncio.Future[None] | None,
@@ -190,8 +191,14 @@ def _signal(applied: asyncio.Future[None]) -> None:
         applied.set_result(None)
 
 
-def _envelope(message: AbstractIncomingMessage) -> Envelope:
-    return Envelope(message.body, message.message_id, message.timestamp)
+def _envelope(message: AbstractIncomingMessage, max_skew_s: float) -> Envelope:
+    headers = message.headers or {}
+    replay = headers.get(C.HEADER_REPLAY_ID)
+    if isinstance(replay, bytes):
+        replay = replay.decode(errors="replace")
+    return Envelope(message.body, message.message_id,
+                    order_time(headers, datetime.now(UTC), max_skew_s),
+                    replay if isinstance(replay, str) and replay else None)
 
 
 _YIELD_EVERY_MESSAGES = 2  # messages folded between two looks at the event loop (the

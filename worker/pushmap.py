@@ -19,7 +19,8 @@ import orjson
 from worker import values
 from worker.mapping import ATTRIBUTES, COLUMN_BIT, COLUMNS
 
-PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at")
+PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at",
+                "ordered_at")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _INDEX = {c: i for i, c in enumerate(COLUMNS)}
 _EXTRA_BIT = COLUMN_BIT["extra"]
@@ -120,7 +121,9 @@ def parse_time(v: Any) -> datetime | None:
 
 @dataclass
 class Item:
-    """One feed item's update: the values it carries (canonical text) and its time."""
+    """One feed item's update: the values it carries (canonical text), its own time
+    (inventoryUpdatedAt, stored with the item) and its order time (that time, else its
+    message's: see pipeline/push.py), which decides which of two updates is newer."""
 
     feed_id: int
     external_id: str
@@ -128,11 +131,13 @@ class Item:
     present: int
     updated_at: datetime | None
     extra: dict[str, Any] = field(default_factory=dict)
+    order_at: datetime | None = None
 
     def absorb(self, later: Item) -> None:
-        """Fold a later update of the same item in (the newer by time wins, else the later)."""
-        if (later.updated_at is not None and self.updated_at is not None
-                and later.updated_at < self.updated_at):
+        """Fold a later update of the same item in (the newer by order time wins, else the
+        later)."""
+        if (later.order_at is not None and self.order_at is not None
+                and later.order_at < self.order_at):
             older, newer = later, self
         else:
             older, newer = self, later
@@ -144,6 +149,7 @@ class Item:
         self.extra = {**older.extra, **newer.extra}
         self.present = older.present | newer.present
         self.updated_at = newer.updated_at or older.updated_at
+        self.order_at = newer.order_at or older.order_at
 
     def copy_line(self) -> str:
         vals = list(self.values)
@@ -151,7 +157,8 @@ class Item:
             vals[_INDEX["extra"]] = orjson.dumps(self.extra).decode()
         fields = [str(self.feed_id), self.external_id, str(self.present),
                   *("" if v is None else v for v in vals),
-                  "" if self.updated_at is None else self.updated_at.isoformat()]
+                  "" if self.updated_at is None else self.updated_at.isoformat(),
+                  "" if self.order_at is None else self.order_at.isoformat()]
         line = "\t".join(fields)
         if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(fields) - 1:
             line = "\t".join(f.translate(_ESCAPES) for f in fields)
@@ -162,8 +169,9 @@ _BITS = [COLUMN_BIT[c] for c in COLUMNS]
 _ATTR_SLOT = {a: (_INDEX[c], COLUMN_BIT[c]) for a, c in ATTRIBUTES.items() if c in _INDEX}
 
 
-def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
-    """A pushed variant as an Item; raises ValueError with the reason to reject it."""
+def to_item(feed_id: int, variant: Any, message_time: datetime | None) -> Item:
+    """A pushed variant as an Item; raises ValueError with the reason to reject it.
+    `message_time` orders it when it carries no inventoryUpdatedAt of its own."""
     if not isinstance(variant, dict):
         raise ValueError(f"a variant must be an object, not {type(variant).__name__}")
     ext = variant.get("externalId")
@@ -172,7 +180,7 @@ def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
     vals: list[str | None] = [None] * len(COLUMNS)
     present = 0
     extra: dict[str, Any] = {}
-    updated_at = default_time
+    updated_at = None
     for key, v in variant.items():
         slot = _ATTR_SLOT.get(key)
         if slot is not None:
@@ -180,7 +188,7 @@ def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
             vals[i] = _CHECKS[key](key, v)
             present |= bit
         elif key == "inventoryUpdatedAt":
-            updated_at = parse_time(v) or default_time
+            updated_at = parse_time(v)
         elif key != "externalId":
             extra[key] = v
     if extra:
@@ -193,4 +201,5 @@ def to_item(feed_id: int, variant: Any, default_time: datetime | None) -> Item:
                 vals[_INDEX["currency"]] = code
                 present |= _CURRENCY_BIT
                 break
-    return Item(feed_id, str(ext).strip(), vals, present, updated_at, extra)
+    return Item(feed_id, str(ext).strip(), vals, present, updated_at, extra,
+                updated_at or message_time)

@@ -136,6 +136,27 @@ class Settings:
     schedule_tick_s: float = field(
         default=30.0, metadata={"help": "how often the leading replica looks for due feeds"}
     )
+    retry_attempts: int = field(
+        default=10,
+        metadata={"help": "tries of work that failed on a transient error (database or "
+                          "network unavailable, deadlock) before it is held or given up"},
+    )
+    retry_base_s: float = field(
+        default=0.2, metadata={"help": "first backoff between tries; doubles each try"}
+    )
+    retry_cap_s: float = field(
+        default=10.0, metadata={"help": "longest backoff between tries"}
+    )
+    retry_jitter: float = field(
+        default=0.5,
+        metadata={"help": "share of each backoff drawn at random (0 to 1), so that replicas "
+                          "do not retry in step"},
+    )
+    max_future_skew_s: float = field(
+        default=300.0,
+        metadata={"help": "a pushed inventoryUpdatedAt (or publisher timestamp) further than "
+                          "this in the future is rejected (ignored, for a timestamp)"},
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,17 +179,19 @@ class Settings:
             raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "retry_jitter":
+                continue  # a share: 0 is allowed, checked below
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
-        for name in ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop"):
-            if getattr(self, name) > 1:
+        for name in ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop", "retry_jitter"):
+            if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
-                    "max_field_chars")
+                    "max_field_chars", "retry_attempts")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

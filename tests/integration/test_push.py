@@ -138,9 +138,11 @@ async def test_an_older_update_never_overwrites_a_newer_one(
         await broker.publish(update(feed_id, newer), routing_key=C.ROUTING_UPDATE)
         await settled(pool, feed_id, 1)
         await broker.publish(update(feed_id, older), routing_key=C.ROUTING_UPDATE)
-        # The AMQP timestamp stands in when a variant carries no time of its own.
+        # The publisher's timestamp_in_ms stands in when a variant has no time of its own.
         await broker.publish(update(feed_id, {"externalId": "T", "inventoryQuantity": 2}),
-                             routing_key=C.ROUTING_UPDATE, timestamp=now - timedelta(hours=1))
+                             routing_key=C.ROUTING_UPDATE, headers={
+                                 C.HEADER_TIMESTAMP_MS:
+                                     int((now - timedelta(hours=1)).timestamp() * 1000)})
         await settled(pool, feed_id, 3)
     t = (await feeds.items(pool, feed_id))["T"]
     assert t["inventory_quantity"] == 5

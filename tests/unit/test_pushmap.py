@@ -93,9 +93,12 @@ def test_copy_line_escapes_text() -> None:
 
 def test_times() -> None:
     default = datetime(2026, 1, 1, tzinfo=UTC)
-    assert to_item(1, {"externalId": "a"}, default).updated_at == default
+    plain = to_item(1, {"externalId": "a"}, default)
+    assert plain.updated_at is None  # the message's time orders it, but is not stored
+    assert plain.order_at == default
     item = to_item(1, {"externalId": "a", "inventoryUpdatedAt": "2026-02-03T04:05:06Z"}, default)
     assert item.updated_at == datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert item.order_at == item.updated_at  # a variant's own time orders it
     naive = to_item(1, {"externalId": "a", "inventoryUpdatedAt": "2026-02-03T04:05:06"}, None)
     assert naive.updated_at == datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
     with pytest.raises(ValueError, match="inventoryUpdatedAt"):
@@ -116,7 +119,8 @@ def test_folding_by_time_when_both_carry_one() -> None:
     newer = to_item(1, {"externalId": "a", "inventoryQuantity": 9}, t + timedelta(1))
     newer.absorb(to_item(1, {"externalId": "a", "inventoryQuantity": 3, "name": "n"}, t))
     assert (value(newer, "inventory_quantity"), value(newer, "name")) == ("9", "n")
-    assert newer.updated_at == t + timedelta(1)
+    assert newer.order_at == t + timedelta(1)
+    assert newer.updated_at is None  # message times order items; they are not stored
 
 
 # -- the message contract -----------------------------------------------------------------

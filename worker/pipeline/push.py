@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import orjson
 
+from worker import constants as C
 from worker import logs
 from worker.errors import BadMessage
 from worker.messages import FeedUpdate, decode_update
@@ -36,20 +38,64 @@ class Fate(enum.Enum):
 
 @dataclass
 class Envelope:
-    """A delivery, as the pipeline sees it (nothing of the broker's client)."""
+    """A delivery, as the pipeline sees it (nothing of the broker's client).
+
+    `order_at` orders its variants that carry no inventoryUpdatedAt (see order_time);
+    without it, the time the envelope was made stands in."""
 
     body: bytes
     message_id: str | None = None
-    timestamp: datetime | None = None
+    order_at: datetime | None = None
+    replay_id: str | None = None
     update: FeedUpdate | None = None
     fate: Fate = Fate.APPLIED
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.order_at is None:
+            self.order_at = datetime.now(UTC)
 
     def decode(self) -> None:
         try:
             self.update = decode_update(self.body)
         except BadMessage as exc:
             self.fate, self.reason = Fate.DEAD, str(exc)
+
+    def reset(self) -> None:
+        """Undo what a rolled-back transaction decided (repeats, feeds gone)."""
+        if self.update is not None:
+            self.fate, self.reason = Fate.APPLIED, ""
+
+
+def order_time(headers: Mapping[str, Any] | None, received_at: datetime,
+               max_skew_s: float) -> datetime:
+    """The time that orders a message's updates among others of the same items: the
+    publisher's timestamp_in_ms header; else the time the worker first received it (kept in
+    a header when it was dead-lettered, so that a replay keeps its place); else now, when
+    it was received. A time further than `max_skew_s` in the future is not trusted."""
+    headers = headers or {}
+    latest = received_at + timedelta(seconds=max_skew_s)
+    ms = headers.get(C.HEADER_TIMESTAMP_MS)
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms > 0:
+        try:
+            t = datetime.fromtimestamp(ms / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            t = None
+        if t is not None and t <= latest:
+            return t
+    first = headers.get(C.HEADER_FIRST_RECEIVED)
+    if isinstance(first, bytes):
+        first = first.decode(errors="replace")
+    if isinstance(first, str):
+        try:
+            t = datetime.fromisoformat(first)
+        except ValueError:
+            t = None
+        if t is not None:
+            t = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+            if t <= latest:
+                return t
+    return received_at
 
 
 @dataclass
@@ -212,7 +258,7 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
                   lines: dict[tuple[int, str], str]) -> None:
     """One message's variants into the group's items (later updates folded in), and
     their COPY lines."""
-    feed_id, default_time = update.feed_id, _aware(e.timestamp)
+    feed_id, default_time = update.feed_id, e.order_at
     for index, variant in enumerate(update.variants):
         try:
             item = to_item(feed_id, variant, default_time)
@@ -231,9 +277,3 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
             prev.absorb(item)
             lines[key] = prev.copy_line()
             c.duplicates += 1
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -45,7 +45,8 @@ CREATE TEMP TABLE IF NOT EXISTS push_staging (
     images               jsonb,
     extra                jsonb,
     currency             text,
-    inventory_updated_at timestamptz
+    inventory_updated_at timestamptz,
+    ordered_at           timestamptz
 ) ON COMMIT DELETE ROWS;  -- made once per connection: no catalog churn per batch
 
 -- name: merge_settings
@@ -53,8 +54,11 @@ CREATE TEMP TABLE IF NOT EXISTS push_staging (
 SELECT set_config('jit', 'off', true);
 
 -- name: merge
--- Insert new items, update changed ones, leave the rest unwritten; an update older than
--- the stored inventory_updated_at is stale and skipped. Counts per feed.
+-- Insert new items, update changed ones, leave the rest unwritten; an update whose order
+-- time is older than the item's (ordered_at; for items written before it existed, the
+-- stored inventory_updated_at) is stale and skipped. An unchanged update with a newer order
+-- time writes only that time, so that an older one arriving later is still stale.
+-- Counts per feed.
 -- $1 feed ids and $2 their push runs (history and held items are recorded against them);
 -- $3 record quantity/price changes; $4 providers with a daily SKU limit and $5 the items
 -- each may still write today ($6, the UTC day). A manual quantity override wins over the
@@ -67,7 +71,10 @@ WITH runs AS (
         CASE WHEN s.present & 8 = 0 OR t.inventory_quantity_override = 'manual'
              THEN t.inventory_quantity ELSE s.inventory_quantity END AS new_quantity,
         CASE WHEN s.present & 32 <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
-        coalesce(s.inventory_updated_at < t.inventory_updated_at, false) AS stale,
+        coalesce(s.ordered_at < t.ordered_at,
+                 s.inventory_updated_at < t.inventory_updated_at, false) AS stale,
+        s.ordered_at IS NOT NULL AND t.id IS NOT NULL
+            AND (t.ordered_at IS NULL OR s.ordered_at > t.ordered_at) AS newer,
         t.id IS NULL OR (t.variant_id IS NULL AND (
             (s.present & 1 <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
             OR (s.present & 2 <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
@@ -119,7 +126,7 @@ WITH runs AS (
     SELECT inventory_feed_id, external_id FROM fresh WHERE n > remaining
 ), todo AS NOT MATERIALIZED (
     SELECT j.* FROM joined j
-    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale))
+    WHERE (j.target_id IS NULL OR ((j.changed OR j.newer) AND NOT j.stale))
       AND NOT EXISTS (SELECT 1 FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id
                                             AND h.external_id = j.external_id)
 ), feeds AS (
@@ -134,12 +141,13 @@ WITH runs AS (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
-        external_group_id, options, images, extra, currency, variant_id, inventory_updated_at)
+        external_group_id, options, images, extra, currency, variant_id, inventory_updated_at,
+        ordered_at)
     SELECT j.inventory_feed_id, j.external_id, j.vendor_sku, j.barcode, j.name,
            j.inventory_quantity, coalesce(j.inventory_policy, 'track'), j.retail_price,
            j.cost_price, j.compare_at_price, coalesce(j.grams, 0), j.mpn, j.external_group_id,
            coalesce(j.options, '[]'), coalesce(j.images, '[]'), coalesce(j.extra, '{}'),
-           j.currency, l.variant_id, coalesce(j.inventory_updated_at, now())
+           j.currency, l.variant_id, coalesce(j.inventory_updated_at, now()), j.ordered_at
     FROM todo j
     LEFT JOIN links l ON l.inventory_feed_id = j.inventory_feed_id
                      AND l.external_id = j.external_id AND l.unique_match
@@ -172,7 +180,8 @@ WITH runs AS (
             j.inventory_updated_at,
             CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
                  THEN now() ELSE t.inventory_updated_at END),
-        updated_at = now()
+        ordered_at = greatest(t.ordered_at, j.ordered_at),
+        updated_at = CASE WHEN j.changed THEN now() ELSE t.updated_at END
     FROM todo j
     LEFT JOIN links l ON l.inventory_feed_id = j.inventory_feed_id
                      AND l.external_id = j.external_id AND l.unique_match
@@ -206,7 +215,7 @@ SELECT j.inventory_feed_id AS feed_id,
        (SELECT count(*) FROM todo t WHERE t.inventory_feed_id = j.inventory_feed_id
             AND t.target_id IS NULL) AS inserted,
        (SELECT count(*) FROM todo t WHERE t.inventory_feed_id = j.inventory_feed_id
-            AND t.target_id IS NOT NULL) AS updated,
+            AND t.target_id IS NOT NULL AND t.changed) AS updated,
        count(*) FILTER (WHERE j.changed AND j.stale) AS stale,
        (SELECT count(*) FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id) AS held,
        (SELECT count(*) FROM links l WHERE l.inventory_feed_id = j.inventory_feed_id
