@@ -11,6 +11,7 @@ import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -115,10 +116,26 @@ async def dead_letter(topology: Topology, message: AbstractIncomingMessage, reas
     await message.ack()
 
 
+@dataclass(frozen=True)
+class DeadLetterNote:
+    """Why a message is dead-lettered: the reason (secrets masked), the error's class when
+    an error caused it, and when the worker first received it (kept for replays)."""
+
+    reason: str
+    error_class: str = ""
+    first_received: datetime | None = None
+
+
 async def _copy_to_dead_letters(topology: Topology, message: AbstractIncomingMessage,
-                                reason: str, queue_name: str) -> None:
+                                reason: str | DeadLetterNote, queue_name: str) -> None:
+    note = reason if isinstance(reason, DeadLetterNote) else DeadLetterNote(reason)
     headers = dict(message.headers or {})
-    headers[C.HEADER_ERROR] = reason[:1000]
+    headers[C.HEADER_ERROR] = note.reason[:1000]
+    if note.error_class:
+        headers[C.HEADER_ERROR_CLASS] = note.error_class
+    if note.first_received is not None and C.HEADER_FIRST_RECEIVED not in headers:
+        headers[C.HEADER_FIRST_RECEIVED] = note.first_received.isoformat()
+    headers[C.HEADER_DEAD_LETTERED_AT] = datetime.now(UTC).isoformat()
     headers[C.HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key or ""
     headers[C.HEADER_ORIGINAL_QUEUE] = queue_name
     copy = aio_pika.Message(

@@ -20,6 +20,8 @@ HEADER_ERROR_CLASS = "x-feed-worker-error-class"
 # When the worker first received a message (ISO 8601, microseconds): set on the
 # dead-lettered copy and kept by replay, so a replayed update keeps its place in order.
 HEADER_FIRST_RECEIVED = "x-first-received-at"
+# When the worker dead-lettered a message (ISO 8601); replay's --older-than reads it.
+HEADER_DEAD_LETTERED_AT = "x-dead-lettered-at"
 # Set by `feed-worker replay requeue` on what it sends back; the daemon records each such
 # message's outcome in replay_outcomes under this id.
 HEADER_REPLAY_ID = "x-replay-id"
