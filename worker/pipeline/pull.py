@@ -308,7 +308,8 @@ class _Stream:
                               token=feed.authentication_token)
             source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
-                                  feed.mapping.get("zipEntry"), found)
+                                  feed.mapping.get("zipEntry"), found,
+                                  max_ratio=settings.max_inflation_ratio)
             t = clock()
             async with contextlib.aclosing(source):  # type: ignore[type-var]
                 async for chunk in source:
