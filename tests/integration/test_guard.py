@@ -99,6 +99,21 @@ async def test_ipv6_forms_of_refused_ipv4_addresses_are_refused(
     assert await feeds.items(pool, feed_id) == {}
 
 
+async def test_a_redirect_to_a_nat64_loopback_is_refused(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    """The redirect's address is checked like the feed URL's, embedded IPv4 and all: with
+    127.0.0.1/32 allowed (the server), the NAT64 form of 127.0.0.2 is still refused."""
+    feed_server.add("/f.csv", BODY)
+    feed_server.add("/moved.csv", redirect=f"http://[64:ff9b::7f00:2]:{feed_server.port}/f.csv")
+    feed_id = await feeds.make_feed(pool, feed_server.url("/moved.csv"))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "failed"
+    assert "64:ff9b::7f00:2 (NAT64 of 127.0.0.2) is not an allowed address" in run["error"]
+    assert feed_server.routes["/moved.csv"].requests == 1
+    assert feed_server.routes["/f.csv"].requests == 0
+    assert await feeds.items(pool, feed_id) == {}
+
+
 async def test_a_name_resolving_to_a_nat64_loopback_is_refused(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
