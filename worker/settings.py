@@ -60,8 +60,9 @@ class Settings:
     )
     max_inflation_ratio: int = field(
         default=100,
-        metadata={"help": "a gzip/zip feed that inflates more than this many times its "
-                          "downloaded size fails its run (judged past 16 MiB inflated)"},
+        metadata={"help": "a gzip/zip feed that inflates to more than this many times the "
+                          "compressed bytes read so far fails its run (judged past 16 MiB "
+                          "inflated)"},
     )
     max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
     max_records: int = field(
