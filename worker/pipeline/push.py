@@ -261,7 +261,7 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
     feed_id, default_time = update.feed_id, e.order_at
     for index, variant in enumerate(update.variants):
         try:
-            item = to_item(feed_id, variant, default_time)
+            item = to_item(feed_id, variant, default_time, settings)
         except ValueError as exc:
             c.rejected += 1
             if len(c.rejects) < settings.max_stored_rejects:
