@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -237,7 +236,7 @@ class Mapper:
         # Control characters: one look at the whole batch; columns that have one are
         # checked value by value (the fast paths, which join values with SEP, never see
         # them).
-        controls = values.CONTROL.search("".join(chain.from_iterable(picked))) is not None
+        controls = values.has_controls("".join(map("".join, picked)))
         codes = self._currencies(cols) if self._priced else None
         for j, rule in enumerate(self._rules):
             col = cols[j]
@@ -364,7 +363,7 @@ class Mapper:
 
 def _check_controls(attr: str, col: Sequence[str], bad: dict[int, str]) -> bool:
     """Marks the values of a column that hold a control character; whether any did."""
-    if values.CONTROL.search("".join(col)) is None:
+    if not values.has_controls("".join(col)):
         return False
     for i, v in enumerate(col):
         try:

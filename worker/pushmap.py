@@ -48,12 +48,10 @@ def _amount(attr: str, v: Any) -> str | None:
     if isinstance(v, (int, float)):
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{attr}: {v!r} is not a non-negative number")
-        if isinstance(v, int):
-            return values.check_digits(attr, str(v))
-        text = repr(v)
-        if "e" in text:  # 1e-05, 1e+300: written out, so the digit limits see them
+        text = repr(v) if isinstance(v, float) else str(v)
+        if "e" in text:  # 1e-05, 1e+300: written out, so that the digit limits see them
             text = format(Decimal(text), "f")
-        return values.check_digits(attr, text)
+        return values.check_digits(attr, text, v)
     if isinstance(v, str):
         return _PRICE[attr](v)
     raise ValueError(f"{attr}: must be a number, not {type(v).__name__}")

@@ -160,6 +160,16 @@ _JSON_CONTROL = re.compile(r"\\(?:u00[01][0-9a-fA-F]|u007[fF]|[bf])|\x7f|\\\\")
 _JSON_SHORT = {"\\b": "\x08", "\\f": "\x0c"}
 
 
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+
+def has_controls(text: str) -> bool:
+    """Whether `text` holds a character check_controls refuses: a quicker look than the
+    regular expression over a whole batch (in UTF-8 these bytes stand only for themselves)."""
+    b = text.encode("utf-8", "surrogatepass")
+    return len(b.translate(None, _CONTROL_BYTES)) != len(b)
+
+
 def check_size(attr: str, v: str, max_chars: int) -> None:
     """A value longer than FEED_WORKER_MAX_FIELD_CHARS, with the parsers' reason."""
     if len(v) > max_chars:
@@ -217,15 +227,17 @@ def keys_fit(col: Sequence[str]) -> bool:
     return all(len(v) <= KEY_CHARS_ALWAYS_FIT or len(v.encode()) <= MAX_KEY_BYTES for v in col)
 
 
-def check_digits(attr: str, plain: str) -> str:
+def check_digits(attr: str, plain: str, shown: object = None) -> str:
     """A plain number's text (as number_parser gives it) within the digits a price or grams
-    may have: beyond them Postgres' numeric overflows or the value is no real amount."""
-    whole, _, fraction = plain.lstrip("+-").partition(".")
-    if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
-        raise ValueError(f"{attr}: {_short(plain)} has more than {MAX_INTEGER_DIGITS} digits "
+    may have: beyond them Postgres' numeric overflows or the value is no real amount.
+    `shown` is the value as given, for the reason (default: `plain`)."""
+    integer, _, fraction = plain.lstrip("+-").partition(".")
+    given = _short(plain if shown is None else shown)
+    if len(integer.lstrip("0")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"{attr}: {given} has more than {MAX_INTEGER_DIGITS} digits "
                          "before the decimal point")
     if len(fraction.rstrip("0")) > MAX_FRACTION_DIGITS:
-        raise ValueError(f"{attr}: {_short(plain)} has more than {MAX_FRACTION_DIGITS} digits "
+        raise ValueError(f"{attr}: {given} has more than {MAX_FRACTION_DIGITS} digits "
                          "after the decimal point")
     return plain
 

@@ -22,6 +22,7 @@ from worker.values import (
     check_text,
     check_time,
     enum_converter,
+    has_controls,
     keys_fit,
     number_parser,
     price_converter,
@@ -238,6 +239,19 @@ def test_control_characters_are_refused_naming_attribute_and_code_point(char: st
     reason = f"name: contains control character U+{ord(char):04X}"
     with pytest.raises(ValueError, match=exactly(reason)):
         check_controls("name", f"a{char}b")
+
+
+def test_the_quick_look_finds_what_the_check_refuses() -> None:
+    """has_controls (the mapper's look at a whole batch) against check_controls, for every
+    code point below U+0800 and a few wider ones, alone and among multi-byte text."""
+    for c in [*range(0x800), 0xD800, 0xFFFF, 0x10FFFF, 0x1F600]:
+        text = f"\u00e9{chr(c)}\u20ac"
+        try:
+            check_controls("x", text)
+        except ValueError:
+            assert has_controls(text), hex(c)
+        else:
+            assert not has_controls(text), hex(c)
 
 
 @pytest.mark.parametrize("text", ["tab\there", "line\nbreak", "cr\r\n", "", "caf\u00e9 \u20ac",
