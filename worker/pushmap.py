@@ -181,20 +181,16 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None,
     ext = variant.get("externalId")
     if isinstance(ext, bool) or not isinstance(ext, (str, int)) or not str(ext).strip():
         raise ValueError("externalId is missing or blank")
-    cap = settings.max_field_chars
+    _check_texts(variant, settings.max_field_chars)
     vals: list[str | None] = [None] * len(COLUMNS)
     present = 0
     extra: dict[str, Any] = {}
     updated_at = None
     for key, v in variant.items():
-        if v.__class__ is str:
-            values.check_text(key, v, cap)
         slot = _ATTR_SLOT.get(key)
         if slot is not None:
             i, bit = slot
-            text = vals[i] = _CHECKS[key](key, v)
-            if text is not None and isinstance(v, (list, dict)):
-                values.check_json_text(key, text, cap)
+            vals[i] = _CHECKS[key](key, v)
             present |= bit
         elif key == "inventoryUpdatedAt":
             updated_at = parse_time(v)
@@ -203,7 +199,6 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None,
         elif key != "externalId":
             extra[key] = v
     if extra:
-        _check_extra(extra, cap)
         present |= _EXTRA_BIT
     if not present & _CURRENCY_BIT:  # a price's own code ("9.99 EUR") is the currency
         for key in ("retailPrice", "costPrice", "compareAtPrice"):
@@ -217,19 +212,20 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None,
                 updated_at or message_time)
 
 
-def _check_extra(extra: dict[str, Any], cap: int) -> None:
-    """Extra attributes' names and (nested) values, checked in their JSON text at once;
-    an attribute at a time only to name the one at fault. String values were checked with
-    the others."""
-    text = orjson.dumps(extra).decode()
-    if len(text) <= cap:
-        try:
-            values.check_json_controls("extra", text)
-        except ValueError:
-            pass
-        else:
-            return
-    for key, v in extra.items():
-        values.check_text("an attribute name", key, cap)
-        if v.__class__ is not str:
+_NAMED = {*_ATTR_SLOT, "externalId", "inventoryUpdatedAt"}
+
+
+def _check_texts(variant: dict[str, Any], cap: int) -> None:
+    """Control characters and the field-size cap for every value of a variant (strings;
+    the JSON text of objects and arrays) and for the names of its extra attributes. One
+    look at the variant's JSON text vouches for them all; value by value only to name the
+    one at fault."""
+    if values.json_within(orjson.dumps(variant).decode(), cap):
+        return
+    for key, v in variant.items():
+        if key not in _NAMED:
+            values.check_text("an attribute name", key, cap)
+        if v.__class__ is str:
+            values.check_text(key, v, cap)
+        elif isinstance(v, (list, dict)):
             values.check_json_text(key, orjson.dumps(v).decode(), cap)

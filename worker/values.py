@@ -153,14 +153,13 @@ MIN_YEAR = 1900           # of a pushed inventoryUpdatedAt
 
 # C0 controls but tab, LF and CR, and DEL: text columns must not hold them (NUL cannot be
 # stored at all).
-CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_CONTROL = re.compile("[" + re.escape(_CONTROL_BYTES.decode()) + "]")
 # The same characters in JSON text as orjson writes it: \u00XX, \b or \f (escaped
 # backslashes are matched as pairs so that the text after one is not read as an escape).
 _JSON_CONTROL = re.compile(r"\\(?:u00[01][0-9a-fA-F]|u007[fF]|[bf])|\x7f|\\\\")
+_JSON_HINT = re.compile(r"\\[ubf]")
 _JSON_SHORT = {"\\b": "\x08", "\\f": "\x0c"}
-
-
-_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 
 def has_controls(text: str) -> bool:
@@ -178,21 +177,32 @@ def check_size(attr: str, v: str, max_chars: int) -> None:
 
 def check_controls(attr: str, v: str) -> None:
     """NUL and the other control characters (tab, LF and CR aside)."""
-    m = CONTROL.search(v)
+    m = _CONTROL.search(v)
     if m is not None:
         raise ValueError(_control_reason(attr, m.group()))
 
 
 def check_json_controls(attr: str, json_text: str) -> None:
     """check_controls for every string (keys too) inside JSON text orjson wrote."""
-    if "\\u00" not in json_text and "\\b" not in json_text and "\\f" not in json_text \
-            and "\x7f" not in json_text:
+    if not _may_hold_controls(json_text):
         return
     for m in _JSON_CONTROL.finditer(json_text):
         esc = m.group()
         if esc != "\\\\":
             char = _JSON_SHORT.get(esc) or (esc if len(esc) == 1 else chr(int(esc[2:], 16)))
             raise ValueError(_control_reason(attr, char))
+
+
+def _may_hold_controls(json_text: str) -> bool:
+    # Most documents have no backslash at all: one quick scan for it first.
+    return "\x7f" in json_text or ("\\" in json_text and _JSON_HINT.search(json_text) is not None)
+
+
+def json_within(json_text: str, max_chars: int) -> bool:
+    """A quick look at a whole JSON document orjson wrote: True when it is within the cap
+    and holds no control character, so that every string and JSON value inside it passes
+    check_text and check_json_text; False when they must be looked at one by one."""
+    return len(json_text) <= max_chars and not _may_hold_controls(json_text)
 
 
 def check_text(attr: str, v: str, max_chars: int) -> None:
@@ -211,7 +221,6 @@ def _control_reason(attr: str, char: str) -> str:
 
 def check_key(v: str) -> str:
     """An externalId (already trimmed) that fits the items' unique index."""
-    check_controls("externalId", v)
     if len(v) > KEY_CHARS_ALWAYS_FIT:
         size = len(v.encode())
         if size > MAX_KEY_BYTES:
@@ -231,6 +240,8 @@ def check_digits(attr: str, plain: str, shown: object = None) -> str:
     """A plain number's text (as number_parser gives it) within the digits a price or grams
     may have: beyond them Postgres' numeric overflows or the value is no real amount.
     `shown` is the value as given, for the reason (default: `plain`)."""
+    if len(plain) <= MAX_INTEGER_DIGITS:  # the usual case: too short to break either limit
+        return plain
     integer, _, fraction = plain.lstrip("+-").partition(".")
     given = _short(plain if shown is None else shown)
     if len(integer.lstrip("0")) > MAX_INTEGER_DIGITS:

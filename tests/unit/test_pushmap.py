@@ -206,6 +206,18 @@ def test_control_characters_reject_the_variant(variant: dict[str, Any], reason: 
     assert reject_of(variant) == reason
 
 
+def test_a_clean_variant_is_not_checked_value_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One look at its JSON text vouches for all its values."""
+    def fail(*args: Any) -> None:
+        raise AssertionError("checked value by value")
+
+    monkeypatch.setattr("worker.values.check_text", fail)
+    monkeypatch.setattr("worker.values.check_json_text", fail)
+    item = to_item(1, {"externalId": "a", "name": "n\t", "options": {"k": "v"}, "x": [1]},
+                   None, SETTINGS)
+    assert item.extra == {"x": [1]}
+
+
 def test_tab_and_newlines_are_text() -> None:
     item = to_item(1, {"externalId": "a", "name": "two\tcols\r\nlines",
                        "options": {"note": "a\tb\nc"}, "color": "x\ny"}, None, SETTINGS)
