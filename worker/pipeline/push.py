@@ -212,6 +212,8 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
                 await wait_turn(after)
+                if any(e.replay_id for e in group.envelopes):
+                    await _record_replays(conn, settings, group.envelopes)
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
