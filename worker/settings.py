@@ -70,7 +70,8 @@ class Settings:
     )
     max_field_chars: int = field(
         default=DEFAULT_MAX_FIELD_CHARS,
-        metadata={"help": "a record with a field longer than this many characters is rejected"},
+        metadata={"help": "a record (or pushed variant) with a field longer than this many "
+                          "characters is rejected"},
     )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
