@@ -43,6 +43,8 @@ class Feed:
     breaker_max_quantity_drop: float | None = None
     breaker_max_rows_drop: float | None = None
     breaker_max_bytes_drop: float | None = None
+    download_deadline_s: float | None = None  # None: FEED_WORKER_DOWNLOAD_DEADLINE_S
+    run_deadline_s: float | None = None       # None: FEED_WORKER_RUN_DEADLINE_S
 
 
 @dataclass
@@ -108,6 +110,13 @@ async def record_skipped(conn: Conn, feed_id: int, message_id: str | None,
 
 async def renew_lease(pool: asyncpg.Pool, run_id: int, owner: str, lease_s: float) -> bool:
     return await pool.fetchval(q(_SQL, "renew_lease"), run_id, owner, lease_s) is not None
+
+
+async def record_attempts(pool: asyncpg.Pool, run_id: int, owner: str,
+                          attempts: list[dict[str, Any]]) -> None:
+    """The failed attempts of a running run so far (details.attempts), as they happen."""
+    await pool.execute(q(_SQL, "record_attempts"), run_id, owner,
+                       orjson.dumps(attempts).decode())
 
 
 async def release_lease(pool: asyncpg.Pool, run_id: int, owner: str) -> None:
