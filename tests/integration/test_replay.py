@@ -12,10 +12,13 @@ import asyncpg
 import orjson
 import pytest
 
+from tests.support import broker, feeds
 from tests.support import deadletters as dl
 from tests.support.commands import feed_worker
 from tests.support.services import dsn_for
+from tests.support.wait import until
 from worker import constants as C
+from worker.settings import Settings
 
 
 @pytest.fixture
@@ -272,3 +275,39 @@ async def test_waiting_needs_the_database_before_anything_is_sent(topology: None
     assert "does not exist" in err
     assert out == ""
     assert await dl.ids_in() == ["a", "b"]
+
+
+async def test_with_the_daemon_an_older_update_is_stale_and_each_outcome_reported(
+        clean_broker: None, pool: asyncpg.Pool, db_url: str, settings: Settings) -> None:
+    """The issue's case: updates dead-lettered while their feed was disabled are replayed
+    after newer ones landed; the newer values stay, and the report says so."""
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook", enabled=False)
+    other = await feeds.make_feed(pool, None, resource_type="webhook", enabled=False)
+    async with broker.running_daemon(settings):
+        await broker.publish(_update(feed_id, "X", 1), C.ROUTING_UPDATE, "old-x")
+        await broker.publish(_update(feed_id, "Y", 5), C.ROUTING_UPDATE, "only-y")
+        await broker.publish(_update(other, "Z", 7), C.ROUTING_UPDATE, "still-disabled")
+        await until(lambda: dl.depth_is(3), what="three dead letters")
+    await pool.execute("UPDATE inventory_feeds SET enabled = true WHERE id = $1", feed_id)
+    async with broker.running_daemon(settings):
+        await broker.publish(_update(feed_id, "X", 9), C.ROUTING_UPDATE, "new-x")
+
+        async def x_is_9() -> bool:
+            x = (await feeds.items(pool, feed_id)).get("X")
+            return x is not None and x["inventory_quantity"] == 9
+
+        await until(x_is_9, what="the newer update of X")
+        code, out, err = await feed_worker("replay", "requeue", "--wait", "30",
+                                           database_url=db_url)
+    lines = _lines(out)
+    assert lines[:3] == [
+        ["old-x", "stale", "variants=1 applied=0 stale=1 rejected=0"],
+        ["only-y", "applied", "variants=1 applied=1 stale=0 rejected=0"],
+        ["still-disabled", "dead-lettered again", f"feed {other} is disabled"],
+    ], (out, err)
+    assert re.fullmatch(r"sent 3: applied 1, stale 1, rejected 0, repeat 0, dead-lettered "
+                        r"again 1, pending 0 \(replay [0-9a-f-]{36}\)", lines[3][0]), out
+    assert code == 1  # one was dead-lettered again
+    got = await feeds.items(pool, feed_id)
+    assert {k: v["inventory_quantity"] for k, v in got.items()} == {"X": 9, "Y": 5}
+    assert await dl.ids_in() == ["still-disabled"]

@@ -72,7 +72,7 @@ async def put_by_broker(body: bytes, message_id: str, routing_key: str = C.ROUTI
             aio_pika.Message(body, message_id=message_id, content_type="application/json",
                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **props),
             routing_key=routing_key, mandatory=True)
-        await until(lambda: _depth_is(before + 1), what="the broker to dead-letter it")
+        await until(lambda: depth_is(before + 1), what="the broker to dead-letter it")
 
 
 async def depth(name: str = C.QUEUE_DEAD_LETTER) -> int:
@@ -82,7 +82,7 @@ async def depth(name: str = C.QUEUE_DEAD_LETTER) -> int:
         return int(queue.declaration_result.message_count or 0)
 
 
-async def _depth_is(n: int, name: str = C.QUEUE_DEAD_LETTER) -> bool:
+async def depth_is(n: int, name: str = C.QUEUE_DEAD_LETTER) -> bool:
     return await depth(name) == n
 
 
