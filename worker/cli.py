@@ -92,14 +92,16 @@ def _replay_filters(parser: argparse.ArgumentParser, default_limit: int | None) 
              "repeated); default: all")
     parser.add_argument(
         "--reason", metavar="TEXT",
-        help="only messages whose reason contains TEXT, ignoring case (the worker's error, "
-             "or 'broker: delivery_limit' and the like for messages the broker dead-lettered)")
+        help="only messages whose reason, as `replay list` shows it, contains TEXT, ignoring "
+             "case: the worker's error (e.g. 'is disabled'), or 'broker: <why>' for a message "
+             "the broker dead-lettered itself (e.g. 'broker: delivery_limit')")
     parser.add_argument("--feed", type=int, metavar="N",
-                        help="only messages whose body has feedId N (inventory_feeds.id)")
+                        help="only messages whose JSON body has feedId N (inventory_feeds.id); "
+                             "a body that is not JSON never matches")
     parser.add_argument(
         "--older-than", type=_duration, metavar="DURATION",
         help="only messages dead-lettered longer ago than DURATION: a number and s, m, h or "
-             "d (90s, 30m, 2h, 7d)")
+             "d (90s, 30m, 2h, 7d); one that does not say when it was dead-lettered is left out")
     parser.add_argument(
         "--limit", type=int, default=default_limit, metavar="N",
         help="at most N messages, the first in the queue that match" + (
