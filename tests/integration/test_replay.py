@@ -266,6 +266,16 @@ async def test_dead_lettered_again_or_pending_exits_1(topology: None, db_url: st
     ]
 
 
+async def test_without_the_dead_letter_queue_the_commands_say_what_to_do(
+        clean_broker: None, db_url: str) -> None:
+    for command in ("list", "requeue"):
+        code, out, err = await feed_worker("replay", command, "--no-wait"
+                                           if command == "requeue" else "--limit=5",
+                                           database_url=db_url)
+        assert (code, out) == (1, ""), err
+        assert "there is no queue inventory.dead-letter (start `feed-worker run`" in err
+
+
 async def test_waiting_needs_the_database_before_anything_is_sent(topology: None,
                                                                   db_url: str) -> None:
     await _fill("a", "b")
