@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                "id given with --message-id was not found.")
     _replay_filters(rq, default_limit=None)
     rq.add_argument("--dry-run", action="store_true",
-                    help="print what would be sent, one line per message; send nothing and "
+                    help="print what would be sent, one line per message (marking updates "
+                         "with no order time, which would count as new); send nothing and "
                          "leave the queue exactly as it was")
     wait = rq.add_mutually_exclusive_group()
     wait.add_argument("--wait", type=_seconds, default=60.0, metavar="SECONDS",

@@ -36,6 +36,9 @@ class DeadLetter:
     body: bytes
     dead_lettered_at: datetime | None
     replay_id: str | None  # set when it was dead-lettered again after a replay
+    # It carries a time that orders it among other updates of its items (timestamp_in_ms,
+    # x-first-received-at, or x-death). Without one, a replayed update counts as new.
+    ordered: bool = True
 
     @property
     def feed_id(self) -> int | None:
@@ -63,6 +66,8 @@ def describe(headers: Mapping[str, Any] | None, routing_key: str | None,
         body=body,
         dead_lettered_at=_iso(headers.get(C.HEADER_DEAD_LETTERED_AT)) or earliest_death(headers),
         replay_id=text(headers.get(C.HEADER_REPLAY_ID)) or None,
+        ordered=any(headers.get(h) for h in (C.HEADER_TIMESTAMP_MS, C.HEADER_FIRST_RECEIVED,
+                                             C.HEADER_DEATH)),
     )
 
 

@@ -232,8 +232,10 @@ def report(replay: Replay, out: TextIO) -> int:
     came to an outcome other than dead-lettered (or, not waiting, was sent), 1 otherwise."""
     if replay.dry_run:
         for s in replay.messages:
+            warn = ("" if s.dead.ordered or s.dead.routing_key != C.ROUTING_UPDATE
+                    else "\tno order time: its variants would count as new")
             print(f"{s.dead.message_id or '-'}\twould send to {s.dead.routing_key}\t"
-                  f"{s.dead.reason}", file=out)
+                  f"{s.dead.reason}{warn}", file=out)
         for i in replay.missing_ids:
             print(f"{i}\tnot found", file=out)
         print(f"dry run: would send {len(replay.messages)} message(s); nothing was sent",

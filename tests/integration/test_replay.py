@@ -324,6 +324,42 @@ async def test_with_the_daemon_an_older_update_is_stale_and_each_outcome_reporte
     assert await dl.ids_in() == ["still-disabled"]
 
 
+async def test_with_the_daemon_a_replay_of_many_older_updates_sets_nothing_back(
+        clean_broker: None, pool: asyncpg.Pool, db_url: str, settings: Settings) -> None:
+    """The issue at a smaller scale: 30 dead-lettered messages of 10 items each, replayed
+    after newer values of all 300 items landed, leave every item at its newer value."""
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook", enabled=False)
+
+    def body(first: int, quantity: int) -> bytes:
+        return orjson.dumps({"feedId": feed_id, "variants": [
+            {"externalId": f"I{i}", "inventoryQuantity": quantity}
+            for i in range(first, first + 10)]})
+
+    async with broker.running_daemon(settings):
+        for m in range(30):
+            await broker.publish(body(m * 10, 1), C.ROUTING_UPDATE, f"old-{m}")
+        await until(lambda: dl.depth_is(30), what="30 dead letters")
+        await pool.execute("UPDATE inventory_feeds SET enabled = true WHERE id = $1", feed_id)
+        for m in range(30):
+            await broker.publish(body(m * 10, 9), C.ROUTING_UPDATE, f"new-{m}")
+        await until(lambda: _all_at(pool, feed_id, 300, 9), what="the newer values")
+        code, out, err = await feed_worker("replay", "requeue", "--wait", "30",
+                                           database_url=db_url)
+    assert code == 0, (out, err)
+    lines = _lines(out)
+    assert lines[:30] == [[f"old-{m}", "stale", "variants=10 applied=0 stale=10 rejected=0"]
+                          for m in range(30)]
+    assert lines[30][0].startswith("sent 30: applied 0, stale 30, rejected 0, repeat 0, "
+                                   "dead-lettered again 0, pending 0 (replay ")
+    assert await _all_at(pool, feed_id, 300, 9)
+    assert await dl.depth() == 0
+
+
+async def _all_at(pool: asyncpg.Pool, feed_id: int, n: int, quantity: int) -> bool:
+    got = await feeds.items(pool, feed_id)
+    return len(got) == n and all(v["inventory_quantity"] == quantity for v in got.values())
+
+
 @pytest.mark.xfail(strict=True, reason="the daemon records no outcome for a group whose "
                    "messages are all repeats (pipeline/push.py commit returns before "
                    "_record_replays): the repeat is reported pending")

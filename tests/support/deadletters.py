@@ -34,8 +34,7 @@ def worker_headers(reason: str, *, dead_lettered_at: datetime | None = None,
         C.HEADER_ORIGINAL_QUEUE: (C.QUEUE_PULL if routing_key == C.ROUTING_PULL
                                   else C.QUEUE_UPDATE),
     }
-    if first_received is not None:
-        headers[C.HEADER_FIRST_RECEIVED] = first_received.isoformat()
+    headers[C.HEADER_FIRST_RECEIVED] = (first_received or datetime.now(UTC)).isoformat()
     headers.update(extra)
     return headers
 

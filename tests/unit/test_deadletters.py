@@ -38,8 +38,12 @@ def test_a_worker_dead_letter_describes_itself() -> None:
                   C.HEADER_DEAD_LETTERED_AT: "2026-12-05T11:00:00+00:00",
                   C.HEADER_REPLAY_ID: "r1"}, "ignored", "m1", b'{"feedId": 4}')
     assert d == DeadLetter("m1", "feed.pull", "bad schema", b'{"feedId": 4}',
-                           NOW - timedelta(hours=1), "r1")
+                           NOW - timedelta(hours=1), "r1", ordered=False)
     assert d.feed_id == 4
+    assert not d.ordered  # no time to order it by: replayed, it would count as new
+    assert describe({C.HEADER_FIRST_RECEIVED: "2026-12-05T10:00:00+00:00"}, "k", None,
+                    b"").ordered
+    assert describe({C.HEADER_TIMESTAMP_MS: 1}, "k", None, b"").ordered
 
 
 def test_a_broker_dead_letter_takes_reason_and_time_from_x_death() -> None:
@@ -49,6 +53,7 @@ def test_a_broker_dead_letter_takes_reason_and_time_from_x_death() -> None:
     assert (d.routing_key, d.reason) == ("feed.update", "broker: delivery_limit")
     assert d.dead_lettered_at == NOW - timedelta(hours=2)  # the earliest, naive = UTC
     assert d.feed_id is None  # not an object
+    assert d.ordered
     assert describe({}, None, None, b"").reason == "broker: unknown"
 
 
@@ -123,6 +128,18 @@ def test_report_lines_summary_and_exit_code() -> None:
     assert code == 1
     assert lines[4] == "e\tnot sent\treturned: NO_ROUTE; it stays in inventory.dead-letter"
     assert lines[-1] == "not sent 1: still in inventory.dead-letter"
+
+
+def test_a_dry_run_warns_of_updates_without_an_order_time() -> None:
+    plain = DeadLetter("a", C.ROUTING_UPDATE, "x", b"", None, None, ordered=False)
+    pull = DeadLetter("p", C.ROUTING_PULL, "x", b"", None, None, ordered=False)
+    code, lines = _report(Replay("r", dry_run=True, messages=[Sent(plain), Sent(pull),
+                                                                Sent(_dead("b"))]))
+    assert (code, lines) == (0, [
+        "a\twould send to feed.update\tx\tno order time: its variants would count as new",
+        "p\twould send to feed.pull\tx",
+        "b\twould send to feed.update\tfeed 1 is disabled",
+        "dry run: would send 3 message(s); nothing was sent"])
 
 
 def test_dead_lettered_again_fails_and_no_wait_reports_sent() -> None:
