@@ -360,9 +360,6 @@ async def _all_at(pool: asyncpg.Pool, feed_id: int, n: int, quantity: int) -> bo
     return len(got) == n and all(v["inventory_quantity"] == quantity for v in got.values())
 
 
-@pytest.mark.xfail(strict=True, reason="the daemon records no outcome for a group whose "
-                   "messages are all repeats (pipeline/push.py commit returns before "
-                   "_record_replays): the repeat is reported pending")
 async def test_with_the_daemon_an_already_applied_message_is_a_repeat(
         clean_broker: None, pool: asyncpg.Pool, db_url: str, settings: Settings) -> None:
     feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
