@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from worker.errors import BadMessage
+from worker.model import Feed
 from worker.store import runs
-from worker.store.runs import Feed
 from worker.urls import mask
 
 PULL_TYPES = ("ftp_csv", "xml", "json")

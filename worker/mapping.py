@@ -22,27 +22,8 @@ import orjson
 
 from worker import values
 from worker.errors import FeedError
+from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES
 
-# Staging/target columns after external_id, in COPY order; a bit each in the merge's mask.
-COLUMNS: tuple[str, ...] = (
-    "vendor_sku", "barcode", "name", "inventory_quantity", "inventory_policy",
-    "retail_price", "cost_price", "compare_at_price", "grams", "mpn",
-    "external_group_id", "options", "images", "extra", "currency",
-)
-COLUMN_BIT = {c: 1 << i for i, c in enumerate(COLUMNS)}
-
-# camelCase attribute -> column, for the attributes that have a column of their own.
-ATTRIBUTES: dict[str, str] = {
-    "externalId": "external_id", "vendorSku": "vendor_sku", "barcode": "barcode",
-    "name": "name", "inventoryQuantity": "inventory_quantity",
-    "inventoryPolicy": "inventory_policy", "retailPrice": "retail_price",
-    "costPrice": "cost_price", "compareAtPrice": "compare_at_price", "grams": "grams",
-    "mpn": "mpn", "externalGroupId": "external_group_id", "options": "options",
-    "images": "images", "currency": "currency",
-}
-# Template attributes kept in `extra` (jsonb) when a feed has them.
-EXTRA_ATTRIBUTES = ("description", "productType", "handle", "tags", "vendorName",
-                    "countryOfOrigin", "hsCode", "externalUrl")
 # Other header spellings that map by themselves (compared normalised, see _norm).
 ALIASES: dict[str, str] = {"qty": "inventoryQuantity", "quantity": "inventoryQuantity",
                            "sku": "vendorSku", "title": "name"}

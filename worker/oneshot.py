@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from worker import logs
 from worker.claims import Claim, check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError
+from worker.model import PullJob
 from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import db, runs
@@ -72,7 +73,7 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
         if claim.run_id is None:
             print(f"error: {claim.skipped}", file=out)
             return 2
-        job = pull.PullJob(claim.run_id, claim.feed, target, settings.worker_id,
+        job = PullJob(claim.run_id, claim.feed, target, settings.worker_id,
                            local_files=url is not None, force=force, dry_run=dry_run)
         what = "dry run" if dry_run else f"run {job.run_id}"
         print(f"{what}: pulling feed {feed_id} from {mask(target)}", file=out)

@@ -17,11 +17,9 @@ from typing import Any
 import orjson
 
 from worker import values
-from worker.mapping import ATTRIBUTES, COLUMN_BIT, COLUMNS
+from worker.model import ATTRIBUTES, COLUMN_BIT, COLUMNS
 from worker.settings import Settings
 
-PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at",
-                "ordered_at")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _INDEX = {c: i for i, c in enumerate(COLUMNS)}
 _EXTRA_BIT = COLUMN_BIT["extra"]

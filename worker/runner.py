@@ -14,10 +14,10 @@ from worker.broker import Decision
 from worker.claims import claim_pull
 from worker.errors import FeedError, LeaseLost
 from worker.messages import decode_pull, encode_run_completed
+from worker.model import PullJob, RunReport
 from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import runs
-from worker.store.runs import RunReport
 
 log = logs.get(__name__)
 
@@ -55,7 +55,7 @@ class PullRunner:
             except FeedError as exc:
                 await self._fail_unstarted(claim.run_id, str(exc))
                 return Decision.ACK
-            job = pull.PullJob(claim.run_id, claim.feed, url, self.settings.worker_id,
+            job = PullJob(claim.run_id, claim.feed, url, self.settings.worker_id,
                                force=request.force)
             self._start(job, message.message_id)
             started = True
@@ -87,7 +87,7 @@ class PullRunner:
                 continue
             await self.slots.acquire()
             log.info("run.taken_over", run_id=run_id, feed_id=feed_id, attempt=row["attempts"])
-            self._start(pull.PullJob(run_id, feed, url, self.settings.worker_id,
+            self._start(PullJob(run_id, feed, url, self.settings.worker_id,
                                      force=row["force"]), row["message_id"])
             taken += 1
         return taken
@@ -109,12 +109,12 @@ class PullRunner:
             if pending:
                 await asyncio.wait(pending)
 
-    def _start(self, job: pull.PullJob, message_id: str | None) -> None:
+    def _start(self, job: PullJob, message_id: str | None) -> None:
         task = asyncio.create_task(self._run(job, message_id), name=f"run-{job.run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, job: pull.PullJob, message_id: str | None) -> None:
+    async def _run(self, job: PullJob, message_id: str | None) -> None:
         bound = log.bind(run_id=job.run_id, feed_id=job.feed.id, message_id=message_id)
         bound.info("run.started", **pull.describe(job))
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.errors import ConfigError
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS
+from worker.model import DEFAULT_MAX_FIELD_CHARS
 
 
 def _default_worker_id() -> str:

@@ -19,6 +19,7 @@ from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from worker.claims import claim_pull
 from worker.errors import LeaseLost
+from worker.model import PullJob
 from worker.pipeline import pull
 from worker.settings import Settings
 
@@ -55,12 +56,12 @@ async def test_a_renewal_during_the_runs_last_transaction_is_not_a_lost_lease(
     assert (run["inserted"], run["owner"]) == (2, None)
 
 
-async def claimed(pool: asyncpg.Pool, settings: Settings) -> pull.PullJob:
+async def claimed(pool: asyncpg.Pool, settings: Settings) -> PullJob:
     feed_id = await feeds.make_feed(pool)
     claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s,
                              "http://127.0.0.1/feed.csv")
     assert claim.run_id is not None
-    return pull.PullJob(claim.run_id, claim.feed, "http://127.0.0.1/feed.csv",
+    return PullJob(claim.run_id, claim.feed, "http://127.0.0.1/feed.csv",
                         settings.worker_id)
 
 

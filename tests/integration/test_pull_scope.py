@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from tests.support import feeds
-from worker.mapping import COLUMN_BIT
+from worker.model import COLUMN_BIT
 from worker.store import bulk, runs
 
 OTHER_ROWS = 300_000   # the other feeds' items: the table is mostly theirs

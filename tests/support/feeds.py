@@ -8,6 +8,7 @@ import asyncpg
 import orjson
 
 from worker.claims import claim_pull
+from worker.model import PullJob
 from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import runs
@@ -62,7 +63,7 @@ async def pull_once(pool: asyncpg.Pool, settings: Settings, feed_id: int,
     `feed-worker import --url file:///...` does); the run row afterwards."""
     claim = await claim_pull(pool, feed_id, None, settings.worker_id, settings.lease_s, url)
     assert claim.run_id is not None, claim.skipped
-    job = pull.PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
+    job = PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
                        settings.worker_id, force=force, local_files=local_files)
     await pull.execute(pool, settings, job)
     return await run_row(pool, claim.run_id)
@@ -73,7 +74,7 @@ async def dry_run(pool: asyncpg.Pool, settings: Settings, feed_id: int,
     """A dry run as `import --dry-run` makes it: no run row, everything rolled back."""
     feed = await runs.load_feed(pool, feed_id)
     assert feed is not None
-    job = pull.PullJob(0, feed, pull.feed_url(feed, url), settings.worker_id, dry_run=True)
+    job = PullJob(0, feed, pull.feed_url(feed, url), settings.worker_id, dry_run=True)
     return await pull.execute(pool, settings, job)
 
 

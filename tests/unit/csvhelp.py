@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS
+from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from worker.model import Feed, LastPull
 from worker.pipeline import breaker
 from worker.pipeline.breaker import ThisPull
 from worker.settings import Settings
 from worker.store.bulk import MergeCounts
-from worker.store.runs import Feed, LastPull
 
 SETTINGS = Settings()
 FEED = Feed(1, "acme", True, "ftp_csv", None, None, True, "decimal", None, {}, False)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from tests.unit.csvhelp import Parsed, parse_text, parse_text_last_final, sized, two_way_splits
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS
+from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers.csv import CsvParser
 
 EXOTIC = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

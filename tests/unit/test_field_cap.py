@@ -11,13 +11,12 @@ import orjson
 import pytest
 
 from worker.errors import ConfigError, FeedError
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
 from worker.parsers.csv import CsvBatch
 from worker.parsers.json import JsonRecords
 from worker.parsers.xml import XmlRecords
 from worker.pipeline import formats
 from worker.settings import Settings
-from worker.store.runs import Feed
 
 CAP = 10
 XML_MAPPING = {"record": "/r/i", "fields": {"externalId": "id", "name": "n"}}

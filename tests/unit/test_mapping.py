@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from worker.errors import FeedError
-from worker.mapping import COLUMN_BIT, COLUMNS, EXTRA_ATTRIBUTES, MappedBatch, Mapper, Reject
+from worker.mapping import MappedBatch, Mapper, Reject
+from worker.model import COLUMN_BIT, COLUMNS, EXTRA_ATTRIBUTES
 
 _UNESCAPE = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from worker.errors import BadMessage
-from worker.mapping import COLUMN_BIT, COLUMNS
 from worker.messages import decode_update, encode_update
-from worker.pushmap import PUSH_COLUMNS, Item, to_item
+from worker.model import COLUMN_BIT, COLUMNS, PUSH_COLUMNS
+from worker.pushmap import Item, to_item
 from worker.settings import Settings
 
 SETTINGS = Settings()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.mapping import COLUMN_BIT, COLUMNS
+from worker.model import COLUMN_BIT, COLUMNS
 from worker.store import queries
 from worker.store.queries import load, q
 
@@ -77,10 +77,20 @@ def test_staging_columns_follow_mapping_columns() -> None:
     assert columns == ["pos", "external_id", *COLUMNS]
 
 
-def test_merge_mask_bits_match_mapping() -> None:
-    sql = load("pull.sql")["merge"]
-    bits = dict(re.findall(r"\(\$2::int & (\d+)\) <> 0 THEN (?:coalesce\()?s\.(\w+)", sql))
-    # the quantity: unmapped, or under a manual override, it keeps the stored value
-    bits.update(re.findall(r"\(\$2::int & (\d+)\) = 0 OR [^\n]*\n\s*THEN t\.\w+ ELSE s\.(\w+)",
-                           sql))
-    assert {column: int(bit) for bit, column in bits.items()} == COLUMN_BIT
+@pytest.mark.parametrize("filename", ["pull.sql", "push.sql"])
+def test_merge_mask_bits_are_named_after_their_columns(filename: str) -> None:
+    """The merges name each mask bit by its column ({bit.name}, filled in from COLUMN_BIT):
+    no bit is written as a number, each names the column its CASE writes, and every column
+    has its bit used."""
+    raw = _code((STORE / filename).read_text(encoding="utf-8"))
+    assert re.findall(r"& \d+", raw) == []
+    pairs = re.findall(r"\{bit\.(\w+)\}\)? <> 0 THEN (?:coalesce\()?(?:[sj]\.|t\.extra \|\| "
+                       r"coalesce\([sj]\.)(\w+)", raw)
+    pairs += re.findall(r"\{bit\.(\w+)\}\)? = 0 OR [^\n]*\n\s*THEN t\.\w+ ELSE [sj]\.(\w+)",
+                        raw)
+    assert pairs, filename
+    assert all(bit == column for bit, column in pairs), [p for p in pairs if p[0] != p[1]]
+    assert {bit for bit, _ in pairs} == set(COLUMN_BIT)
+    merge = load(filename)["merge"]
+    assert "{bit." not in merge
+    assert str(COLUMN_BIT["currency"]) in merge

@@ -13,7 +13,8 @@ import pytest
 
 from tests.unit.recordhelp import parse_with
 from worker.errors import FeedError
-from worker.mapping import ATTRIBUTES, Mapper
+from worker.mapping import Mapper
+from worker.model import ATTRIBUTES
 from worker.parsers.csv import CsvBatch
 from worker.parsers.xml import XmlRecords, XmlSyntaxError
 

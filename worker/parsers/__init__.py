@@ -1,8 +1,5 @@
 """Incremental parsers: bytes or text in, records out. They know nothing of Postgres."""
 
-# A field longer than this (in characters) rejects its record (FEED_WORKER_MAX_FIELD_CHARS;
-# the same as the csv module's own default limit).
-DEFAULT_MAX_FIELD_CHARS = 128 * 1024
 
 
 def field_cap_reason(name: str, length: int, cap: int) -> str:

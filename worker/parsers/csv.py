@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from worker.errors import FeedError
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
+from worker.model import DEFAULT_MAX_FIELD_CHARS
+from worker.parsers import field_cap_reason
 
 # Characters str.splitlines() breaks on that are not line breaks in CSV.
 _EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from worker.errors import FeedError
-from worker.mapping import ATTRIBUTES, EXTRA_ATTRIBUTES
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
+from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
+from worker.parsers import field_cap_reason
 from worker.parsers.csv import CsvBatch
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 

@@ -21,8 +21,8 @@ from typing import Any, cast
 from lxml import etree
 
 from worker.errors import FeedError
-from worker.mapping import ATTRIBUTES, EXTRA_ATTRIBUTES
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS, field_cap_reason
+from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
+from worker.parsers import field_cap_reason
 from worker.parsers.csv import CsvBatch
 
 PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once

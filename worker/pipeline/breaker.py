@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from worker.model import Feed, LastPull
 from worker.settings import Settings, env_name
 from worker.store.bulk import MergeCounts
-from worker.store.runs import Feed, LastPull
 
 RULES = ("empty", "zeroed", "quantity", "rows", "bytes")
 

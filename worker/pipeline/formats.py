@@ -8,10 +8,10 @@ from typing import Any, Protocol
 from yarl import URL
 
 from worker.errors import FeedError
-from worker.parsers import DEFAULT_MAX_FIELD_CHARS, sniff
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
+from worker.parsers import sniff
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
-from worker.store.runs import Feed
 
 _DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 

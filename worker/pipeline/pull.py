@@ -20,6 +20,7 @@ import asyncpg
 from worker import logs
 from worker.errors import DeadlineExceeded, FeedError, Held, LeaseLost, NotModified
 from worker.mapping import Mapper
+from worker.model import Feed, PullJob, RunReport
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import breaker, formats
 from worker.pipeline.gcpause import gc_paused
@@ -31,24 +32,11 @@ from worker.sources import open_source
 from worker.sources.decompress import decompressed
 from worker.store import bulk, runs
 from worker.store.db import Conn
-from worker.store.runs import Feed, RunReport
 from worker.urls import mask, scrub
 
 log = logs.get(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes read, rows read)
-
-
-@dataclass(frozen=True)
-class PullJob:
-    run_id: int
-    feed: Feed
-    url: str
-    owner: str
-    local_files: bool = False  # file:// allowed (a person's --url, never a feed's setting)
-    previous: dict[str, Any] | None = None  # validators of the last read (cache_imports)
-    force: bool = False     # apply what the cleanup circuit breaker would hold
-    dry_run: bool = False   # report what the run would do, then roll everything back
 
 
 @dataclass(frozen=True)

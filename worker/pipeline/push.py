@@ -20,13 +20,13 @@ from worker import constants as C
 from worker import logs
 from worker.errors import BadMessage
 from worker.messages import FeedUpdate, decode_update
+from worker.model import StoredReject
 from worker.pipeline.gcpause import gc_paused
 from worker.pushmap import Item, to_item
 from worker.settings import Settings
 from worker.store import push as store
 from worker.store.db import Conn
 from worker.store.push import FeedCounts
-from worker.store.runs import StoredReject
 
 log = logs.get(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.store.runs import StoredReject
+from worker.model import StoredReject
 
 
 class RejectSink:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
+from worker.model import Feed
 from worker.store.db import Conn
 from worker.store.queries import q
-from worker.store.runs import Feed
 
 _SQL = "pull.sql"
 

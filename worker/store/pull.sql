@@ -75,33 +75,33 @@ WITH src AS (
     SELECT s.*, t.id AS target_id, t.missing_since,
         t.inventory_quantity AS old_quantity, t.retail_price AS old_price,
         t.inventory_policy AS old_policy,
-        CASE WHEN ($2::int & 16) <> 0 OR t.id IS NULL THEN coalesce(s.inventory_policy, 'track')
+        CASE WHEN ($2::int & {bit.inventory_policy}) <> 0 OR t.id IS NULL THEN coalesce(s.inventory_policy, 'track')
              ELSE t.inventory_policy END AS new_policy,
-        CASE WHEN ($2::int & 8) = 0 OR t.inventory_quantity_override = 'manual'
+        CASE WHEN ($2::int & {bit.inventory_quantity}) = 0 OR t.inventory_quantity_override = 'manual'
              THEN t.inventory_quantity ELSE s.inventory_quantity END AS new_quantity,
-        CASE WHEN ($2::int & 32) <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
+        CASE WHEN ($2::int & {bit.retail_price}) <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
         -- may connect: new, or not connected and its SKU or barcode changes
         t.id IS NULL OR (t.variant_id IS NULL AND (
-            (($2::int & 1) <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
-            OR (($2::int & 2) <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
+            (($2::int & {bit.vendor_sku}) <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
+            OR (($2::int & {bit.barcode}) <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
         t.id IS NOT NULL AND (t.missing_since IS NOT NULL OR (
-            CASE WHEN ($2::int & 1) <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
-            CASE WHEN ($2::int & 2) <> 0 THEN s.barcode ELSE t.barcode END,
-            CASE WHEN ($2::int & 4) <> 0 THEN s.name ELSE t.name END,
-            CASE WHEN ($2::int & 8) = 0 OR t.inventory_quantity_override = 'manual'
+            CASE WHEN ($2::int & {bit.vendor_sku}) <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
+            CASE WHEN ($2::int & {bit.barcode}) <> 0 THEN s.barcode ELSE t.barcode END,
+            CASE WHEN ($2::int & {bit.name}) <> 0 THEN s.name ELSE t.name END,
+            CASE WHEN ($2::int & {bit.inventory_quantity}) = 0 OR t.inventory_quantity_override = 'manual'
                  THEN t.inventory_quantity ELSE s.inventory_quantity END,
-            CASE WHEN ($2::int & 16) <> 0 THEN coalesce(s.inventory_policy, 'track')
+            CASE WHEN ($2::int & {bit.inventory_policy}) <> 0 THEN coalesce(s.inventory_policy, 'track')
                  ELSE t.inventory_policy END,
-            CASE WHEN ($2::int & 32) <> 0 THEN s.retail_price ELSE t.retail_price END,
-            CASE WHEN ($2::int & 64) <> 0 THEN s.cost_price ELSE t.cost_price END,
-            CASE WHEN ($2::int & 128) <> 0 THEN s.compare_at_price ELSE t.compare_at_price END,
-            CASE WHEN ($2::int & 256) <> 0 THEN coalesce(s.grams, 0) ELSE t.grams END,
-            CASE WHEN ($2::int & 512) <> 0 THEN s.mpn ELSE t.mpn END,
-            CASE WHEN ($2::int & 1024) <> 0 THEN s.external_group_id ELSE t.external_group_id END,
-            CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
-            CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
-            CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(s.extra, '{}') ELSE t.extra END,
-            CASE WHEN ($2::int & 16384) <> 0 THEN s.currency ELSE t.currency END
+            CASE WHEN ($2::int & {bit.retail_price}) <> 0 THEN s.retail_price ELSE t.retail_price END,
+            CASE WHEN ($2::int & {bit.cost_price}) <> 0 THEN s.cost_price ELSE t.cost_price END,
+            CASE WHEN ($2::int & {bit.compare_at_price}) <> 0 THEN s.compare_at_price ELSE t.compare_at_price END,
+            CASE WHEN ($2::int & {bit.grams}) <> 0 THEN coalesce(s.grams, 0) ELSE t.grams END,
+            CASE WHEN ($2::int & {bit.mpn}) <> 0 THEN s.mpn ELSE t.mpn END,
+            CASE WHEN ($2::int & {bit.external_group_id}) <> 0 THEN s.external_group_id ELSE t.external_group_id END,
+            CASE WHEN ($2::int & {bit.options}) <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
+            CASE WHEN ($2::int & {bit.images}) <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
+            CASE WHEN ($2::int & {bit.extra}) <> 0 THEN coalesce(s.extra, '{}') ELSE t.extra END,
+            CASE WHEN ($2::int & {bit.currency}) <> 0 THEN s.currency ELSE t.currency END
         ) IS DISTINCT FROM (
             t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
             t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
@@ -170,24 +170,24 @@ WITH src AS (
     WHERE j.target_id IS NULL
 ), upd AS (
     UPDATE inventory_feed_variants t SET
-        vendor_sku = CASE WHEN ($2::int & 1) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
-        barcode = CASE WHEN ($2::int & 2) <> 0 THEN j.barcode ELSE t.barcode END,
-        name = CASE WHEN ($2::int & 4) <> 0 THEN j.name ELSE t.name END,
+        vendor_sku = CASE WHEN ($2::int & {bit.vendor_sku}) <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
+        barcode = CASE WHEN ($2::int & {bit.barcode}) <> 0 THEN j.barcode ELSE t.barcode END,
+        name = CASE WHEN ($2::int & {bit.name}) <> 0 THEN j.name ELSE t.name END,
         inventory_quantity = j.new_quantity,
-        inventory_policy = CASE WHEN ($2::int & 16) <> 0 THEN coalesce(j.inventory_policy, 'track')
+        inventory_policy = CASE WHEN ($2::int & {bit.inventory_policy}) <> 0 THEN coalesce(j.inventory_policy, 'track')
                                 ELSE t.inventory_policy END,
         retail_price = j.new_price,
-        cost_price = CASE WHEN ($2::int & 64) <> 0 THEN j.cost_price ELSE t.cost_price END,
-        compare_at_price = CASE WHEN ($2::int & 128) <> 0 THEN j.compare_at_price
+        cost_price = CASE WHEN ($2::int & {bit.cost_price}) <> 0 THEN j.cost_price ELSE t.cost_price END,
+        compare_at_price = CASE WHEN ($2::int & {bit.compare_at_price}) <> 0 THEN j.compare_at_price
                                 ELSE t.compare_at_price END,
-        grams = CASE WHEN ($2::int & 256) <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END,
-        mpn = CASE WHEN ($2::int & 512) <> 0 THEN j.mpn ELSE t.mpn END,
-        external_group_id = CASE WHEN ($2::int & 1024) <> 0 THEN j.external_group_id
+        grams = CASE WHEN ($2::int & {bit.grams}) <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END,
+        mpn = CASE WHEN ($2::int & {bit.mpn}) <> 0 THEN j.mpn ELSE t.mpn END,
+        external_group_id = CASE WHEN ($2::int & {bit.external_group_id}) <> 0 THEN j.external_group_id
                                  ELSE t.external_group_id END,
-        options = CASE WHEN ($2::int & 2048) <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
-        images = CASE WHEN ($2::int & 4096) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
-        extra = CASE WHEN ($2::int & 8192) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END,
-        currency = CASE WHEN ($2::int & 16384) <> 0 THEN j.currency ELSE t.currency END,
+        options = CASE WHEN ($2::int & {bit.options}) <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
+        images = CASE WHEN ($2::int & {bit.images}) <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
+        extra = CASE WHEN ($2::int & {bit.extra}) <> 0 THEN coalesce(j.extra, '{}') ELSE t.extra END,
+        currency = CASE WHEN ($2::int & {bit.currency}) <> 0 THEN j.currency ELSE t.currency END,
         variant_id = coalesce(t.variant_id, l.variant_id),
         missing_since = NULL,
         inventory_updated_at = CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity

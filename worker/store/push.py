@@ -9,11 +9,11 @@ from datetime import datetime
 import asyncpg
 
 from worker.constants import LOCK_CLASS_FEED_MERGE
-from worker.pushmap import PUSH_COLUMNS
+from worker.model import PUSH_COLUMNS, StoredReject
 from worker.store.bulk import daily_allowances
 from worker.store.db import Conn
 from worker.store.queries import q
-from worker.store.runs import StoredReject, store_rejects
+from worker.store.runs import store_rejects
 
 _SQL = "push.sql"
 

@@ -68,35 +68,35 @@ WITH runs AS (
 ), joined AS MATERIALIZED (
     SELECT s.*, t.id AS target_id,
         t.inventory_quantity AS old_quantity, t.retail_price AS old_price,
-        CASE WHEN s.present & 8 = 0 OR t.inventory_quantity_override = 'manual'
+        CASE WHEN s.present & {bit.inventory_quantity} = 0 OR t.inventory_quantity_override = 'manual'
              THEN t.inventory_quantity ELSE s.inventory_quantity END AS new_quantity,
-        CASE WHEN s.present & 32 <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
+        CASE WHEN s.present & {bit.retail_price} <> 0 THEN s.retail_price ELSE t.retail_price END AS new_price,
         coalesce(s.ordered_at < t.ordered_at,
                  s.inventory_updated_at < t.inventory_updated_at, false) AS stale,
         s.ordered_at IS NOT NULL AND t.id IS NOT NULL
             AND (t.ordered_at IS NULL OR s.ordered_at > t.ordered_at) AS newer,
         t.id IS NULL OR (t.variant_id IS NULL AND (
-            (s.present & 1 <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
-            OR (s.present & 2 <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
+            (s.present & {bit.vendor_sku} <> 0 AND s.vendor_sku IS DISTINCT FROM t.vendor_sku)
+            OR (s.present & {bit.barcode} <> 0 AND s.barcode IS DISTINCT FROM t.barcode))) AS rekeyed,
         t.id IS NOT NULL AND (t.missing_since IS NOT NULL OR (
-            CASE WHEN s.present & 1 <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
-            CASE WHEN s.present & 2 <> 0 THEN s.barcode ELSE t.barcode END,
-            CASE WHEN s.present & 4 <> 0 THEN s.name ELSE t.name END,
-            CASE WHEN s.present & 8 = 0 OR t.inventory_quantity_override = 'manual'
+            CASE WHEN s.present & {bit.vendor_sku} <> 0 THEN s.vendor_sku ELSE t.vendor_sku END,
+            CASE WHEN s.present & {bit.barcode} <> 0 THEN s.barcode ELSE t.barcode END,
+            CASE WHEN s.present & {bit.name} <> 0 THEN s.name ELSE t.name END,
+            CASE WHEN s.present & {bit.inventory_quantity} = 0 OR t.inventory_quantity_override = 'manual'
                  THEN t.inventory_quantity ELSE s.inventory_quantity END,
-            CASE WHEN s.present & 16 <> 0 THEN coalesce(s.inventory_policy, 'track')
+            CASE WHEN s.present & {bit.inventory_policy} <> 0 THEN coalesce(s.inventory_policy, 'track')
                  ELSE t.inventory_policy END,
-            CASE WHEN s.present & 32 <> 0 THEN s.retail_price ELSE t.retail_price END,
-            CASE WHEN s.present & 64 <> 0 THEN s.cost_price ELSE t.cost_price END,
-            CASE WHEN s.present & 128 <> 0 THEN s.compare_at_price ELSE t.compare_at_price END,
-            CASE WHEN s.present & 256 <> 0 THEN coalesce(s.grams, 0) ELSE t.grams END,
-            CASE WHEN s.present & 512 <> 0 THEN s.mpn ELSE t.mpn END,
-            CASE WHEN s.present & 1024 <> 0 THEN s.external_group_id ELSE t.external_group_id END,
-            CASE WHEN s.present & 2048 <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
-            CASE WHEN s.present & 4096 <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
-            CASE WHEN s.present & 8192 <> 0 THEN t.extra || coalesce(s.extra, '{}')
+            CASE WHEN s.present & {bit.retail_price} <> 0 THEN s.retail_price ELSE t.retail_price END,
+            CASE WHEN s.present & {bit.cost_price} <> 0 THEN s.cost_price ELSE t.cost_price END,
+            CASE WHEN s.present & {bit.compare_at_price} <> 0 THEN s.compare_at_price ELSE t.compare_at_price END,
+            CASE WHEN s.present & {bit.grams} <> 0 THEN coalesce(s.grams, 0) ELSE t.grams END,
+            CASE WHEN s.present & {bit.mpn} <> 0 THEN s.mpn ELSE t.mpn END,
+            CASE WHEN s.present & {bit.external_group_id} <> 0 THEN s.external_group_id ELSE t.external_group_id END,
+            CASE WHEN s.present & {bit.options} <> 0 THEN coalesce(s.options, '[]') ELSE t.options END,
+            CASE WHEN s.present & {bit.images} <> 0 THEN coalesce(s.images, '[]') ELSE t.images END,
+            CASE WHEN s.present & {bit.extra} <> 0 THEN t.extra || coalesce(s.extra, '{}')
                  ELSE t.extra END,
-            CASE WHEN s.present & 16384 <> 0 THEN s.currency ELSE t.currency END
+            CASE WHEN s.present & {bit.currency} <> 0 THEN s.currency ELSE t.currency END
         ) IS DISTINCT FROM (
             t.vendor_sku, t.barcode, t.name, t.inventory_quantity, t.inventory_policy,
             t.retail_price, t.cost_price, t.compare_at_price, t.grams, t.mpn,
@@ -155,25 +155,25 @@ WITH runs AS (
     ORDER BY j.inventory_feed_id, j.external_id
 ), upd AS (
     UPDATE inventory_feed_variants t SET
-        vendor_sku = CASE WHEN j.present & 1 <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
-        barcode = CASE WHEN j.present & 2 <> 0 THEN j.barcode ELSE t.barcode END,
-        name = CASE WHEN j.present & 4 <> 0 THEN j.name ELSE t.name END,
+        vendor_sku = CASE WHEN j.present & {bit.vendor_sku} <> 0 THEN j.vendor_sku ELSE t.vendor_sku END,
+        barcode = CASE WHEN j.present & {bit.barcode} <> 0 THEN j.barcode ELSE t.barcode END,
+        name = CASE WHEN j.present & {bit.name} <> 0 THEN j.name ELSE t.name END,
         inventory_quantity = j.new_quantity,
-        inventory_policy = CASE WHEN j.present & 16 <> 0 THEN coalesce(j.inventory_policy, 'track')
+        inventory_policy = CASE WHEN j.present & {bit.inventory_policy} <> 0 THEN coalesce(j.inventory_policy, 'track')
                                 ELSE t.inventory_policy END,
         retail_price = j.new_price,
-        cost_price = CASE WHEN j.present & 64 <> 0 THEN j.cost_price ELSE t.cost_price END,
-        compare_at_price = CASE WHEN j.present & 128 <> 0 THEN j.compare_at_price
+        cost_price = CASE WHEN j.present & {bit.cost_price} <> 0 THEN j.cost_price ELSE t.cost_price END,
+        compare_at_price = CASE WHEN j.present & {bit.compare_at_price} <> 0 THEN j.compare_at_price
                                 ELSE t.compare_at_price END,
-        grams = CASE WHEN j.present & 256 <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END,
-        mpn = CASE WHEN j.present & 512 <> 0 THEN j.mpn ELSE t.mpn END,
-        external_group_id = CASE WHEN j.present & 1024 <> 0 THEN j.external_group_id
+        grams = CASE WHEN j.present & {bit.grams} <> 0 THEN coalesce(j.grams, 0) ELSE t.grams END,
+        mpn = CASE WHEN j.present & {bit.mpn} <> 0 THEN j.mpn ELSE t.mpn END,
+        external_group_id = CASE WHEN j.present & {bit.external_group_id} <> 0 THEN j.external_group_id
                                  ELSE t.external_group_id END,
-        options = CASE WHEN j.present & 2048 <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
-        images = CASE WHEN j.present & 4096 <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
-        extra = CASE WHEN j.present & 8192 <> 0 THEN t.extra || coalesce(j.extra, '{}')
+        options = CASE WHEN j.present & {bit.options} <> 0 THEN coalesce(j.options, '[]') ELSE t.options END,
+        images = CASE WHEN j.present & {bit.images} <> 0 THEN coalesce(j.images, '[]') ELSE t.images END,
+        extra = CASE WHEN j.present & {bit.extra} <> 0 THEN t.extra || coalesce(j.extra, '{}')
                      ELSE t.extra END,
-        currency = CASE WHEN j.present & 16384 <> 0 THEN j.currency ELSE t.currency END,
+        currency = CASE WHEN j.present & {bit.currency} <> 0 THEN j.currency ELSE t.currency END,
         variant_id = coalesce(t.variant_id, l.variant_id),
         missing_since = NULL,
         inventory_updated_at = coalesce(

@@ -3,75 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
 
+from worker.model import Feed, LastPull, RunReport, StoredReject
 from worker.store.db import Conn
 from worker.store.queries import q
 
 _SQL = "runs.sql"
-
-
-@dataclass
-class Feed:
-    id: int
-    name: str
-    enabled: bool
-    resource_type: str
-    resource_location: str | None
-    delimiter: str | None
-    csv_has_header: bool
-    decimal_notation: str
-    encoding: str | None
-    mapping: dict[str, Any]
-    provider_archived: bool
-    cache_imports: bool = False
-    authentication_token: str | None = None  # sent as a bearer token (HTTP)
-    fetch_cleanup: str = "enabled"  # zero the items a pull's file no longer has
-    provider_id: int = 0
-    daily_sku_limit: int | None = None  # distinct items the provider may write per UTC day
-    automatically_connect: bool = True  # by SKU
-    automatically_connect_by_barcode: bool = False
-    automatically_connect_prefix: str = "both"  # both | prefixOnly
-    case_insensitive_skus: bool = False
-    sku_prefix: str | None = None  # the provider's
-    # The cleanup circuit breaker's limits for this feed; None: the worker's setting.
-    breaker_max_zeroed_share: float | None = None
-    breaker_max_quantity_drop: float | None = None
-    breaker_max_rows_drop: float | None = None
-    breaker_max_bytes_drop: float | None = None
-    download_deadline_s: float | None = None  # None: FEED_WORKER_DOWNLOAD_DEADLINE_S
-    run_deadline_s: float | None = None       # None: FEED_WORKER_RUN_DEADLINE_S
-
-
-@dataclass
-class RunReport:
-    """What a run did; written to feed_runs when it ends."""
-
-    rows_read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    zeroed: int = 0      # items missing from the file, set to 0 (cleanup)
-    connected: int = 0   # items linked to a store variant
-    ambiguous: int = 0   # items left unlinked: several matches
-    skipped: int = 0     # items held back by the daily SKU limit
-    bytes: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StoredReject:
-    position: int
-    raw: str
-    reason: str
-    message_id: str | None = None
 
 
 async def load_feed(conn: Conn | asyncpg.Pool, feed_id: int) -> Feed | None:
@@ -186,16 +127,6 @@ async def last_validators(conn: Conn | asyncpg.Pool, feed_id: int
         return None
     validators = orjson.loads(row["validators"])
     return (row["id"], validators) if isinstance(validators, dict) else None
-
-
-@dataclass(frozen=True)
-class LastPull:
-    """What a feed's last succeeded pull read."""
-
-    run_id: int
-    rows_read: int
-    bytes: int  # as downloaded; 0 when unknown
-    compression: str | None  # as detected: none, gzip, zip; None when not recorded
 
 
 async def last_succeeded_pull(conn: Conn | asyncpg.Pool, feed_id: int) -> LastPull | None:

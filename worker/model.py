@@ -1,0 +1,121 @@
+"""The ground floor: the shapes every layer speaks of — a feed, a pull job, a run's report,
+a stored reject — and the target attributes with their columns and mask bits. Nothing here
+does I/O; everything above (store, parsers, mapping, pipeline) imports from here, never the
+other way round. The merge SQL's mask bits come from COLUMN_BIT (store/queries.py puts
+them in), so Python and SQL cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# A field longer than this (in characters) rejects its record (FEED_WORKER_MAX_FIELD_CHARS;
+# the same as the csv module's own default limit).
+DEFAULT_MAX_FIELD_CHARS = 128 * 1024
+
+# Staging/target columns after external_id, in COPY order; a bit each in the merge's mask.
+COLUMNS: tuple[str, ...] = (
+    "vendor_sku", "barcode", "name", "inventory_quantity", "inventory_policy",
+    "retail_price", "cost_price", "compare_at_price", "grams", "mpn",
+    "external_group_id", "options", "images", "extra", "currency",
+)
+COLUMN_BIT = {c: 1 << i for i, c in enumerate(COLUMNS)}
+
+# camelCase attribute -> column, for the attributes that have a column of their own.
+ATTRIBUTES: dict[str, str] = {
+    "externalId": "external_id", "vendorSku": "vendor_sku", "barcode": "barcode",
+    "name": "name", "inventoryQuantity": "inventory_quantity",
+    "inventoryPolicy": "inventory_policy", "retailPrice": "retail_price",
+    "costPrice": "cost_price", "compareAtPrice": "compare_at_price", "grams": "grams",
+    "mpn": "mpn", "externalGroupId": "external_group_id", "options": "options",
+    "images": "images", "currency": "currency",
+}
+# Template attributes kept in `extra` (jsonb) when a feed has them.
+EXTRA_ATTRIBUTES = ("description", "productType", "handle", "tags", "vendorName",
+                    "countryOfOrigin", "hsCode", "externalUrl")
+
+# A push's staging rows, in COPY order: the columns, the time the variant carries and the
+# update's order time.
+PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at",
+                "ordered_at")
+
+
+@dataclass
+class Feed:
+    id: int
+    name: str
+    enabled: bool
+    resource_type: str
+    resource_location: str | None
+    delimiter: str | None
+    csv_has_header: bool
+    decimal_notation: str
+    encoding: str | None
+    mapping: dict[str, Any]
+    provider_archived: bool
+    cache_imports: bool = False
+    authentication_token: str | None = None  # sent as a bearer token (HTTP)
+    fetch_cleanup: str = "enabled"  # zero the items a pull's file no longer has
+    provider_id: int = 0
+    daily_sku_limit: int | None = None  # distinct items the provider may write per UTC day
+    automatically_connect: bool = True  # by SKU
+    automatically_connect_by_barcode: bool = False
+    automatically_connect_prefix: str = "both"  # both | prefixOnly
+    case_insensitive_skus: bool = False
+    sku_prefix: str | None = None  # the provider's
+    # The cleanup circuit breaker's limits for this feed; None: the worker's setting.
+    breaker_max_zeroed_share: float | None = None
+    breaker_max_quantity_drop: float | None = None
+    breaker_max_rows_drop: float | None = None
+    breaker_max_bytes_drop: float | None = None
+    download_deadline_s: float | None = None  # None: FEED_WORKER_DOWNLOAD_DEADLINE_S
+    run_deadline_s: float | None = None       # None: FEED_WORKER_RUN_DEADLINE_S
+
+
+@dataclass
+class RunReport:
+    """What a run did; written to feed_runs when it ends."""
+
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    zeroed: int = 0      # items missing from the file, set to 0 (cleanup)
+    connected: int = 0   # items linked to a store variant
+    ambiguous: int = 0   # items left unlinked: several matches
+    skipped: int = 0     # items held back by the daily SKU limit
+    bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredReject:
+    position: int
+    raw: str
+    reason: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PullJob:
+    run_id: int
+    feed: Feed
+    url: str
+    owner: str
+    local_files: bool = False  # file:// allowed (a person's --url, never a feed's setting)
+    previous: dict[str, Any] | None = None  # validators of the last read (cache_imports)
+    force: bool = False     # apply what the cleanup circuit breaker would hold
+    dry_run: bool = False   # report what the run would do, then roll everything back
+
+
+@dataclass(frozen=True)
+class LastPull:
+    """What a feed's last succeeded pull read."""
+
+    run_id: int
+    rows_read: int
+    bytes: int  # as downloaded; 0 when unknown
+    compression: str | None  # as detected: none, gzip, zip; None when not recorded
