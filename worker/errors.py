@@ -39,6 +39,21 @@ class TransientSourceError(SourceError, TransientError):
     """A download failure that may pass (timeouts, 5xx, refused connections)."""
 
 
+class TruncatedError(TransientSourceError):
+    """The download was cut short: the transport said so (Content-Length not met, chunked
+    body without its last chunk, fewer bytes than the FTP/SFTP/file size), or, where it
+    could not vouch for the length, the document's end did (a CSV without its last line
+    break, an XML root element not closed, JSON not closed). Transient: the next try may
+    get the whole file. Nothing of the run is written."""
+
+    def __init__(self, received: int, why: str) -> None:
+        super().__init__(received, why)
+        self.received, self.why = received, why
+
+    def __str__(self) -> str:
+        return f"the download was cut short: {self.received:,} bytes received, {self.why}"
+
+
 class LeaseLost(WorkerError):
     """Another replica took the run over; this one must stop without writing."""
 
