@@ -36,7 +36,16 @@ class SourceError(FeedError):
 
 
 class TransientSourceError(SourceError, TransientError):
-    """A download failure that may pass (timeouts, 5xx, refused connections)."""
+    """A download failure that may pass (timeouts, 5xx, refused connections); a server's
+    Retry-After, when it gave one, in seconds."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(FeedError):
+    """A download or a run took longer than its deadline, or a download ran too slowly."""
 
 
 class TruncatedError(TransientSourceError):
@@ -47,11 +56,8 @@ class TruncatedError(TransientSourceError):
     get the whole file. Nothing of the run is written."""
 
     def __init__(self, received: int, why: str) -> None:
-        super().__init__(received, why)
+        super().__init__(f"the download was cut short: {received:,} bytes received, {why}")
         self.received, self.why = received, why
-
-    def __str__(self) -> str:
-        return f"the download was cut short: {self.received:,} bytes received, {self.why}"
 
 
 class LeaseLost(WorkerError):

@@ -71,13 +71,19 @@ async def seeded(pool: asyncpg.Pool, settings: Settings, raw: RawHttpServer,
     return feed_id
 
 
+def quick(settings: Settings) -> Settings:
+    return replace(settings, retry_base_s=0.05, retry_cap_s=0.1)
+
+
 async def fails_as_truncated(pool: asyncpg.Pool, settings: Settings, feed_id: int,
                              url: str, received: int, why: str) -> dict[str, Any]:
+    """Tried again (transient) as often as the settings say, cut short each time."""
     before = await feeds.table_state(pool)
-    run = await feeds.pull_once(pool, settings, feed_id, url)
+    run = await feeds.pull_once(pool, quick(settings), feed_id, url)
     assert run["status"] == "failed"
     assert run["error"].startswith(
-        f"the download was cut short: {received:,} bytes received, {why}"), run["error"]
+        f"gave up after {settings.pull_retry_attempts} attempts: TruncatedError: the "
+        f"download was cut short: {received:,} bytes received, {why}"), run["error"]
     assert await feeds.table_state(pool) == before  # nothing written, nothing zeroed
     assert (run["zeroed"], run["updated"], run["inserted"]) == (0, 0, 0)
     return run
@@ -187,6 +193,20 @@ async def test_gzip_vouches_for_its_own_end(pool: asyncpg.Pool, settings: Settin
     run = await feeds.pull_once(pool, settings, feed_id, raw.add("/gz", packed))
     assert run["status"] == "succeeded", run["error"]
     assert (run["updated"], run["zeroed"]) == (N, 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_retry_that_gets_the_whole_file_succeeds(
+        pool: asyncpg.Pool, settings: Settings, raw: RawHttpServer, kind: str) -> None:
+    feed_id = await seeded(pool, settings, raw, kind)
+    body = KINDS[kind][0].replace(b"13.74", b"13.75")
+    url = raw.add("/flaky", body, cut=mid_line(body, 0.7), cut_requests=1)
+    run = await feeds.pull_once(pool, quick(settings), feed_id, url)
+    assert run["status"] == "succeeded", run["error"]
+    assert (run["updated"], run["zeroed"]) == (N, 0)
+    assert raw.replies["/flaky"].requests == 2
+    [attempt] = orjson.loads(run["details"])["attempts"]
+    assert "the download was cut short" in attempt["error"]
 
 
 @pytest.mark.parametrize(("reply", "why"), [

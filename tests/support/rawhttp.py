@@ -14,6 +14,7 @@ class Reply:
     body: bytes
     framing: str = "close"      # length | chunked | close (no length: the close ends it)
     cut: int | None = None      # send this many bytes of the body, then close
+    cut_requests: int | None = None  # cut only the first this many requests (None: all)
     length: int | None = None   # the Content-Length announced (default: the body's)
     version: str = "1.1"
     piece: int = 16 * 1024      # bytes written (and, chunked, per chunk) at a time
@@ -77,13 +78,16 @@ class RawHttpServer:
         elif reply.framing == "chunked":
             headers.append("Transfer-Encoding: chunked")
         writer.write(("\r\n".join(headers) + "\r\n\r\n").encode())
-        body = reply.body if reply.cut is None else reply.body[:reply.cut]
+        cut = reply.cut
+        if reply.cut_requests is not None and reply.requests > reply.cut_requests:
+            cut = None
+        body = reply.body if cut is None else reply.body[:cut]
         for i in range(0, len(body), reply.piece):
             piece = body[i:i + reply.piece]
             if reply.framing == "chunked":
                 piece = b"%x\r\n%s\r\n" % (len(piece), piece)
             writer.write(piece)
             await writer.drain()
-        if reply.framing == "chunked" and reply.cut is None:
+        if reply.framing == "chunked" and cut is None:
             writer.write(b"0\r\n\r\n")
         await writer.drain()
