@@ -48,6 +48,18 @@ class DeadlineExceeded(FeedError):
     """A download or a run took longer than its deadline, or a download ran too slowly."""
 
 
+class TruncatedError(TransientSourceError):
+    """The download was cut short: the transport said so (Content-Length not met, chunked
+    body without its last chunk, fewer bytes than the FTP/SFTP/file size), or, where it
+    could not vouch for the length, the document's end did (a CSV without its last line
+    break, an XML root element not closed, JSON not closed). Transient: the next try may
+    get the whole file. Nothing of the run is written."""
+
+    def __init__(self, received: int, why: str) -> None:
+        super().__init__(f"the download was cut short: {received:,} bytes received, {why}")
+        self.received, self.why = received, why
+
+
 class LeaseLost(WorkerError):
     """Another replica took the run over; this one must stop without writing."""
 

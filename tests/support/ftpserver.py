@@ -127,12 +127,15 @@ class Journal:
 
 class _BreakingFile:
     """A file whose reads fail after `limit` bytes, or with `stall`, block until it is set
-    and then end the file there (no fileno(): no sendfile either)."""
+    and then end the file there, or with `end`, end it there at once (the server then
+    reports a complete transfer, 226). No fileno(): no sendfile either."""
 
-    def __init__(self, f: Any, limit: int, stall: threading.Event | None) -> None:
+    def __init__(self, f: Any, limit: int, stall: threading.Event | None,
+                 end: bool = False) -> None:
         self._f = f
         self._left = limit
         self._stall = stall
+        self._end = end
         self.name = f.name
 
     @property
@@ -141,6 +144,8 @@ class _BreakingFile:
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
+            if self._end:
+                return b""
             if self._stall is not None:
                 self._stall.wait(timeout=30)
                 return b""
@@ -156,9 +161,10 @@ class _BreakingFile:
         self._f.close()
 
 
-def _breaking_fs(limit: int, stall: threading.Event | None) -> type[AbstractedFS]:
+def _breaking_fs(limit: int, stall: threading.Event | None,
+                 end: bool = False) -> type[AbstractedFS]:
     def open_(fs: Any, filename: str, mode: str) -> Any:
-        return _BreakingFile(AbstractedFS.open(fs, filename, mode), limit, stall)
+        return _BreakingFile(AbstractedFS.open(fs, filename, mode), limit, stall, end)
 
     return type("BreakingFS", (AbstractedFS,), {"open": open_})
 
@@ -172,6 +178,8 @@ class FTPTestServer:
     disable: commands (EPSV, SIZE, MLST, ...) answered with 502.
     fail_after: RETR breaks off (426) after sending about this many bytes.
     stall_after: RETR sends about this many bytes, then the whole server hangs until stop().
+    end_after: RETR sends exactly this many bytes and reports the transfer complete (226),
+    while SIZE still gives the whole file's size.
     tls_resumption: False makes every TLS handshake a full one (no tickets, no session
     cache), so data connections verify the certificate again instead of resuming.
     """
@@ -180,7 +188,7 @@ class FTPTestServer:
                  certs: CertBundle | None = None, masquerade_address: str | None = None,
                  passive_port: int | None = None, disable: tuple[str, ...] = (),
                  fail_after: int | None = None, stall_after: int | None = None,
-                 tls_resumption: bool = True) -> None:
+                 end_after: int | None = None, tls_resumption: bool = True) -> None:
         self.root = root
         self.user = user
         self.password = password
@@ -241,6 +249,8 @@ class FTPTestServer:
             attrs["abstracted_fs"] = _breaking_fs(fail_after, None)
         elif stall_after is not None:
             attrs["abstracted_fs"] = _breaking_fs(stall_after, self._release)
+        elif end_after is not None:
+            attrs["abstracted_fs"] = _breaking_fs(end_after, None, end=True)
 
         dtp_base = base.dtp_handler
 

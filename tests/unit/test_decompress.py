@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from worker.errors import FeedError, SourceError
+from worker.errors import FeedError, SourceError, TruncatedError
 from worker.sources.decompress import RATIO_FLOOR_BYTES, decompressed
 
 DATA = b"external_id,qty\n" + b"".join(b"K%d,%d\n" % (i, i) for i in range(20000))
@@ -62,9 +62,26 @@ async def test_gzip_of_several_members() -> None:
     assert await inflate(data, 100) == (DATA, "gzip")
 
 
-async def test_a_cut_gzip_fails() -> None:
-    with pytest.raises(FeedError, match="cut short"):
-        await inflate(gzip.compress(DATA)[:-100])
+async def test_a_cut_gzip_fails_as_truncated() -> None:
+    """Its own framing tells a cut stream (a retry may get all of it)."""
+    data = gzip.compress(DATA)
+    for cut in (len(data) - 100, len(data) - 1, 20):
+        with pytest.raises(TruncatedError) as caught:
+            await inflate(data[:cut])
+        assert str(caught.value) == (f"the download was cut short: {cut:,} bytes received, "
+                                     "the gzip stream ends inside a member")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
+async def test_a_cut_zip_fails_as_truncated(method: int) -> None:
+    data = zipped({"feed.csv": DATA}, method)
+    start = data.index(b"feed.csv") + len(b"feed.csv")  # the entry's data follows its name
+    for cut in (start - 3, start + 10, start + (data.index(b"PK\x01\x02") - start) // 2):
+        with pytest.raises(TruncatedError, match=f"^the download was cut short: {cut:,} "
+                                                 "bytes received, (the zip file|zip entry)"):
+            await inflate(data[:cut], 1000)
+    # Cut after the entry's data (in the central directory): the entry is whole.
+    assert await inflate(data[:-10]) == (DATA, "zip")
 
 
 async def test_a_gzip_bomb_fails_at_the_cap() -> None:

@@ -1,8 +1,22 @@
 """Incremental parsers: bytes or text in, records out. They know nothing of Postgres."""
 
+from __future__ import annotations
+
+from worker.errors import FeedError
 
 
 def field_cap_reason(name: str, length: int, cap: int) -> str:
     """Why a record with an over-long field is rejected."""
     return (f"{name} is {length} characters long, over the {cap}-character cap "
             "(FEED_WORKER_MAX_FIELD_CHARS)")
+
+
+class CutShort(FeedError):
+    """The document ends where a whole one cannot (a CSV record without its line break or
+    inside a quoted field, an XML root element not closed, JSON not closed), raised at
+    close only when the transport could not vouch for the length: the download was most
+    likely cut short, and the pipeline reports it so (TruncatedError)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why

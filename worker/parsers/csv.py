@@ -64,6 +64,7 @@ class CsvParser:
         self._pending: list[str] = []  # lines of a record cut by the end of a chunk
         self._line = 0            # lines handed to the reader before the pending ones
         self.records = 0
+        self.open_quote = False   # after the final feed: the text ended in a quoted field
 
     def feed(self, text: str, final: bool = False) -> CsvBatch:
         if not final and "\n" not in text:
@@ -156,10 +157,12 @@ class CsvParser:
         base = self._line
         cap = self.max_field_chars
         done = 0  # lines consumed by complete records (or skipped as unreadable)
+        last = 0  # where the last record read starts
         while True:
             try:
                 for row in reader:
                     n = reader.line_num
+                    last = done
                     if row:
                         longest = max(map(len, row))
                         if longest > cap:
@@ -184,8 +187,34 @@ class CsvParser:
                               "characters (8 times FEED_WORKER_MAX_FIELD_CHARS; an unclosed "
                               "quote?)")
                 out.errors.append((base + done + 1, raw, reason))
-                done = n
+                last, done = done, n
+        if final:
+            # The reader (not strict) takes a quote left open at the end as closed there.
+            self.open_quote = _ends_quoted("".join(lines[last:done]), self._delimiter,
+                                           self._quotechar)
         out.lines = starts
         self._line = base + done
         self.records += len(rows)
         return out
+
+
+def _ends_quoted(text: str, delimiter: str, quotechar: str) -> bool:
+    """Whether `text`, read from the start of a record, ends inside a quoted field (as the
+    csv module reads it: doubled quotes, a quote that opens a field only at its start)."""
+    if quotechar not in text:
+        return False
+    start, field, quoted, quote = range(4)  # quote: a quote seen in a quoted field
+    state = start
+    for c in text:
+        if state == quoted:
+            if c == quotechar:
+                state = quote
+        elif state == quote and c == quotechar:
+            state = quoted
+        elif c == delimiter or c in "\r\n":
+            state = start
+        elif state == start and c == quotechar:
+            state = quoted
+        else:
+            state = field
+    return state == quoted

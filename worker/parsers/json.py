@@ -17,7 +17,7 @@ import orjson
 
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import field_cap_reason
+from worker.parsers import CutShort, field_cap_reason
 from worker.parsers.csv import CsvBatch
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 
@@ -226,20 +226,27 @@ class JsonRecords:
     def feed(self, data: bytes) -> CsvBatch:
         return self._guarded(data, final=False)
 
-    def close(self) -> CsvBatch:
-        return self._guarded(b"", final=True)
+    def close(self, vouched: bool = True) -> CsvBatch:
+        """The last records. Not `vouched` (the transport could not tell a cut download from
+        a whole one), a document that does not end cleanly (an array or object not closed,
+        a last line of newline-delimited JSON that is not a whole value) raises CutShort
+        rather than JsonSyntaxError. A last line without its line break that is a whole
+        value is taken: its closing brace ends it as surely."""
+        return self._guarded(b"", final=True, vouched=vouched)
 
     # -- driving
 
-    def _guarded(self, data: bytes, final: bool) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
         if self._failed is not None:
             raise self._failed
         out = _Out()
         try:
             for i in range(0, len(data), PIECE):
                 self._take(data[i:i + PIECE], out)
-            if final:
+            if final and vouched:
                 self._finish(out)
+            elif final:
+                self._finish_cut(out)
         except FeedError as exc:
             self._failed = exc
             raise
@@ -336,6 +343,19 @@ class JsonRecords:
                 self._look(data)
         if values:
             self._emit(values, out)
+
+    def _finish_cut(self, out: _Out) -> None:
+        """_finish, where an error at the end (everything before it was read well) is
+        the document's end missing."""
+        try:
+            self._finish(out)
+        except JsonSyntaxError as exc:
+            if not self._mode:  # empty
+                raise
+            at = f" at byte {exc.offset}" if exc.offset is not None else ""
+            what = ("the last line is not a whole JSON value" if self._mode == "ndjson"
+                    else "the JSON document is not closed")
+            raise CutShort(f"{what} ({exc.reason}{at})") from None
 
     def _finish(self, out: _Out) -> None:
         if not self._mode:

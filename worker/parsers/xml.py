@@ -22,7 +22,7 @@ from lxml import etree
 
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import field_cap_reason
+from worker.parsers import CutShort, field_cap_reason
 from worker.parsers.csv import CsvBatch
 
 PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once
@@ -253,10 +253,13 @@ class XmlRecords:
     def feed(self, data: bytes) -> CsvBatch:
         return self._guarded(data, final=False)
 
-    def close(self) -> CsvBatch:
-        return self._guarded(b"", final=True)
+    def close(self, vouched: bool = True) -> CsvBatch:
+        """The last records. Not `vouched` (the transport could not tell a cut download from
+        a whole one), a document that ends before its root element is closed raises
+        CutShort rather than XmlSyntaxError."""
+        return self._guarded(b"", final=True, vouched=vouched)
 
-    def _guarded(self, data: bytes, final: bool) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
         if self._failed is not None:
             raise self._failed
         rows: list[list[str]] = []
@@ -267,7 +270,7 @@ class XmlRecords:
             for i in range(0, len(data), PIECE):
                 self._feed(data[i:i + PIECE], out)
             if final:
-                self._close(out)
+                self._close(out, vouched)
         except FeedError as exc:
             self._failed = exc
             raise
@@ -286,17 +289,21 @@ class XmlRecords:
             _raise_logged(log)
         self._records(parser.read_events(), out)
 
-    def _close(self, out: tuple[list[list[str]], list[int], list[Any]]) -> None:
+    def _close(self, out: tuple[list[list[str]], list[int], list[Any]], vouched: bool) -> None:
         parser = self._parser
         try:
             parser.close()
         except etree.XMLSyntaxError as exc:
-            log = parser.feed_error_log
-            if log:
-                _raise_logged(log)
             if not self._seen and not self._checked:
                 raise XmlSyntaxError("the document is empty", None, None) from None
-            raise _syntax(exc) from None
+            # Everything fed was well-formed so far: what libxml2 finds at the end is the
+            # end, cut before the root element closed.
+            error = _logged(parser.feed_error_log) or _syntax(exc)
+            if vouched:
+                raise error from None
+            where = f" at line {error.line}, column {error.column}" if error.line else ""
+            raise CutShort("the document's root element is not closed (libxml2"
+                           f"{where}: {error.reason})") from None
         self._records(parser.read_events(), out)
 
     def _look_for_entities(self, data: bytes) -> None:
@@ -391,7 +398,14 @@ def _syntax(exc: etree.XMLSyntaxError) -> XmlSyntaxError:
 
 
 def _raise_logged(log: Any) -> None:
+    error = _logged(log)
+    if error is not None:
+        raise error
+
+
+def _logged(log: Any) -> XmlSyntaxError | None:
     for entry in log:
         if entry.level >= etree.ErrorLevels.ERROR:
-            raise XmlSyntaxError(entry.message.strip(), entry.line or None, entry.column)
+            return XmlSyntaxError(entry.message.strip(), entry.line or None, entry.column)
+    return None
 

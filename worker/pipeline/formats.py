@@ -7,11 +7,12 @@ from typing import Any, Protocol
 
 from yarl import URL
 
-from worker.errors import FeedError
+from worker.errors import FeedError, TruncatedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
-from worker.parsers import sniff
+from worker.parsers import CutShort, sniff
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
+from worker.sources.transfer import Transfer
 
 _DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
@@ -29,7 +30,9 @@ class Records(Protocol):
 
     def feed(self, data: bytes) -> CsvBatch: ...
 
-    def close(self) -> CsvBatch: ...
+    def close(self, vouched: bool = True) -> CsvBatch:
+        """The last records. Not `vouched` (the transport could not tell a cut download
+        from a whole one), a document that ends where a whole one cannot raises CutShort."""
 
 
 def configured_delimiter(feed: Feed) -> str | None:
@@ -56,14 +59,32 @@ class CsvRecords:
         self._decoder = TextDecoder(feed.encoding)
         self._parser: CsvParser | None = None
         self._held = ""  # text kept until there is enough to sniff the delimiter
+        self._last = ""  # the last character of the text so far
 
     def feed(self, data: bytes) -> CsvBatch:
         return self._text(self._decoder.decode(data), final=False)
 
-    def close(self) -> CsvBatch:
-        return self._text(self._decoder.decode(b"", final=True), final=True)
+    def close(self, vouched: bool = True) -> CsvBatch:
+        """Many CSV files lack the final line break: only a document whose transport could
+        not vouch for its length must end with one (and not inside a quoted field)."""
+        try:
+            text = self._decoder.decode(b"", final=True)
+        except FeedError:
+            if vouched:
+                raise
+            raise CutShort("the file ends inside a character") from None
+        batch = self._text(text, final=True)
+        if not vouched and self._parser is not None:
+            if self._parser.open_quote:
+                raise CutShort("the file ends inside a quoted field")
+            if self._last not in ("", "\n", "\r"):
+                raise CutShort("the last line has no line break (a CSV must end with one "
+                               "when the transport cannot vouch for its length)")
+        return batch
 
     def _text(self, text: str, final: bool) -> CsvBatch:
+        if text:
+            self._last = text[-1]
         if self._parser is None:
             self._held += text
             if not final and self._held.count("\n") < 2 and len(self._held) < 65536:
@@ -153,6 +174,17 @@ class _Structured:
         batch: CsvBatch = self._parser.feed(data)
         return batch
 
-    def close(self) -> CsvBatch:
-        batch: CsvBatch = self._parser.close()
+    def close(self, vouched: bool = True) -> CsvBatch:
+        batch: CsvBatch = self._parser.close(vouched)
         return batch
+
+
+def finish(records: Records, transfer: Transfer, compression: str | None) -> CsvBatch:
+    """The last records of a download. A gzip member or zip entry that inflated to its
+    end vouches for the document as the transport does; when neither does, a document
+    whose end is not a whole one's fails the run as truncated, not as malformed."""
+    vouched = transfer.vouched or compression in ("gzip", "zip")
+    try:
+        return records.close(vouched)
+    except CutShort as exc:
+        raise TruncatedError(transfer.received, exc.why) from None

@@ -30,6 +30,7 @@ from worker.retry import describe as describe_error
 from worker.settings import Settings
 from worker.sources import open_source
 from worker.sources.decompress import decompressed
+from worker.sources.transfer import Transfer
 from worker.store import bulk, runs
 from worker.store.db import Conn
 from worker.urls import mask, scrub
@@ -376,9 +377,10 @@ class _Stream:
             found: list[str] = []
             inflated = 0
             seen: dict[str, Any] = {}
+            transfer = Transfer()
             raw = open_source(url, settings, local_files=self.job.local_files,
                               previous=self.job.previous if pages == 1 else None, seen=seen,
-                              token=feed.authentication_token)
+                              token=feed.authentication_token, transfer=transfer)
             source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
                                   feed.mapping.get("zipEntry"), found,
@@ -404,7 +406,9 @@ class _Stream:
                     if self.progress is not None:
                         self.progress(self.report.bytes, self.rows_read)
             t1 = clock()
-            self._take(records.close(), ready, offset)
+            # A download cut short fails here, before its last records are taken.
+            self._take(formats.finish(records, transfer, found[0] if found else None),
+                       ready, offset)
             self._parse_s += clock() - t1
             offset = self.rows_read
             link_next = seen.pop("link_next", None)

@@ -21,7 +21,7 @@ import sys
 import zlib
 from collections.abc import AsyncIterator
 
-from worker.errors import FeedError, SourceError
+from worker.errors import FeedError, SourceError, TruncatedError
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -37,8 +37,12 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
                        max_ratio: int | None = None) -> AsyncIterator[bytes]:
     """The feed's bytes, inflated when they are gzip or zip; `found` gets the format.
     Past max_bytes inflated, or max_ratio times the bytes read (None: no ratio limit),
-    SourceError. Closing this closes the source too (its connection with it)."""
-    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+    SourceError. A gzip member or zip entry that the bytes end inside of raises
+    TruncatedError: its own framing says the download was cut short. Closing this closes
+    the source too (its connection with it)."""
+    received = _Received()
+    source, chunks = chunks, received.count(chunks)
+    async with contextlib.aclosing(source), contextlib.aclosing(chunks):  # type: ignore[type-var]
         head = b""
         async for chunk in chunks:
             head += chunk
@@ -57,9 +61,9 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
                 yield chunk
 
         if head.startswith(GZIP_MAGIC):
-            kind, stream = "gzip", _gunzip(rest(), cap)
+            kind, stream = "gzip", _gunzip(rest(), cap, received)
         elif head.startswith(ZIP_MAGIC):
-            kind, stream = "zip", _unzip(rest(), cap, entry)
+            kind, stream = "zip", _unzip(rest(), cap, entry, received)
         else:
             kind, stream = "none", rest()
         if found is not None:
@@ -67,6 +71,18 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for data in stream:
                 yield data
+
+
+class _Received:
+    """The compressed bytes taken from the source so far (for a truncation's reason)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    async def count(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in source:
+            self.total += len(chunk)
+            yield chunk
 
 
 class _Cap:
@@ -138,7 +154,8 @@ except BrokenPipeError:
 """
 
 
-async def _gunzip(chunks: AsyncIterator[bytes], cap: _Cap) -> AsyncIterator[bytes]:
+async def _gunzip(chunks: AsyncIterator[bytes], cap: _Cap,
+                  received: _Received) -> AsyncIterator[bytes]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-S", "-c", _GUNZIP, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=_STEP)
@@ -170,7 +187,7 @@ async def _gunzip(chunks: AsyncIterator[bytes], cap: _Cap) -> AsyncIterator[byte
         await writer  # the source's own error, if it failed, comes first
         code = await proc.wait()
         if code == 3:
-            raise FeedError("the gzip stream is cut short")
+            raise TruncatedError(received.total, "the gzip stream ends inside a member")
         if code:
             reason = (await stderr.read()).decode(errors="replace").strip()
             raise FeedError(f"the gzip stream is corrupt: {reason or f'exit {code}'}")
@@ -183,8 +200,8 @@ async def _gunzip(chunks: AsyncIterator[bytes], cap: _Cap) -> AsyncIterator[byte
         await proc.wait()
 
 
-async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap,
-                 entry: str | None) -> AsyncIterator[bytes]:
+async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
+                 received: _Received) -> AsyncIterator[bytes]:
     """The named entry, or the first file, of a zip read front to back."""
     buf = b""
     it = aiter(chunks)
@@ -195,7 +212,8 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap,
             try:
                 buf += await anext(it)
             except StopAsyncIteration:
-                raise FeedError("the zip file is cut short") from None
+                raise TruncatedError(received.total, "the zip file ends inside an entry's "
+                                     "header or stored data") from None
         taken, buf = buf[:n], buf[n:]
         return taken
 
@@ -232,7 +250,8 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap,
                         try:
                             buf = await anext(it)
                         except StopAsyncIteration:
-                            raise FeedError(f"zip entry {name!r} is cut short") from None
+                            raise TruncatedError(received.total, f"zip entry {name!r} ends "
+                                                 "inside its deflated data") from None
                     data, buf = buf, b""
                     pieces = _inflate(d, data, cap) if take else _skip(d, data)
                     for piece in pieces:

@@ -32,8 +32,9 @@ import aioftp
 from aioftp.common import SSLSessionBoundContext
 from yarl import URL
 
-from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
+from worker.sources.transfer import Transfer
 from worker.urls import mask, scrub
 
 CHUNK_BYTES = 1 << 20          # one read asks for up to this much
@@ -304,12 +305,15 @@ def _check_cap(size: int, t: _Target, cap: int) -> None:
 
 async def ftp_stream(url: str, settings: Settings, *,
                      ssl_context: ssl.SSLContext | None = None,
-                     addresses: Sequence[str] | None = None) -> AsyncIterator[bytes]:
+                     addresses: Sequence[str] | None = None,
+                     transfer: Transfer | None = None) -> AsyncIterator[bytes]:
     """The file at an ftp:// or ftps:// URL, in chunks of 256 KiB to about 1 MiB.
 
     `ssl_context` (ftps only) replaces `ssl.create_default_context()`, for tests with a
     self-signed certificate. `addresses`: connect to these (checked) addresses of the
-    URL's host instead of looking its name up.
+    URL's host instead of looking its name up. `transfer.vouched`: the server reported
+    the file's SIZE, and fewer bytes than that raise TruncatedError (a 226 alone does not
+    vouch: a server may send it for a data connection that a middlebox cut).
     """
     t = _parse(url)
     cap = settings.max_file_bytes
@@ -323,6 +327,8 @@ async def ftp_stream(url: str, settings: Settings, *,
             size = await _size_of(client, t.path)
             if size is not None:
                 _check_cap(size, t, cap)
+            if transfer is not None:
+                transfer.vouched = size is not None
             reader, data = await _retrieve(client, t, settings, stage)
             stage[0] = "transfer"
             received = 0
@@ -346,9 +352,12 @@ async def ftp_stream(url: str, settings: Settings, *,
             data = None
             # The 226 tells a complete file from a dropped data connection.
             await client.command(None, "2xx", "1xx")
-            if size is not None and received != size:
+            if size is not None and received < size:
+                raise TruncatedError(received, f"the server's SIZE is {size:,} bytes")
+            if size is not None and received > size:
                 raise TransientSourceError(
-                    f"{t.shown}: the transfer ended after {received} of {size} bytes"
+                    f"{t.shown}: the file changed during the transfer: {received} bytes "
+                    f"received, SIZE said {size}"
                 )
         except (aioftp.StatusCodeError, _BadReply, OSError, EOFError) as exc:
             converted = _convert(exc, t, stage[0], settings)

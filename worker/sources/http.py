@@ -10,12 +10,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import ContentLengthError, TransferEncodingError
 from yarl import URL
 
 from worker import __version__
-from worker.errors import FeedError, NotModified, SourceError, TransientSourceError
+from worker.errors import (
+    FeedError,
+    NotModified,
+    SourceError,
+    TransientSourceError,
+    TruncatedError,
+)
 from worker.settings import Settings
 from worker.sources.guard import GuardedResolver, Policy
+from worker.sources.transfer import Transfer
 from worker.urls import mask, scrub
 
 CHUNK_BYTES = 1 << 20
@@ -25,12 +33,14 @@ _HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
 
 
 async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] | None = None,
-                      seen: dict[str, Any] | None = None, token: str | None = None
-                      ) -> AsyncIterator[bytes]:
+                      seen: dict[str, Any] | None = None, token: str | None = None,
+                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
     """The body at the URL. With `previous` validators (ETag, Last-Modified of the last
     read), an unchanged file raises NotModified; `seen` gets this response's validators
     and the next page of a `Link: <...>; rel="next"` header. A token goes as a bearer
-    token when the URL carries no user."""
+    token when the URL carries no user. `transfer.vouched`: the body has a Content-Length
+    or is chunked, so aiohttp tells a cut body (TruncatedError) from the whole one; a body
+    delimited by the connection's close is not vouched for."""
     shown = mask(url)
     try:
         target = URL(url)
@@ -87,13 +97,20 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
                     if length is not None and length > cap:
                         raise SourceError(f"{shown} is {length} bytes, over the {cap}-byte "
                                           "cap (FEED_WORKER_MAX_FILE_BYTES)")
+                    chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
+                    if transfer is not None:
+                        transfer.vouched = chunked or length is not None
                     received = 0
-                    async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                        received += len(chunk)
-                        if received > cap:
-                            raise SourceError(f"{shown} passed the {cap}-byte cap "
-                                              "(FEED_WORKER_MAX_FILE_BYTES)")
-                        yield chunk
+                    try:
+                        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                            received += len(chunk)
+                            if received > cap:
+                                raise SourceError(f"{shown} passed the {cap}-byte cap "
+                                                  "(FEED_WORKER_MAX_FILE_BYTES)")
+                            yield chunk
+                    except aiohttp.ClientPayloadError as exc:
+                        raise _cut_short(exc, received, None if chunked else length,
+                                         shown) from None
                     return
             raise SourceError(f"{shown}: more than {settings.max_redirects} redirects")
     except aiohttp.ClientConnectorError as exc:
@@ -143,6 +160,20 @@ def follow(current: URL, location: str | None, shown: str) -> URL:
     if not target.raw_host or not _HOST.fullmatch(target.raw_host):
         raise SourceError(f"{shown} redirects to {mask(target)}, which has no valid host")
     return target
+
+
+def _cut_short(exc: aiohttp.ClientPayloadError, received: int, length: int | None,
+               shown: str) -> TransientSourceError:
+    """A body that ended before its framing said it would (the connection closed or reset
+    early) is truncated; a body whose framing is malformed stays a failed download."""
+    cause = exc.__cause__
+    if isinstance(cause, ContentLengthError):
+        return TruncatedError(received, f"the response's Content-Length is {length or 0:,} "
+                              "bytes")
+    if isinstance(cause, TransferEncodingError) and "Not enough data" in str(cause):
+        return TruncatedError(received, "the chunked body ended before its last chunk")
+    return TransientSourceError(f"{shown}: the body is malformed "
+                                f"({type(cause or exc).__name__})")
 
 
 def _check_status(resp: aiohttp.ClientResponse, shown: str) -> None:

@@ -10,8 +10,9 @@ from typing import BinaryIO
 
 from yarl import URL
 
-from worker.errors import FeedError, SourceError
+from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
+from worker.sources.transfer import Transfer
 from worker.urls import mask
 
 CHUNK_BYTES = 1 << 20
@@ -48,8 +49,11 @@ def _open(path: str) -> tuple[BinaryIO, int | None]:
     return f, info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-async def file_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
-    """The file named by a file:// URL, in chunks of 1 MiB (the last one shorter)."""
+async def file_stream(url: str, settings: Settings, *,
+                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
+    """The file named by a file:// URL, in chunks of 1 MiB (the last one shorter).
+    `transfer.vouched`: a regular file, whose size at open the bytes read must match (a
+    file rewritten as it is read fails); a pipe or device is not vouched for."""
     path = _path_of(url)
     cap = settings.max_file_bytes
     try:
@@ -67,6 +71,8 @@ async def file_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
             raise SourceError(
                 f"{path} is {size} bytes, over the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
             )
+        if transfer is not None:
+            transfer.vouched = size is not None
         received = 0
         while True:
             try:
@@ -74,6 +80,11 @@ async def file_stream(url: str, settings: Settings) -> AsyncIterator[bytes]:
             except OSError as exc:
                 raise SourceError(f"reading {path} failed: {exc.strerror or exc}") from None
             if not chunk:
+                if size is not None and received < size:
+                    raise TruncatedError(received, f"{path} was {size:,} bytes when opened")
+                if size is not None and received > size:
+                    raise TransientSourceError(f"{path} changed while it was read: "
+                                               f"{received} bytes read, {size} when opened")
                 return
             received += len(chunk)
             if received > cap:

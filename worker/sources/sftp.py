@@ -32,8 +32,9 @@ import asyncssh
 from asyncssh.known_hosts import KnownHostsArg
 from yarl import URL
 
-from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
+from worker.sources.transfer import Transfer
 from worker.urls import mask, scrub
 
 CHUNK_BYTES = 1 << 20
@@ -180,12 +181,15 @@ _HANDLED = (asyncssh.Error, OSError)
 
 
 async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
-                      addresses: Sequence[str] | None = None) -> AsyncIterator[bytes]:
+                      addresses: Sequence[str] | None = None,
+                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
     """The file at an sftp:// URL, in chunks of 1 MiB (the last one shorter).
 
     `known_hosts`: see the module doc; the default checks ~/.ssh/known_hosts, production
     should pass its own known_hosts file, tests pass None. `addresses`: connect to these
     (checked) addresses of the URL's host instead of looking its name up.
+    `transfer.vouched`: the open file's stat gave its size, and fewer bytes than that
+    raise TruncatedError (the file shrank, or was being rewritten, as it was read).
     """
     t = _parse(url)
     cap = settings.max_file_bytes
@@ -210,6 +214,8 @@ async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsAr
                     f"{t.shown} is {attrs.size} bytes, over the {cap}-byte cap "
                     "(FEED_WORKER_MAX_FILE_BYTES)"
                 )
+            if transfer is not None:
+                transfer.vouched = attrs.size is not None
             stage = "transfer"
             received = 0
             while True:
@@ -224,6 +230,7 @@ async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsAr
                 yield chunk
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(f.close(), read_s)
+            _check_size(t, received, attrs.size)
         except _HANDLED as exc:
             converted = _convert(exc, t, stage, settings)
             if converted is None:
@@ -231,6 +238,14 @@ async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsAr
             raise converted from None
     finally:
         await _close(conn)
+
+
+def _check_size(t: _Target, received: int, size: int | None) -> None:
+    if size is not None and received < size:
+        raise TruncatedError(received, f"the file's size on the server is {size:,} bytes")
+    if size is not None and received > size:
+        raise TransientSourceError(f"{t.shown}: the file changed while it was read: "
+                                   f"{received} bytes read, {size} when it was opened")
 
 
 async def sftp_stat(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
