@@ -183,19 +183,20 @@ async def _requeue(message: AbstractIncomingMessage) -> None:
         log.info("message.nack_failed", message_id=message.message_id, error=str(exc))
 
 
-async def settle_group(topology: Topology, decisions: list[tuple[AbstractIncomingMessage, str]],
+async def settle_group(topology: Topology,
+                       decisions: list[tuple[AbstractIncomingMessage, DeadLetterNote | None]],
                        queue_name: str) -> None:
     """The one place where a push group's deliveries are settled, after its commit:
-    (message, "") is acked, (message, reason) dead-lettered with the reason. The group holds
+    (message, None) is acked, (message, note) dead-lettered with the note. The group holds
     every delivery of its channel up to its last one (the consumer takes them in order), so
     one ack with `multiple` settles them all once the dead-letter copies are confirmed."""
     if not decisions:
         return
-    for message, reason in decisions:
-        if reason:
+    for message, note in decisions:
+        if note is not None:
             log.warning("message.dead_lettered", message_id=message.message_id,
-                        queue=queue_name, reason=reason)
-            await _copy_to_dead_letters(topology, message, reason, queue_name)
+                        queue=queue_name, reason=note.reason)
+            await _copy_to_dead_letters(topology, message, note, queue_name)
     last = max((m for m, _ in decisions), key=lambda m: m.delivery_tag or 0)
     await last.ack(multiple=True)
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from worker import __version__, broker, health, logs, retention
 from worker import constants as C
 from worker.pipeline import gcpause
+from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
 from worker.scheduler import Scheduler
@@ -83,11 +84,21 @@ class Daemon:
         push_topology = broker.Topology(push_channel, topology.exchange,
                                         await push_channel.get_exchange(C.DEAD_LETTER_EXCHANGE),
                                         topology.queues)
-        self.pusher = pusher = PushConsumer(self.pool, s, push_topology)
         update_queue = await push_channel.get_queue(C.QUEUE_UPDATE)
+        push_tag: list[str] = []
 
-        consumers = [(pull_queue, await pull_queue.consume(on_pull)),
-                     (update_queue, await update_queue.consume(pusher.on_message))]
+        async def pause_pushes() -> None:  # messages held stay held: nothing is requeued
+            if push_tag:
+                await update_queue.cancel(push_tag.pop())
+
+        async def resume_pushes() -> None:
+            if not push_tag and not self.stopping.is_set():
+                push_tag.append(await update_queue.consume(pusher.on_message))
+
+        self.pusher = pusher = PushConsumer(self.pool, s, push_topology,
+                                            Consumption(pause_pushes, resume_pushes))
+        push_tag.append(await update_queue.consume(pusher.on_message))
+        consumers = [(pull_queue, await pull_queue.consume(on_pull))]
         self._watch("collector", gcpause.collect_periodically)
         self._watch("reaper", runner.reaper)
         self._watch("pusher", pusher.run)
@@ -115,6 +126,8 @@ class Daemon:
         for queue, tag in consumers:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
+        with contextlib.suppress(Exception):
+            await pause_pushes()
         await asyncio.gather(runner.drain(s.shutdown_grace_s), pusher.drain(s.shutdown_grace_s))
         log.info("daemon.stopped", exit_code=exit_code)
         return exit_code

@@ -12,3 +12,10 @@ SCHEDULER_LEADING = Gauge("feed_worker_scheduler_leading",
                           "1 while this replica holds the scheduler lock, else 0")
 SCHEDULED = Counter("feed_worker_scheduled_total",
                     "Pull-requests the scheduler published for due feeds")
+PUSH_FAILURES = Counter("feed_worker_push_group_failures_total",
+                        "Push group transactions that failed, by kind of failure",
+                        ["kind"])
+PUSH_SPLITS = Counter("feed_worker_push_group_splits_total",
+                      "Push groups split in halves to find a message that fails alone")
+PUSH_PAUSED = Gauge("feed_worker_push_paused",
+                    "1 while push consumption is paused because the database is unavailable")

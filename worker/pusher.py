@@ -15,7 +15,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
-from worker.pipeline.push import Envelope, Fate, Group, Prepared, commit, order_time, wait_turn
+from worker.pipeline.push import Envelope, Fate, Group, Prepared, order_time, wait_turn
+from worker.pipeline.pushretry import Applier, Consumption, record_dead_replays
 from worker.settings import Settings
 from worker.store import push as store
 
@@ -24,8 +25,9 @@ log = logs.get(__name__)
 
 class PushConsumer:
     def __init__(self, pool: asyncpg.Pool, settings: Settings,
-                 topology: broker.Topology) -> None:
+                 topology: broker.Topology, consumption: Consumption | None = None) -> None:
         self.pool = pool
+        self.applier = Applier(pool, settings, consumption)
         self.settings = settings
         self.topology = topology
         self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -33,6 +35,7 @@ class PushConsumer:
         self.idle = asyncio.Event()
         self.idle.set()
         self._last: asyncio.Task[Any] | None = None  # the latest group's commit
+        self._committing: set[asyncio.Task[None]] = set()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         self.inbox.put_nowait(message)
@@ -62,6 +65,8 @@ class PushConsumer:
                                  applied, before, committing),
                     name="push-commit")
                 self._last = committing
+                self._committing.add(committing)
+                committing.add_done_callback(self._committing.discard)
                 committing.add_done_callback(self._settled)
         finally:
             if committing is not None:
@@ -132,35 +137,27 @@ class PushConsumer:
         are settled after the previous group's (acks use `multiple`)."""
         started = time.perf_counter()
         try:
-            report = await commit(self.pool, self.settings, prepared, after)
-        except asyncio.CancelledError:
+            done = await self.applier.apply(prepared, after)
+        except asyncio.CancelledError:  # shutdown past its grace: all go back
             _signal(applied)
             await broker.requeue_all([m for m, _ in group])
             raise
-        except Exception as exc:  # nothing was applied: all go back
-            await wait_turn(after)  # the turns stay in order: the next merges after ours
-            _signal(applied)
-            log.warning("push.group_failed", messages=len(group),
-                        error=f"{type(exc).__name__}: {exc}")
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
-            await broker.requeue_all([m for m, _ in group])
-            return
         _signal(applied)
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        decisions = [(m, e.reason if e.fate is Fate.DEAD else "") for m, e in group]
+        decisions = [(m, _note(e)) for m, e in group]
         try:
             await broker.settle_group(self.topology, decisions, C.QUEUE_UPDATE)
         except Exception as exc:
             log.warning("push.settle_failed", messages=len(group),
                         error=f"{type(exc).__name__}: {exc}")
+        await record_dead_replays(self.pool, [e for _, e in group])
         for fate, n in Counter(e.fate.value for _, e in group).items():
             metrics.MESSAGES.labels(C.QUEUE_UPDATE, fate).inc(n)
-        metrics.ROWS.labels("pushed").inc(report.items)
-        log.debug("push.group_applied", messages=len(group), items=report.items,
-                  inserted=report.total("inserted"), updated=report.total("updated"),
-                  rejected=report.total("rejected"),
+        metrics.ROWS.labels("pushed").inc(done.items)
+        log.debug("push.group_applied", messages=len(group), items=done.items,
+                  inserted=done.total("inserted"), updated=done.total("updated"),
+                  rejected=done.total("rejected"), transactions=done.transactions,
                   seconds=round(time.perf_counter() - started, 4))
 
     async def drain(self, grace_s: float) -> None:
@@ -169,7 +166,11 @@ class PushConsumer:
         try:
             await asyncio.wait_for(self.idle.wait(), grace_s)
         except TimeoutError:
+            # A group still retrying (the database is away) goes back to the queue whole.
             log.warning("push.drain_timeout", grace_s=grace_s)
+            for task in list(self._committing):
+                task.cancel()
+            await asyncio.gather(*self._committing, return_exceptions=True)
         waiting = []
         while not self.inbox.empty():
             waiting.append(self.inbox.get_nowait())
@@ -189,6 +190,12 @@ def _signal(applied: asyncio.Future[None]) -> None:
     """This group's transaction is over (once; a cancelled waiter may have ended it)."""
     if not applied.done():
         applied.set_result(None)
+
+
+def _note(e: Envelope) -> broker.DeadLetterNote | None:
+    if e.fate is not Fate.DEAD:
+        return None
+    return broker.DeadLetterNote(e.reason, e.error_class, e.order_at)
 
 
 def _envelope(message: AbstractIncomingMessage, max_skew_s: float) -> Envelope:

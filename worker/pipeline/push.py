@@ -24,6 +24,7 @@ from worker.pipeline.gcpause import gc_paused
 from worker.pushmap import Item, to_item
 from worker.settings import Settings
 from worker.store import push as store
+from worker.store.db import Conn
 from worker.store.push import FeedCounts
 from worker.store.runs import StoredReject
 
@@ -50,6 +51,8 @@ class Envelope:
     update: FeedUpdate | None = None
     fate: Fate = Fate.APPLIED
     reason: str = ""
+    error_class: str = ""  # of the error that dead-lettered it, when one did
+    rejected: int = 0      # its variants rejected by the value checks
 
     def __post_init__(self) -> None:
         if self.order_at is None:
@@ -64,7 +67,7 @@ class Envelope:
     def reset(self) -> None:
         """Undo what a rolled-back transaction decided (repeats, feeds gone)."""
         if self.update is not None:
-            self.fate, self.reason = Fate.APPLIED, ""
+            self.fate, self.reason, self.error_class = Fate.APPLIED, "", ""
 
 
 def order_time(headers: Mapping[str, Any] | None, received_at: datetime,
@@ -134,6 +137,7 @@ class Group:
     def add(self, e: Envelope) -> None:
         if e.update is None and e.fate is Fate.APPLIED:
             e.decode()
+        e.rejected = 0
         self.envelopes.append(e)
         if e.update is None or e.fate is not Fate.APPLIED:
             self.variants += 1
@@ -221,7 +225,45 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             c.held, c.connected = got.get("held", 0), got.get("connected", 0)
             c.ambiguous = got.get("ambiguous", 0)
             await store.record_run(conn, run_id, c)
+        if any(e.replay_id for e in group.envelopes):
+            await _record_replays(conn, group.envelopes)
     return GroupReport(counts, len(items))
+
+
+async def _record_replays(conn: Conn, envelopes: Sequence[Envelope]) -> None:
+    """What each replayed message (x-replay-id) came to, in the group's transaction: its
+    variants applied (written, or found unchanged), stale (the stored item's order time is
+    newer) and rejected; or that it was a repeat, or dead-lettered."""
+    replayed = [e for e in envelopes if e.replay_id]
+    keys: dict[tuple[int, str], datetime | None] = {}
+    wanted: list[tuple[Envelope, list[tuple[int, str, datetime | None]]]] = []
+    for e in replayed:
+        mine: list[tuple[int, str, datetime | None]] = []
+        if e.fate is Fate.APPLIED and e.update is not None:
+            for variant in e.update.variants:
+                try:
+                    item = to_item(e.update.feed_id, variant, e.order_at)
+                except ValueError:
+                    continue
+                mine.append((item.feed_id, item.external_id, item.order_at))
+                keys[(item.feed_id, item.external_id)] = None
+        wanted.append((e, mine))
+    stored = await store.order_times(conn, list(keys))
+    rows = []
+    for e, mine in wanted:
+        variants = len(e.update.variants) if e.update is not None else 0
+        if e.fate is Fate.DEAD:
+            continue  # recorded once it is dead-lettered (pushretry.record_dead_replays)
+        if e.fate is Fate.REPEAT:
+            rows.append((e.replay_id, e.message_id or "", "repeat", variants, 0, 0, 0, None))
+            continue
+        stale = sum(1 for f, x, t in mine
+                    if t is not None and (s := stored.get((f, x))) is not None and s > t)
+        applied = len(mine) - stale
+        outcome = "applied" if applied else ("stale" if stale else "rejected")
+        rows.append((e.replay_id, e.message_id or "", outcome, variants, applied, stale,
+                     e.rejected, None))
+    await store.record_replays(conn, rows)
 
 
 async def wait_turn(after: asyncio.Future[None] | None) -> None:
@@ -264,6 +306,7 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
             item = to_item(feed_id, variant, default_time)
         except ValueError as exc:
             c.rejected += 1
+            e.rejected += 1
             if len(c.rejects) < settings.max_stored_rejects:
                 raw = orjson.dumps(variant).decode()[: settings.max_reject_raw_chars]
                 c.rejects.append(StoredReject(index, raw, str(exc), e.message_id))

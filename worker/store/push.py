@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -55,6 +56,33 @@ async def load_feeds(pool: asyncpg.Pool, feed_ids: Sequence[int]) -> dict[int, a
     return {r["id"]: r for r in rows}
 
 
+async def order_times(conn: Conn, keys: Sequence[tuple[int, str]]
+                      ) -> dict[tuple[int, str], datetime | None]:
+    """The stored order time (ordered_at) of each (feed, external id) that exists."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(q(_SQL, "order_times"), [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["inventory_feed_id"], r["external_id"]): r["ordered_at"] for r in rows}
+
+
+ReplayRow = tuple[str | None, str, str, int, int, int, int, str | None]
+
+
+async def record_replays(conn: Conn, rows: Sequence[ReplayRow]) -> None:
+    """Outcomes of replayed messages: (replay id, message id, outcome, variants, applied,
+    stale, rejected, reason); a message's later outcome replaces an earlier one."""
+    if rows:
+        await conn.executemany(q(_SQL, "record_replay_outcome"), rows)
+
+
+async def record_dead_replays(pool: asyncpg.Pool,
+                              rows: Sequence[tuple[str | None, str, str]]) -> None:
+    """Replayed messages dead-lettered again: (replay id, message id, reason)."""
+    async with pool.acquire() as conn:
+        await record_replays(conn, [(r, m, "dead-lettered", 0, 0, 0, 0, why)
+                                    for r, m, why in rows])
+
+
 async def stage(conn: Conn, lines: list[str], again: bool = False) -> None:
     """The group's items into this connection's staging table (`again`: in place of those
     staged before in this transaction). Takes no lock: it may run while the previous
@@ -63,6 +91,8 @@ async def stage(conn: Conn, lines: list[str], again: bool = False) -> None:
         await conn.execute("DELETE FROM push_staging")
     # one round trip each where it can: the loop that awaits them is busy folding
     await conn.execute(q(_SQL, "create_staging") + ";\n" + q(_SQL, "merge_settings"))
+    if not lines:  # every variant was rejected: nothing to stage, the rejects still count
+        return
     data = ("\n".join(lines) + "\n").encode()
 
     async def chunks() -> AsyncIterator[bytes]:

@@ -255,3 +255,20 @@ UPDATE feed_runs SET
         'messages', coalesce((details ->> 'messages')::int, 0) + $8::int,
         'stale', coalesce((details ->> 'stale')::int, 0) + $9::int)
 WHERE id = $1;
+
+-- name: order_times
+-- The stored order time of items ($1 feed ids, $2 external ids, pairwise).
+SELECT t.inventory_feed_id, t.external_id, t.ordered_at
+FROM unnest($1::bigint[], $2::text[]) AS k (inventory_feed_id, external_id)
+JOIN inventory_feed_variants t
+    ON t.inventory_feed_id = k.inventory_feed_id AND t.external_id = k.external_id;
+
+-- name: record_replay_outcome
+-- What a replayed message came to (see replay_outcomes in schemas/sql/0005_ordering.sql).
+INSERT INTO replay_outcomes (replay_id, message_id, outcome, variants, applied, stale,
+                             rejected, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (replay_id, message_id) DO UPDATE SET
+    outcome = excluded.outcome, variants = excluded.variants, applied = excluded.applied,
+    stale = excluded.stale, rejected = excluded.rejected, reason = excluded.reason,
+    recorded_at = now();
