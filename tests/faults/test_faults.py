@@ -26,6 +26,7 @@ from tests.faults.traffic import (
     Observer,
     Publisher,
     Row,
+    Sent,
     dump_records,
     outcome,
     take_dead_letters,
@@ -307,10 +308,10 @@ async def test_replay_dead_letters(scenario: Scenario) -> None:
     worker = s.worker()
     await worker.start()
     pub = s.publisher(seed=18)
-    await pub.publish_many(600)
+    await pub.publish_many(1000)
     for poison in ("not-json", "unknown-feed") * 3:
         assert await pub.publish(pub.make(KINDS[0], poison))
-    await pub.publish_many(600)
+    await pub.publish_many(1000)
     await wait_settled(s.observer, pub, s.amqp_url)
     await until(lambda: _dead_count(s.amqp_url, 6), timeout_s=30, what="6 dead letters")
     early = [m for m in pub.good() if m.confirmed][:300:5]  # long since overwritten
@@ -373,7 +374,7 @@ async def _all_processed(observer: Observer, ids: list[str]) -> bool:
     return bool(rows[0][0] == len(ids))
 
 
-async def _dead_letter_copies(amqp_url: str, messages: list) -> None:  # type: ignore[type-arg]
+async def _dead_letter_copies(amqp_url: str, messages: list[Sent]) -> None:
     """Each message as a worker dead-letters it (reason, first receipt, original routing
     key), once with its own id and once under a new one, confirmed."""
     connection = await aio_pika.connect(amqp_url, timeout=10)
