@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -84,11 +85,16 @@ async def declare(channel: AbstractChannel, delivery_limit: int) -> Topology:
 
 
 def json_message(body: bytes, message_id: str | None = None, **kwargs: Any) -> aio_pika.Message:
+    """A persistent JSON message with a fresh id and the publisher's time in milliseconds
+    (timestamp_in_ms: it orders feed-updates that carry no inventoryUpdatedAt)."""
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault(C.HEADER_TIMESTAMP_MS, time.time_ns() // 1_000_000)
     return aio_pika.Message(
         body,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message_id or str(uuid.uuid4()),
+        headers=headers,
         **kwargs,
     )
 

@@ -121,12 +121,12 @@ def _external_id(v: str) -> str | None:
     s = v.strip()
     if not s:
         raise ValueError("externalId is blank")
-    return s
+    return values.check_key(s)
 
 
 def _fast_external_id(col: Sequence[str]) -> Sequence[str] | None:
     stripped = tuple(map(str.strip, col))
-    if "" in stripped:
+    if "" in stripped or not values.keys_fit(stripped):
         return None  # value by value, for the rejects
     return col if stripped == tuple(col) else stripped
 
@@ -144,11 +144,13 @@ def _fast_number(sep: str) -> Fast:
     two = re.compile(re.escape(sep) + "[0-9]*" + re.escape(sep))
 
     def fast(col: Sequence[str]) -> Sequence[str] | None:
-        """Plain non-negative decimals (or blanks) in the feed's notation."""
+        """Plain non-negative decimals (or blanks) in the feed's notation, short enough to be
+        within the digit limits."""
         joined = SEP.join(col)
         if (joined.isascii() and joined.replace(sep, "").replace(SEP, "").isdigit()
                 and not two.search(joined) and sep not in col
-                and joined.count(SEP) == len(col) - 1):
+                and joined.count(SEP) == len(col) - 1
+                and max(map(len, col)) <= values.MAX_INTEGER_DIGITS):
             return joined.replace(",", ".").split(SEP) if sep == "," else col
         return None
 
@@ -231,14 +233,21 @@ class Mapper:
         cols: list[Sequence[str]] = list(zip(*picked, strict=True))
         bad: dict[int, str] = {}
         changed = bool(self._extra)
+        # Control characters: one look at the whole batch; columns that have one are
+        # checked value by value (the fast paths, which join values with SEP, never see
+        # them).
+        controls = values.has_controls("".join(map("".join, picked)))
         codes = self._currencies(cols) if self._priced else None
         for j, rule in enumerate(self._rules):
             col = cols[j]
-            new = self._convert(rule, col, bad)
+            new = self._convert(rule, col, bad, controls)
             if new is not col:
                 cols[j] = new
                 changed = True
         n_rules = len(self._rules)
+        if self._extra and controls:
+            for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
+                _check_controls(attr, col, bad)
         if self._extra:
             cols[n_rules:] = [self._extras(cols[n_rules:])]
         if codes is not None:
@@ -321,8 +330,11 @@ class Mapper:
         return good_rows, good_lines
 
     @staticmethod
-    def _convert(rule: _Rule, col: Sequence[str], bad: dict[int, str]) -> Sequence[str]:
-        if rule.fast is not None:
+    def _convert(rule: _Rule, col: Sequence[str], bad: dict[int, str],
+                 controls: bool) -> Sequence[str]:
+        if controls and not _check_controls(rule.attr, col, bad):
+            controls = False
+        if rule.fast is not None and not controls:
             done = rule.fast(col)
             if done is not None:
                 return done
@@ -330,6 +342,9 @@ class Mapper:
         append = out.append
         convert = rule.convert
         for i, v in enumerate(col):
+            if i in bad and controls:  # a control character, found above
+                append("")
+                continue
             try:
                 append(convert(v) or "")
             except ValueError as exc:
@@ -344,6 +359,18 @@ class Mapper:
 
     def _raw(self, row: Sequence[str]) -> str:
         return self.delimiter.join(row)
+
+
+def _check_controls(attr: str, col: Sequence[str], bad: dict[int, str]) -> bool:
+    """Marks the values of a column that hold a control character; whether any did."""
+    if not values.has_controls("".join(col)):
+        return False
+    for i, v in enumerate(col):
+        try:
+            values.check_controls(attr, v)
+        except ValueError as exc:
+            bad.setdefault(i, str(exc))
+    return True
 
 
 def _escaped(col: Sequence[str]) -> Sequence[str]:
@@ -413,9 +440,11 @@ def _json_value(attr: str) -> values.Converter:
         if not v.strip():
             return None
         try:
-            return orjson.dumps(orjson.loads(v)).decode()
+            text = orjson.dumps(orjson.loads(v)).decode()
         except orjson.JSONDecodeError:
             raise ValueError(f"{attr}: not valid JSON") from None
+        values.check_json_controls(attr, text)
+        return text
 
     return convert
 
@@ -429,5 +458,7 @@ def _images(v: str) -> str | None:
             parsed = orjson.loads(s)
         except orjson.JSONDecodeError:
             raise ValueError("images: not a valid JSON array") from None
-        return orjson.dumps(parsed).decode()
+        text = orjson.dumps(parsed).decode()
+        values.check_json_controls("images", text)
+        return text
     return orjson.dumps([u for u in re.split(r"[\s,]+", s) if u]).decode()

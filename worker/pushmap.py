@@ -11,13 +11,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from worker import values
 from worker.mapping import ATTRIBUTES, COLUMN_BIT, COLUMNS
+from worker.settings import Settings
 
 PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "inventory_updated_at",
                 "ordered_at")
@@ -47,7 +48,10 @@ def _amount(attr: str, v: Any) -> str | None:
     if isinstance(v, (int, float)):
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{attr}: {v!r} is not a non-negative number")
-        return repr(v) if isinstance(v, float) else str(v)
+        text = repr(v) if isinstance(v, float) else str(v)
+        if "e" in text:  # 1e-05, 1e+300: written out, so that the digit limits see them
+            text = format(Decimal(text), "f")
+        return values.check_digits(attr, text, v)
     if isinstance(v, str):
         return _PRICE[attr](v)
     raise ValueError(f"{attr}: must be a number, not {type(v).__name__}")
@@ -63,14 +67,12 @@ def _quantity(attr: str, v: Any) -> str | None:
     elif isinstance(v, float):
         if not math.isfinite(v):
             raise ValueError(f"{attr}: {v!r} is not a whole number")
-        n = int(Decimal(repr(v)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        n = values.whole(attr, Decimal(repr(v)), v)
     elif isinstance(v, str):
         return _QUANTITY(v)
     else:
         raise ValueError(f"{attr}: must be a whole number, not {type(v).__name__}")
-    if not -values.INT32 <= n < values.INT32:
-        raise ValueError(f"{attr}: {v!r} is out of range")
-    return str(n)
+    return str(values.check_int32(attr, n, v))
 
 
 def _policy(attr: str, v: Any) -> str | None:
@@ -169,14 +171,17 @@ _BITS = [COLUMN_BIT[c] for c in COLUMNS]
 _ATTR_SLOT = {a: (_INDEX[c], COLUMN_BIT[c]) for a, c in ATTRIBUTES.items() if c in _INDEX}
 
 
-def to_item(feed_id: int, variant: Any, message_time: datetime | None) -> Item:
+def to_item(feed_id: int, variant: Any, message_time: datetime | None,
+            settings: Settings) -> Item:
     """A pushed variant as an Item; raises ValueError with the reason to reject it.
-    `message_time` orders it when it carries no inventoryUpdatedAt of its own."""
+    `message_time` orders it when it carries no inventoryUpdatedAt of its own. Its values
+    pass the checks pulled ones do (worker.values), with the limits of `settings`."""
     if not isinstance(variant, dict):
         raise ValueError(f"a variant must be an object, not {type(variant).__name__}")
     ext = variant.get("externalId")
     if isinstance(ext, bool) or not isinstance(ext, (str, int)) or not str(ext).strip():
         raise ValueError("externalId is missing or blank")
+    _check_texts(variant, settings.max_field_chars)
     vals: list[str | None] = [None] * len(COLUMNS)
     present = 0
     extra: dict[str, Any] = {}
@@ -189,6 +194,8 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None) -> Item:
             present |= bit
         elif key == "inventoryUpdatedAt":
             updated_at = parse_time(v)
+            if updated_at is not None:
+                values.check_time(key, updated_at, datetime.now(UTC), settings.max_future_skew_s)
         elif key != "externalId":
             extra[key] = v
     if extra:
@@ -201,5 +208,24 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None) -> Item:
                 vals[_INDEX["currency"]] = code
                 present |= _CURRENCY_BIT
                 break
-    return Item(feed_id, str(ext).strip(), vals, present, updated_at, extra,
+    return Item(feed_id, values.check_key(str(ext).strip()), vals, present, updated_at, extra,
                 updated_at or message_time)
+
+
+_NAMED = {*_ATTR_SLOT, "externalId", "inventoryUpdatedAt"}
+
+
+def _check_texts(variant: dict[str, Any], cap: int) -> None:
+    """Control characters and the field-size cap for every value of a variant (strings;
+    the JSON text of objects and arrays) and for the names of its extra attributes. One
+    look at the variant's JSON text vouches for them all; value by value only to name the
+    one at fault."""
+    if values.json_within(orjson.dumps(variant).decode(), cap):
+        return
+    for key, v in variant.items():
+        if key not in _NAMED:
+            values.check_text("an attribute name", key, cap)
+        if v.__class__ is str:
+            values.check_text(key, v, cap)
+        elif isinstance(v, (list, dict)):
+            values.check_json_text(key, orjson.dumps(v).decode(), cap)

@@ -58,13 +58,20 @@ class Settings:
         default=8 * 1024**3,
         metadata={"help": "a gzip/zip feed that inflates past this fails its run"},
     )
+    max_inflation_ratio: int = field(
+        default=100,
+        metadata={"help": "a gzip/zip feed that inflates to more than this many times the "
+                          "compressed bytes read so far fails its run (judged past 16 MiB "
+                          "inflated)"},
+    )
     max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
     max_records: int = field(
         default=50_000_000, metadata={"help": "a pull with more records than this fails"}
     )
     max_field_chars: int = field(
         default=DEFAULT_MAX_FIELD_CHARS,
-        metadata={"help": "a record with a field longer than this many characters is rejected"},
+        metadata={"help": "a record (or pushed variant) with a field longer than this many "
+                          "characters is rejected"},
     )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
@@ -191,7 +198,7 @@ class Settings:
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
-                    "max_field_chars", "retry_attempts")
+                    "max_field_chars", "retry_attempts", "max_inflation_ratio")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

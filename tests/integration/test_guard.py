@@ -78,6 +78,67 @@ async def test_a_redirect_is_checked_before_it_is_followed(
     assert feed_server.routes["/f.csv"].requests == 1
 
 
+@pytest.mark.parametrize(("literal", "reason"), [
+    ("64:ff9b::7f00:1", "64:ff9b::7f00:1 (NAT64 of 127.0.0.1)"),
+    ("2002:7f00:1::", "2002:7f00:1:: (6to4 of 127.0.0.1)"),
+    ("::127.0.0.1", "::7f00:1 (IPv4-compatible of 127.0.0.1)"),
+    ("::ffff:0:a9fe:a9fe", "::ffff:0:a9fe:a9fe (IPv4-translated of 169.254.169.254)"),
+])
+async def test_ipv6_forms_of_refused_ipv4_addresses_are_refused(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer, literal: str,
+        reason: str) -> None:
+    """Under the default policy (global addresses only): the run fails naming the form and
+    the IPv4 address it reaches, before any connection."""
+    feed_server.add("/f.csv", BODY)
+    feed_id = await feeds.make_feed(pool, f"http://[{literal}]:{feed_server.port}/f.csv")
+    run = await feeds.pull_once(pool, replace(settings, allowed_networks=""), feed_id)
+    assert run["status"] == "failed"
+    assert run["error"] == f"{reason} is not an allowed address (FEED_WORKER_ALLOWED_NETWORKS)"
+    assert run["bytes"] == 0
+    assert feed_server.routes["/f.csv"].requests == 0
+    assert await feeds.items(pool, feed_id) == {}
+
+
+async def test_a_redirect_to_a_nat64_loopback_is_refused(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    """The redirect's address is checked like the feed URL's, embedded IPv4 and all: with
+    127.0.0.1/32 allowed (the server), the NAT64 form of 127.0.0.2 is still refused."""
+    feed_server.add("/f.csv", BODY)
+    feed_server.add("/moved.csv", redirect=f"http://[64:ff9b::7f00:2]:{feed_server.port}/f.csv")
+    feed_id = await feeds.make_feed(pool, feed_server.url("/moved.csv"))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "failed"
+    assert "64:ff9b::7f00:2 (NAT64 of 127.0.0.2) is not an allowed address" in run["error"]
+    assert feed_server.routes["/moved.csv"].requests == 1
+    assert feed_server.routes["/f.csv"].requests == 0
+    assert await feeds.items(pool, feed_id) == {}
+
+
+async def test_a_name_resolving_to_a_nat64_loopback_is_refused(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through DNS: a name whose AAAA answer is 64:ff9b::7f00:1."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != "nat64.feeds.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 ("64:ff9b::7f00:1", int(port or 0), 0, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    feed_server.add("/f.csv", BODY)
+    feed_id = await feeds.make_feed(pool, f"http://nat64.feeds.test:{feed_server.port}/f.csv")
+    run = await feeds.pull_once(pool, replace(settings, allowed_networks=""), feed_id)
+    assert run["status"] == "failed"
+    assert "nat64.feeds.test resolves to 64:ff9b::7f00:1 (NAT64 of 127.0.0.1)" in run["error"]
+    assert lookups == ["nat64.feeds.test"]
+    assert feed_server.routes["/f.csv"].requests == 0
+    assert await feeds.items(pool, feed_id) == {}
+
+
 # --- FTP, FTPS and SFTP: the address checked is the address connected to -----------------
 
 FILE_BODY = b"external_id,qty\n" + b"".join(b"F%d,%d\n" % (i, i) for i in range(50))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.support import feeds
+from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
+from tests.support.wait import until
+from worker.pipeline import pull
+from worker.publish import publish_pull
 from worker.settings import Settings
 
 GOOD = b"external_id,qty,name\nA,1,first\nB,2,second\n"
@@ -126,3 +132,93 @@ async def test_invalid_utf8_deep_in_a_big_file_rolls_back_the_copy(
     assert await feeds.table_state(pool) == before
     # The pool's connections are healthy afterwards.
     assert await pool.fetchval("SELECT count(*) FROM inventory_feed_variants") == 2
+
+
+@pytest.mark.parametrize(("location", "reason"), [
+    ("file:///etc/hostname", "redirects to file:///etc/hostname: only http and https "
+                             "redirects are followed, not 'file'"),
+    ("ftp://127.0.0.1/f.csv", "not 'ftp'"),
+    ("data:text/csv,external_id%0AX", "not 'data'"),
+    ("javascript:alert(1)", "not 'javascript'"),
+    ("//", "redirects to '//', which has no host"),
+    ("http://[::1", "redirects to a Location that cannot be parsed"),
+    ("", "redirects with an empty Location header"),
+    (None, "redirects with no Location header"),
+])
+async def test_a_redirect_that_is_not_http_fails_the_run_at_once(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        location: str | None, reason: str) -> None:
+    """A permanent failure with the reason, nothing read, in one request."""
+    feed_id = await _seeded(pool, settings, feed_server)
+    before = await feeds.table_state(pool)
+    if location is None:
+        feed_server.add("/moved.csv", status=302)
+    else:
+        feed_server.add("/moved.csv", redirect=location)
+    url = feed_server.url("/moved.csv", "u", SECRET)
+    started = time.monotonic()
+    run = await feeds.pull_once(pool, settings, feed_id, url)
+    assert time.monotonic() - started < 5
+    assert run["status"] == "failed"
+    assert run["error"].startswith(f"http://u:***@127.0.0.1:{feed_server.port}/moved.csv "
+                                   "redirects"), run["error"]
+    assert reason in run["error"]
+    assert SECRET not in run["error"]
+    assert (run["bytes"], run["rows_read"]) == (0, 0)
+    assert feed_server.routes["/moved.csv"].requests == 1
+    assert await feeds.table_state(pool) == before
+
+
+async def test_the_daemon_fails_a_redirect_to_a_file_url_within_seconds(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    """Through the broker and the runner: the run ends `failed` on its first attempt, not
+    `running` until its lease expires and takeovers fail it as abandoned."""
+    feed_id = await feeds.make_feed(
+        pool, feed_server.add("/moved.csv", redirect="file:///etc/hostname"))
+    async with broker.running_daemon(settings):
+        await publish_pull(settings, feed_id)
+
+        async def ended() -> dict[str, Any] | None:
+            row = await pool.fetchrow("SELECT * FROM feed_runs WHERE inventory_feed_id = $1",
+                                      feed_id)
+            return dict(row) if row is not None and row["status"] != "running" else None
+
+        # Well inside the lease (5 s here): no takeover can have happened.
+        run = await until(ended, timeout_s=settings.lease_s * 0.6, what="the run to end")
+    assert run["status"] == "failed"
+    assert run["attempts"] == 1
+    assert "redirects to file:///etc/hostname: only http and https redirects are followed" \
+        in run["error"]
+    assert feed_server.routes["/moved.csv"].requests == 1
+    assert await feeds.items(pool, feed_id) == {}
+
+
+async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception outside the worker's vocabulary (here a ValueError from the source, as
+    a library might raise) fails the run with its class and message, the URL's password
+    masked, rather than leaving the run for takeovers."""
+    feed_id = await _seeded(pool, settings, feed_server)
+    before = await feeds.table_state(pool)
+    real = pull.open_source
+
+    def broken(url: str, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        inner = real(url, *args, **kwargs)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in inner:
+                yield chunk
+                raise ValueError(f"cannot make sense of {url} after {len(chunk)} bytes")
+
+        return chunks()
+
+    monkeypatch.setattr(pull, "open_source", broken)
+    url = feed_server.url("/good.csv", "u", SECRET)
+    run = await feeds.pull_once(pool, settings, feed_id, url)
+    assert run["status"] == "failed"
+    assert run["error"] == (f"unexpected error: ValueError: cannot make sense of "
+                            f"http://u:***@127.0.0.1:{feed_server.port}/good.csv after "
+                            f"{len(GOOD)} bytes")
+    assert await feeds.table_state(pool) == before

@@ -1,9 +1,14 @@
 """Untrusted bytes end to end: a field over the size cap (FEED_WORKER_MAX_FIELD_CHARS) is a
 reject of its record in every format, NUL bytes are rejects counted in the run's details,
-and a header row that cannot be read fails the run rather than shifting the columns."""
+a header row that cannot be read fails the run rather than shifting the columns, and a
+compressed file that inflates too many times fails its run early."""
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -133,3 +138,50 @@ async def test_an_unreadable_header_fails_the_run(
     assert "the header row (line 1) cannot be read" in run["error"]
     assert why in run["error"]
     assert await feeds.items(pool, feed_id) == {}
+
+
+MiB = 1 << 20
+
+
+def bomb(kind: str, size: int) -> bytes:
+    """A feed of two rows and then `size` bytes of blank lines (which compress about 1000
+    times), as gzip or as a zip entry, compressed a MiB at a time."""
+    head, filler = b"external_id,qty\nA,1\nB,2\n", b"\n" * MiB
+    if kind == "gzip":
+        z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        parts = [z.compress(head), *(z.compress(filler) for _ in range(size // MiB))]
+        return b"".join([*parts, z.flush()])
+    info = zipfile.ZipInfo("feed.csv")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, zf.open(info, "w") as f:
+        f.write(head)
+        for _ in range(size // MiB):
+            f.write(filler)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+async def test_a_bomb_under_the_size_cap_fails_on_its_inflation_ratio(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer, kind: str) -> None:
+    """512 MiB inflated from ~0.5 MB, under the 8 GiB default cap: the run fails once the
+    output passes 16 MiB, with the ratio and the sizes it saw; nothing of it lands."""
+    assert settings.max_inflation_ratio == 100
+    assert settings.max_decompressed_bytes > 512 * MiB
+    feed_id = await feeds.make_feed(pool, feed_server.add("/ok.csv", b"external_id,qty\nA,5\n"))
+    assert (await feeds.pull_once(pool, settings, feed_id))["status"] == "succeeded"
+    before = await feeds.table_state(pool)
+    data = bomb(kind, 512 * MiB)
+    url = feed_server.add(f"/bomb.{kind}", data, content_type="application/octet-stream")
+    run = await feeds.pull_once(pool, settings, feed_id, url)
+    assert run["status"] == "failed"
+    found = re.fullmatch(r"the feed inflates more than 100 times: ([\d,]+) bytes became "
+                         r"([\d,]+) bytes so far \(FEED_WORKER_MAX_INFLATION_RATIO\)",
+                         run["error"])
+    assert found is not None, run["error"]
+    read, became = (int(g.replace(",", "")) for g in found.groups())
+    assert 16 * MiB < became < 64 * MiB  # stopped early, not after 512 MiB
+    assert became > 100 * read
+    assert read <= run["bytes"] <= len(data)
+    assert await feeds.table_state(pool) == before
+    assert (await feeds.items(pool, feed_id))["A"]["inventory_quantity"] == 5

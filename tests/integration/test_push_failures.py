@@ -4,17 +4,24 @@ report what they came to."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.integration.test_push import declare, settled, update
 from tests.support import broker, feeds
+from tests.support.feedserver import FeedServer
+from tests.support.proxy import Proxy
+from tests.support.services import AMQP_URL
 from tests.support.wait import until
 from worker import constants as C
 from worker.settings import Settings
@@ -206,3 +213,75 @@ async def test_an_update_is_stale_against_a_newer_unchanged_one(
                             "WHERE inventory_feed_id = $1 AND kind = 'push'", feed_id)
     assert sum(r["updated"] for r in runs) == 0
     assert sum(orjson.loads(r["details"])["stale"] for r in runs) == 1
+
+
+async def test_a_replayed_push_older_than_a_pull_is_stale(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    """A pull writes its start as the items' order time: a push received before it and
+    replayed after it is stale, and leaves the pulled value."""
+    url = feed_server.add("/stock.csv", b"external_id,qty\nP,8\n")
+    feed_id = await feeds.make_feed(pool, url)
+    received = datetime.now(UTC) - timedelta(hours=1)
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded"
+    p = (await feeds.items(pool, feed_id))["P"]
+    assert p["ordered_at"] == run["started_at"]
+    await declare(settings)
+    await broker.publish(update(feed_id, {"externalId": "P", "inventoryQuantity": 1}),
+                         routing_key=C.ROUTING_UPDATE,
+                         headers={C.HEADER_FIRST_RECEIVED: received.isoformat()})
+    async with broker.running_daemon(settings):
+        await settled(pool, feed_id, 1)
+    assert (await feeds.items(pool, feed_id))["P"]["inventory_quantity"] == 8
+
+
+def _consuming(queue: str) -> bool:
+    """Whether the broker lists a consumer on the queue (a quorum queue's declare-ok still
+    counts a cancelled consumer that holds unacked messages)."""
+    vhost = unquote(urlsplit(AMQP_URL).path[1:]) or "/"
+    out = subprocess.run(["rabbitmqctl", "list_consumers", "-q", "-p", vhost, "queue_name"],
+                         capture_output=True, text=True, check=True).stdout
+    return queue in out.split()
+
+
+async def _async(check: Callable[[], bool]) -> bool:
+    return check()
+
+
+def _paused() -> bool:
+    return REGISTRY.get_sample_value("feed_worker_push_paused") == 1
+
+
+async def test_pushes_pause_while_the_database_is_away_and_resume(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings) -> None:
+    """The daemon reaches Postgres through a proxy that is cut for longer than the retry
+    policy: push consumption pauses (no consumer on the queue, nothing requeued), then
+    resumes by itself once the database answers; every message lands, none is
+    dead-lettered."""
+    proxy = await Proxy("127.0.0.1", 5432).start()
+    dsn = settings.database_url.replace("127.0.0.1:5432", proxy.address())
+    assert dsn != settings.database_url
+    settings = fast_retries(replace(settings, database_url=dsn), retry_attempts=2)
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    try:
+        await declare(settings)
+        async with broker.running_daemon(settings):
+            await broker.publish(update(feed_id, {"externalId": "A", "inventoryQuantity": 1}),
+                                 routing_key=C.ROUTING_UPDATE)
+            await settled(pool, feed_id, 1)
+            proxy.cut()
+            for i in range(20):
+                await broker.publish(update(feed_id, {"externalId": "A",
+                                                      "inventoryQuantity": i + 2}),
+                                     routing_key=C.ROUTING_UPDATE)
+            await until(lambda: _async(_paused), what="push consumption paused")
+            assert not _consuming(C.QUEUE_UPDATE)
+            proxy.heal()
+            await settled(pool, feed_id, 21)
+            assert not _paused()
+            assert _consuming(C.QUEUE_UPDATE)
+    finally:
+        await proxy.close()
+    assert (await feeds.items(pool, feed_id))["A"]["inventory_quantity"] == 21
+    assert await broker.dead_letters() == []

@@ -1,18 +1,22 @@
-"""gzip and zip feeds inflated as a stream, by magic bytes, with a cap on the size."""
+"""gzip and zip feeds inflated as a stream, by magic bytes, with a cap on the size and on
+the inflation ratio."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import io
+import re
 import zipfile
+import zlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from worker.errors import FeedError, SourceError
-from worker.sources.decompress import decompressed
+from worker.sources.decompress import RATIO_FLOOR_BYTES, decompressed
 
 DATA = b"external_id,qty\n" + b"".join(b"K%d,%d\n" % (i, i) for i in range(20000))
 
@@ -23,9 +27,10 @@ async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 async def inflate(data: bytes, size: int = 4096, cap: int = 10**9,
-                  entry: str | None = None) -> tuple[bytes, str]:
+                  entry: str | None = None, ratio: int | None = None) -> tuple[bytes, str]:
     found: list[str] = []
-    out = b"".join([c async for c in decompressed(chunked(data, size), cap, entry, found)])
+    stream = decompressed(chunked(data, size), cap, entry, found, max_ratio=ratio)
+    out = b"".join([c async for c in stream])
     return out, found[0] if found else "none"
 
 
@@ -146,3 +151,83 @@ async def test_a_source_that_fails_mid_gzip_fails_with_its_own_error() -> None:
     with pytest.raises(SourceError, match="the connection dropped"):
         async for _ in decompressed(source(), 10**9):
             pass
+
+
+# --- the inflation ratio -----------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+@functools.cache
+def gzip_of_zeros(size: int) -> bytes:
+    """`size` zero bytes as gzip, compressed a MiB at a time (about 1000 times smaller)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(MiB)
+    parts = [z.compress(zeros) for _ in range(size // MiB)]
+    return b"".join([*parts, z.compress(bytes(size % MiB)), z.flush()])
+
+
+@functools.cache
+def zip_of_zeros(size: int) -> bytes:
+    """`size` zero bytes (whole MiBs) as a deflated zip entry, written as a stream."""
+    info = zipfile.ZipInfo("bomb.csv")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z, z.open(info, "w") as f:
+        for _ in range(size // MiB):
+            f.write(bytes(MiB))
+    return buf.getvalue()
+
+
+RATIO_ERROR = re.compile(r"the feed inflates more than 100 times: ([\d,]+) bytes became "
+                         r"([\d,]+) bytes so far \(FEED_WORKER_MAX_INFLATION_RATIO\)")
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+@pytest.mark.parametrize("size", [4096, 64 * 1024, MiB])
+async def test_a_bomb_under_the_cap_fails_on_its_ratio(kind: str, size: int) -> None:
+    """256 MiB of zeros (~1000 times) under a 1 GB cap: stopped once past the floor, long
+    before the end, with the sizes it had seen."""
+    bomb = gzip_of_zeros(256 * MiB) if kind == "gzip" else zip_of_zeros(256 * MiB)
+    assert len(bomb) * 500 < 256 * MiB
+    with pytest.raises(SourceError) as caught:
+        await inflate(bomb, size, cap=10**9, ratio=100)
+    match = RATIO_ERROR.fullmatch(str(caught.value))
+    assert match is not None, str(caught.value)
+    read, became = (int(g.replace(",", "")) for g in match.groups())
+    assert RATIO_FLOOR_BYTES < became <= 64 * MiB
+    assert 0 < read <= len(bomb)
+    assert became > 100 * read
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+async def test_a_highly_compressible_feed_under_the_ratio_passes(kind: str) -> None:
+    """Rows that repeat all but their number: ~40 times smaller, over the floor."""
+    rows = b"".join(b"SKU-%09d,5,In stock at the central warehouse; ships in 2 days,"
+                    b"EUR,0.00,,,,,,,,,,,,,,,,,,,,,,,,,\n" % (i % 1000) for i in range(300_000))
+    packed = gzip.compress(rows) if kind == "gzip" else zipped({"feed.csv": rows})
+    assert len(rows) > RATIO_FLOOR_BYTES
+    assert 20 < len(rows) / len(packed) < 100, len(rows) / len(packed)
+    assert await inflate(packed, 64 * 1024, ratio=100) == (rows, kind)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+async def test_the_ratio_is_judged_only_past_the_floor(kind: str) -> None:
+    """Zeros compress ~1000 times: up to the floor they pass, a little more fails."""
+    make = gzip_of_zeros if kind == "gzip" else zip_of_zeros
+    small = make(RATIO_FLOOR_BYTES)
+    assert len(small) * 500 < RATIO_FLOOR_BYTES
+    assert await inflate(small, 64 * 1024, ratio=100) == (bytes(RATIO_FLOOR_BYTES), kind)
+    assert await inflate(make(MiB), ratio=100) == (bytes(MiB), kind)
+    with pytest.raises(SourceError, match=RATIO_ERROR):
+        await inflate(make(RATIO_FLOOR_BYTES + 2 * MiB), 64 * 1024, ratio=100)
+
+
+async def test_the_size_cap_still_comes_first() -> None:
+    with pytest.raises(SourceError, match="inflates past 1000000 bytes"):
+        await inflate(gzip_of_zeros(64 * MiB), cap=1_000_000, ratio=100)
+
+
+async def test_plain_bytes_have_no_ratio() -> None:
+    data = bytes(RATIO_FLOOR_BYTES + MiB)
+    assert await inflate(data, MiB, ratio=1) == (data, "none")

@@ -289,7 +289,9 @@ BATCH = [
     ["E5", "5", "5 euros", "never", "S5", "n5", "d5"],
     ["", "6", "6", "track", "S6", "n6", "d6"],
     ["E7", "7", "7", "track", "S7"],
-    ["E8", "8", "8", "continue", "S8", "n\x1f8", "d8"],
+    ["E8", "8", "8", "continue", "S8", "n\x1f8", "d8"],  # a control character
+    ["E9", "9", "9", "continue", "S9", "n9", "d\x079"],   # ... in an extra attribute
+    ["E10", "10", "10", "deny", "S10", "tab\tand\nline", "d10"],
 ]
 
 
@@ -304,8 +306,10 @@ def test_a_batch_maps_like_its_rows_one_by_one(cut: int) -> None:
         r, j = many(m, [row], [line])
         rows += r
         rejects += j
-    assert [r[0] for r in rows] == ["E1", "E2", "E3", "E8"]
-    assert [j.position for j in rejects] == [5, 6, 7, 8]
+    assert [r[0] for r in rows] == ["E1", "E2", "E3", "E10"]
+    assert [j.position for j in rejects] == [5, 6, 7, 8, 9, 10]
+    assert [j.reason for j in rejects[-2:]] == ["name: contains control character U+001F",
+                                                "description: contains control character U+0007"]
     a = many(m, BATCH[:cut], lines[:cut])
     b = many(m, BATCH[cut:], lines[cut:])
     assert a[0] + b[0] == rows
@@ -502,3 +506,111 @@ def test_other_text_in_a_price_is_still_a_reject() -> None:
     for text in ("9.99 euros", "€9.99", "USD", "9.99 US"):
         [r] = m.map([["A", text]], [2]).rejects
         assert "retailPrice" in r.reason, text
+
+
+# -- the checks pushed values get too (worker.values) ---------------------------------------
+
+CHECKED = ["external_id", "qty", "retail_price", "name", "description", "options"]
+CLEAN = ["E0", "1", "1.50", "n", "d", ""]
+
+
+def with_value(column: str, value: str, ext: str = "E9") -> list[str]:
+    row = [ext, *CLEAN[1:]]
+    row[CHECKED.index(column)] = value
+    return row
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), [
+    ("name", "a\x00b", "name: contains control character U+0000"),
+    ("name", "a\x07b", "name: contains control character U+0007"),
+    ("name", "a\x1fb", "name: contains control character U+001F"),
+    ("external_id", "E\x1f9", "externalId: contains control character U+001F"),
+    ("external_id", "E\x7f9", "externalId: contains control character U+007F"),
+    ("qty", "1\x0b", "inventoryQuantity: contains control character U+000B"),
+    ("retail_price", "1\x0c", "retailPrice: contains control character U+000C"),
+    ("description", "d\x1b", "description: contains control character U+001B"),
+    ("options", '{"k": "\\u0000"}', "options: contains control character U+0000"),
+    ("options", '{"k\\u0007": 1}', "options: contains control character U+0007"),
+])
+@pytest.mark.parametrize("batched", [False, True])
+def test_control_characters_reject_their_row(column: str, value: str, reason: str,
+                                             batched: bool) -> None:
+    m = Mapper({}, CHECKED)
+    rows = [[f"E{i}", *CLEAN[1:]] for i in range(1, 6)] if batched else []
+    got, rejects = many(m, [*rows, with_value(column, value)], list(range(2, len(rows) + 3)))
+    assert [(r.position, r.reason) for r in rejects] == [(len(rows) + 2, reason)]
+    assert [r[0] for r in got] == [f"E{i}" for i in range(1, len(rows) + 1)]
+
+
+def test_tab_and_newlines_are_text() -> None:
+    m = Mapper({}, CHECKED)
+    row = good(m, ["E1", "1", "1.50", "two\tcols\r\nlines", "d\te", '{"k": "a\\tb"}'])
+    assert row[3] == "two\tcols\r\nlines"
+    assert orjson.loads(row[4]) == {"k": "a\tb"}
+    assert orjson.loads(row[5]) == {"description": "d\te"}
+
+
+def test_a_clean_batch_never_checks_value_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path: one look at the batch, no per-value control check."""
+    def fail(attr: str, v: str) -> None:
+        raise AssertionError("checked value by value")
+
+    monkeypatch.setattr("worker.values.check_controls", fail)
+    m = Mapper({}, ["external_id", "qty", "retail_price", "name", "description"])
+    rows = [[f"E{i}", str(i), f"{i}.5", "tab\there", "d"] for i in range(100)]
+    got, rejects = many(m, rows, list(range(2, 102)))
+    assert (len(got), rejects) == (100, [])
+
+
+@pytest.mark.parametrize(("ext", "fits"), [
+    ("k" * 1000, True), ("k" * 1001, False), ("é" * 500, True), ("é" * 499 + "€", False),
+    ("\U0001f600" * 250, True), ("\U0001f600" * 250 + "k", False), ("k" * 3000, False),
+    (" " + "k" * 1000 + " ", True),  # measured trimmed, as it is stored
+])
+@pytest.mark.parametrize("batched", [False, True])
+def test_external_ids_fit_the_index(ext: str, fits: bool, batched: bool) -> None:
+    m = Mapper({}, ["external_id", "qty"])
+    rows = [["A", "1"], ["B" * 300, "2"]] if batched else []
+    got, rejects = many(m, [*rows, [ext, "3"]], list(range(2, len(rows) + 3)))
+    if fits:
+        assert rejects == []
+        assert got[-1] == [ext.strip(), "3"]
+    else:
+        assert [(r.position, r.reason) for r in rejects] == [(
+            len(rows) + 2, f"externalId is {len(ext.encode())} bytes long (UTF-8), over the "
+            "1000-byte limit of an item key")]
+        assert [r[0] for r in got] == [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("notation", ["decimal", "comma"])
+def test_prices_and_grams_within_the_digit_limits(notation: str) -> None:
+    m = Mapper({}, ["external_id", "retail_price", "grams"], decimal_notation=notation)
+    point = "," if notation == "comma" else "."
+    longest = "9" * 15 + point + "9" * 30
+    rows = [["A", "9" * 15, longest], ["B", "0" * 20 + "1", "1" + point + "0" * 40]]
+    got, rejects = many(m, rows, [2, 3])
+    assert rejects == []
+    assert [r[1:3] for r in got] == [["9" * 15, longest.replace(",", ".")],
+                                     ["0" * 20 + "1", "1." + "0" * 40]]
+
+
+@pytest.mark.parametrize(("value", "where"), [
+    ("9" * 16, "before"), ("1" * 5000, "before"), ("1.5" + "1" * 30, "after")])
+@pytest.mark.parametrize("batched", [False, True])
+def test_prices_beyond_the_digit_limits(value: str, where: str, batched: bool) -> None:
+    m = Mapper({}, ["external_id", "retail_price", "grams"])
+    rows = [["A", "1.5", "2"]] if batched else []
+    got, rejects = many(m, [*rows, ["B", "1", value]], list(range(2, len(rows) + 3)))
+    assert len(rejects) == 1
+    assert rejects[0].reason.startswith("grams: ")
+    assert rejects[0].reason.endswith(f"digits {where} the decimal point")
+    assert len(got) == len(rows)
+
+
+@pytest.mark.parametrize("qty", ["2147483648", "9" * 30, "1" * 5000, "-2147483649.0"])
+def test_quantities_out_of_range(qty: str) -> None:
+    m = Mapper({}, ["external_id", "qty"])
+    got, rejects = many(m, [["A", "7"], ["B", qty]], [2, 3])
+    assert [r[0] for r in got] == ["A"]
+    assert [r.position for r in rejects] == [3]
+    assert rejects[0].reason.endswith("is out of range")

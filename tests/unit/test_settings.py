@@ -141,7 +141,7 @@ def test_log_format_is_checked() -> None:
 
 @pytest.mark.parametrize("name", ["pull_concurrency", "copy_batch_rows",
                                   "pipeline_queue_batches", "max_run_attempts",
-                                  "delivery_limit", "db_pool_size"])
+                                  "delivery_limit", "db_pool_size", "max_inflation_ratio"])
 @pytest.mark.parametrize("raw", ["0", "-1"])
 def test_counts_must_be_positive(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=env_name(name)):

@@ -125,6 +125,16 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
         await _record_failure(pool, job, report, rejects, error)
         log.error("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
         return Outcome("failed", report, error)
+    except Exception as exc:
+        # Anything else (a ValueError from a library, a bug) would fail the same way again:
+        # fail the run now with its class and message, rather than leave it running for
+        # takeovers to retry until it is failed as abandoned.
+        report.timings["total_s"] = round(time.perf_counter() - started, 3)
+        error = scrub(f"unexpected error: {type(exc).__name__}: {exc}", job.url)
+        await _record_failure(pool, job, report, rejects, error)
+        log.error("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error,
+                  exc_info=exc)
+        return Outcome("failed", report, error)
     finally:
         for task in (heartbeat, work):
             task.cancel()
@@ -308,7 +318,8 @@ class _Stream:
                               token=feed.authentication_token)
             source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
-                                  feed.mapping.get("zipEntry"), found)
+                                  feed.mapping.get("zipEntry"), found,
+                                  max_ratio=settings.max_inflation_ratio)
             t = clock()
             async with contextlib.aclosing(source):  # type: ignore[type-var]
                 async for chunk in source:

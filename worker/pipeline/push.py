@@ -212,6 +212,8 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             live = [e for e in live if e.fate is Fate.APPLIED]
             if not live:
                 await wait_turn(after)
+                if any(e.replay_id for e in group.envelopes):
+                    await _record_replays(conn, settings, group.envelopes)
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
@@ -226,11 +228,12 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             c.ambiguous = got.get("ambiguous", 0)
             await store.record_run(conn, run_id, c)
         if any(e.replay_id for e in group.envelopes):
-            await _record_replays(conn, group.envelopes)
+            await _record_replays(conn, settings, group.envelopes)
     return GroupReport(counts, len(items))
 
 
-async def _record_replays(conn: Conn, envelopes: Sequence[Envelope]) -> None:
+async def _record_replays(conn: Conn, settings: Settings,
+                          envelopes: Sequence[Envelope]) -> None:
     """What each replayed message (x-replay-id) came to, in the group's transaction: its
     variants applied (written, or found unchanged), stale (the stored item's order time is
     newer) and rejected; or that it was a repeat, or dead-lettered."""
@@ -242,7 +245,7 @@ async def _record_replays(conn: Conn, envelopes: Sequence[Envelope]) -> None:
         if e.fate is Fate.APPLIED and e.update is not None:
             for variant in e.update.variants:
                 try:
-                    item = to_item(e.update.feed_id, variant, e.order_at)
+                    item = to_item(e.update.feed_id, variant, e.order_at, settings)
                 except ValueError:
                     continue
                 mine.append((item.feed_id, item.external_id, item.order_at))
@@ -303,7 +306,7 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
     feed_id, default_time = update.feed_id, e.order_at
     for index, variant in enumerate(update.variants):
         try:
-            item = to_item(feed_id, variant, default_time)
+            item = to_item(feed_id, variant, default_time, settings)
         except ValueError as exc:
             c.rejected += 1
             e.rejected += 1

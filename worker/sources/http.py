@@ -3,6 +3,7 @@ to allowed addresses (every redirect is checked before it is followed)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from worker.urls import mask, scrub
 
 CHUNK_BYTES = 1 << 20
 REDIRECTS = (301, 302, 303, 307, 308)
+# A host aiohttp can connect to: a name (IDNA-encoded by yarl) or an IP literal.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
 
 
 async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] | None = None,
@@ -66,8 +69,8 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
                         request_headers["If-Modified-Since"] = str(previous["last_modified"])
                 async with session.get(current, allow_redirects=False,
                                        headers=request_headers) as resp:
-                    if resp.status in REDIRECTS and "Location" in resp.headers:
-                        current = current.join(URL(resp.headers["Location"]))
+                    if resp.status in REDIRECTS:
+                        current = follow(current, resp.headers.get("Location"), shown)
                         continue
                     if resp.status == 304 and previous:
                         raise NotModified(f"{shown} is unchanged (HTTP 304)")
@@ -111,6 +114,33 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
         raise TransientSourceError(
             f"download of {shown} failed: {type(exc).__name__}: {scrub(str(exc), url)}"
         ) from None
+
+
+def follow(current: URL, location: str | None, shown: str) -> URL:
+    """Where a redirect from `current` leads; SourceError (permanent: the server answers
+    the same next time) when it leads nowhere a download may go: no or an empty Location,
+    one that cannot be parsed, a scheme other than http(s) (file:, ftp:, data:, ...), or
+    no valid host. Without this, aiohttp raised a ValueError on file:///etc/hostname."""
+    if location is None or not location.strip():
+        raise SourceError(f"{shown} redirects with {'no' if location is None else 'an empty'} "
+                          "Location header")
+    location = location.strip()
+    try:
+        given = URL(location)
+        target = current.join(given)
+    except (ValueError, TypeError):
+        raise SourceError(f"{shown} redirects to a Location that cannot be parsed") from None
+    if target.scheme not in ("http", "https"):
+        raise SourceError(f"{shown} redirects to {mask(target)}: only http and https "
+                          f"redirects are followed, not {target.scheme or '(no scheme)'!r}")
+    if (given.scheme or location.startswith("//")) and not given.raw_host:
+        # "//", "http://", "http:///x": an authority part with no host; joined, yarl
+        # would quietly keep the current host (and "//" would redirect in a loop).
+        written = location if given.password is None else mask(given)
+        raise SourceError(f"{shown} redirects to {written!r}, which has no host")
+    if not target.raw_host or not _HOST.fullmatch(target.raw_host):
+        raise SourceError(f"{shown} redirects to {mask(target)}, which has no valid host")
+    return target
 
 
 def _check_status(resp: aiohttp.ClientResponse, shown: str) -> None:

@@ -138,7 +138,11 @@ WITH src AS (
     FROM joined WHERE rekeyed AND (target_id IS NULL OR changed)
 ),
 -- include: connect.sql:links
-, missing AS MATERIALIZED (
+, pulled AS MATERIALIZED (
+    -- The order time of what this pull writes: when the run started (a push the worker
+    -- received later is newer than the file; one older than it is stale after it).
+    SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at
+), missing AS MATERIALIZED (
     -- Cleanup: the feed's items that the file no longer has.
     SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
            CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
@@ -151,13 +155,14 @@ WITH src AS (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
         inventory_policy, retail_price, cost_price, compare_at_price, grams, mpn,
         external_group_id, options, images, extra, currency, variant_id,
-        inventory_updated_at, last_fetched_at)
+        inventory_updated_at, last_fetched_at, ordered_at)
     SELECT $1, j.external_id, j.vendor_sku, j.barcode, j.name, j.inventory_quantity,
            coalesce(j.inventory_policy, 'track'), j.retail_price, j.cost_price,
            j.compare_at_price, coalesce(j.grams, 0), j.mpn, j.external_group_id,
            coalesce(j.options, '[]'), coalesce(j.images, '[]'), coalesce(j.extra, '{}'),
-           j.currency, l.variant_id, now(), now()
+           j.currency, l.variant_id, now(), now(), p.at
     FROM todo j
+    CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
     -- In key order without a sort: `joined` comes out of a merge join on external_id and
     -- the hash joins above keep that order (a sorted insert into the unique index costs
@@ -187,8 +192,10 @@ WITH src AS (
         missing_since = NULL,
         inventory_updated_at = CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
                                     THEN now() ELSE t.inventory_updated_at END,
-        last_fetched_at = now(), updated_at = now()
+        last_fetched_at = now(), updated_at = now(),
+        ordered_at = greatest(t.ordered_at, p.at)
     FROM todo j
+    CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
     WHERE t.id = j.target_id AND t.inventory_feed_id = $1
 ), zero AS (
@@ -196,8 +203,9 @@ WITH src AS (
         inventory_quantity = m.new_quantity, missing_since = now(),
         inventory_updated_at = CASE WHEN m.new_quantity IS DISTINCT FROM t.inventory_quantity
                                     THEN now() ELSE t.inventory_updated_at END,
-        updated_at = now()
+        updated_at = now(), ordered_at = greatest(t.ordered_at, p.at)
     FROM missing m
+    CROSS JOIN pulled p
     WHERE t.id = m.id AND t.inventory_feed_id = $1
 ), hist AS (
     INSERT INTO variant_inventory_updates (
