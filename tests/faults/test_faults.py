@@ -18,7 +18,6 @@ import orjson
 
 from tests.faults import cluster
 from tests.faults.conftest import NOTES, Result, Scenario, Services
-from tests.faults.proxy import BlackHoleProxy
 from tests.faults.traffic import (
     BIN,
     KINDS,
@@ -32,6 +31,7 @@ from tests.faults.traffic import (
     take_dead_letters,
     wait_settled,
 )
+from tests.support.proxy import Proxy
 from tests.support.wait import until
 from worker import constants as C
 
@@ -195,8 +195,8 @@ async def test_black_hole(scenario: Scenario) -> None:
     """The daemon's links to the broker and to Postgres black-holed (accepted, nothing
     forwarded, nothing closed) for longer than two AMQP heartbeats, then healed."""
     s = scenario
-    amqp_proxy = BlackHoleProxy(s.services.rabbit.port)
-    pg_proxy = BlackHoleProxy(s.services.pg.port)
+    amqp_proxy = Proxy("127.0.0.1", s.services.rabbit.port)
+    pg_proxy = Proxy("127.0.0.1", s.services.pg.port)
     await amqp_proxy.start()
     await pg_proxy.start()
     try:
@@ -212,7 +212,7 @@ async def test_black_hole(scenario: Scenario) -> None:
             await asyncio.sleep(random.uniform(1.0, 2.0))
             t0 = time.time()
             for p in proxies:
-                p.black_hole()
+                p.blackhole()
             await asyncio.sleep(12.0)  # the outage itself: over two 5 s heartbeats
             for p in proxies:
                 p.heal()
@@ -221,8 +221,8 @@ async def test_black_hole(scenario: Scenario) -> None:
             assert worker.proc.returncode is None, "the daemon exited on a black hole"
         await finish(s, pub, recover)
     finally:
-        await amqp_proxy.stop()
-        await pg_proxy.stop()
+        await amqp_proxy.close()
+        await pg_proxy.close()
 
 
 async def test_poison(scenario: Scenario) -> None:
@@ -301,9 +301,12 @@ async def test_sigterm_mid_group(scenario: Scenario) -> None:
 async def test_replay_dead_letters(scenario: Scenario) -> None:
     """`feed-worker replay requeue` of everything dead-lettered, with a daemon running.
     Besides bad messages, the dead-letter queue holds copies of good updates that were
-    applied long ago and since overwritten (as a worker dead-lettered them during an
-    outage): some with their own message id, some under a new one. Replayed, none may
-    come back over a newer value; the counts are printed."""
+    applied long ago and since overwritten, with the headers a worker dead-letters with
+    (reason, first receipt, original routing key): each with its own message id (a
+    repeat), and again under a new id (as when its id was forgotten after
+    FEED_WORKER_MESSAGE_RETENTION_S, so only its order time keeps it from winning).
+    Replayed, none may come back over a newer value; each is sent once; the counts are
+    printed."""
     s = scenario
     worker = s.worker()
     await worker.start()
