@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,15 +16,28 @@ from pathlib import Path
 PG_BIN = Path(os.environ.get("FEED_WORKER_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 RABBIT_BIN = Path(os.environ.get("FEED_WORKER_FAULTS_RABBIT_BIN", "/usr/lib/rabbitmq/bin"))
 
-PG_PORT = 5491
+# Ports of the private instances (another checkout running its fault tests at the same
+# time on this machine sets others).
+PG_PORT = int(os.environ.get("FEED_WORKER_FAULTS_PG_PORT", "5491"))
 PG_PASSWORD = "fw-faults-pg-Secret-7f3a9c"
-AMQP_PORT = 5791
-AMQP_DIST_PORT = 25791
+AMQP_PORT = int(os.environ.get("FEED_WORKER_FAULTS_AMQP_PORT", "5791"))
+AMQP_DIST_PORT = AMQP_PORT + 20000
 AMQP_USER = "fwfaults"
 AMQP_PASSWORD = "fw-faults-amqp-Secret-2b8e41"
-RABBIT_NODE = "fwfaults@localhost"
+RABBIT_NODE = f"fwfaults{AMQP_PORT}@localhost"
 
 SECRETS = (PG_PASSWORD, AMQP_PASSWORD)
+
+
+def ports_taken() -> str | None:
+    """One line naming a port of the private instances that something already listens
+    on, or None."""
+    for port in (PG_PORT, AMQP_PORT, AMQP_DIST_PORT):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return (f"port {port} is taken (another fault run?); set "
+                        "FEED_WORKER_FAULTS_PG_PORT / FEED_WORKER_FAULTS_AMQP_PORT")
+    return None
 
 
 def missing_tools() -> str | None:

@@ -49,7 +49,7 @@ class Services:
 
 @pytest.fixture(scope="session")
 def private_services() -> Iterator[Services]:
-    problem = cluster.missing_tools()
+    problem = cluster.missing_tools() or cluster.ports_taken()
     if problem:
         pytest.fail(problem, pytrace=False)
     base = Path(tempfile.mkdtemp(prefix="feed-worker-faults-"))

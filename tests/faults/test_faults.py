@@ -207,9 +207,9 @@ async def test_black_hole(scenario: Scenario) -> None:
         pub = s.publisher(seed=15)
         pub.start(RATE)
         await first_group(s)
-        recover = []
+        recover, rng = [], random.Random(5)
         for proxies in ([amqp_proxy], [pg_proxy], [amqp_proxy, pg_proxy]):
-            await asyncio.sleep(random.uniform(1.0, 2.0))
+            await asyncio.sleep(rng.uniform(1.0, 2.0))
             t0 = time.time()
             for p in proxies:
                 p.blackhole()
@@ -281,12 +281,12 @@ async def test_sigterm_mid_group(scenario: Scenario) -> None:
     pub = s.publisher(seed=17)
     pub.start(RATE * 1.5)
     await first_group(s)
-    recover, codes = [], []
+    recover, codes, rng = [], [], random.Random(6)
     in_group = ("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
                 "pid <> pg_backend_pid() AND application_name <> 'fw-faults-observer' AND "
                 "state = 'active' AND (query ILIKE 'COPY%' OR query LIKE '%WITH runs AS%')")
     for _ in range(5):
-        await asyncio.sleep(random.uniform(0.5, 2.0))
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
         await until(lambda: s.observer.fetch(in_group, timeout_s=10), timeout_s=30,
                     every_s=0.001, what="a group in the database")
         t0 = time.time()

@@ -146,11 +146,16 @@ class Publisher:
 
     async def publish(self, sent: Sent) -> bool:
         """Send one message and wait for the broker's confirm; False when it is not
-        confirmed (the message may or may not have been taken)."""
+        confirmed (sent: it may or may not have been taken) or could not be sent (then
+        it is not counted as published)."""
+        try:
+            exchange = await self._connect()
+        except Exception:  # the broker is away: the message never left
+            await self._close()
+            return False
         self.sent.append(sent)
         sent.published_at = time.time()
         try:
-            exchange = await self._connect()
             await exchange.publish(
                 aio_pika.Message(sent.body, message_id=sent.message_id,
                                  content_type="application/json", headers=sent.headers,
