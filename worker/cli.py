@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from worker import __version__, logs
+from worker.deadletters import Selection, parse_duration
 from worker.errors import ConfigError, WorkerError
 from worker.settings import Settings, describe
 
@@ -52,13 +54,76 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--run", type=int, required=True, help="feed_runs.id")
     rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages")
     rp_sub = rp.add_subparsers(dest="what", required=True, metavar="WHAT")
-    rl = rp_sub.add_parser("list", help="show dead-lettered messages (they stay queued)")
-    rl.add_argument("--limit", type=int, default=50)
-    rq = rp_sub.add_parser("requeue", help="publish them again with their routing key")
-    rq.add_argument("--message-id", action="append", dest="ids", metavar="ID",
-                    help="only these (repeatable); default: all")
-    rq.add_argument("--limit", type=int, default=100_000)
+    rl = rp_sub.add_parser(
+        "list", help="show dead-lettered messages (they stay queued, in their order)",
+        description="One line per message in inventory.dead-letter: message id, original "
+                    "routing key, when it was dead-lettered, the reason, the start of the "
+                    "body. Nothing is taken off the queue.")
+    _replay_filters(rl, default_limit=50)
+    rq = rp_sub.add_parser(
+        "requeue", help="publish them again with their routing key, and report the outcomes",
+        description="Publishes the selected dead-lettered messages again to the inventory "
+                    "exchange with their original routing key. Each is removed from "
+                    "inventory.dead-letter only once the broker confirmed it. They keep their "
+                    "order times, so an update older than the stored item is skipped as "
+                    "stale. Then waits for the daemon to record what each came to and "
+                    "prints one line per message and a summary.",
+        epilog="exit status: 0 when every message sent was applied, found stale, rejected "
+               "or a repeat (or, with --no-wait, was sent); 1 when one was dead-lettered "
+               "again, had no outcome by the deadline (pending), could not be sent, or an "
+               "id given with --message-id was not found.")
+    _replay_filters(rq, default_limit=None)
+    rq.add_argument("--dry-run", action="store_true",
+                    help="print what would be sent, one line per message (marking updates "
+                         "with no order time, which would count as new); send nothing and "
+                         "leave the queue exactly as it was")
+    wait = rq.add_mutually_exclusive_group()
+    wait.add_argument("--wait", type=_seconds, default=60.0, metavar="SECONDS",
+                      help="how long to wait for the daemon to record the outcomes of the "
+                           "messages sent (default 60); reads DATABASE_URL")
+    wait.add_argument("--no-wait", action="store_true",
+                      help="do not wait for outcomes (DATABASE_URL is not needed)")
     return parser
+
+
+def _replay_filters(parser: argparse.ArgumentParser, default_limit: int | None) -> None:
+    parser.add_argument(
+        "--message-id", nargs="+", action="extend", dest="ids", metavar="ID",
+        help="only the messages with these ids (several after one flag, or the flag "
+             "repeated); default: all")
+    parser.add_argument(
+        "--reason", metavar="TEXT",
+        help="only messages whose reason, as `replay list` shows it, contains TEXT, ignoring "
+             "case: the worker's error (e.g. 'is disabled'), or 'broker: <why>' for a message "
+             "the broker dead-lettered itself (e.g. 'broker: delivery_limit')")
+    parser.add_argument("--feed", type=int, metavar="N",
+                        help="only messages whose JSON body has feedId N (inventory_feeds.id); "
+                             "a body that is not JSON never matches")
+    parser.add_argument(
+        "--older-than", type=_duration, metavar="DURATION",
+        help="only messages dead-lettered longer ago than DURATION: a number and s, m, h or "
+             "d (90s, 30m, 2h, 7d); one that does not say when it was dead-lettered is left out")
+    parser.add_argument(
+        "--limit", type=int, default=default_limit, metavar="N",
+        help="at most N messages, the first in the queue that match" + (
+            f" (default {default_limit})" if default_limit else " (default: all)"))
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,13 +199,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "replay":
         from worker import replay
 
+        selection = Selection(frozenset(args.ids) if args.ids else None, args.reason,
+                              args.feed, args.older_than)
         if args.what == "list":
-            for d in await replay.list_dead(settings, args.limit):
-                print(f"{d.message_id or '-'}\t{d.routing_key}\t{d.reason}\t"
-                      f"{d.body[:120].decode(errors='replace')}")
-            return 0
-        wanted = set(args.ids) if args.ids else None
-        sent = await replay.requeue(settings, wanted, args.limit)
-        print(f"requeued {sent} message(s)")
-        return 0
+            return await replay.list_command(settings, selection, args.limit, sys.stdout)
+        return await replay.requeue_command(
+            settings, selection, args.limit, dry_run=args.dry_run,
+            wait_s=None if args.no_wait else args.wait, out=sys.stdout, err=sys.stderr)
     raise AssertionError(args.command)  # pragma: no cover - argparse allows no other

@@ -28,6 +28,18 @@ HEADER_REPLAY_ID = "x-replay-id"
 # The publisher's time in milliseconds since the epoch (the header RabbitMQ's
 # message-timestamp plugin sets): orders updates that carry no inventoryUpdatedAt.
 HEADER_TIMESTAMP_MS = "timestamp_in_ms"
+# Set by RabbitMQ: the broker's own dead-lettering history (a list of tables with reason,
+# queue, time, count) and, on a quorum queue's redelivery, how often it was delivered.
+HEADER_DEATH = "x-death"
+HEADER_DELIVERY_COUNT = "x-delivery-count"
+# What replay drops from a dead letter before sending it back: the record of this (or an
+# earlier) dead-lettering, which the message, once applied, no longer needs. The order
+# times (HEADER_FIRST_RECEIVED, HEADER_TIMESTAMP_MS) and the publisher's headers stay.
+DEAD_LETTER_HEADERS = frozenset({
+    HEADER_ERROR, HEADER_ERROR_CLASS, HEADER_ORIGINAL_ROUTING_KEY, HEADER_ORIGINAL_QUEUE,
+    HEADER_DEAD_LETTERED_AT, HEADER_REPLAY_ID, HEADER_DEATH, HEADER_DELIVERY_COUNT,
+})
+DEAD_LETTER_HEADER_PREFIXES = ("x-first-death-", "x-last-death-")
 
 # pg_advisory_lock keys (class id of the two-int form); the second int is a feed id.
 LOCK_CLASS_MIGRATE = 0x46570001

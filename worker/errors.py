@@ -36,7 +36,16 @@ class SourceError(FeedError):
 
 
 class TransientSourceError(SourceError, TransientError):
-    """A download failure that may pass (timeouts, 5xx, refused connections)."""
+    """A download failure that may pass (timeouts, 5xx, refused connections); a server's
+    Retry-After, when it gave one, in seconds."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(FeedError):
+    """A download or a run took longer than its deadline, or a download ran too slowly."""
 
 
 class LeaseLost(WorkerError):

@@ -14,12 +14,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
+from worker import logs
 from worker.errors import PermanentError, TransientError
 from worker.settings import Settings
+
+log = logs.get(__name__)
+T = TypeVar("T")
 
 
 class Failure(enum.Enum):
@@ -50,10 +56,10 @@ _CONTENTION_STATES = frozenset({
 
 def classify(exc: BaseException) -> Failure:
     """What kind of failure `exc` is (see the module's docstring)."""
+    if isinstance(exc, TransientError):  # before PermanentError: a TransientSourceError
+        return Failure.UNAVAILABLE        # is a FeedError too
     if isinstance(exc, PermanentError):
         return Failure.PERMANENT
-    if isinstance(exc, TransientError):
-        return Failure.UNAVAILABLE
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         if state.startswith("08") or state in _UNAVAILABLE_STATES:
@@ -101,3 +107,19 @@ class RetryPolicy:
 
 
 _RNG = random.Random()  # noqa: S311 -- backoff jitter, not a secret
+
+
+async def retrying(policy: RetryPolicy, action: Callable[[], Awaitable[T]],
+                   what: str = "work") -> T:
+    """`action()`, tried again with backoff while it fails on a transient error, up to the
+    policy's attempts; the last error is raised."""
+    attempt = 0
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            attempt += 1
+            if classify(exc) is Failure.PERMANENT or attempt >= policy.attempts:
+                raise
+            log.warning("retry", what=what, attempt=attempt, error=describe(exc))
+            await policy.sleep(attempt)

@@ -159,6 +159,30 @@ class Settings:
         metadata={"help": "share of each backoff drawn at random (0 to 1), so that replicas "
                           "do not retry in step"},
     )
+    pull_retry_attempts: int = field(
+        default=3,
+        metadata={"help": "tries of a pull that failed on a transient error (network: "
+                          "timeouts, resets, 408/429/5xx; database: connection lost, restart) "
+                          "before its run fails"},
+    )
+    download_deadline_s: float = field(
+        default=3600.0,
+        metadata={"help": "a download taking longer than this fails its run (per feed: "
+                          "inventory_feeds.download_deadline_s)"},
+    )
+    run_deadline_s: float = field(
+        default=7200.0,
+        metadata={"help": "a pull run, its retries included, taking longer than this fails "
+                          "(per feed: inventory_feeds.run_deadline_s)"},
+    )
+    min_transfer_bytes_per_s: int = field(
+        default=1024,
+        metadata={"help": "a download averaging fewer bytes per second than this, once "
+                          "FEED_WORKER_TRANSFER_GRACE_S have passed, fails its run"},
+    )
+    transfer_grace_s: float = field(
+        default=60.0, metadata={"help": "time a download may run before its rate is checked"}
+    )
     max_future_skew_s: float = field(
         default=300.0,
         metadata={"help": "a pushed inventoryUpdatedAt (or publisher timestamp) further than "
@@ -198,7 +222,8 @@ class Settings:
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
-                    "max_field_chars", "retry_attempts", "max_inflation_ratio")
+                    "max_field_chars", "retry_attempts", "pull_retry_attempts",
+                    "max_inflation_ratio")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

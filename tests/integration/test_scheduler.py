@@ -121,6 +121,42 @@ async def test_which_feeds_are_due(pool: asyncpg.Pool) -> None:
     assert {r["id"] for r in marked} == claimed | {not_due["queued 1 min ago, not consumed yet"]}
 
 
+async def test_a_feed_that_keeps_failing_backs_off_and_says_why(pool: asyncpg.Pool) -> None:
+    """After the second failed pull in a row, each failure doubles the wait (up to a day);
+    a pull that did not fail ends the backoff. feed_schedule says which and why."""
+    backing_off = await _feed(pool)
+    for ago in (4, 3, 2):  # three failures: waits 4 h after the last one
+        await pool.execute(
+            "INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, error) "
+            "VALUES ($1, 'pull', 'failed', now() - $2::interval, $3)",
+            backing_off, ago * H, f"HTTP 500 from the supplier ({ago} h ago)")
+    twice = await _feed(pool)  # two failures: waits 2 h, the last 150 min ago: due
+    for ago in (200 * MIN, 150 * MIN):
+        await _pull_run(pool, twice, "failed", ago)
+    recovered = await _feed(pool)  # failures, then a success 61 min ago: due again
+    for ago in (5 * H, 4 * H, 3 * H):
+        await _pull_run(pool, recovered, "failed", ago)
+    await _pull_run(pool, recovered, "succeeded", 61 * MIN)
+    daily = await _feed(pool, fetch_frequency="daily")  # 30 failures: at most a day
+    for n in range(30):
+        await _pull_run(pool, daily, "failed", timedelta(days=2, minutes=n))
+
+    claimed = {d.feed_id for d in await _claim(pool, commit=False)}
+    assert claimed == {twice, recovered, daily}
+    state = await pool.fetchrow("SELECT * FROM feed_schedule WHERE inventory_feed_id = $1",
+                                backing_off)
+    assert state["state"] == "backing off"
+    assert state["consecutive_failures"] == 3
+    assert state["wait"] == 4 * H
+    assert state["why"] == ("3 failed pulls in a row: waits 04:00:00 instead of 01:00:00; "
+                            "last error: HTTP 500 from the supplier (2 h ago)")
+    waits = await pool.fetch("SELECT inventory_feed_id, wait FROM feed_schedule "
+                             "WHERE inventory_feed_id = ANY($1::bigint[])",
+                             [twice, recovered, daily])
+    assert {r["inventory_feed_id"]: r["wait"] for r in waits} == {
+        twice: 2 * H, recovered: H, daily: timedelta(days=1)}
+
+
 async def test_the_message_id_names_the_slot(pool: asyncpg.Pool) -> None:
     never = await _feed(pool)
     late = await _feed(pool, scheduled_ago=3 * H + 7 * MIN)

@@ -21,6 +21,8 @@ class Route:
     etag: str | None = None          # sent, and answered with 304 when asked for again
     headers: dict[str, str] = field(default_factory=dict)  # more response headers
     bearer: str | None = None        # the token a request must carry
+    failures: int = 0                # answer `status` to this many requests, then the body
+    pace_s: float = 0.0              # pause between chunks (a slow or trickling server)
     requests: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -75,8 +77,9 @@ class FeedServer:
             return web.Response(status=304)
         if route.redirect is not None:
             return web.Response(status=302, headers={"Location": route.redirect})
-        if route.status != 200:
-            return web.Response(status=route.status, text=f"status {route.status}")
+        if route.status != 200 and (route.failures == 0 or route.requests <= route.failures):
+            return web.Response(status=route.status, text=f"status {route.status}",
+                                headers=route.headers)
         headers = {"Content-Type": route.content_type, **route.headers}
         if route.etag is not None:
             headers["ETag"] = route.etag
@@ -86,6 +89,8 @@ class FeedServer:
         limit = len(route.body) if route.stall_after is None else route.stall_after
         for i in range(0, limit, route.chunk):
             await response.write(route.body[i:min(i + route.chunk, limit)])
+            if route.pace_s:
+                await asyncio.sleep(route.pace_s)
         if route.stall_after is not None:
             await route.released.wait()
             await response.write(route.body[limit:])

@@ -18,12 +18,14 @@ from typing import Any
 import asyncpg
 
 from worker import logs
-from worker.errors import FeedError, Held, LeaseLost, NotModified, TransientError
+from worker.errors import DeadlineExceeded, FeedError, Held, LeaseLost, NotModified
 from worker.mapping import Mapper
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import formats
 from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.rejects import RejectSink
+from worker.retry import Failure, RetryPolicy, classify, retrying
+from worker.retry import describe as describe_error
 from worker.settings import Settings
 from worker.sources import open_source
 from worker.sources.decompress import decompressed
@@ -69,9 +71,11 @@ def feed_url(feed: Feed, override: str | None = None) -> str:
 
 async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
                   progress: Progress | None = None) -> Outcome:
-    """Run the pull; the run row ends succeeded or failed. Raises LeaseLost / CancelledError."""
-    report = RunReport()
-    rejects = RejectSink(settings.max_stored_rejects, settings.max_reject_raw_chars)
+    """Run the pull; the run row ends succeeded, failed, held or skipped. A transient
+    failure (the network, the database) is tried again with backoff, up to
+    FEED_WORKER_PULL_RETRY_ATTEMPTS, each attempt recorded on the run; a permanent one
+    fails the run at once; the whole run, retries included, has a deadline. Raises
+    LeaseLost / CancelledError."""
     started = time.perf_counter()
     if job.feed.cache_imports and job.previous is None:
         last = await runs.last_validators(pool, job.feed.id)
@@ -81,13 +85,90 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
     heartbeat = asyncio.create_task(lease.keep(), name=f"lease-{job.run_id}")
     if job.dry_run:  # no run row to keep: nothing of a dry run stays in the database
         heartbeat.cancel()
+    policy = dataclasses.replace(RetryPolicy.from_settings(settings),
+                                 attempts=settings.pull_retry_attempts)
+    deadline_s = job.feed.run_deadline_s or settings.run_deadline_s
+    tried: list[dict[str, Any]] = []
+    report = RunReport()
+    rejects = _sink(settings)
+    limit = asyncio.timeout(deadline_s)
+    try:
+        async with limit:
+            while True:
+                report, rejects = RunReport(), _sink(settings)
+                if tried:
+                    report.details["attempts"] = list(tried)
+                try:
+                    return await _attempt(pool, settings, job, report, rejects, progress,
+                                          lease, heartbeat, started)
+                except _Retry as retry:
+                    cause = retry.cause
+                    error = scrub(describe_error(cause), job.url)
+                    if len(tried) + 1 >= policy.attempts:
+                        tried.append({"attempt": len(tried) + 1, "error": error[:500]})
+                        report.details["attempts"] = tried
+                        return await _fail(pool, settings, job, report, rejects, started,
+                                           f"gave up after {len(tried)} attempts: {error}")
+                    wait = policy.delay(len(tried) + 1)
+                    after = getattr(cause, "retry_after_s", None)
+                    if isinstance(after, (int, float)) and after > wait:
+                        wait = float(after)
+                    tried.append({"attempt": len(tried) + 1, "error": error[:500],
+                                  "retry_in_s": round(wait, 3)})
+                    log.warning("run.retry", run_id=job.run_id, feed_id=job.feed.id,
+                                attempt=len(tried), retry_in_s=round(wait, 3), error=error)
+                    if not job.dry_run:
+                        with contextlib.suppress(Exception):  # the final record has them too
+                            await runs.record_attempts(pool, job.run_id, job.owner, tried)
+                    await asyncio.sleep(wait)
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        report.details["attempts"] = tried
+        return await _fail(pool, settings, job, report, rejects, started,
+                           f"the run took longer than its deadline of {deadline_s:g} s "
+                           "(FEED_WORKER_RUN_DEADLINE_S, or the feed's run_deadline_s)")
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+class _Retry(Exception):
+    """An attempt failed on a transient error: the run may try again."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _sink(settings: Settings) -> RejectSink:
+    return RejectSink(settings.max_stored_rejects, settings.max_reject_raw_chars)
+
+
+async def _fail(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: RunReport,
+                rejects: RejectSink, started: float, error: str) -> Outcome:
+    """Record the run as failed (waiting for the database a while if it is away)."""
+    report.timings["total_s"] = round(time.perf_counter() - started, 3)
+    if not job.dry_run:
+        await retrying(RetryPolicy.from_settings(settings),
+                       lambda: _record_failure(pool, job, report, rejects, error),
+                       what="recording a failed run")
+    log.warning("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
+    return Outcome("failed", report, error)
+
+
+async def _attempt(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: RunReport,
+                   rejects: RejectSink, progress: Progress | None, lease: Lease,
+                   heartbeat: asyncio.Task[None], started: float) -> Outcome:
+    """One try at the whole pull (download, parse, COPY, merge) in one transaction.
+    Raises _Retry for a transient failure."""
     work = asyncio.create_task(_write(pool, settings, job, report, rejects, progress, lease),
                                name=f"pull-{job.run_id}")
     try:
-        watched = {work} if job.dry_run else {heartbeat, work}
+        watched = {work} if job.dry_run or heartbeat.done() else {heartbeat, work}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if work not in done:
-            if heartbeat.exception() is not None:
+            if not heartbeat.cancelled() and heartbeat.exception() is not None:
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
                 heartbeat.result()  # raises LeaseLost (or what stopped it)
@@ -110,35 +191,26 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
             await runs.skip_run(conn, job.run_id, job.owner, report, str(exc))
         log.info("run.skipped", run_id=job.run_id, feed_id=job.feed.id, reason=str(exc))
         return Outcome("skipped", report, str(exc))
-    except FeedError as exc:
-        report.timings["total_s"] = round(time.perf_counter() - started, 3)
-        error = scrub(str(exc), job.url)
-        await _record_failure(pool, job, report, rejects, error)
-        log.warning("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
-        return Outcome("failed", report, error)
-    except (asyncio.CancelledError, LeaseLost, TransientError, OSError,
-            asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+    except (asyncio.CancelledError, LeaseLost):
         raise
-    except asyncpg.PostgresError as exc:
-        # A database refusal of this run's data (a bug if it happens): fail the run, loudly.
-        error = scrub(f"database refused the run: {type(exc).__name__}: {exc}", job.url)
-        await _record_failure(pool, job, report, rejects, error)
-        log.error("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error)
-        return Outcome("failed", report, error)
     except Exception as exc:
-        # Anything else (a ValueError from a library, a bug) would fail the same way again:
-        # fail the run now with its class and message, rather than leave it running for
-        # takeovers to retry until it is failed as abandoned.
-        report.timings["total_s"] = round(time.perf_counter() - started, 3)
-        error = scrub(f"unexpected error: {type(exc).__name__}: {exc}", job.url)
-        await _record_failure(pool, job, report, rejects, error)
-        log.error("run.failed", run_id=job.run_id, feed_id=job.feed.id, error=error,
-                  exc_info=exc)
-        return Outcome("failed", report, error)
+        if classify(exc) is not Failure.PERMANENT:
+            raise _Retry(exc) from exc
+        if isinstance(exc, FeedError):
+            error = scrub(str(exc), job.url)
+        elif isinstance(exc, asyncpg.PostgresError):
+            # A database refusal of this run's data (a bug if it happens): fail the run.
+            error = scrub(f"database refused the run: {type(exc).__name__}: {exc}", job.url)
+        else:
+            # Anything else (a ValueError from a library, a bug) would fail the same way
+            # again: fail the run now with its class and message, rather than leave it
+            # running for takeovers to retry until it is failed as abandoned.
+            error = scrub(f"unexpected error: {type(exc).__name__}: {exc}", job.url)
+            log.error("run.unexpected_error", run_id=job.run_id, exc_info=exc)
+        return await _fail(pool, settings, job, report, rejects, started, error)
     finally:
-        for task in (heartbeat, work):
-            task.cancel()
-        await asyncio.gather(heartbeat, work, return_exceptions=True)
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
     return Outcome("succeeded", report)
 
 
@@ -170,8 +242,16 @@ class Lease:
             async with self._renewing:
                 if self._ended:
                     return
-                if not await runs.renew_lease(self.pool, job.run_id, job.owner,
-                                              self.settings.lease_s):
+                try:
+                    ours = await runs.renew_lease(self.pool, job.run_id, job.owner,
+                                                  self.settings.lease_s)
+                except Exception as exc:  # the database away: the run's retries wait for it
+                    if classify(exc) is Failure.PERMANENT:
+                        raise
+                    log.info("run.lease_not_renewed", run_id=job.run_id,
+                             error=describe_error(exc))
+                    continue
+                if not ours:
                     raise LeaseLost(f"run {job.run_id} was taken over by another replica")
 
     async def end(self) -> None:
@@ -277,6 +357,7 @@ class _Stream:
         self._parse_s = 0.0
         self._wait_source_s = 0.0
         self._wait_copy_s = 0.0
+        self._download_started: float | None = None
 
     async def run(self, conn: Conn) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.settings.pipeline_queue_batches)
@@ -366,11 +447,49 @@ class _Stream:
             self.progress(self.report.bytes, self.rows_read)
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The bytes as downloaded (feed_runs.bytes), before any inflating."""
+        """The bytes as downloaded (feed_runs.bytes), before any inflating; the download
+        (all its pages) must end within its deadline and, after a grace period, keep an
+        average rate (a server trickling bytes just under the read timeout would hold the
+        run's slot for ever)."""
+        settings = self.settings
+        deadline_s = self.job.feed.download_deadline_s or settings.download_deadline_s
+        min_rate, grace_s = settings.min_transfer_bytes_per_s, settings.transfer_grace_s
+        loop = asyncio.get_running_loop()
+        if self._download_started is None:
+            self._download_started = loop.time()
+        start = self._download_started
+        it = aiter(chunks)
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-            async for chunk in chunks:
+            while True:
+                elapsed = loop.time() - start
+                left = deadline_s - elapsed
+                # the latest the next bytes may come and keep the average at min_rate
+                rate_left = (max(grace_s, self.report.bytes / min_rate) - elapsed
+                             if min_rate else left)
+                limit = asyncio.timeout(max(0.0, min(left, rate_left)))
+                try:
+                    async with limit:
+                        chunk = await anext(it)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    self._too_slow(loop.time() - start, deadline_s)
+                    raise
                 self.report.bytes += len(chunk)
                 yield chunk
+
+    def _too_slow(self, elapsed: float, deadline_s: float) -> None:
+        got, rate = self.report.bytes, self.settings.min_transfer_bytes_per_s
+        if elapsed >= deadline_s:
+            raise DeadlineExceeded(
+                f"the download took longer than its deadline of {deadline_s:g} s "
+                f"({got:,} bytes received; FEED_WORKER_DOWNLOAD_DEADLINE_S, or the feed's "
+                "download_deadline_s)")
+        raise DeadlineExceeded(
+            f"the download averaged {got / elapsed:,.0f} bytes/s over {elapsed:.0f} s "
+            f"({got:,} bytes), below FEED_WORKER_MIN_TRANSFER_BYTES_PER_S ({rate:,})")
 
     def _set_mapper(self, header: list[str] | None,
                     ready: asyncio.Future[list[str] | None]) -> None:

@@ -3,8 +3,10 @@ to allowed addresses (every redirect is checked before it is followed)."""
 
 from __future__ import annotations
 
+import email.utils
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -145,6 +147,26 @@ def follow(current: URL, location: str | None, shown: str) -> URL:
 
 def _check_status(resp: aiohttp.ClientResponse, shown: str) -> None:
     if resp.status >= 400:
-        transient = resp.status >= 500 or resp.status == 429
-        kind = TransientSourceError if transient else SourceError
-        raise kind(f"HTTP {resp.status} {resp.reason or ''} from {shown}")
+        message = f"HTTP {resp.status} {resp.reason or ''} from {shown}"
+        if resp.status >= 500 or resp.status in (408, 429):
+            raise TransientSourceError(message, retry_after(resp.headers.get("Retry-After")))
+        raise SourceError(message)
+
+
+MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is waited for this long at most
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's wait in seconds (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), MAX_RETRY_AFTER_S)

@@ -38,6 +38,8 @@ class Feed:
     automatically_connect_prefix: str = "both"  # both | prefixOnly
     case_insensitive_skus: bool = False
     sku_prefix: str | None = None  # the provider's
+    download_deadline_s: float | None = None  # None: FEED_WORKER_DOWNLOAD_DEADLINE_S
+    run_deadline_s: float | None = None       # None: FEED_WORKER_RUN_DEADLINE_S
 
 
 @dataclass
@@ -103,6 +105,13 @@ async def record_skipped(conn: Conn, feed_id: int, message_id: str | None,
 
 async def renew_lease(pool: asyncpg.Pool, run_id: int, owner: str, lease_s: float) -> bool:
     return await pool.fetchval(q(_SQL, "renew_lease"), run_id, owner, lease_s) is not None
+
+
+async def record_attempts(pool: asyncpg.Pool, run_id: int, owner: str,
+                          attempts: list[dict[str, Any]]) -> None:
+    """The failed attempts of a running run so far (details.attempts), as they happen."""
+    await pool.execute(q(_SQL, "record_attempts"), run_id, owner,
+                       orjson.dumps(attempts).decode())
 
 
 async def release_lease(pool: asyncpg.Pool, run_id: int, owner: str) -> None:

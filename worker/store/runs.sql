@@ -6,6 +6,7 @@ SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimite
        f.authentication_token, f.fetch_cleanup,
        f.automatically_connect, f.automatically_connect_by_barcode,
        f.automatically_connect_prefix, f.case_insensitive_skus,
+       f.download_deadline_s, f.run_deadline_s,
        p.archived AS provider_archived, p.id AS provider_id, p.daily_sku_limit,
        nullif(btrim(p.sku_prefix), '') AS sku_prefix
 FROM inventory_feeds f
@@ -33,6 +34,10 @@ INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, finished_at,
 VALUES ($1, 'pull', 'skipped', $2, now(), $3)
 ON CONFLICT DO NOTHING
 RETURNING id;
+
+-- name: record_attempts
+UPDATE feed_runs SET details = details || jsonb_build_object('attempts', $3::jsonb)
+WHERE id = $1 AND owner = $2 AND status = 'running';
 
 -- name: renew_lease
 UPDATE feed_runs SET lease_expires_at = now() + make_interval(secs => $3)
