@@ -23,7 +23,7 @@ from tests.faults.traffic import BIN, KINDS, Observer, Publisher, Row, Worker
 
 TABLE_FILE = Path(__file__).parent / "last-run.txt"
 HEADER = ("scenario", "published", "confirmed", "applied", "lost", "applied twice",
-          "stale overwrites", "good dead-lettered", "recover s")
+          "stale overwrites", "good dead-lettered", "recover s (max)")
 
 
 @dataclass

@@ -61,6 +61,8 @@ def zero_problems(name: str, rows: dict[str, Row]) -> list[str]:
     for kind, row in rows.items():
         if row.confirmed == 0:
             problems.append(f"{name} [{kind}]: nothing was confirmed")
+        if row.history == 0:
+            problems.append(f"{name} [{kind}]: no item history: overwrites cannot be seen")
         if (row.lost, row.stale, row.good_dead) != (0, 0, 0):
             problems.append(f"{name} [{kind}]: lost {row.lost}, stale overwrites {row.stale}, "
                             f"good dead-lettered {row.good_dead} (all must be 0)")

@@ -336,6 +336,7 @@ class Row:
     applied_twice: int = 0
     stale: int = 0
     good_dead: int = 0
+    history: int = 0  # item history rows read (none: overwrites could not be seen)
 
     def add(self, other: Row) -> None:
         for name in self.__dataclass_fields__:
@@ -432,6 +433,7 @@ async def outcome(observer: Observer, publisher: Publisher, dead: list[Dead]
         for item_id, chain in chains.items():
             if item_of.get(item_id, (None,))[0] != feed_id:
                 continue
+            row.history += len(chain) - 1
             row.stale += sum(1 for a, b in itertools.pairwise(chain)
                              if a is not None and b is not None and b < a)
             vals = [v for v in chain if v is not None]
