@@ -144,18 +144,26 @@ async def _copy_to_dead_letters(topology: Topology, message: AbstractIncomingMes
     headers[C.HEADER_DEAD_LETTERED_AT] = datetime.now(UTC).isoformat()
     headers[C.HEADER_ORIGINAL_ROUTING_KEY] = message.routing_key or ""
     headers[C.HEADER_ORIGINAL_QUEUE] = queue_name
-    copy = aio_pika.Message(
+    await topology.dead_letter_exchange.publish(copy_of(message, headers),
+                                                routing_key=message.routing_key or "")
+
+
+def copy_of(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a delivered message (body and properties) with these headers:
+    what dead-lettering and replaying publish."""
+    return aio_pika.Message(
         message.body,
         headers=headers,
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
         message_id=message.message_id,
         timestamp=message.timestamp,
         type=message.type,
         app_id=message.app_id,
     )
-    await topology.dead_letter_exchange.publish(copy, routing_key=message.routing_key or "")
 
 
 async def deliver(topology: Topology, message: AbstractIncomingMessage, handler: Handler,

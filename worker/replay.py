@@ -184,19 +184,7 @@ async def _send(settings: Settings, selection: Selection, limit: int | None,
             replay.messages.append(sent)
             if replay.dry_run:
                 continue
-            copy = aio_pika.Message(
-                message.body,
-                headers=replay_headers(message.headers, replay.replay_id),
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                priority=message.priority,
-                correlation_id=message.correlation_id,
-                message_id=message.message_id,
-                timestamp=message.timestamp,
-                type=message.type,
-                app_id=message.app_id,
-            )
+            copy = broker.copy_of(message, replay_headers(message.headers, replay.replay_id))
             try:
                 await broker.publish_routed(exchange, copy, dead.routing_key)
             except TransientError as exc:
