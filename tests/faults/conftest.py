@@ -177,7 +177,7 @@ def format_kinds(results: list[Result]) -> str:
             lines.append(f"  {r.name} [{kind}]: published {k.published}, confirmed "
                          f"{k.confirmed}, applied {k.applied}, lost {k.lost}, applied twice "
                          f"{k.applied_twice}, stale {k.stale}, good dead-lettered "
-                         f"{k.good_dead}")
+                         f"{k.good_dead}; item history rows {k.history}")
         if r.notes:
             lines.append(f"  {r.name}: {r.notes}")
     return "\n".join(lines)
