@@ -104,4 +104,5 @@ def encode_run_completed(run: dict[str, Any]) -> bytes:
         "delimiter": details.get("delimiter"), "encoding": details.get("encoding"),
         "timings": orjson.loads(timings) if isinstance(timings, str) else timings,
         "error": run.get("error"),
+        "breaker": details.get("breaker"),
     })

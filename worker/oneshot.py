@@ -102,7 +102,7 @@ def dry_summary(outcome: pull.Outcome) -> str:
         return f"dry run {outcome.status}: {counts}\nerror: {outcome.error}"
     line = f"dry run (nothing was changed), it would have: {counts}"
     if outcome.error:
-        line += f"\nheld: the run would be held: {outcome.error}"
+        line += f"\nheld: the run would be {outcome.error}"  # "held by the <rule> rule: ..."
     return line
 
 

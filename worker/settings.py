@@ -119,14 +119,25 @@ class Settings:
         default="512MB", metadata={"help": "work_mem for the merge (dedupe sort, held rows)"}
     )
     cleanup_max_zeroed_share: float = field(
-        default=0.5,
-        metadata={"help": "a pull that would zero more than this share of a feed's items is "
-                          "held (cleanup circuit breaker)"},
+        default=0.2,
+        metadata={"help": "a pull with cleanup on that would zero more than this share of a "
+                          "feed's items is held (cleanup circuit breaker; per feed: "
+                          "inventory_feeds.breaker_max_zeroed_share)"},
     )
     cleanup_max_quantity_drop: float = field(
         default=0.5,
         metadata={"help": "... or that would drop the feed's total tracked quantity by more "
-                          "than this share"},
+                          "than this share (breaker_max_quantity_drop)"},
+    )
+    breaker_max_rows_drop: float = field(
+        default=0.3,
+        metadata={"help": "... or that read more than this share fewer records than the "
+                          "feed's last succeeded pull (breaker_max_rows_drop)"},
+    )
+    breaker_max_bytes_drop: float = field(
+        default=0.5,
+        metadata={"help": "... or whose file (bytes as downloaded) is more than this share "
+                          "smaller than the last succeeded pull's (breaker_max_bytes_drop)"},
     )
     item_history: bool = field(
         default=True,
@@ -214,7 +225,9 @@ class Settings:
                 continue  # a share: 0 is allowed, checked below
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
-        for name in ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop", "retry_jitter"):
+        shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
+                  "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter")
+        for name in shares:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
         if not 0 <= self.http_port <= 65535:

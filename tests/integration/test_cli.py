@@ -76,7 +76,8 @@ async def test_import_dry_run_changes_nothing_and_force_applies(
     assert code == 0, err
     assert "dry run (nothing was changed)" in err
     assert re.search(r"inserted=1 updated=1 unchanged=0 zeroed=2 ", err)
-    assert "would be held" in err  # 2 of 3 items would be zeroed
+    assert "the run would be held by the zeroed rule: cleanup would zero 2 of the feed's 3 " \
+        "items" in err
     assert await feeds.database_state(pool) == before
     code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
     assert code == 1

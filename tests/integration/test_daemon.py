@@ -223,6 +223,7 @@ async def test_a_held_pull_is_announced_and_a_forced_one_applies(
     assert [(e["status"], e["zeroed"]) for e in got] == [
         ("succeeded", 0), ("held", 8), ("succeeded", 8)]
     assert "zero 8 of the feed's 10 items" in got[1]["error"]
+    assert [e["breaker"] and e["breaker"]["rule"] for e in got] == [None, "zeroed", "zeroed"]
     assert (got[0]["delimiter"], got[0]["encoding"]) == (",", "utf-8")
     zeroed = await pool.fetchval("SELECT count(*) FROM inventory_feed_variants "
                                  "WHERE inventory_quantity = 0 AND missing_since IS NOT NULL")

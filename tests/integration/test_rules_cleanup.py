@@ -127,7 +127,8 @@ async def test_a_large_drop_in_tracked_quantity_is_held(
     await f.pull(rows(10, qty=100))
     run = await f.pull(rows(10, qty=10))
     assert run["status"] == "held"
-    assert "from 1000 to 100" in run["error"]
+    assert "quantity rule" in run["error"]
+    assert "from 1,000 to 100 (90% less, limit 50%" in run["error"]
     # the shares are settings
     loose = replace(settings, cleanup_max_quantity_drop=0.95)
     assert (await f.pull(rows(10, qty=10), settings=loose))["status"] == "succeeded"

@@ -102,8 +102,9 @@ async def test_a_manual_override_wins_until_cleared(pool: asyncpg.Pool, settings
 async def test_history_records_quantity_and_price_changes(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
     f = await feed(pool, settings, feed_server)
-    await pool.execute("UPDATE inventory_feeds SET fetch_cleanup = 'enabled' WHERE id = $1",
-                       f.id)
+    # a feed of four items: one missing is 25%, over the breaker's default share
+    await pool.execute("UPDATE inventory_feeds SET fetch_cleanup = 'enabled', "
+                       "breaker_max_zeroed_share = 0.5 WHERE id = $1", f.id)
     first = await f.pull("E1,5,1.00\nE2,5,1.00\nE3,5,1.00\nE4,5,1.00\n")
     second = await f.pull("E1,6,1.00\nE2,5,2.50\nE3,5,1.00\n")  # E4 missing: zeroed
     rows = await pool.fetch(

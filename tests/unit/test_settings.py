@@ -63,7 +63,8 @@ def test_switch_refuses_other_words(name: str) -> None:
         Settings.from_env({env_name(name): "maybe"})
 
 
-@pytest.mark.parametrize("name", ["cleanup_max_zeroed_share", "cleanup_max_quantity_drop"])
+@pytest.mark.parametrize("name", ["cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
+                                  "breaker_max_rows_drop", "breaker_max_bytes_drop"])
 @pytest.mark.parametrize("raw", ["1.5", "0", "-0.1"])
 def test_shares_are_between_0_and_1(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=env_name(name)):

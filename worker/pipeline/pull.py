@@ -21,7 +21,7 @@ from worker import logs
 from worker.errors import DeadlineExceeded, FeedError, Held, LeaseLost, NotModified
 from worker.mapping import Mapper
 from worker.parsers.csv import CsvBatch
-from worker.pipeline import formats
+from worker.pipeline import breaker, formats
 from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.rejects import RejectSink
 from worker.retry import Failure, RetryPolicy, classify, retrying
@@ -275,8 +275,9 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         if stream.mapper is None and not (cleanup and job.force and report.bytes == 0):
             empty = stream.rows_read == 0 and report.bytes == 0
             if empty and cleanup:
-                raise Held("the file is empty: cleanup would zero every item of the feed "
-                           "(force applies it)")
+                trip = breaker.empty_file(stream.rows_read, report.bytes)
+                report.details["breaker"] = breaker.details([trip])
+                raise Held(trip.reason)
             raise FeedError("the file is empty" if empty else "the file has no header row")
         if stream.valid == 0 and rejects.count > 0:
             raise FeedError(f"no valid rows: all {rejects.count} rows were rejected "
@@ -296,12 +297,12 @@ async def _write(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         report.details.update(columns=stream.mapper.columns if stream.mapper else [])
         if counts.ambiguous_skus:
             report.details["ambiguous_skus"] = list(counts.ambiguous_skus)
-        reason = breaker(counts, stream.valid, settings) if cleanup else None
-        if reason is not None and job.force:
-            report.details["forced"] = reason
-        elif reason is not None:
-            report.details["held"] = reason
-            if not job.dry_run:
+        trips = await _breaker(conn, settings, job, report, counts, stream) if cleanup else []
+        if trips:
+            reason = breaker.reason(trips)
+            report.details["breaker"] = breaker.details(trips)
+            report.details["forced" if job.force else "held"] = reason
+            if not job.force and not job.dry_run:
                 raise Held(reason)
         if job.dry_run:
             report.details["dry_run"] = True
@@ -321,21 +322,14 @@ _PAGE_COUNTS = ("nul_lines", "nul_records")
 PARSE_PIECE = 128 * 1024
 
 
-def breaker(counts: bulk.MergeCounts, rows: int, settings: Settings) -> str | None:
-    """Why a pull with cleanup must be held rather than applied, or None."""
-    if rows == 0 and counts.zeroed:
-        return f"the file has no rows: cleanup would zero all {counts.zeroed} items"
-    if counts.items_before and counts.zeroed / counts.items_before > \
-            settings.cleanup_max_zeroed_share:
-        return (f"cleanup would zero {counts.zeroed} of the feed's {counts.items_before} items "
-                f"(more than {settings.cleanup_max_zeroed_share:.0%}, "
-                "FEED_WORKER_CLEANUP_MAX_ZEROED_SHARE)")
-    drop = counts.stock_before - counts.stock_after
-    if counts.stock_before and drop / counts.stock_before > settings.cleanup_max_quantity_drop:
-        return (f"the feed's tracked quantity would drop from {counts.stock_before} to "
-                f"{counts.stock_after} (more than {settings.cleanup_max_quantity_drop:.0%}, "
-                "FEED_WORKER_CLEANUP_MAX_QUANTITY_DROP)")
-    return None
+async def _breaker(conn: Conn, settings: Settings, job: PullJob, report: RunReport,
+                   counts: bulk.MergeCounts, stream: _Stream) -> list[breaker.Trip]:
+    """The circuit breaker's rules this pull trips (only with cleanup on: the zeroing is
+    what they guard), against the feed's limits and its last succeeded pull."""
+    last = await runs.last_succeeded_pull(conn, job.feed.id)
+    this = breaker.ThisPull(stream.valid, stream.rows_read, report.bytes,
+                            report.details.get("compression"))
+    return breaker.check(counts, this, last, breaker.limits(job.feed, settings))
 
 
 class _Stream:

@@ -38,6 +38,11 @@ class Feed:
     automatically_connect_prefix: str = "both"  # both | prefixOnly
     case_insensitive_skus: bool = False
     sku_prefix: str | None = None  # the provider's
+    # The cleanup circuit breaker's limits for this feed; None: the worker's setting.
+    breaker_max_zeroed_share: float | None = None
+    breaker_max_quantity_drop: float | None = None
+    breaker_max_rows_drop: float | None = None
+    breaker_max_bytes_drop: float | None = None
     download_deadline_s: float | None = None  # None: FEED_WORKER_DOWNLOAD_DEADLINE_S
     run_deadline_s: float | None = None       # None: FEED_WORKER_RUN_DEADLINE_S
 
@@ -181,6 +186,23 @@ async def last_validators(conn: Conn | asyncpg.Pool, feed_id: int
         return None
     validators = orjson.loads(row["validators"])
     return (row["id"], validators) if isinstance(validators, dict) else None
+
+
+@dataclass(frozen=True)
+class LastPull:
+    """What a feed's last succeeded pull read."""
+
+    run_id: int
+    rows_read: int
+    bytes: int  # as downloaded; 0 when unknown
+    compression: str | None  # as detected: none, gzip, zip; None when not recorded
+
+
+async def last_succeeded_pull(conn: Conn | asyncpg.Pool, feed_id: int) -> LastPull | None:
+    row = await conn.fetchrow(q(_SQL, "last_succeeded_pull"), feed_id)
+    if row is None:
+        return None
+    return LastPull(row["id"], row["rows_read"], row["bytes"], row["compression"])
 
 
 async def skip_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:

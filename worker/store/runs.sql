@@ -6,6 +6,8 @@ SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimite
        f.authentication_token, f.fetch_cleanup,
        f.automatically_connect, f.automatically_connect_by_barcode,
        f.automatically_connect_prefix, f.case_insensitive_skus,
+       f.breaker_max_zeroed_share, f.breaker_max_quantity_drop, f.breaker_max_rows_drop,
+       f.breaker_max_bytes_drop,
        f.download_deadline_s, f.run_deadline_s,
        p.archived AS provider_archived, p.id AS provider_id, p.daily_sku_limit,
        nullif(btrim(p.sku_prefix), '') AS sku_prefix
@@ -104,6 +106,13 @@ SELECT * FROM feed_runs WHERE id = $1;
 SELECT id, details -> 'validators' AS validators FROM feed_runs
 WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
   AND details ? 'validators'
+ORDER BY id DESC LIMIT 1;
+
+-- name: last_succeeded_pull
+-- What the feed's last succeeded pull read (the breaker's rows and bytes rules compare
+-- against it): failed, held and skipped runs do not count. `compression` as detected then.
+SELECT id, rows_read, bytes, details ->> 'compression' AS compression FROM feed_runs
+WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
 ORDER BY id DESC LIMIT 1;
 
 -- name: skip_run
