@@ -16,9 +16,8 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
-from worker import __version__, broker, health, logs, retention
+from worker import __version__, broker, gcpause, health, logs, retention
 from worker import constants as C
-from worker.pipeline import gcpause
 from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner

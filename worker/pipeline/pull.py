@@ -19,11 +19,11 @@ import asyncpg
 
 from worker import logs
 from worker.errors import DeadlineExceeded, FeedError, Held, LeaseLost, NotModified
+from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import Feed, PullJob, RunReport
 from worker.parsers.csv import CsvBatch
 from worker.pipeline import breaker, formats
-from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.rejects import RejectSink
 from worker.retry import Failure, RetryPolicy, classify, retrying
 from worker.retry import describe as describe_error
