@@ -163,7 +163,7 @@ class Daemon:
             problems.append("rabbitmq: not connected")
         if self.pool is not None:
             try:
-                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2.0)
+                await asyncio.wait_for(db.ping(self.pool), 2.0)
             except Exception as exc:
                 problems.append(f"postgres: {type(exc).__name__}")
         return problems
