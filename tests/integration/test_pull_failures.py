@@ -14,7 +14,7 @@ import pytest
 from tests.support import broker, feeds
 from tests.support.feedserver import FeedServer
 from tests.support.wait import until
-from worker.pipeline import pull
+from worker.pipeline import stream
 from worker.publish import publish_pull
 from worker.settings import Settings
 
@@ -202,7 +202,7 @@ async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
     masked, rather than leaving the run for takeovers."""
     feed_id = await _seeded(pool, settings, feed_server)
     before = await feeds.table_state(pool)
-    real = pull.open_source
+    real = stream.open_source
 
     def broken(url: str, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
         inner = real(url, *args, **kwargs)
@@ -214,7 +214,7 @@ async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
 
         return chunks()
 
-    monkeypatch.setattr(pull, "open_source", broken)
+    monkeypatch.setattr(stream, "open_source", broken)
     url = feed_server.url("/good.csv", "u", SECRET)
     run = await feeds.pull_once(pool, settings, feed_id, url)
     assert run["status"] == "failed"

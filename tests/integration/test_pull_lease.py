@@ -19,8 +19,8 @@ from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from worker.claims import claim_pull
 from worker.errors import LeaseLost
+from worker.lease import Lease
 from worker.model import PullJob
-from worker.pipeline import pull
 from worker.settings import Settings
 
 LEASE_S = 3.0       # the shortest allowed: a renewal every second
@@ -69,7 +69,7 @@ async def test_renewals_end_before_the_runs_last_transaction(
         pool: asyncpg.Pool, settings: Settings) -> None:
     settings = replace(settings, lease_s=LEASE_S)
     job = await claimed(pool, settings)
-    lease = pull.Lease(pool, settings, job)
+    lease = Lease(pool, settings, job)
     keeping = asyncio.create_task(lease.keep())
     await lease.end()
     # what the run's last transaction does: the run is no longer running
@@ -81,7 +81,7 @@ async def test_renewals_end_before_the_runs_last_transaction(
 async def test_a_run_taken_over_loses_its_lease(pool: asyncpg.Pool, settings: Settings) -> None:
     settings = replace(settings, lease_s=LEASE_S)
     job = await claimed(pool, settings)
-    keeping = asyncio.create_task(pull.Lease(pool, settings, job).keep())
+    keeping = asyncio.create_task(Lease(pool, settings, job).keep())
     await pool.execute("UPDATE feed_runs SET owner = 'another-replica' WHERE id = $1",
                        job.run_id)
     with pytest.raises(LeaseLost, match="taken over"):
