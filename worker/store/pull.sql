@@ -29,8 +29,8 @@ ANALYZE pull_staging;
 -- name: merge_settings
 -- $2 'off' for large files: the row estimates of the merge's CTEs are far too low for them,
 -- and nested loops over hundreds of thousands of rows (index probes into variants) are
--- what the planner would pick. No JIT: compiling the merge's expressions cost more than
--- 2 s of a 1M-row pull (measured), more than they save.
+-- what the planner would pick. No JIT: compiling the merge's expressions costs more than
+-- it saves (the pull benchmark shows it).
 SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('enable_nestloop', $2, true), set_config('jit', 'off', true);
 
@@ -61,7 +61,7 @@ FROM unnest($1::bigint[]) AS p;
 -- New or re-keyed items connect to the store's variants in the same statement
 -- (connect.sql). Every read of inventory_feed_variants names the feed ($1), so that the
 -- planner can keep to the feed's rows: without it, a hash join on id alone scans the
--- items of every feed (3M other items made a 1M-row pull 1.6 times slower, measured).
+-- items of every feed (the pull benchmark's S runs measure it).
 WITH src AS (
     SELECT DISTINCT ON (external_id)
         pos, external_id, vendor_sku, barcode, name, inventory_quantity, inventory_policy,
@@ -165,8 +165,8 @@ WITH src AS (
     CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
     -- In key order without a sort: `joined` comes out of a merge join on external_id and
-    -- the hash joins above keep that order (a sorted insert into the unique index costs
-    -- a third less); 0.2-0.7 s of a 1M-row pull (measured).
+    -- the hash joins above keep that order (an insert into the unique index in key order
+    -- writes less than one in file order).
     WHERE j.target_id IS NULL
 ), upd AS (
     UPDATE inventory_feed_variants t SET
