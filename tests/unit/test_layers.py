@@ -81,3 +81,58 @@ def test_no_module_outside_the_store_sends_sql(path: Path) -> None:
                 f"{_name(path)}:{node.lineno} calls .{node.func.attr}() outside worker/store/")
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             assert not SQL.match(node.value), f"{_name(path)}:{node.lineno} holds SQL"
+
+
+# The floors of the house, ground first: a module imports from its own floor or below,
+# never from above (README, Architecture). A module not listed fails the test, so that a
+# new one is given its floor on purpose.
+FLOORS: list[tuple[str, ...]] = [
+    # ground: shapes and vocabulary, no I/O
+    ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
+     "messages", "deadletters", "gcpause", "health"),
+    # side by side: the database, the parsers and values, the transports
+    ("store", "parsers", "sources", "values", "mapping", "pushmap", "feedmapping"),
+    # a pull's and a push's stages, and the broker
+    ("pipeline", "lease", "claims", "broker"),
+    # the workers: who runs what, and the commands' bodies
+    ("runner", "pusher", "scheduler", "publish", "replay", "retention", "oneshot", "admin"),
+    # the process: the daemon's lifecycle and the command line
+    ("daemon", "commands", "cli", "__main__"),
+]
+
+
+def _floor(module: str) -> int:
+    top = module.split(".")[1] if module.count(".") else ""
+    for i, names in enumerate(FLOORS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module} has no floor: add it to FLOORS (and the README)")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+                 or p.parent != PACKAGE)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_no_module_imports_from_a_floor_above_its_own(path: Path) -> None:
+    here = _module(path)
+    mine = _floor(here)
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("worker"):
+            targets = ([f"worker.{a.name}" for a in node.names] if node.module == "worker"
+                       else [node.module])
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names if a.name.startswith("worker.")]
+        else:
+            continue
+        for target in targets:
+            if target == "worker.__version__":
+                continue
+            assert _floor(target) <= mine, (
+                f"{here} (floor {mine}) imports {target} (floor {_floor(target)}), line "
+                f"{node.lineno}")
