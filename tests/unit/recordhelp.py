@@ -5,23 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 
 
 class RecordParser(Protocol):
     header: list[str]
     records: int
 
-    def feed(self, data: bytes) -> CsvBatch: ...
+    def feed(self, data: bytes) -> RecordBatch: ...
 
-    def close(self) -> CsvBatch: ...
+    def close(self) -> RecordBatch: ...
 
 
 def parse_with(make: Callable[[dict[str, Any]], RecordParser], mapping: dict[str, Any],
-               chunks: Iterable[bytes]) -> CsvBatch:
+               chunks: Iterable[bytes]) -> RecordBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
     parser = make(mapping)
-    out = CsvBatch(lines=[])
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     batches = [parser.feed(chunk) for chunk in chunks]
     batches.append(parser.close())

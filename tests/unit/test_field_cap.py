@@ -12,7 +12,7 @@ import pytest
 
 from worker.errors import ConfigError, FeedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.parsers.json import JsonRecords
 from worker.parsers.xml import XmlRecords
 from worker.pipeline import formats
@@ -30,8 +30,8 @@ def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed
                 provider_archived=False)
 
 
-def drain(records: formats.Records, chunks: list[bytes]) -> CsvBatch:
-    out = CsvBatch(lines=[])
+def drain(records: formats.Records, chunks: list[bytes]) -> RecordBatch:
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     for batch in [*(records.feed(c) for c in chunks), records.close()]:
         out.rows += batch.rows

@@ -14,7 +14,7 @@ from tests.unit.recordhelp import parse_with
 from worker.errors import FeedError
 from worker.mapping import Mapper
 from worker.model import ATTRIBUTES
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.parsers.json import JsonRecords, JsonShapeError
 from worker.parsers.jsonstream import MAX_DEPTH, JsonSyntaxError
 
@@ -39,7 +39,7 @@ PAGE_ROWS = [
 ]
 
 
-def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> CsvBatch:
+def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> RecordBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
     return parse_with(JsonRecords, mapping, chunks)
 
@@ -57,7 +57,7 @@ def failure(mapping: dict[str, Any], chunks: Iterable[bytes]) -> FeedError:
 def test_records_at_a_path_with_the_next_page() -> None:
     parser = JsonRecords(PAGE_MAPPING)
     assert parser.header == list(FIELDS)
-    batch = CsvBatch()
+    batch = RecordBatch()
     for chunk in sized(PAGE, 100):
         batch.rows += parser.feed(chunk).rows
     batch.rows += parser.close().rows

@@ -12,8 +12,7 @@ import pytest
 
 from worker.errors import FeedError, TransientSourceError, TruncatedError
 from worker.model import Feed
-from worker.parsers import CutShort
-from worker.parsers.csv import CsvBatch
+from worker.parsers import CutShort, RecordBatch
 from worker.parsers.json import JsonRecords
 from worker.parsers.xml import XmlRecords, XmlSyntaxError
 from worker.pipeline import formats
@@ -50,10 +49,10 @@ FEEDS = {
 }
 
 
-def read(feed: Feed, data: bytes, vouched: bool, size: int = 7) -> CsvBatch:
+def read(feed: Feed, data: bytes, vouched: bool, size: int = 7) -> RecordBatch:
     """All the records of `data`, fed `size` bytes at a time, then closed."""
     records = formats.records_for(feed)
-    out = CsvBatch(lines=[])
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     batches = [records.feed(data[i:i + size]) for i in range(0, len(data), size)]
     batches.append(records.close(vouched))

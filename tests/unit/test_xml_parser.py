@@ -15,7 +15,7 @@ from tests.unit.recordhelp import parse_with
 from worker.errors import FeedError
 from worker.mapping import Mapper
 from worker.model import ATTRIBUTES
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.parsers.xml import XmlRecords, XmlSyntaxError
 
 G = "http://base.google.com/ns/1.0"
@@ -75,12 +75,12 @@ MERCHANT_MAPPING: dict[str, Any] = {
 }
 
 
-def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> CsvBatch:
+def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> RecordBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
     return parse_with(XmlRecords, mapping, chunks)
 
 
-def feed_all(parser: XmlRecords, chunks: Iterable[bytes], seen: list[CsvBatch]) -> None:
+def feed_all(parser: XmlRecords, chunks: Iterable[bytes], seen: list[RecordBatch]) -> None:
     """Feeds and closes, keeping the batches (up to an error) in `seen`."""
     for chunk in chunks:
         seen.append(parser.feed(chunk))
@@ -326,7 +326,7 @@ def test_entities_in_another_encoding_are_refused_too(doc: bytes) -> None:
     # UTF-16: the bytes search cannot see `<!ENTITY`: libxml2's own limits (amplification,
     # entities it does not load) or the DTD check at the first record refuse them.
     utf16 = doc.decode().replace('<?xml version="1.0"?>', "").encode("utf-16")
-    seen: list[CsvBatch] = []
+    seen: list[RecordBatch] = []
     t = time.perf_counter()
     with pytest.raises(XmlSyntaxError) as info:
         feed_all(XmlRecords(ID), sized(utf16, 4096), seen)
@@ -337,7 +337,7 @@ def test_entities_in_another_encoding_are_refused_too(doc: bytes) -> None:
 
 def test_the_contents_of_a_local_file_never_show() -> None:
     for doc in (PASSWD, PASSWD.decode().encode("utf-16")):
-        seen: list[CsvBatch] = []
+        seen: list[RecordBatch] = []
         with pytest.raises(FeedError) as info:
             feed_all(XmlRecords(ID), sized(doc, 16), seen)
         assert "root:" not in repr(seen) + str(info.value)

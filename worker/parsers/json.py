@@ -1,4 +1,4 @@
-"""JSON records from byte chunks, incrementally, in the CSV parser's batches.
+"""JSON records from byte chunks, incrementally, in RecordBatches (as the CSV parser).
 
 The records are the elements of an array: the whole document (`[...]`), or the array at
 `mapping.record` (a dotted path, `data.items`); or the lines of newline-delimited JSON.
@@ -17,8 +17,7 @@ import orjson
 
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import CutShort, field_cap_reason
-from worker.parsers.csv import CsvBatch
+from worker.parsers import CutShort, RecordBatch, field_cap_reason
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of newline-delimited JSON
@@ -29,15 +28,15 @@ Row = Callable[[Any], list[str]]
 
 
 class _Out:
-    """A batch being filled (CsvBatch's lines are a Sequence: ranges for the CSV parser)."""
+    """A batch being filled (RecordBatch's lines are a Sequence: ranges for the CSV parser)."""
 
     def __init__(self) -> None:
         self.rows: list[list[str]] = []
         self.lines: list[int] = []
         self.errors: list[tuple[int, str, str]] = []
 
-    def batch(self) -> CsvBatch:
-        return CsvBatch(self.rows, self.lines, self.errors)
+    def batch(self) -> RecordBatch:
+        return RecordBatch(self.rows, self.lines, self.errors)
 
 
 class JsonShapeError(FeedError):
@@ -223,10 +222,10 @@ class JsonRecords:
 
     # -- public
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._guarded(data, final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download from
         a whole one), a document that does not end cleanly (an array or object not closed,
         a last line of newline-delimited JSON that is not a whole value) raises CutShort
@@ -236,7 +235,7 @@ class JsonRecords:
 
     # -- driving
 
-    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> RecordBatch:
         if self._failed is not None:
             raise self._failed
         out = _Out()

@@ -1,4 +1,4 @@
-"""XML records from byte chunks, incrementally, in the CSV parser's batches.
+"""XML records from byte chunks, incrementally, in RecordBatches (as the CSV parser).
 
 libxml2 (lxml's pull parser) builds the tree as bytes arrive and reports each element that
 ends with the record's tag; one whose path from the root is `mapping.record` is a record.
@@ -22,8 +22,7 @@ from lxml import etree
 
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import CutShort, field_cap_reason
-from worker.parsers.csv import CsvBatch
+from worker.parsers import CutShort, RecordBatch, field_cap_reason
 
 PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once
 RAW_CHARS = 200      # of a rejected record's text
@@ -250,16 +249,16 @@ class XmlRecords:
         self._last_break = -1                 # ... offset of the last one
         self._failed: FeedError | None = None
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._guarded(data, final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download from
         a whole one), a document that ends before its root element is closed raises
         CutShort rather than XmlSyntaxError."""
         return self._guarded(b"", final=True, vouched=vouched)
 
-    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> RecordBatch:
         if self._failed is not None:
             raise self._failed
         rows: list[list[str]] = []
@@ -274,7 +273,7 @@ class XmlRecords:
         except FeedError as exc:
             self._failed = exc
             raise
-        return CsvBatch(rows, lines, errors)
+        return RecordBatch(rows, lines, errors)
 
     def _feed(self, data: bytes, out: tuple[list[list[str]], list[int], list[Any]]) -> None:
         if not self._checked:

@@ -9,8 +9,8 @@ from yarl import URL
 
 from worker.errors import FeedError, TruncatedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
-from worker.parsers import CutShort, sniff
-from worker.parsers.csv import CsvBatch, CsvParser
+from worker.parsers import CutShort, RecordBatch, sniff
+from worker.parsers.csv import CsvParser
 from worker.parsers.text import TextDecoder
 from worker.sources.transfer import Transfer
 
@@ -28,9 +28,9 @@ class Records(Protocol):
     def delimiter(self) -> str:
         """Shown between the fields of a rejected record."""
 
-    def feed(self, data: bytes) -> CsvBatch: ...
+    def feed(self, data: bytes) -> RecordBatch: ...
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download
         from a whole one), a document that ends where a whole one cannot raises CutShort."""
 
@@ -61,10 +61,10 @@ class CsvRecords:
         self._held = ""  # text kept until there is enough to sniff the delimiter
         self._last = ""  # the last character of the text so far
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._text(self._decoder.decode(data), final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """Many CSV files lack the final line break: only a document whose transport could
         not vouch for its length must end with one (and not inside a quoted field)."""
         try:
@@ -82,13 +82,13 @@ class CsvRecords:
                                "when the transport cannot vouch for its length)")
         return batch
 
-    def _text(self, text: str, final: bool) -> CsvBatch:
+    def _text(self, text: str, final: bool) -> RecordBatch:
         if text:
             self._last = text[-1]
         if self._parser is None:
             self._held += text
             if not final and self._held.count("\n") < 2 and len(self._held) < 65536:
-                return CsvBatch()
+                return RecordBatch()
             text, self._held = self._held, ""
             sniffed = self._delimiter is None
             delimiter = self._delimiter or sniff.delimiter(text[:65536])
@@ -170,16 +170,16 @@ class _Structured:
         value = getattr(self._parser, "next_url", None)
         return str(value) if value else None
 
-    def feed(self, data: bytes) -> CsvBatch:
-        batch: CsvBatch = self._parser.feed(data)
+    def feed(self, data: bytes) -> RecordBatch:
+        batch: RecordBatch = self._parser.feed(data)
         return batch
 
-    def close(self, vouched: bool = True) -> CsvBatch:
-        batch: CsvBatch = self._parser.close(vouched)
+    def close(self, vouched: bool = True) -> RecordBatch:
+        batch: RecordBatch = self._parser.close(vouched)
         return batch
 
 
-def finish(records: Records, transfer: Transfer, compression: str | None) -> CsvBatch:
+def finish(records: Records, transfer: Transfer, compression: str | None) -> RecordBatch:
     """The last records of a download. A gzip member or zip entry that inflated to its
     end vouches for the document as the transport does; when neither does, a document
     whose end is not a whole one's fails the run as truncated, not as malformed."""

@@ -16,7 +16,7 @@ from typing import Any
 from worker.errors import DeadlineExceeded, FeedError
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.rejects import RejectSink
@@ -200,7 +200,7 @@ class Stream:
                              positions=True)
         ready.set_result(["pos", *self.mapper.columns])
 
-    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None],
+    def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:
         for line, raw, reason in batch.errors:
             self.rows_read += 1
