@@ -19,9 +19,10 @@ from contextlib import contextmanager
 import pytest
 
 from tests.support.corpus import CORPUS as SHARED
+from tests.unit.recordhelp import json_records
 from worker.errors import FeedError
 from worker.parsers import RecordBatch
-from worker.parsers.json import JsonRecords, JsonShapeError
+from worker.parsers.json import JsonShapeError
 from worker.parsers.jsonstream import JsonSyntaxError
 
 CORPUS = SHARED / "json-test-suite"
@@ -61,7 +62,7 @@ def deadline(seconds: float) -> Iterator[None]:
 
 def outcome(data: bytes, chunk: int | None) -> RecordBatch | FeedError:
     """What the parser makes of the file: its records, or the FeedError it raised."""
-    parser = JsonRecords({})
+    parser = json_records({})
     pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(len(data))]
     out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 from yarl import URL
 
 from worker.errors import FeedError, TruncatedError
-from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
+from worker.feedmapping import has_header_row
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
 from worker.parsers import CutShort, RecordBatch, sniff
 from worker.parsers.csv import CsvParser
 from worker.parsers.text import TextDecoder
@@ -121,24 +122,25 @@ def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> R
     if feed.resource_type == "xml":
         from worker.parsers.xml import XmlRecords
 
-        return _Structured(XmlRecords(feed.mapping, max_field_chars))
+        return _Structured(XmlRecords(feed.mapping.check(), max_field_chars))
     if feed.resource_type == "json":
         from worker.parsers.json import JsonRecords
 
-        return _Structured(JsonRecords(feed.mapping, max_field_chars))
+        return _Structured(JsonRecords(feed.mapping.check(), max_field_chars))
+    feed.mapping.check()
     return CsvRecords(feed, max_field_chars)
 
 
 def needs_header(feed: Feed) -> bool:
     """Whether the mapper waits for a header: only a CSV without one does not."""
-    return feed.resource_type not in ("ftp_csv", "webhook") or feed.csv_has_header
+    return has_header_row(feed.resource_type, feed.csv_has_header)
 
 
-def mapping_for(feed: Feed) -> dict[str, Any]:
+def mapping_for(feed: Feed) -> FeedMapping:
     """What the mapper applies: for XML and JSON the parser already picked the fields
     (its header is their attribute names), so only the value maps remain."""
     if feed.resource_type in ("xml", "json"):
-        return {"values": feed.mapping.get("values") or {}}
+        return FeedMapping(values=feed.mapping.values)
     return feed.mapping
 
 

@@ -98,7 +98,7 @@ class Stream:
                               token=feed.authentication_token, transfer=transfer)
             source = decompressed(self._counted(raw),
                                   settings.max_decompressed_bytes,
-                                  feed.mapping.get("zipEntry"), found,
+                                  feed.mapping.zip_entry, found,
                                   max_ratio=settings.max_inflation_ratio)
             t = clock()
             async with contextlib.aclosing(source):  # type: ignore[type-var]
