@@ -4,6 +4,7 @@ The records are the elements of an array: the whole document (`[...]`), or the a
 `mapping.record` (a dotted path, `data.items`); or the lines of newline-delimited JSON.
 ijson's C backend (yajl) does the parsing, driven through its async API by hand, behind
 guards against what yajl alone would let through (see worker/parsers/jsonstream.py).
+Values become texts in jsonrows.py; what is refused, and why, is said in jsonshape.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import orjson
 
 from worker.errors import FeedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
-from worker.parsers import CutShort, RecordBatch, field_cap_reason, jsonrows
+from worker.parsers import CutShort, RecordBatch, field_cap_reason, jsonrows, jsonshape
+from worker.parsers.jsonshape import JsonShapeError
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of newline-delimited JSON
 _PROBE = 16 * 1024                 # bytes at a time for the parser that looks for the array
+
 
 class _Out:
     """A batch being filled (RecordBatch's lines are a Sequence: ranges for the CSV parser)."""
@@ -31,10 +34,6 @@ class _Out:
 
     def batch(self) -> RecordBatch:
         return RecordBatch(self.rows, self.lines, self.errors)
-
-
-class JsonShapeError(FeedError):
-    """Well-formed JSON, but not records where the mapping looks for them."""
 
 
 _WHITESPACE = b" \t\r\n"
@@ -225,7 +224,7 @@ class JsonRecords:
             self._last_line(out)
             if self._mode == "guess":  # never a second value: one object, not lines
                 self._mode = "single"
-                raise JsonShapeError(self._shape_message())
+                raise JsonShapeError(jsonshape.document_message(self._first))
             if self._mode == "ndjson":
                 return
         values: list[Any] = []
@@ -239,18 +238,10 @@ class JsonRecords:
             self._found = self._found or self._mode == "path"
             self._emit(values, out)
         if self._mode == "single":
-            raise JsonShapeError(self._shape_message())
+            raise JsonShapeError(jsonshape.document_message(self._first))
         if self._mode == "path" and not self._found:
             raise JsonShapeError(f"the document has no array at {self._record!r} "
                                  "(mapping.record)")
-
-    def _shape_message(self) -> str:
-        kinds = {"{": "an object", "[": "an array", '"': "a string", "t": "a boolean",
-                 "f": "a boolean", "n": "null"}
-        kind = kinds.get(self._first, "a number")
-        hint = (": set mapping.record to the dotted path of the array of records"
-                if self._first == "{" else "")
-        return f"the document is {kind}, not an array of records{hint}"
 
     # -- path mode: what is at mapping.record, the next page's link
 
@@ -272,18 +263,11 @@ class JsonRecords:
             self._decide(events, record)
 
     def _decide(self, events: list[tuple[str, str, Any]], record: str) -> bool:
-        for prefix, event, _ in events:
-            if prefix == record and event != "map_key":
-                if event != "start_array":
-                    kind = {"start_map": "an object", "string": "a string",
-                            "number": "a number", "boolean": "a boolean",
-                            "null": "null"}.get(event, event)
-                    raise JsonShapeError(f"{record!r} (mapping.record) is {kind}, not an "
-                                         "array of records")
-                self._found = True
-                self._probe = None
-                return True
-        return False
+        if not jsonshape.array_at(events, record):
+            return False
+        self._found = True
+        self._probe = None
+        return True
 
     def _next_value(self, data: bytes, final: bool = False) -> None:
         found: list[Any] = []
@@ -397,7 +381,7 @@ class JsonRecords:
             if self._mode == "guess":
                 self._not_lines()
                 return
-            raise self._bad_line(lines, stream.start)
+            raise jsonshape.bad_line(lines, stream.start, self._lines)
         self._lines += len(lines)
         if self._mode == "guess":
             self._held += values
@@ -411,23 +395,6 @@ class JsonRecords:
         self._values += len(values)
         if values:
             self._emit(values, out)
-
-    def _bad_line(self, lines: list[bytes], start: int) -> JsonSyntaxError:
-        """The first line of a block that does not hold exactly one value."""
-        offset = start
-        for i, line in enumerate(lines, self._lines + 1):
-            if line.strip():
-                try:
-                    orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    reason = ("more than one JSON value on a line"
-                              if "after document" in str(exc) else
-                              "a line that is not a whole JSON value")
-                    at = len(line.decode("utf-8", "replace")[:exc.pos].encode())
-                    return JsonSyntaxError(reason, offset + at, line=i)
-            offset += len(line) + 1
-        return JsonSyntaxError("a line that does not hold one JSON value", None, start,
-                               offset, line=self._lines + 1)
 
     def _not_lines(self) -> None:
         """A document opening with `{` that is not lines of JSON: one value (parsed again
