@@ -30,7 +30,7 @@ async def check(settings: Settings, timeout_s: float = 5.0) -> list[str]:
     try:
         conn = await db.connect(settings.database_url, timeout_s=timeout_s)
         try:
-            await conn.fetchval("SELECT 1")
+            await db.ping(conn)
         finally:
             await conn.close()
     except Exception as exc:

@@ -7,10 +7,9 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
-from worker import __version__, logs
-from worker.deadletters import Selection, parse_duration
+from worker import __version__, commands, logs
+from worker.deadletters import parse_duration
 from worker.errors import ConfigError, WorkerError
 from worker.settings import Settings, describe
 
@@ -31,10 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"feed-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon (consumes pull-requests)")
-    sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)")
-    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    sub.add_parser("run", help="run the daemon (consumes pull-requests)"
+                   ).set_defaults(handler=commands.run)
+    sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)"
+                   ).set_defaults(handler=commands.check)
+    sub.add_parser("migrate", help="create the database if missing and apply migrations"
+                   ).set_defaults(handler=commands.migrate)
     imp = sub.add_parser("import", help="pull one feed now, without the broker")
+    imp.set_defaults(handler=commands.import_feed)
     imp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     imp.add_argument("--url", help="read this URL instead of the feed's resource_location")
     imp.add_argument("--dry-run", action="store_true",
@@ -44,13 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="send messages, with publisher confirms")
     pub_sub = pub.add_subparsers(dest="what", required=True, metavar="WHAT")
     pp = pub_sub.add_parser("pull", help="a pull-request for one feed")
+    pp.set_defaults(handler=commands.publish_pull)
     pp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     pp.add_argument("--force", action="store_true", help="apply even where a check would hold")
     pu = pub_sub.add_parser("update", help="variants of one feed, in messages of 50")
+    pu.set_defaults(handler=commands.publish_update)
     pu.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
     pu.add_argument("file", metavar="FILE", help="a JSON array of variants; - reads stdin")
     pu.add_argument("--batch", type=int, default=50, help="variants per message (50)")
     ph = pub_sub.add_parser("held", help="the items a run held back by the daily SKU limit")
+    ph.set_defaults(handler=commands.publish_held)
     ph.add_argument("--run", type=int, required=True, help="feed_runs.id")
     rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages")
     rp_sub = rp.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -59,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One line per message in inventory.dead-letter: message id, original "
                     "routing key, when it was dead-lettered, the reason, the start of the "
                     "body. Nothing is taken off the queue.")
+    rl.set_defaults(handler=commands.replay_list)
     _replay_filters(rl, default_limit=50)
     rq = rp_sub.add_parser(
         "requeue", help="publish them again with their routing key, and report the outcomes",
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                "or a repeat (or, with --no-wait, was sent); 1 when one was dead-lettered "
                "again, had no outcome by the deadline (pending), could not be sent, or an "
                "id given with --message-id was not found.")
+    rq.set_defaults(handler=commands.replay_requeue)
     _replay_filters(rq, default_limit=None)
     rq.add_argument("--dry-run", action="store_true",
                     help="print what would be sent, one line per message (marking updates "
@@ -135,12 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
-        if args.command == "publish" and args.what == "update":
-            from worker.publish import read_variants
-
-            source = sys.stdin if args.file == "-" else Path(args.file).read_bytes()
-            args.variants = read_variants(source)
-        return asyncio.run(_dispatch(args, settings))
+        handler: commands.Handler = args.handler
+        return asyncio.run(handler(args, settings))
     except OSError as exc:
         print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -149,61 +153,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkerError as exc:
         print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
         return 1
-
-
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "run":
-        from worker.daemon import Daemon
-
-        return await Daemon(settings).run()
-    if args.command == "check":
-        from worker.admin import check
-
-        problems = await check(settings)
-        for p in problems:
-            print(p, file=sys.stderr)
-        return 1 if problems else 0
-    if args.command == "migrate":
-        from worker.admin import run_migrations
-
-        applied = await run_migrations(settings)
-        print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied
-                                                        else "; the schema is current"))
-        return 0
-    if args.command == "import":
-        from worker.oneshot import run_import
-
-        return await run_import(settings, args.feed, args.url, dry_run=args.dry_run,
-                                force=args.force)
-    if args.command == "publish" and args.what == "pull":
-        from worker.publish import publish_pull
-
-        message_id = await publish_pull(settings, args.feed, args.force)
-        print(f"published pull-request for feed {args.feed} (message_id {message_id})")
-        return 0
-    if args.command == "publish" and args.what == "held":
-        from worker.publish import publish_held
-
-        feed_id, count, ids = await publish_held(settings, args.run)
-        print(f"published {count} held variant(s) of run {args.run} to feed {feed_id} in "
-              f"{len(ids)} message(s), all confirmed")
-        return 0
-    if args.command == "publish":
-        from worker.publish import publish_update
-
-        variants = args.variants
-        ids = await publish_update(settings, args.feed, variants, max(1, args.batch))
-        print(f"published {len(variants)} variant(s) of feed {args.feed} in {len(ids)} "
-              f"message(s), all confirmed")
-        return 0
-    if args.command == "replay":
-        from worker import replay
-
-        selection = Selection(frozenset(args.ids) if args.ids else None, args.reason,
-                              args.feed, args.older_than)
-        if args.what == "list":
-            return await replay.list_command(settings, selection, args.limit, sys.stdout)
-        return await replay.requeue_command(
-            settings, selection, args.limit, dry_run=args.dry_run,
-            wait_s=None if args.no_wait else args.wait, out=sys.stdout, err=sys.stderr)
-    raise AssertionError(args.command)  # pragma: no cover - argparse allows no other

@@ -16,9 +16,8 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
-from worker import __version__, broker, health, logs, retention
+from worker import __version__, broker, gcpause, health, logs, retention
 from worker import constants as C
-from worker.pipeline import gcpause
 from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
@@ -164,7 +163,7 @@ class Daemon:
             problems.append("rabbitmq: not connected")
         if self.pool is not None:
             try:
-                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2.0)
+                await asyncio.wait_for(db.ping(self.pool), 2.0)
             except Exception as exc:
                 problems.append(f"postgres: {type(exc).__name__}")
         return problems

@@ -13,8 +13,7 @@ from worker import constants as C
 from worker.errors import ConfigError, TransientError
 from worker.messages import encode_pull, encode_update
 from worker.settings import Settings
-from worker.store import db
-from worker.store.queries import q
+from worker.store import db, runs
 
 BATCH = 50          # variants per feed-update message, as suppliers send them
 IN_FLIGHT = 200     # unconfirmed messages at once
@@ -42,10 +41,10 @@ async def publish_held(settings: Settings, run_id: int) -> tuple[int, int, list[
     They go through the limit again when applied."""
     conn = await db.connect(settings.database_url)
     try:
-        feed_id = await conn.fetchval(q("runs.sql", "run_feed"), run_id)
+        feed_id = await runs.run_feed(conn, run_id)
         if feed_id is None:
             raise ConfigError(f"run {run_id} does not exist")
-        raws = [r["raw"] for r in await conn.fetch(q("runs.sql", "held_items"), run_id)]
+        raws = await runs.held_items(conn, run_id)
     finally:
         await conn.close()
     if not raws:

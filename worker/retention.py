@@ -8,20 +8,18 @@ import asyncpg
 
 from worker import logs
 from worker.settings import Settings
-from worker.store.queries import q
+from worker.store import retention as store
 
 log = logs.get(__name__)
 
-_SQL = "retention.sql"
 SLICE_ROWS = 10_000
 
 
 async def forget_once(pool: asyncpg.Pool, settings: Settings) -> tuple[int, int]:
     """One slice of each table; the rows deleted from (history, daily items)."""
-    history = await pool.execute(q(_SQL, "forget_history"), settings.history_retention_s,
-                                 SLICE_ROWS)
-    daily = await pool.execute(q(_SQL, "forget_daily_items"), SLICE_ROWS)
-    return int(history.split()[-1]), int(daily.split()[-1])
+    history = await store.forget_history(pool, settings.history_retention_s, SLICE_ROWS)
+    daily = await store.forget_daily_items(pool, SLICE_ROWS)
+    return history, daily
 
 
 async def run(pool: asyncpg.Pool, settings: Settings) -> None:

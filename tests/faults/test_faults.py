@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import aio_pika
+import asyncpg
 import orjson
 
 from tests.faults import cluster
@@ -32,6 +33,7 @@ from tests.faults.traffic import (
     take_dead_letters,
     wait_settled,
 )
+from tests.support.feedserver import FeedServer
 from tests.support.proxy import Proxy
 from tests.support.wait import until
 from worker import constants as C
@@ -414,6 +416,84 @@ async def _dead_letter_copies(amqp_url: str, messages: list[Sent]) -> None:
                                      content_type="application/json",
                                      delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                     routing_key=C.ROUTING_UPDATE)
+
+
+PULL_ROWS = 40_000
+PULL_BODY = b"external_id,qty\n" + b"".join(b"P%06d,%d\n" % (i, i % 97)
+                                            for i in range(PULL_ROWS))
+
+
+async def _pull_run(observer: Observer, feed_id: int, message_id: str) -> asyncpg.Record | None:
+    rows = await observer.fetch("SELECT id, status, error, details, attempts FROM feed_runs "
+                                "WHERE inventory_feed_id = $1 AND message_id = $2",
+                                feed_id, message_id)
+    return rows[0] if rows else None
+
+
+async def test_postgres_restart_mid_pull(scenario: Scenario) -> None:
+    """Postgres restarted (fast, then immediate, then fast) while a pull streams its file:
+    the run tries again by itself within seconds, never waits for its lease to expire, and
+    ends with the whole file applied."""
+    s = scenario
+    server = FeedServer()
+    await server.start()
+    try:
+        url = server.add("/stock.csv", PULL_BODY, chunk=16 * 1024, pace_s=0.05)
+        feed_id = await s.observer.value(
+            "INSERT INTO inventory_feeds (dropship_provider_id, name, resource_type, "
+            "resource_location, fetch_cleanup) SELECT dropship_provider_id, 'pulled', "
+            "'ftp_csv', $1, 'enabled' FROM inventory_feeds LIMIT 1 RETURNING id", url)
+        worker = s.worker(FEED_WORKER_ALLOWED_NETWORKS="127.0.0.1/32",
+                          FEED_WORKER_LEASE_S="60")
+        await worker.start()
+        recover = []
+        for i, mode in enumerate(("fast", "immediate", "fast")):
+            requests = server.routes["/stock.csv"].requests
+            message_id = f"pull-{i}"
+            await _publish_pull(s.amqp_url, feed_id, message_id)
+            await until(lambda r=requests: _served(server, r), timeout_s=30,
+                        what="the pull downloading")
+            t0 = time.monotonic()
+            await asyncio.to_thread(s.services.pg.stop, mode)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(s.services.pg.start)
+            run = await until(lambda m=message_id: _ended(s.observer, feed_id, m),
+                              timeout_s=50, every_s=0.2, what=f"pull {i} to end")
+            recover.append(time.monotonic() - t0)
+            assert run["status"] == "succeeded", run["error"]
+            assert run["attempts"] == 1, "the run was taken over: its lease expired"
+            assert orjson.loads(run["details"]).get("attempts"), "no retry was recorded"
+        [(count, total)] = await s.observer.fetch(
+            "SELECT count(*), sum(inventory_quantity) FROM inventory_feed_variants "
+            "WHERE inventory_feed_id = $1", feed_id)
+        assert (count, total) == (PULL_ROWS, sum(i % 97 for i in range(PULL_ROWS)))
+        assert max(recover) < 30, recover  # seconds, well inside the 60 s lease
+        NOTES.append(f"postgres restarted mid-pull 3 times: every run retried and succeeded, "
+                     f"fault to success {min(recover):.1f}-{max(recover):.1f} s "
+                     "(lease 60 s)")
+    finally:
+        await server.stop()
+
+
+async def _publish_pull(amqp_url: str, feed_id: int, message_id: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(C.EXCHANGE)
+        await exchange.publish(
+            aio_pika.Message(orjson.dumps({"feedId": feed_id}), message_id=message_id,
+                             content_type="application/json",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=C.ROUTING_PULL, mandatory=True)
+
+
+async def _served(server: FeedServer, before: int) -> bool:
+    return server.routes["/stock.csv"].requests > before
+
+
+async def _ended(observer: Observer, feed_id: int, message_id: str) -> asyncpg.Record | None:
+    run = await _pull_run(observer, feed_id, message_id)  # (it waits for Postgres to be back)
+    return run if run is not None and run["status"] != "running" else None
 
 
 def test_secrets_sweep(private_services: Services) -> None:

@@ -7,7 +7,7 @@ import gc
 import weakref
 
 from tests.support.wait import until
-from worker.pipeline.gcpause import collect_periodically, gc_paused
+from worker.gcpause import collect_periodically, gc_paused
 
 
 class Node:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import worker
 from worker.model import COLUMN_BIT, COLUMNS
 from worker.store import queries
 from worker.store.queries import load, q
 
+PACKAGE = Path(worker.__file__).parent
 STORE = Path(queries.__file__).parent
 SQL_FILES = sorted(p.name for p in STORE.glob("*.sql"))
 NAME_LINE = re.compile(r"^--\s*name\s*:\s*(\S*)", re.MULTILINE | re.IGNORECASE)
@@ -56,17 +58,27 @@ def test_unknown_name_is_a_key_error_naming_it() -> None:
 
 
 def test_every_query_the_code_asks_for_exists() -> None:
+    """Every module of the package that calls q(), wherever it is: each call names its
+    file through the module's `_SQL` or as a literal, and the file has that query."""
     used = 0
-    for module in sorted(STORE.glob("*.py")):
+    for module in sorted(PACKAGE.rglob("*.py")):
+        if module == Path(queries.__file__):
+            continue  # the loader itself: its q() calls are the includes
         source = module.read_text(encoding="utf-8")
-        files = re.findall(r'^_SQL\s*=\s*"([^"]+)"', source, re.MULTILINE)
-        names = re.findall(r'\bq\(\s*_SQL\s*,\s*"(\w+)"', source)
-        if not names:
+        calls = len(re.findall(r"\bq\(", source))
+        if not calls:
             continue
-        assert len(files) == 1, f"{module.name}: which .sql file does it use?"
-        missing = sorted(set(names) - set(load(files[0])))
-        assert missing == [], f"{module.name} asks {files[0]} for {missing}"
-        used += len(names)
+        where = module.relative_to(PACKAGE.parent)
+        files = re.findall(r'^_SQL\s*=\s*"([^"]+)"', source, re.MULTILINE)
+        asked = [(files[0] if len(files) == 1 else "", name)
+                 for name in re.findall(r'\bq\(\s*_SQL\s*,\s*"(\w+)"', source)]
+        if asked:
+            assert len(files) == 1, f"{where}: which .sql file does it use?"
+        asked += re.findall(r'\bq\(\s*"([\w.]+)"\s*,\s*"(\w+)"', source)
+        assert len(asked) == calls, f"{where}: a q() call names no file and query"
+        missing = sorted(f"{f}:{n}" for f, n in asked if n not in load(f))
+        assert missing == [], f"{where} asks for {missing}"
+        used += len(asked)
     assert used >= 10
 
 

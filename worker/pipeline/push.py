@@ -19,9 +19,9 @@ import orjson
 from worker import constants as C
 from worker import logs
 from worker.errors import BadMessage
+from worker.gcpause import gc_paused
 from worker.messages import FeedUpdate, decode_update
 from worker.model import StoredReject
-from worker.pipeline.gcpause import gc_paused
 from worker.pushmap import Item, to_item
 from worker.settings import Settings
 from worker.store import push as store

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from worker.errors import DeadlineExceeded, FeedError
+from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
 from worker.parsers import RecordBatch
 from worker.pipeline import formats
-from worker.pipeline.gcpause import gc_paused
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source

@@ -10,10 +10,13 @@ from asyncpg.pool import PoolConnectionProxy
 from yarl import URL
 
 from worker.errors import ConfigError, TransientError
+from worker.store.queries import q
 from worker.urls import mask
 
 # A connection of its own or one lent by a pool: the store's functions take either.
 Conn = asyncpg.Connection | PoolConnectionProxy
+
+_SQL = "db.sql"
 
 CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
                   asyncpg.CannotConnectNowError)
@@ -49,6 +52,11 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     return pool
 
 
+async def ping(conn: Conn | asyncpg.Pool) -> None:
+    """Returns once the server answers a query."""
+    await conn.fetchval(q(_SQL, "ping"))
+
+
 async def ensure_database(dsn: str) -> bool:
     """Create the DSN's database when it is missing; True when it was created."""
     try:
@@ -67,7 +75,7 @@ async def ensure_database(dsn: str) -> bool:
     admin = str(url.with_path("/postgres"))
     conn = await connect(admin)
     try:
-        quoted: Any = await conn.fetchval("SELECT quote_ident($1)", name)
+        quoted: Any = await conn.fetchval(q(_SQL, "quote_ident"), name)
         try:
             await conn.execute(f"CREATE DATABASE {quoted}")
         except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):

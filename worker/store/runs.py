@@ -146,3 +146,14 @@ async def skip_run(conn: Conn, run_id: int, owner: str, report: RunReport, reaso
         q(_SQL, "skip_run"), run_id, owner, report.bytes, orjson.dumps(report.timings).decode(),
         orjson.dumps(report.details).decode(), reason)
     return row is not None
+
+
+async def run_feed(conn: Conn, run_id: int) -> int | None:
+    """The feed of run `run_id`; None when there is no such run."""
+    feed_id: int | None = await conn.fetchval(q(_SQL, "run_feed"), run_id)
+    return feed_id
+
+
+async def held_items(conn: Conn, run_id: int) -> list[str]:
+    """The raw feed-update variants the run held back by the daily SKU limit, in order."""
+    return [r["raw"] for r in await conn.fetch(q(_SQL, "held_items"), run_id)]
