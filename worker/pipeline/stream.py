@@ -16,7 +16,7 @@ from worker.errors import DeadlineExceeded, FeedError
 from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
@@ -92,7 +92,7 @@ class Stream:
                                    local_files=self.job.local_files,
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
-                                   zip_entry=feed.mapping.get("zipEntry"), meter=self._counted)
+                                   zip_entry=feed.mapping.zip_entry, meter=self._counted)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
@@ -192,7 +192,7 @@ class Stream:
                              positions=True)
         ready.set_result(["pos", *self.mapper.columns])
 
-    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None],
+    def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:
         for line, raw, reason in batch.errors:
             self.rows_read += 1
