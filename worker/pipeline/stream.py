@@ -28,9 +28,8 @@ from worker.urls import FeedUrl
 Progress = Callable[[int, int], None]  # (bytes read, rows read)
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
-# Bytes handed to a parser at a time: the records of 1 MiB at once left the CPU's caches
-# behind, 128 KiB parses a 1M-item JSON feed in 5.1 s instead of 7.1 s, CSV 7% faster
-# (measured; 64-256 KiB alike).
+# Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
+# CPU's caches behind; a piece of this size keeps them in (the pull benchmarks show it).
 PARSE_PIECE = 128 * 1024
 
 
