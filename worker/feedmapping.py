@@ -4,7 +4,7 @@
 the key at fault, and returns a frozen FeedMapping (worker/model.py) that the mapper, the
 XML and JSON parsers, the zip reader and pagination take as it is. Feeds are loaded with
 their mapping parsed (store/runs.py), so a bad mapping fails its run before anything is
-downloaded (runner.execute).
+downloaded (envelope.execute).
 
 The keys, by resource type:
   all      `values` (attribute -> {source text -> value}), `zipEntry`
