@@ -9,8 +9,10 @@ import asyncpg
 import orjson
 import pytest
 
+from tests.integration.test_daemon import run_completed_events
 from tests.support import feeds
 from tests.support.feedserver import FeedServer
+from worker.publish import publish_pull
 from worker.settings import Settings
 
 # Shopify's product CSV export: the product's columns on its first row only, one row per
@@ -224,3 +226,20 @@ async def test_a_preset_of_another_format_fails_before_downloading(
     assert run["status"] == "failed"
     assert run["error"].startswith(f"mapping.preset {preset!r} reads resource_type")
     assert feed_server.routes["/wrong"].requests == 0
+
+
+async def test_a_preset_feed_through_the_daemon(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    """A pull-request for a Google Merchant feed mapped by its preset: the run-completed
+    event carries what each attribute matched."""
+    feed_id = await feeds.make_feed(pool, feed_server.add("/daemon.xml", GOOGLE),
+                                    resource_type="xml", mapping={"preset": "google-merchant"})
+    async with run_completed_events(settings) as next_event:
+        await publish_pull(settings, feed_id)
+        event = await next_event()
+    assert (event["status"], event["inserted"]) == ("succeeded", 3), event["error"]
+    assert event["matched"]["retailPrice"] == 3
+    assert event["warnings"] == []  # preset attributes are not judged
+    got = await feeds.items(pool, feed_id)
+    assert got["TV_123457"]["inventory_policy"] == "track"
