@@ -44,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read and check everything, report what would change, change nothing")
     imp.add_argument("--force", action="store_true",
                      help="apply what the cleanup circuit breaker would hold")
+    pv = sub.add_parser(
+        "preview", help="read the head of a feed and show how its mapping maps it",
+        description="Downloads only the head of the feed's file (stopping at the N-th "
+                    "record), maps it as a pull would and writes nothing: prints the format, "
+                    "encoding, delimiter and header (or record path), the first records as "
+                    "a table (rejected ones with their reason), and per mapped attribute how "
+                    "many sampled records had a value.",
+        epilog="exit status: 0 when the mapping works on the sample; 1 when it cannot (no "
+               "externalId, a mapped column or path that matched nothing, no records at the "
+               "record path, every sampled record rejected: each problem one line on "
+               "stderr); 2 when the feed cannot be read (unknown feed, bad URL, the "
+               "download failed).")
+    pv.set_defaults(handler=commands.preview)
+    pv.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
+    pv.add_argument("--url", help="read this URL instead of the feed's resource_location "
+                                  "(a local file:///path too)")
+    pv.add_argument("--rows", type=int, default=20,
+                    help="records to read and show (20; at most 1000)")
     pub = sub.add_parser("publish", help="send messages, with publisher confirms")
     pub_sub = pub.add_subparsers(dest="what", required=True, metavar="WHAT")
     pp = pub_sub.add_parser("pull", help="a pull-request for one feed")

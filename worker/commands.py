@@ -52,6 +52,12 @@ async def import_feed(args: argparse.Namespace, settings: Settings) -> int:
                             force=args.force)
 
 
+async def preview(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.preview import run_preview
+
+    return await run_preview(settings, args.feed, args.url, args.rows)
+
+
 async def publish_pull(args: argparse.Namespace, settings: Settings) -> int:
     from worker.publish import publish_pull
 

@@ -24,6 +24,7 @@ class Route:
     failures: int = 0                # answer `status` to this many requests, then the body
     pace_s: float = 0.0              # pause between chunks (a slow or trickling server)
     requests: int = 0
+    sent: int = 0                    # body bytes written to clients (all requests)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -88,7 +89,9 @@ class FeedServer:
         await response.prepare(request)
         limit = len(route.body) if route.stall_after is None else route.stall_after
         for i in range(0, limit, route.chunk):
-            await response.write(route.body[i:min(i + route.chunk, limit)])
+            piece = route.body[i:min(i + route.chunk, limit)]
+            await response.write(piece)
+            route.sent += len(piece)
             if route.pace_s:
                 await asyncio.sleep(route.pace_s)
         if route.stall_after is not None:

@@ -96,7 +96,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies
     ("runner", "envelope", "pusher", "scheduler", "publish", "replay", "retention", "oneshot",
-     "admin", "api"),
+     "admin", "api", "preview"),
     # the process: the daemon's lifecycle and the command line
     ("daemon", "commands", "cli", "__main__"),
 ]
