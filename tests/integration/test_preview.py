@@ -232,12 +232,13 @@ async def test_only_the_head_of_a_large_file_is_downloaded(
 
 # The function the HTTP API calls: no database, no printing.
 
-def _feed(resource_type: str, mapping: dict[str, object], **kwargs: object) -> Feed:
+def _feed(resource_type: str, mapping: dict[str, object], delimiter: str | None = None,
+          has_header: bool = True) -> Feed:
     return Feed(id=7, name="f", enabled=True, resource_type=resource_type,
-                resource_location=None, delimiter=None, csv_has_header=True,
+                resource_location=None, delimiter=delimiter, csv_has_header=has_header,
                 decimal_notation="decimal", encoding=None,
-                mapping=parse_mapping(mapping, resource_type), provider_archived=False,
-                **kwargs)  # type: ignore[arg-type]
+                mapping=parse_mapping(mapping, resource_type, has_header),
+                provider_archived=False)
 
 
 async def test_the_function_gives_the_values_as_a_pull_would_write_them(tmp_path: Path) -> None:
@@ -287,3 +288,26 @@ async def test_the_function_names_a_bad_stored_mapping_without_downloading(
     result = await run_preview(feed, url, Settings(), 20)
     assert result.problems == ["mapping.format 'csv': use \"json\" or \"ndjson\""]
     assert feed_server.routes["/f.json"].requests == 0
+
+
+async def test_the_function_on_ndjson_and_on_a_csv_without_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "feed.json"
+    path.write_bytes(b'{"externalId": "N1", "inventoryQuantity": 3}\n'
+                     b'{"externalId": "N2", "inventoryQuantity": "x"}\n')
+    result = await run_preview(_feed("json", {}), path.as_uri(), Settings(), 20,
+                               local_files=True)
+    assert (result.format, result.record_path, result.ok) == ("ndjson", "", True)
+    assert result.rows[0].values == {"externalId": "N1", "inventoryQuantity": "3"}
+    assert result.rows[1].reject == "inventoryQuantity: 'x' is not a whole number"
+    path = tmp_path / "plain.csv"
+    path.write_bytes(b"P1|shelf|7\nP2|shelf|8\n")
+    feed = _feed("ftp_csv", {"fields": {"externalId": 0, "inventoryQuantity": 2}},
+                 delimiter="pipe", has_header=False)
+    result = await run_preview(feed, path.as_uri(), Settings(), 20, local_files=True)
+    assert result.ok, result.problems
+    assert (result.header, result.delimiter, result.delimiter_sniffed) == (None, "|", False)
+    assert [(c.attribute, c.source, c.matched) for c in result.coverage] == [
+        ("externalId", "0", 2), ("inventoryQuantity", "2", 2)]
+    assert [r.values for r in result.rows] == [
+        {"externalId": "P1", "inventoryQuantity": "7"},
+        {"externalId": "P2", "inventoryQuantity": "8"}]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -132,6 +132,8 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     except JsonShapeError as exc:  # the document has no array at mapping.record
         out.problems.append(str(exc))
     out.compression = download.compression
+    if sample.records.details.get("format") == "ndjson":  # recognised by its lines
+        out.format = "ndjson"
     sample.judge(head_bytes if not out.complete and inflated >= head_bytes else None)
     return out
 
@@ -243,6 +245,10 @@ class _Sample:
         if any(r.values.get("currency") for r in out.rows):
             shown.add("currency")  # the prices' own codes (105.29 USD)
         out.columns = [a for a in ORDER if a in shown]
+        # What a pull would not write (no sampled record has it) is no value of the rows.
+        out.rows = [r if r.reject is not None else
+                    replace(r, values={a: v for a, v in r.values.items() if a in shown})
+                    for r in out.rows]
         if out.rows and all(r.reject is not None for r in out.rows):
             first = out.rows[0]
             out.problems.append(f"all {len(out.rows)} sampled records were rejected (first: "
