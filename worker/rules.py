@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from itertools import repeat
-from operator import add, ge, itemgetter, mod, mul, ne, sub, truediv
+from operator import add, floordiv, ge, mod, mul, ne, neg, sub, truediv
 from typing import Any
 
 from worker import values
@@ -36,11 +36,16 @@ _ONE = Decimal(1)
 _NICKEL = Decimal("0.05")
 _ENDINGS = {".99": Decimal("0.99"), ".95": Decimal("0.95")}
 _E_NOTATION = re.compile(r"\s*[+-]?[0-9]*[.,]?[0-9]+[eE][+-]?[0-9]+\s*")
-_EVEN = itemgetter(slice(0, None, 2))
-_ODD = itemgetter(slice(1, None, 2))
-# A GTIN padded to 14 ASCII digits is valid when 3 x (digits at even places) + (digits at
-# odd places) is a multiple of 10; on the ASCII codes ('0' = 48) that sum ends in 4.
-_GTIN_OK = (3 * 48 * 7 + 48 * 7) % 10
+# A GTIN is valid when 3 x (its digits at odd distances from the check digit) + (the
+# others, the check digit among them) is a multiple of 10. Padded to 16 digits, those are
+# the digits at even and odd indexes: translated to 3d mod 10 and d, each value's 8 + 8
+# bytes are added as two 64-bit integers (no byte carries: 8 x 18 < 256) and `% 255` sums
+# their bytes (256 = 1 mod 255).
+_TIMES3 = bytes((3 * (b - 48)) % 10 if 48 <= b <= 57 else 0 for b in range(256))
+_TIMES1 = bytes(b - 48 if 48 <= b <= 57 else 0 for b in range(256))
+_TENS = frozenset(range(0, 8 * 18 + 1, 10))
+# Prices with exactly two decimals (the usual case), so that the rule can work in cents.
+_TWO_DECIMALS = re.compile(r"[0-9]{1,15}\.[0-9]{2}(?:\x1f[0-9]{1,15}\.[0-9]{2})*")
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -193,6 +198,7 @@ class Applier:
         self.rules = rules
         self.counts: dict[str, int] = {}
         self.price_attributes = frozenset(rules.price.attributes if rules.price else ())
+        self._in_cents = rules.price is not None and _cent_exact(rules.price)
 
     def count(self, name: str, n: int) -> None:
         if n:
@@ -229,9 +235,18 @@ class Applier:
 
     def _prices(self, col: Sequence[str]) -> list[str] | None:
         """Markup, then rounding, then the bounds; None when no value changed."""
-        r = self.rules.price
-        if r is None or not col:
+        if not col:
             return None
+        if self._in_cents and _TWO_DECIMALS.fullmatch(SEP.join(col)):
+            cents = list(map(int, map(str.replace, col, repeat("."), repeat(""))))
+            if min(cents) > 0:  # zero prices: the exact way below keeps them zero
+                return self._cent_prices(cents)
+        return self._decimal_prices(col)
+
+    def _decimal_prices(self, col: Sequence[str]) -> list[str] | None:
+        """The price rule in exact decimal arithmetic, whatever the values."""
+        r = self.rules.price
+        assert r is not None
         changed = 0
         with localcontext(_CTX):
             given = list(map(Decimal, col))
@@ -277,6 +292,65 @@ class Applier:
             if not changed:
                 return None
             return list(map(format, xs, repeat("f")))
+
+    def _cent_prices(self, cents: list[int]) -> list[str] | None:
+        """What _decimal_prices gives, in integer arithmetic on whole cents (4 times as
+        fast): prices of two decimals above zero, a rule whose amounts are whole cents and
+        whose markup amount is not negative (_cent_exact). A value is kept as `x / scale`
+        cents, exactly, until rounding makes it whole cents again."""
+        r = self.rules.price
+        assert r is not None
+        changed = 0
+        xs, scale = cents, 1
+        if r.markup_percent is not None or r.markup_amount is not None:
+            num, den = (1 + (r.markup_percent or 0) / 100).as_integer_ratio()
+            amount = int((r.markup_amount or 0) * 100)
+            xs, scale = list(map(add, map(mul, cents, repeat(num)), repeat(amount * den))), den
+            if r.rounding == "none":  # to the cent, half up
+                xs = list(map(floordiv, map(add, map(mul, xs, repeat(2)), repeat(scale)),
+                              repeat(2 * scale)))
+                scale = 1
+            if r.rounding != "none" and ((r.markup_percent or 0) > 0
+                                         or (r.markup_amount or 0) > 0):
+                n = len(cents)  # prices above zero, raised exactly: every one changed
+            else:
+                n = sum(map(ne, map(mul, cents, repeat(scale)), xs))
+            self.count("price.markup", n)
+            changed += n
+        text: list[str] | None = None
+        if r.rounding != "none":
+            if r.rounding == "0.05":  # to the nearest 5 cents, half up
+                new = list(map(mul, map(floordiv, map(add, map(mul, xs, repeat(2)),
+                                                      repeat(5 * scale)), repeat(10 * scale)),
+                               repeat(5)))
+                n = sum(map(ne, map(mul, new, repeat(scale)), xs))
+            else:  # up to the next whole amount plus these cents
+                end = 99 if r.rounding == ".99" else 95
+                wholes = list(map(neg, map(floordiv, map(sub, repeat(end * scale), xs),
+                                           repeat(100 * scale))))
+                # unchanged: those that had these cents already
+                n = len(xs) - list(map(mod, xs, repeat(100 * scale))).count(end * scale)
+                if r.minimum is None and r.maximum is None:
+                    text = list(map(add, map(str, wholes), repeat(f".{end}")))
+                    new = xs  # not needed further
+                else:
+                    new = list(map(add, map(mul, wholes, repeat(100)), repeat(end)))
+            self.count("price.rounding", n)
+            changed += n
+            xs, scale = new, 1
+        for name, bound, pick in (("price.min", r.minimum, max), ("price.max", r.maximum, min)):
+            if bound is not None:
+                before = xs
+                xs = list(map(pick, xs, repeat(int(bound * 100))))
+                n = sum(map(ne, before, xs))
+                self.count(name, n)
+                changed += n
+                text = None
+        if not changed:
+            return None
+        if text is None:
+            text = list(map(str, map(Decimal.scaleb, map(Decimal, xs), repeat(-2))))
+        return text
 
     # quantities
 
@@ -373,18 +447,26 @@ class Applier:
         return col
 
 
+def _cent_exact(r: PriceRule) -> bool:
+    """Whether the price rule's amounts are whole cents, so that _cent_prices applies."""
+    amounts = [d for d in (r.markup_amount, r.minimum, r.maximum) if d is not None]
+    return (all((d * 100) == int(d * 100) for d in amounts)
+            and (r.markup_amount is None or r.markup_amount >= 0))
+
+
 def _gtins_valid(joined: str, col: Sequence[str]) -> bool:
     """Whether every value of a column is a valid GTIN-8/12/13/14 or blank, checked with
-    C-level maps only (the usual case for a feed with the rule)."""
+    C-level operations only (the usual case for a feed with the rule); see _TIMES3."""
     digits = joined.replace(SEP, "")
     if digits and not (digits.isascii() and digits.isdigit()):
         return False
     if not set(map(len, col)) <= {0, *GTIN_LENGTHS}:
         return False
-    padded = list(map(str.encode, map(str.zfill, col, repeat(14))))
-    weighted = map(add, map(mul, map(sum, map(_EVEN, padded)), repeat(3)),
-                   map(sum, map(_ODD, padded)))
-    return set(map(mod, weighted, repeat(10))) <= {_GTIN_OK}
+    padded = "".join(map(str.zfill, col, repeat(16))).encode()
+    odd_places = memoryview(padded[0::2].translate(_TIMES3)).cast("Q").tolist()
+    even_places = memoryview(padded[1::2].translate(_TIMES1)).cast("Q").tolist()
+    sums = map(add, odd_places, even_places)
+    return set(map(int.__mod__, sums, repeat(255))) <= _TENS
 
 
 def gtin_problem(v: str) -> str | None:

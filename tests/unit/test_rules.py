@@ -412,3 +412,27 @@ def test_sources_alone_in_extra_leave_no_extra_behind() -> None:
     assert ruled.values[Q] == "5"
     assert ruled.extra == {}
     assert not ruled.present & COLUMN_BIT["extra"]
+
+
+@pytest.mark.parametrize("rule", [
+    {"markupPercent": 20, "rounding": ".99"},
+    {"markupPercent": "17.5", "markupAmount": "0.30"},
+    {"markupPercent": -15, "rounding": ".95", "min": "2.50"},
+    {"markupAmount": 1, "rounding": "0.05", "max": 500},
+    {"rounding": ".99"},
+    {"rounding": "0.05", "min": 3, "max": "7.25"},
+    {"markupPercent": "0.1"},
+])
+def test_whole_cents_and_exact_decimals_agree(rule: dict[str, Any]) -> None:
+    """Prices of two decimals take the integer way (_cent_prices); the same values with a
+    third decimal digit (0) take the decimal way: both give the same amounts and counts."""
+    import random
+
+    rng = random.Random(7)
+    col = [f"{c // 100}.{c % 100:02d}" for c in (rng.randrange(1, 100_000) for _ in range(3000))]
+    col += ["0.99", "1.00", "12.95", "0.01", "9.99", "7.25", "2.50"]
+    fast, _, fast_counts = prices(rule, col)
+    slow, _, slow_counts = prices(rule, [v + "0" for v in col])
+    assert applier({"price": rule})._in_cents
+    assert [Decimal(v) for v in fast] == [Decimal(v) for v in slow]
+    assert fast_counts == slow_counts
