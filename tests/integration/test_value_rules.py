@@ -11,6 +11,7 @@ import orjson
 
 from tests.support import feeds
 from tests.support.feedserver import FeedServer
+from worker.oneshot import dry_summary, rules_line, summary
 from worker.pipeline.push import Envelope, Fate, apply_group
 from worker.settings import Settings
 
@@ -139,3 +140,24 @@ async def test_rules_that_cannot_be_read_dead_letter_the_feeds_messages(
     assert group[1].fate is Fate.APPLIED
     assert set(await feeds.items(pool, fine)) == {"A1"}
     assert await feeds.items(pool, broken) == {}
+
+
+async def test_a_dry_run_shows_what_the_rules_would_do(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    url = feed_server.add("/rules.csv", CSV.encode())
+    feed_id = await feeds.make_feed(pool, url, decimal_notation="comma", delimiter=";",
+                                    mapping={"fields": {"externalId": "id", "barcode": "ean",
+                                                        "retailPrice": "price"},
+                                             "rules": RULES})
+    outcome = await feeds.dry_run(pool, settings, feed_id)
+    assert outcome.status == "dry-run", outcome.error
+    assert outcome.report.details["rules"] == COUNTS
+    shown = dry_summary(outcome)
+    assert ("\nvalue rules: barcode.e_notation=1 barcode.gtin=1 price.markup=5 price.min=1 "
+            "price.rounding=5 quantity.below=1 quantity.buffer=4 quantity.cap=1 "
+            "quantity.sum=6") in shown
+    assert await feeds.items(pool, feed_id) == {}
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert summary(run).endswith(shown[shown.index("\nvalue rules:"):])
+    assert rules_line({"rules": {}}) == "\nvalue rules: nothing changed"
+    assert rules_line({}) == ""
