@@ -199,6 +199,7 @@ class Applier:
         self.counts: dict[str, int] = {}
         self.price_attributes = frozenset(rules.price.attributes if rules.price else ())
         self._in_cents = rules.price is not None and _cent_exact(rules.price)
+        self._within = False  # the last prices are known to be within the digit limits
 
     def count(self, name: str, n: int) -> None:
         if n:
@@ -224,7 +225,7 @@ class Applier:
             if done is None:
                 return col
             out = done
-        if max(map(len, out), default=0) > values.MAX_INTEGER_DIGITS:
+        if not self._within and max(map(len, out), default=0) > values.MAX_INTEGER_DIGITS:
             for i, v in enumerate(out):
                 try:
                     values.check_digits(attr, v)
@@ -237,10 +238,13 @@ class Applier:
         """Markup, then rounding, then the bounds; None when no value changed."""
         if not col:
             return None
-        if self._in_cents and _TWO_DECIMALS.fullmatch(SEP.join(col)):
-            cents = list(map(int, map(str.replace, col, repeat("."), repeat(""))))
-            if min(cents) > 0:  # zero prices: the exact way below keeps them zero
-                return self._cent_prices(cents)
+        self._within = False
+        if self._in_cents:
+            joined = SEP.join(col)
+            if _TWO_DECIMALS.fullmatch(joined):
+                cents = list(map(int, joined.replace(".", "").split(SEP)))
+                if min(cents) > 0:  # zero prices: the exact way below keeps them zero
+                    return self._cent_prices(cents)
         return self._decimal_prices(col)
 
     def _decimal_prices(self, col: Sequence[str]) -> list[str] | None:
@@ -348,6 +352,8 @@ class Applier:
                 text = None
         if not changed:
             return None
+        # at most 15 digits before the point (values.check_digits), when the largest has
+        self._within = max(xs) < 10 ** (values.MAX_INTEGER_DIGITS + 2) * scale
         if text is None:
             text = list(map(str, map(Decimal.scaleb, map(Decimal, xs), repeat(-2))))
         return text

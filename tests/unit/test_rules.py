@@ -184,6 +184,11 @@ def test_a_price_grown_past_the_digit_limit_is_rejected() -> None:
     assert got == ["10.00", ""]
     assert bad == {1: "retailPrice: '5000000000000000.00' has more than 15 digits before "
                       "the decimal point"}
+    got, bad, _ = prices({"markupPercent": 900, "rounding": ".99"},
+                         ["1.00", "99999999999999.00", "100000000000000.00"])
+    assert got == ["10.99", "999999999999990.99", ""]
+    assert bad == {2: "retailPrice: '1000000000000000.99' has more than 15 digits before "
+                      "the decimal point"}
 
 
 # -- quantities ------------------------------------------------------------------------------
