@@ -334,9 +334,9 @@ class Applier:
                                            repeat(100 * scale))))
                 # unchanged: those that had these cents already
                 n = len(xs) - list(map(mod, xs, repeat(100 * scale))).count(end * scale)
-                if r.minimum is None and r.maximum is None:
+                if r.minimum is None and r.maximum is None:  # the text from whole units
                     text = list(map(add, map(str, wholes), repeat(f".{end}")))
-                    new = xs  # not needed further
+                    new = [max(wholes) * 100 + end]  # all that is asked of it below
                 else:
                     new = list(map(add, map(mul, wholes, repeat(100)), repeat(end)))
             self.count("price.rounding", n)
