@@ -19,8 +19,9 @@ from worker.pipeline import formats
 from worker.settings import Settings
 
 CAP = 10
-XML_MAPPING = {"record": "/r/i", "fields": {"externalId": "id", "name": "n"}}
-JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"}}
+XML_MAPPING = {"record": "/r/i", "fields": {"externalId": "id", "name": "n"}, "auto": False}
+JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"},
+                "auto": False}
 
 
 def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
@@ -136,7 +137,8 @@ def test_an_unreadable_header_fails_the_run(body: bytes) -> None:
 
 
 def test_json_nul_records_reach_the_details() -> None:
-    records = formats.records_for(make_feed("json", {"fields": {"externalId": "id"}}))
+    records = formats.records_for(make_feed("json", {"fields": {"externalId": "id"},
+                                                     "auto": False}))
     got = drain(records, [b'[{"id": "a\\u0000"}, {"id": "b"}, {"id": "\\u0000c"}]'])
     assert got.rows == [["b"]]
     assert records.details["nul_records"] == 2

@@ -441,3 +441,14 @@ def test_whole_cents_and_exact_decimals_agree(rule: dict[str, Any]) -> None:
     assert applier({"price": rule})._in_cents
     assert [Decimal(v) for v in fast] == [Decimal(v) for v in slow]
     assert fast_counts == slow_counts
+
+
+def test_a_sum_replaces_a_presets_quantity_column() -> None:
+    mapping = parse_mapping({"preset": "woocommerce",
+                             "rules": {"quantity": {"sum": ["Stock A", "Stock B"]}}}, "ftp_csv")
+    assert "inventoryQuantity" not in mapping.fields
+    assert "inventoryQuantity" not in mapping.optional
+    m = csv_mapper({"preset": "woocommerce",
+                    "rules": {"quantity": {"sum": ["Stock A", "Stock B"]}}},
+                   ["SKU", "Stock", "Stock A", "Stock B"], positions=True)
+    assert m.map([["X", "100", "1", "2"]], [2]).text == "2\tX\tX\t3\n"
