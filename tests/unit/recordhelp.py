@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from worker.feedmapping import parse_mapping
 from worker.mapping import Mapper
-from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
 from worker.parsers import RecordBatch
 from worker.parsers.json import JsonRecords
 from worker.parsers.xml import XmlRecords
@@ -66,3 +66,12 @@ def parse_with(make: Callable[[dict[str, Any]], RecordParser], mapping: dict[str
         out.errors += batch.errors
     assert parser.records == len(out.rows) + len(out.errors)
     return out
+
+
+def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
+    """A feed of that type with that mapping, as the loader would build it."""
+    return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
+                resource_location=None, delimiter=None, csv_has_header=True,
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping(mapping or {}, resource_type),
+                provider_archived=False)

@@ -10,10 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.recordhelp import json_records, xml_records
+from tests.unit.recordhelp import json_records, make_feed, xml_records
 from worker.errors import ConfigError, FeedError
-from worker.feedmapping import parse_mapping
-from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
+from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.settings import Settings
@@ -24,12 +23,6 @@ JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"}
                 "auto": False}
 
 
-def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
-    return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
-                resource_location=None, delimiter=None, csv_has_header=True,
-                decimal_notation="decimal", encoding=None,
-                mapping=parse_mapping(mapping or {}, resource_type),
-                provider_archived=False)
 
 
 def drain(records: formats.Records, chunks: list[bytes]) -> RecordBatch:
