@@ -67,6 +67,8 @@ def render(p: Preview, width: int = CELL_WIDTH) -> str:
         lines += ["", *rows_table(p.rows, p.columns, width)]
     if p.coverage:
         lines += ["", *coverage_table(p)]
+    if p.rules:
+        lines.append("value rules: " + " ".join(f"{k}={v}" for k, v in sorted(p.rules.items())))
     lines += [f"warning: {w}" for w in p.warnings]
     lines.append("")
     lines.append("the mapping works on the sample" if p.ok else

@@ -311,3 +311,32 @@ async def test_the_function_on_ndjson_and_on_a_csv_without_a_header(tmp_path: Pa
     assert [r.values for r in result.rows] == [
         {"externalId": "P1", "inventoryQuantity": "7"},
         {"externalId": "P2", "inventoryQuantity": "8"}]
+
+
+async def test_value_rules_show_in_the_rows_and_the_coverage(
+        pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
+    body = (b"Item ID,EAN,Price,Stock Berlin,Stock Paris\n"
+            b"V1,4006381333931,10.00,3,4\n"
+            b"V2,4006381333932,20.00,,1\n"
+            b"V3,,5.00,,\n")
+    feed_id = await feeds.make_feed(pool, feed_server.add("/rules.csv", body), mapping={
+        "fields": {"externalId": "Item ID", "barcode": "EAN", "retailPrice": "Price"},
+        "rules": {"price": {"markupPercent": 20, "rounding": ".99"},
+                  "quantity": {"sum": {"berlin": "Stock Berlin", "paris": "Stock Paris"},
+                               "locations": True},
+                  "barcode": {"gtin": "reject"}}})
+    code, out, err = await preview(db_url, feed_id)
+    assert code == 0, err
+    assert re.search(r"^at\s+externalId\s+barcode\s+inventoryQuantity\s+retailPrice\s+"
+                     r"locations$", out, re.M), out
+    # The sum of the locations, the price marked up and rounded; the locations' JSON cut.
+    assert re.search(r'^ 2\s+V1\s+4006381333931\s+7\s+12\.99\s+\{"(paris|berlin)":\d,"',
+                     out, re.M), out
+    assert re.search(r"^ 3  rejected: barcode: '4006381333932' has a wrong check digit", out,
+                     re.M), out
+    assert re.search(r"^ 4\s+V3\s+6\.99$", out, re.M), out
+    assert re.search(r"^inventoryQuantity \(berlin\)\s+Stock Berlin\s+rules\s+1/3 33%$", out,
+                     re.M), out
+    assert re.search(r"^inventoryQuantity \(paris\)\s+Stock Paris\s+rules\s+2/3 67%$", out,
+                     re.M), out
+    assert re.search(r"^value rules: .*price\.markup=3 .*quantity\.sum=2", out, re.M), out

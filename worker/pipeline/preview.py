@@ -37,8 +37,9 @@ MAX_ROWS = 1000  # a preview is a look at the head, not an export
 
 # Staging column -> attribute: the Mapper speaks columns (COPY's), the preview attributes.
 _ATTRIBUTE_OF = {column: attr for attr, column in ATTRIBUTES.items()}
-# The order attributes are shown in: the key first, then the model's order.
-ORDER = (*ATTRIBUTES, *EXTRA_ATTRIBUTES)
+# The order attributes are shown in: the key first, then the model's order; a quantity
+# sum's locations (mapping.rules.quantity.locations) last.
+ORDER = (*ATTRIBUTES, *EXTRA_ATTRIBUTES, "locations")
 _UNESCAPE = re.compile(r"\\(.)")
 _ESCAPED = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
 
@@ -60,7 +61,8 @@ class Coverage:
 
     attribute: str
     source: str       # the CSV column (its header name, or index), the XPath, the dotted path
-    origin: str       # "fields" (the feed's own), "preset", or "template" (auto-mapped)
+    origin: str       # "fields" (the feed's own), "preset", "template" (auto-mapped), or
+                      # "rules" (a source of mapping.rules.quantity.sum)
     matched: int
     sampled: int
     written: bool     # False: no sampled record has it and a pull would leave it as stored
@@ -80,6 +82,7 @@ class Preview:
     columns: list[str] = field(default_factory=list)  # the attributes the rows show
     rows: list[Row] = field(default_factory=list)
     coverage: list[Coverage] = field(default_factory=list)
+    rules: dict[str, int] = field(default_factory=dict)  # values each value rule changed
     problems: list[str] = field(default_factory=list)  # why the mapping cannot work
     warnings: list[str] = field(default_factory=list)
     bytes_read: int = 0                 # as downloaded (before inflating)
@@ -207,7 +210,9 @@ class _Sample:
             for column, value in zip(columns, fields, strict=True):
                 value = _UNESCAPE.sub(lambda m: _ESCAPED.get(m[1], m[1]), value)
                 if column == "extra":
-                    values.update(orjson.loads(value) if value else {})
+                    extra = orjson.loads(value) if value else {}
+                    values.update((k, v if isinstance(v, str) else orjson.dumps(v).decode())
+                                  for k, v in extra.items())
                 else:
                     values[_ATTRIBUTE_OF[column]] = value
             out.append(Row(int(position), values))
@@ -238,12 +243,16 @@ class _Sample:
                                 mapper.records, self.settings.min_attribute_match_share)
         out.problems.extend(verdict.errors)
         out.warnings.extend(verdict.warnings)
+        if mapper.applier is not None:
+            out.rules = dict(mapper.applier.counts)
         out.coverage = sorted((self._coverage(attr, count, verdict.unwritten)
                                for attr, count in mapper.matched.items()),
-                              key=lambda c: ORDER.index(c.attribute))
-        shown = {c.attribute for c in out.coverage if c.written}
-        if any(r.values.get("currency") for r in out.rows):
-            shown.add("currency")  # the prices' own codes (105.29 USD)
+                              key=lambda c: (ORDER.index(_base(c.attribute)), c.attribute))
+        # A quantity sum's sources ("inventoryQuantity (berlin)") give inventoryQuantity.
+        shown = {_base(c.attribute) for c in out.coverage if c.written}
+        for made in ("currency", "locations"):  # the prices' codes (105.29 USD); the sum's
+            if any(r.values.get(made) for r in out.rows):
+                shown.add(made)
         out.columns = [a for a in ORDER if a in shown]
         # What a pull would not write (no sampled record has it) is no value of the rows.
         out.rows = [r if r.reject is not None else
@@ -257,13 +266,19 @@ class _Sample:
     def _coverage(self, attr: str, count: int, unwritten: set[str]) -> Coverage:
         mapping, mapper = self.feed.mapping, self.mapper
         assert mapper is not None
-        if self.feed.resource_type in ("xml", "json"):
+        summed = dict(mapping.rules.quantity.sources) if mapping.rules.quantity else {}
+        header = self.records.header
+        if attr != _base(attr):  # a source of the quantity sum
+            src = summed[attr[len(_base(attr)) + 2:-1]]
+            source = header[src] if isinstance(src, int) and header is not None else str(src)
+        elif self.feed.resource_type in ("xml", "json"):
             source = str(mapping.fields[attr])
         else:
-            header = self.records.header
             index = mapper.source[attr]
             source = header[index] if header is not None else str(index)
-        if attr in mapping.fields and attr not in mapping.optional:
+        if attr != _base(attr):
+            origin = "rules"
+        elif attr in mapping.fields and attr not in mapping.optional:
             origin = "fields"
         elif mapping.preset and attr in PRESETS[mapping.preset].fields:
             origin = "preset"
@@ -284,6 +299,12 @@ def _declared_encoding(head: bytes, resource_type: str) -> str:
         return "utf-8 (byte-order mark)"
     found = _XML_DECLARATION.match(head[:512]) if resource_type == "xml" else None
     return found[1].decode("ascii").lower() if found else "utf-8"
+
+
+def _base(attr: str) -> str:
+    """The attribute a counted column gives: "inventoryQuantity (berlin)", a source of the
+    quantity sum, gives inventoryQuantity."""
+    return attr.split(" (", 1)[0]
 
 
 def _first(batch: RecordBatch, need: int
