@@ -340,3 +340,13 @@ async def test_value_rules_show_in_the_rows_and_the_coverage(
     assert re.search(r"^inventoryQuantity \(paris\)\s+Stock Paris\s+rules\s+2/3 67%$", out,
                      re.M), out
     assert re.search(r"^value rules: .*price\.markup=3 .*quantity\.sum=2", out, re.M), out
+
+
+async def test_blank_lines_are_no_records_of_the_sample(tmp_path: Path) -> None:
+    path = tmp_path / "blanks.csv"
+    path.write_bytes(b"external_id,qty\nA,1\n\nB,2\n\n\nC,3\nD,4\n")
+    result = await run_preview(_feed("ftp_csv", {}), path.as_uri(), Settings(), 3,
+                               local_files=True)
+    assert [(r.position, r.values["externalId"]) for r in result.rows] == [
+        (2, "A"), (4, "B"), (7, "C")]
+    assert not result.complete

@@ -181,8 +181,11 @@ class _Sample:
         if self.mapper is None and (self.records.header is not None
                                     or not formats.needs_header(self.feed)):
             self._set_mapper()
+        if not all(batch.rows):  # blank CSV lines: no records (the mapper skips them too)
+            kept_lines = [n for r, n in zip(batch.rows, batch.lines, strict=True) if r]
+            batch = RecordBatch([r for r in batch.rows if r], kept_lines, batch.errors)
         rows, lines, errors = _first(batch, self.limit - self.count)
-        self.count += sum(1 for r in rows if r) + len(errors)  # blank lines are skipped
+        self.count += len(rows) + len(errors)
         kept = [Row(line, reject=reason, raw=raw) for line, raw, reason in errors]
         if rows and self.mapper is not None:
             mapped = self.mapper.map(rows, lines)
