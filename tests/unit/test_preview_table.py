@@ -76,3 +76,20 @@ def test_a_batch_is_cut_to_the_records_still_needed_in_file_order() -> None:
     assert _first(batch, 10) == ([["a"], ["b"], ["c"]], [2, 5, 6],
                                  [(3, "x", "bad"), (7, "y", "bad")])
     assert _first(batch, 0) == ([], [], [])
+
+
+def test_the_preview_as_json_ready_values() -> None:
+    p = Preview(1, "http://host/f.csv", "csv", header=["sku"], columns=["externalId"],
+                rows=[Row(2, {"externalId": "A"}), Row(3, reject="externalId is blank", raw=",")],
+                coverage=[Coverage("externalId", "sku", "fields", 1, 2, True)],
+                problems=["no"])
+    data = p.as_dict()
+    assert data["ok"] is False
+    assert data["rows"] == [{"position": 2, "values": {"externalId": "A"}, "reject": None,
+                             "raw": ""},
+                            {"position": 3, "values": {}, "reject": "externalId is blank",
+                             "raw": ","}]
+    assert data["coverage"][0] == {"attribute": "externalId", "source": "sku",
+                                   "origin": "fields", "matched": 1, "sampled": 2,
+                                   "written": True}
+    assert (data["header"], data["problems"], data["format"]) == (["sku"], ["no"], "csv")

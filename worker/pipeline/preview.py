@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import orjson
 
@@ -91,6 +92,10 @@ class Preview:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The preview as JSON-ready values (the HTTP API's answer), with `ok`."""
+        return {**asdict(self), "ok": self.ok}
 
 
 class _Stop(Exception):
