@@ -27,7 +27,9 @@ from worker.sources.transfer import Transfer
 from worker.store import bulk
 from worker.store.db import Conn
 
-Progress = Callable[[int, int], None]  # (bytes read, rows read)
+# (bytes downloaded, records read, page, the bytes the download will have reached at the
+# end of this page when the transport announced its length, else None)
+Progress = Callable[[int, int, int, int | None], None]
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
 # Bytes handed to a parser at a time: the records of 1 MiB at once left the CPU's caches
@@ -93,6 +95,7 @@ class Stream:
             inflated = 0
             seen: dict[str, Any] = {}
             transfer = Transfer()
+            page_start = self.report.bytes
             raw = open_source(url, settings, local_files=self.job.local_files,
                               previous=self.job.previous if pages == 1 else None, seen=seen,
                               token=feed.authentication_token, transfer=transfer)
@@ -118,13 +121,13 @@ class Stream:
                     t2 = clock()
                     self._wait_copy_s += t2 - t
                     t = t2
-                    if self.progress is not None:
-                        self.progress(self.report.bytes, self.rows_read)
+                    self._tell(pages, page_start, transfer)
             t1 = clock()
             # A download cut short fails here, before its last records are taken.
             self._take(formats.finish(records, transfer, found[0] if found else None),
                        ready, offset)
             self._parse_s += clock() - t1
+            self._tell(pages, page_start, transfer)  # the page's last records
             offset = self.rows_read
             link_next = seen.pop("link_next", None)
             if pages == 1 and any(seen.values()):
@@ -144,8 +147,13 @@ class Stream:
         for data in out:
             await queue.put(data)
         await queue.put(None)
+        if self.progress is not None:  # the whole download: its total is what was read
+            self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
+
+    def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
         if self.progress is not None:
-            self.progress(self.report.bytes, self.rows_read)
+            total = None if transfer.expected is None else page_start + transfer.expected
+            self.progress(self.report.bytes, self.rows_read, page, total)
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The bytes as downloaded (feed_runs.bytes), before any inflating; the download

@@ -100,6 +100,7 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
                     chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
                     if transfer is not None:
                         transfer.vouched = chunked or length is not None
+                        transfer.expected = length
                     received = 0
                     try:
                         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):

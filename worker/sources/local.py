@@ -73,6 +73,7 @@ async def file_stream(url: str, settings: Settings, *,
             )
         if transfer is not None:
             transfer.vouched = size is not None
+            transfer.expected = size
         received = 0
         while True:
             try:

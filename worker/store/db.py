@@ -9,7 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from yarl import URL
 
-from worker.errors import ConfigError, TransientError
+from worker.errors import ConfigError, TransientError, Unavailable
 from worker.store.queries import q
 from worker.urls import mask
 
@@ -33,7 +33,7 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     except asyncpg.InvalidCatalogNameError as exc:
         raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     await _init_connection(conn)
     return conn
 
@@ -46,7 +46,7 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
     except asyncpg.InvalidCatalogNameError as exc:
         raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     if pool is None:  # pragma: no cover - create_pool returns None only when not awaited
         raise TransientError("no pool")
     return pool
@@ -64,7 +64,7 @@ async def ensure_database(dsn: str) -> bool:
     except asyncpg.InvalidCatalogNameError:
         pass
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     else:
         await conn.close()
         return False
