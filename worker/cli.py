@@ -22,8 +22,8 @@ EXIT_CODES = ("exit status: 0 done; 1 tried and failed; 2 could not start (a wro
 def _env_help() -> str:
     lines = ["commands: feed-worker COMMAND --help says what each does and takes.",
              "",
-             "Installed by `make run` or `make test` in .venv: call .venv/bin/feed-worker, or "
-             "`. .venv/bin/activate` first.",
+             "Installed by `make run` or `make test` in .venv: call .venv/bin/feed-worker,",
+             "or `. .venv/bin/activate` first.",
              "",
              "environment (default):"]
     for name, default, text in describe():

@@ -127,7 +127,7 @@ async def test_import_without_its_database_could_not_start_and_a_skip_is_no_erro
                                      database_url=dsn_for("fw_no_such_database"))
     assert code == 2
     [line] = err.splitlines()
-    assert line.startswith("feed-worker import: error: database of ")
+    assert line.startswith("feed-worker import: error: the database of ")
     assert "does not exist" in line
     url = feed_server.add("/cached.csv", b"external_id,qty\nA,1\n", etag='"v1"')
     feed_id = await feeds.make_feed(pool, url, cache_imports=True)

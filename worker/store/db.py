@@ -30,8 +30,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     try:
         conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout_s)
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(f"the database of {mask(dsn)} does not exist "
+                          "(feed-worker migrate creates it)") from None
     except CONNECT_ERRORS as exc:
         raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     await _init_connection(conn)
@@ -43,8 +44,9 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0
         )
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(f"the database of {mask(dsn)} does not exist "
+                          "(feed-worker migrate creates it)") from None
     except CONNECT_ERRORS as exc:
         raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     if pool is None:  # pragma: no cover - create_pool returns None only when not awaited
