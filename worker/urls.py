@@ -1,15 +1,39 @@
-"""Feed URLs: credentials parsed out, and a masked form safe to show anywhere."""
+"""Feed URLs: parsed once into a FeedUrl, credentials parsed out, and a masked form safe
+to show anywhere."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from yarl import URL
 
+from worker.errors import FeedError
 
-def mask(url: str | URL) -> str:
-    """The URL with its password (and any token in it) replaced by ***."""
+
+def parse(text: str) -> URL:
+    """The URL in a string; ValueError (or TypeError) when it cannot be parsed."""
+    return URL(text)
+
+
+def join(base: URL, link: str) -> URL:
+    """A link (absolute, or relative to `base`) as an absolute URL; ValueError when it
+    cannot be parsed."""
+    return base.join(parse(link))
+
+
+def _parsed(text: str) -> URL | None:
     try:
-        u = url if isinstance(url, URL) else URL(url)
+        return parse(text)
     except (ValueError, TypeError):
+        return None
+
+
+def mask(url: str | URL | FeedUrl) -> str:
+    """The URL with its password (and any token in it) replaced by ***."""
+    if isinstance(url, FeedUrl):
+        return url.shown
+    u = url if isinstance(url, URL) else _parsed(url)
+    if u is None:
         return "<unparseable URL>"
     if u.password is not None:
         u = u.with_password("***")
@@ -19,13 +43,85 @@ def mask(url: str | URL) -> str:
 def scrub(text: str, *urls: str | None) -> str:
     """Remove every password of the given URLs from a text (an error message, say)."""
     for raw in urls:
-        if not raw:
-            continue
-        try:
-            u = URL(raw)
-        except (ValueError, TypeError):
-            continue
-        for secret in (u.password, u.raw_password):
-            if secret:
-                text = text.replace(secret, "***")
+        u = _parsed(raw) if raw else None
+        if u is not None:
+            text = _scrubbed(text, u)
     return text
+
+
+def _scrubbed(text: str, u: URL) -> str:
+    for secret in (u.password, u.raw_password):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True, eq=False)
+class FeedUrl:
+    """A feed's URL, parsed once where it enters the sources; str() and repr() show it
+    masked, so it cannot leak its password into a log or an error by accident."""
+
+    parsed: URL
+    shown: str  # the masked form, for errors and logs
+
+    @classmethod
+    def parse(cls, text: str) -> FeedUrl:
+        """FeedError (permanent: the feed's settings are wrong) when it cannot be parsed."""
+        parsed = _parsed(text)
+        if parsed is None:
+            raise FeedError(f"feed URL {mask(text)} cannot be parsed")
+        return cls.of(parsed)
+
+    @classmethod
+    def of(cls, parsed: URL) -> FeedUrl:
+        return cls(parsed, mask(parsed))
+
+    @property
+    def scheme(self) -> str:
+        """Lower case ("" when there is none)."""
+        return self.parsed.scheme.lower()
+
+    @property
+    def host(self) -> str | None:
+        return self.parsed.host
+
+    @property
+    def port(self) -> int | None:
+        """The port, or the scheme's default (None when yarl knows no default)."""
+        return self.parsed.port
+
+    @property
+    def explicit_port(self) -> int | None:
+        return self.parsed.explicit_port
+
+    @property
+    def user(self) -> str | None:
+        return self.parsed.user
+
+    @property
+    def password(self) -> str | None:
+        return self.parsed.password
+
+    @property
+    def path(self) -> str:
+        """Percent-decoded."""
+        return self.parsed.path
+
+    @property
+    def raw_path(self) -> str:
+        return self.parsed.raw_path
+
+    def join(self, link: str) -> FeedUrl:
+        """A link found at this URL (a next page), absolute or relative to it; ValueError
+        when it cannot be parsed."""
+        return FeedUrl.of(join(self.parsed, link))
+
+    def scrub(self, text: str) -> str:
+        """The text without this URL's password (percent-encoded or not)."""
+        return _scrubbed(text, self.parsed)
+
+    def __str__(self) -> str:
+        return self.shown
+
+    def __repr__(self) -> str:
+        return f"FeedUrl({self.shown!r})"

@@ -17,6 +17,8 @@ from tests.support.wait import until
 from worker.pipeline import stream
 from worker.publish import publish_pull
 from worker.settings import Settings
+from worker.sources.download import Download
+from worker.urls import FeedUrl
 
 GOOD = b"external_id,qty,name\nA,1,first\nB,2,second\n"
 SECRET = "pa55w0rd-XYZ"
@@ -204,15 +206,18 @@ async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
     before = await feeds.table_state(pool)
     real = stream.open_source
 
-    def broken(url: str, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
-        inner = real(url, *args, **kwargs)
+    def broken(url: FeedUrl, *args: Any, **kwargs: Any) -> Download:
+        download = real(url, *args, **kwargs)
+        inner = download.chunks
+        assert inner is not None
 
         async def chunks() -> AsyncIterator[bytes]:
             async for chunk in inner:
                 yield chunk
                 raise ValueError(f"cannot make sense of {url} after {len(chunk)} bytes")
 
-        return chunks()
+        download.chunks = chunks()
+        return download
 
     monkeypatch.setattr(stream, "open_source", broken)
     url = feed_server.url("/good.csv", "u", SECRET)

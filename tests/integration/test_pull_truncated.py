@@ -26,9 +26,10 @@ from tests.support.sftpserver import SFTPTestServer
 from worker.errors import TransientSourceError, TruncatedError
 from worker.settings import Settings
 from worker.sources import open_source
+from worker.sources.download import Download
 from worker.sources.local import file_stream
 from worker.sources.sftp import sftp_stream
-from worker.sources.transfer import Transfer
+from worker.urls import FeedUrl
 
 N = 1000
 ROWS = [(f"K{i:04d}", i % 50 + 1, f"item {i}") for i in range(N)]
@@ -218,9 +219,10 @@ async def test_a_retry_that_gets_the_whole_file_succeeds(
 async def test_the_source_raises_a_transient_truncated_error(
         settings: Settings, raw: RawHttpServer, reply: dict[str, Any], why: str) -> None:
     """Transient: a retry may get the whole file."""
-    transfer = Transfer()
+    download = open_source(FeedUrl.parse(raw.add("/t", CSV, **reply)), settings)
+    transfer = download.transfer
     with pytest.raises(TruncatedError, match=why) as caught:
-        async for _ in open_source(raw.add("/t", CSV, **reply), settings, transfer=transfer):
+        async for _ in download:
             pass
     assert isinstance(caught.value, TransientSourceError)
     assert caught.value.received == transfer.received == 5000
@@ -229,9 +231,9 @@ async def test_the_source_raises_a_transient_truncated_error(
 
 async def test_a_body_delimited_by_close_is_not_vouched_for(
         settings: Settings, raw: RawHttpServer) -> None:
-    transfer = Transfer()
-    got = [c async for c in open_source(raw.add("/c", CSV, cut=5000), settings,
-                                        transfer=transfer)]
+    download = open_source(FeedUrl.parse(raw.add("/c", CSV, cut=5000)), settings)
+    transfer = download.transfer
+    got = [c async for c in download]
     assert (len(b"".join(got)), transfer.received, transfer.vouched) == (5000, 5000, False)
 
 
@@ -302,10 +304,11 @@ def big_file(root: Path) -> tuple[Path, int]:
 
 async def test_a_local_file_that_shrinks_while_read(root: Path) -> None:
     path, size = big_file(root)
-    transfer = Transfer()
+    url = FeedUrl.parse(path.as_uri())
+    download = Download(url, Settings().max_file_bytes)
     with pytest.raises(TruncatedError, match=f"{path} was {size:,} bytes when opened"):
-        await shrunk_while_read(file_stream(path.as_uri(), Settings(), transfer=transfer), path)
-    assert transfer.vouched
+        await shrunk_while_read(file_stream(url, Settings(), download=download), path)
+    assert download.transfer.vouched
 
 
 async def test_an_sftp_file_that_shrinks_while_read(root: Path) -> None:
@@ -313,9 +316,11 @@ async def test_an_sftp_file_that_shrinks_while_read(root: Path) -> None:
     server = SFTPTestServer(root)
     await server.start()
     try:
-        transfer = Transfer()
-        stream = sftp_stream(server.url("big.csv"), replace(Settings(), fetch_read_timeout_s=5),
-                             known_hosts=server.known_hosts(), transfer=transfer)
+        url = FeedUrl.parse(server.url("big.csv"))
+        download = Download(url, Settings().max_file_bytes)
+        transfer = download.transfer
+        stream = sftp_stream(url, replace(Settings(), fetch_read_timeout_s=5),
+                             known_hosts=server.known_hosts(), download=download)
         with pytest.raises(TruncatedError) as caught:
             await shrunk_while_read(stream, path)
         assert f"the file's size on the server is {size:,} bytes" in str(caught.value)

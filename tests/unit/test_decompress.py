@@ -29,7 +29,8 @@ async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
 async def inflate(data: bytes, size: int = 4096, cap: int = 10**9,
                   entry: str | None = None, ratio: int | None = None) -> tuple[bytes, str]:
     found: list[str] = []
-    stream = decompressed(chunked(data, size), cap, entry, found, max_ratio=ratio)
+    stream = decompressed(chunked(data, size), cap, entry, on_kind=found.append,
+                          max_ratio=ratio)
     out = b"".join([c async for c in stream])
     return out, found[0] if found else "none"
 

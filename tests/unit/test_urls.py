@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from worker.urls import mask, scrub
+from worker.errors import FeedError
+from worker.urls import FeedUrl, mask, scrub
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,25 @@ def test_scrub_without_passwords_leaves_text_alone() -> None:
 def test_scrub_several_urls() -> None:
     out = scrub("a=alpha1 b=beta22", "https://u:alpha1@h/", "ftp://v:beta22@h/")
     assert out == "a=*** b=***"
+
+
+def test_feed_url_is_parsed_once_and_shown_masked() -> None:
+    url = FeedUrl.parse("FTP://u:s3cret@ftp.example.com:2121/in/feed%201.csv")
+    assert (url.scheme, url.host, url.port, url.user, url.password) == (
+        "ftp", "ftp.example.com", 2121, "u", "s3cret")
+    assert url.path == "/in/feed 1.csv"
+    assert str(url) == url.shown == "ftp://u:***@ftp.example.com:2121/in/feed%201.csv"
+    assert "s3cret" not in repr(url)
+    assert mask(url) == url.shown
+    assert url.scrub("login s3cret refused") == "login *** refused"
+
+
+def test_feed_url_that_cannot_be_parsed_is_a_feed_error() -> None:
+    with pytest.raises(FeedError, match=r"^feed URL <unparseable URL> cannot be parsed$"):
+        FeedUrl.parse("http://[::1")
+
+
+def test_feed_url_join() -> None:
+    url = FeedUrl.parse("https://u:pw@api.example.com/v1/items?page=1")
+    assert url.join("?page=2").shown == "https://u:***@api.example.com/v1/items?page=2"
+    assert url.join("https://other.example.com/p/3").shown == "https://other.example.com/p/3"

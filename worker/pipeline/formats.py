@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from yarl import URL
-
 from worker.errors import FeedError, TruncatedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
 from worker.parsers import CutShort, sniff
 from worker.parsers.csv import CsvBatch, CsvParser
 from worker.parsers.text import TextDecoder
 from worker.sources.transfer import Transfer
+from worker.urls import FeedUrl
 
 _DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
@@ -142,8 +141,8 @@ def mapping_for(feed: Feed) -> dict[str, Any]:
     return feed.mapping
 
 
-def next_page(records: Records, url: str, pages: int, max_pages: int,
-              link_header: str | None = None) -> str | None:
+def next_page(records: Records, url: FeedUrl, pages: int, max_pages: int,
+              link_header: str | None = None) -> FeedUrl | None:
     """The next page of a paginated API, if the page named one (in its body at the
     mapping's `next` path, or in a Link header)."""
     link = getattr(records, "next_url", None) or link_header
@@ -151,7 +150,7 @@ def next_page(records: Records, url: str, pages: int, max_pages: int,
         return None
     if pages >= max_pages:
         raise FeedError(f"more than {max_pages} pages (FEED_WORKER_MAX_PAGES)")
-    return str(URL(url).join(URL(str(link))))
+    return url.join(str(link))
 
 
 class _Structured:

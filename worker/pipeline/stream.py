@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from worker.errors import DeadlineExceeded, FeedError
 from worker.gcpause import gc_paused
@@ -22,10 +21,10 @@ from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source
-from worker.sources.decompress import decompressed
 from worker.sources.transfer import Transfer
 from worker.store import bulk
 from worker.store.db import Conn
+from worker.urls import FeedUrl
 
 # (bytes downloaded, records read, page, the bytes the download will have reached at the
 # end of this page when the transport announced its length, else None)
@@ -83,29 +82,24 @@ class Stream:
     async def _produce(self, queue: asyncio.Queue[bytes | None],
                        ready: asyncio.Future[list[str] | None]) -> None:
         feed, settings = self.job.feed, self.settings
-        url: str | None = self.job.url
+        url: FeedUrl | None = None  # the next page's; the feed's own is parsed as it opens
         pages = 0
         offset = 0  # records of earlier pages, so positions run on across pages
         clock = time.perf_counter
-        while url is not None:
+        while pages == 0 or url is not None:
             pages += 1
             records = formats.records_for(feed, settings.max_field_chars)
             self.records = records
-            found: list[str] = []
             inflated = 0
-            seen: dict[str, Any] = {}
-            transfer = Transfer()
             page_start = self.report.bytes
-            raw = open_source(url, settings, local_files=self.job.local_files,
-                              previous=self.job.previous if pages == 1 else None, seen=seen,
-                              token=feed.authentication_token, transfer=transfer)
-            source = decompressed(self._counted(raw),
-                                  settings.max_decompressed_bytes,
-                                  feed.mapping.get("zipEntry"), found,
-                                  max_ratio=settings.max_inflation_ratio)
+            download = open_source(url or FeedUrl.parse(self.job.url), settings,
+                                   local_files=self.job.local_files,
+                                   previous=self.job.previous if pages == 1 else None,
+                                   token=feed.authentication_token,
+                                   zip_entry=feed.mapping.get("zipEntry"), meter=self._counted)
             t = clock()
-            async with contextlib.aclosing(source):  # type: ignore[type-var]
-                async for chunk in source:
+            async with contextlib.aclosing(download):
+                async for chunk in download:
                     t1 = clock()
                     self._wait_source_s += t1 - t
                     inflated += len(chunk)
@@ -121,18 +115,16 @@ class Stream:
                     t2 = clock()
                     self._wait_copy_s += t2 - t
                     t = t2
-                    self._tell(pages, page_start, transfer)
+                    self._tell(pages, page_start, download.transfer)
             t1 = clock()
+            compression = download.compression
             # A download cut short fails here, before its last records are taken.
-            self._take(formats.finish(records, transfer, found[0] if found else None),
-                       ready, offset)
+            self._take(formats.finish(records, download.transfer, compression), ready, offset)
             self._parse_s += clock() - t1
-            self._tell(pages, page_start, transfer)  # the page's last records
+            self._tell(pages, page_start, download.transfer)  # the page's last records
             offset = self.rows_read
-            link_next = seen.pop("link_next", None)
-            if pages == 1 and any(seen.values()):
-                self.report.details["validators"] = seen
-            compression = found[0] if found else None
+            if pages == 1 and any(download.validators.values()):
+                self.report.details["validators"] = download.validators
             details = self.report.details
             counted = {k: details.get(k, 0) + v for k, v in records.details.items()
                        if k in _PAGE_COUNTS}  # summed over the pages of an API pull
@@ -140,7 +132,8 @@ class Stream:
             if compression not in (None, "none"):
                 self.report.details["inflated_bytes"] = (
                     self.report.details.get("inflated_bytes", 0) + inflated)
-            url = formats.next_page(records, url, pages, settings.max_pages, link_next)
+            url = formats.next_page(records, download.url, pages, settings.max_pages,
+                                    download.link_next)
         out = self._encode(final=True)
         if not ready.done():
             ready.set_result(None)

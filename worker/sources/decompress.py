@@ -8,9 +8,9 @@ output, so the ratio seen is a little low and a bomb stops a little later), judg
 once the output passes RATIO_FLOOR_BYTES: a small feed may compress a thousand times (a
 column of zeros) and is no threat at that size.
 
-gzip is inflated by a child process (see _GUNZIP), on the other core, while this one
-parses: 0.5-1 s less for a gzip'd 1M-item feed (measured). A worker thread was tried
-first: it made the parsing slower, the two fighting over the GIL."""
+gzip is inflated by a child process (see _GUNZIP), on another core, while this one
+parses. A worker thread would make the parsing slower: the two would fight over the
+GIL."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import contextlib
 import struct
 import sys
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from worker.errors import FeedError, SourceError, TruncatedError
 
@@ -33,9 +33,11 @@ _FEED_STEP = 64 * 1024  # bytes handed to the gzip child at a time (a pipe's cap
 
 
 async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
-                       entry: str | None = None, found: list[str] | None = None, *,
+                       entry: str | None = None, *,
+                       on_kind: Callable[[str], None] | None = None,
                        max_ratio: int | None = None) -> AsyncIterator[bytes]:
-    """The feed's bytes, inflated when they are gzip or zip; `found` gets the format.
+    """The feed's bytes, inflated when they are gzip or zip; `on_kind` is told the format
+    ("gzip", "zip", "none") once the first bytes are in.
     Past max_bytes inflated, or max_ratio times the bytes read (None: no ratio limit),
     SourceError. A gzip member or zip entry that the bytes end inside of raises
     TruncatedError: its own framing says the download was cut short. Closing this closes
@@ -66,8 +68,8 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
             kind, stream = "zip", _unzip(rest(), cap, entry, received)
         else:
             kind, stream = "none", rest()
-        if found is not None:
-            found.append(kind)
+        if on_kind is not None:
+            on_kind(kind)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for data in stream:
                 yield data

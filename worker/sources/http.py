@@ -22,9 +22,9 @@ from worker.errors import (
     TruncatedError,
 )
 from worker.settings import Settings
+from worker.sources.download import Download
 from worker.sources.guard import GuardedResolver, Policy
-from worker.sources.transfer import Transfer
-from worker.urls import mask, scrub
+from worker.urls import FeedUrl, join, mask, parse
 
 CHUNK_BYTES = 1 << 20
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -32,20 +32,19 @@ REDIRECTS = (301, 302, 303, 307, 308)
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
 
 
-async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] | None = None,
-                      seen: dict[str, Any] | None = None, token: str | None = None,
-                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
+async def http_stream(url: FeedUrl, settings: Settings, *,
+                      previous: dict[str, Any] | None = None, token: str | None = None,
+                      download: Download | None = None) -> AsyncIterator[bytes]:
     """The body at the URL. With `previous` validators (ETag, Last-Modified of the last
-    read), an unchanged file raises NotModified; `seen` gets this response's validators
+    read), an unchanged file raises NotModified; `download` gets this response's validators
     and the next page of a `Link: <...>; rel="next"` header. A token goes as a bearer
-    token when the URL carries no user. `transfer.vouched`: the body has a Content-Length
-    or is chunked, so aiohttp tells a cut body (TruncatedError) from the whole one; a body
-    delimited by the connection's close is not vouched for."""
-    shown = mask(url)
-    try:
-        target = URL(url)
-    except (ValueError, TypeError):
-        raise FeedError(f"feed URL {shown} cannot be parsed") from None
+    token when the URL carries no user. `download.transfer.vouched`: the body has a
+    Content-Length or is chunked, so aiohttp tells a cut body (TruncatedError) from the
+    whole one; a body delimited by the connection's close is not vouched for. A
+    Content-Length over the cap fails before the body is read."""
+    download = download if download is not None else Download(url, settings.max_file_bytes)
+    shown = url.shown
+    target = url.parsed
     if not target.host:
         raise FeedError(f"feed URL {shown} has no host")
     policy = Policy(settings.networks())
@@ -64,7 +63,6 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
     else:
         auth = {}
     origin = target.origin()
-    cap = settings.max_file_bytes
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False)
     try:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector,
@@ -87,27 +85,18 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
                     if resp.status == 304 and previous:
                         raise NotModified(f"{shown} is unchanged (HTTP 304)")
                     _check_status(resp, shown)
-                    if seen is not None:
-                        seen.update(etag=resp.headers.get("ETag"),
-                                    last_modified=resp.headers.get("Last-Modified"))
-                        nxt = resp.links.get("next")
-                        if nxt is not None and nxt.get("url"):
-                            seen["link_next"] = str(current.join(URL(str(nxt["url"]))))
+                    download.validators.update(etag=resp.headers.get("ETag"),
+                                               last_modified=resp.headers.get("Last-Modified"))
+                    nxt = resp.links.get("next")
+                    if nxt is not None and nxt.get("url"):
+                        download.link_next = str(join(current, str(nxt["url"])))
                     length = resp.content_length
-                    if length is not None and length > cap:
-                        raise SourceError(f"{shown} is {length} bytes, over the {cap}-byte "
-                                          "cap (FEED_WORKER_MAX_FILE_BYTES)")
                     chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
-                    if transfer is not None:
-                        transfer.vouched = chunked or length is not None
-                        transfer.expected = length
+                    download.announce(length, vouched=chunked or length is not None)
                     received = 0
                     try:
                         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
                             received += len(chunk)
-                            if received > cap:
-                                raise SourceError(f"{shown} passed the {cap}-byte cap "
-                                                  "(FEED_WORKER_MAX_FILE_BYTES)")
                             yield chunk
                     except aiohttp.ClientPayloadError as exc:
                         raise _cut_short(exc, received, None if chunked else length,
@@ -117,7 +106,7 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
     except aiohttp.ClientConnectorError as exc:
         raise TransientSourceError(
             f"cannot connect to {target.host}:{target.port} for {shown}: "
-            f"{scrub(str(exc.os_error.strerror or exc.os_error), url)}"
+            f"{url.scrub(str(exc.os_error.strerror or exc.os_error))}"
         ) from None
     except (TimeoutError, aiohttp.ServerTimeoutError):
         raise TransientSourceError(
@@ -126,13 +115,13 @@ async def http_stream(url: str, settings: Settings, *, previous: dict[str, Any] 
         ) from None
     except aiohttp.ClientPayloadError as exc:
         raise TransientSourceError(
-            f"{shown}: the body was cut short or malformed ({scrub(type(exc).__name__, url)})"
+            f"{shown}: the body was cut short or malformed ({url.scrub(type(exc).__name__)})"
         ) from None
     except aiohttp.InvalidURL:
         raise FeedError(f"feed URL {shown} is not valid") from None
     except aiohttp.ClientError as exc:
         raise TransientSourceError(
-            f"download of {shown} failed: {type(exc).__name__}: {scrub(str(exc), url)}"
+            f"download of {shown} failed: {type(exc).__name__}: {url.scrub(str(exc))}"
         ) from None
 
 
@@ -146,7 +135,7 @@ def follow(current: URL, location: str | None, shown: str) -> URL:
                           "Location header")
     location = location.strip()
     try:
-        given = URL(location)
+        given = parse(location)
         target = current.join(given)
     except (ValueError, TypeError):
         raise SourceError(f"{shown} redirects to a Location that cannot be parsed") from None

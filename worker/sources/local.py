@@ -8,23 +8,17 @@ import stat
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
-from yarl import URL
-
 from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
-from worker.sources.transfer import Transfer
-from worker.urls import mask
+from worker.sources.download import Download
+from worker.urls import FeedUrl
 
 CHUNK_BYTES = 1 << 20
 
 
-def _path_of(url: str) -> str:
-    shown = mask(url)
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        raise FeedError(f"feed URL {shown} cannot be parsed") from None
-    if u.scheme.lower() != "file":
+def _path_of(u: FeedUrl) -> str:
+    shown = u.shown
+    if u.scheme != "file":
         raise FeedError(f"feed URL {shown} is not a file:// URL")
     if u.host not in (None, "", "localhost"):
         raise FeedError(f"feed URL {shown} names another host; file:// URLs are local only")
@@ -49,13 +43,15 @@ def _open(path: str) -> tuple[BinaryIO, int | None]:
     return f, info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-async def file_stream(url: str, settings: Settings, *,
-                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
-    """The file named by a file:// URL, in chunks of 1 MiB (the last one shorter).
-    `transfer.vouched`: a regular file, whose size at open the bytes read must match (a
-    file rewritten as it is read fails); a pipe or device is not vouched for."""
+async def file_stream(url: FeedUrl, settings: Settings, *,
+                      download: Download | None = None) -> AsyncIterator[bytes]:
+    """The file named by a file:// URL, in chunks of 1 MiB (the last one shorter); the
+    download takes its path as the file's name. `download.transfer.vouched`: a regular
+    file, whose size at open the bytes read must match (a file rewritten as it is read
+    fails); a pipe or device is not vouched for. A file over the cap fails at open."""
+    download = download if download is not None else Download(url, settings.max_file_bytes)
     path = _path_of(url)
-    cap = settings.max_file_bytes
+    download.taken = path
     try:
         f, size = await asyncio.to_thread(_open, path)
     except FileNotFoundError:
@@ -67,13 +63,7 @@ async def file_stream(url: str, settings: Settings, *,
     except OSError as exc:
         raise SourceError(f"{path} cannot be opened: {exc.strerror or exc}") from None
     try:
-        if size is not None and size > cap:
-            raise SourceError(
-                f"{path} is {size} bytes, over the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
-            )
-        if transfer is not None:
-            transfer.vouched = size is not None
-            transfer.expected = size
+        download.announce(size, vouched=size is not None)
         received = 0
         while True:
             try:
@@ -88,8 +78,6 @@ async def file_stream(url: str, settings: Settings, *,
                                                f"{received} bytes read, {size} when opened")
                 return
             received += len(chunk)
-            if received > cap:
-                raise SourceError(f"{path} passed the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)")
             yield chunk
     finally:
         f.close()

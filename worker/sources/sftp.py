@@ -30,12 +30,11 @@ from typing import cast
 
 import asyncssh
 from asyncssh.known_hosts import KnownHostsArg
-from yarl import URL
 
 from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
-from worker.sources.transfer import Transfer
-from worker.urls import mask, scrub
+from worker.sources.download import Download
+from worker.urls import FeedUrl
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_PORT = 22
@@ -53,7 +52,7 @@ _PERMANENT_DISCONNECTS = (
 
 @dataclass(frozen=True)
 class _Target:
-    url: str
+    url: FeedUrl
     shown: str
     host: str
     port: int
@@ -62,13 +61,9 @@ class _Target:
     path: str
 
 
-def _parse(url: str) -> _Target:
-    shown = mask(url)
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        raise FeedError(f"feed URL {shown} cannot be parsed") from None
-    if u.scheme.lower() != "sftp":
+def _target(u: FeedUrl) -> _Target:
+    shown = u.shown
+    if u.scheme != "sftp":
         raise FeedError(f"feed URL {shown} is not an sftp:// URL")
     if not u.host:
         raise FeedError(f"feed URL {shown} has no host")
@@ -85,7 +80,7 @@ def _parse(url: str) -> _Target:
         raise FeedError(f"feed URL {shown} names no file")
     if "\0" in path:
         raise FeedError(f"feed URL {shown} has a NUL character in its path")
-    return _Target(url=url, shown=shown, host=u.host, port=port, user=u.user,
+    return _Target(url=u, shown=shown, host=u.host, port=port, user=u.user,
                    password=u.password, path=path)
 
 
@@ -142,7 +137,7 @@ def _convert(exc: BaseException, t: _Target, stage: str,
 
     def text(e: BaseException) -> str:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
-        return scrub(str(reason), t.url)
+        return t.url.scrub(str(reason))
 
     if isinstance(exc, asyncssh.PermissionDenied):
         return SourceError(f"{shown}: login as {t.user!r} refused by {where} ({text(exc)})")
@@ -180,19 +175,20 @@ def _convert(exc: BaseException, t: _Target, stage: str,
 _HANDLED = (asyncssh.Error, OSError)
 
 
-async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
+async def sftp_stream(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
                       addresses: Sequence[str] | None = None,
-                      transfer: Transfer | None = None) -> AsyncIterator[bytes]:
+                      download: Download | None = None) -> AsyncIterator[bytes]:
     """The file at an sftp:// URL, in chunks of 1 MiB (the last one shorter).
 
     `known_hosts`: see the module doc; the default checks ~/.ssh/known_hosts, production
     should pass its own known_hosts file, tests pass None. `addresses`: connect to these
     (checked) addresses of the URL's host instead of looking its name up.
-    `transfer.vouched`: the open file's stat gave its size, and fewer bytes than that
-    raise TruncatedError (the file shrank, or was being rewritten, as it was read).
+    `download.transfer.vouched`: the open file's stat gave its size, and fewer bytes than
+    that raise TruncatedError (the file shrank, or was being rewritten, as it was read).
+    A file over the cap fails before it is read.
     """
-    t = _parse(url)
-    cap = settings.max_file_bytes
+    download = download if download is not None else Download(url, settings.max_file_bytes)
+    t = _target(url)
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
@@ -209,13 +205,7 @@ async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsAr
             attrs = await asyncio.wait_for(f.stat(), read_s)
             if attrs.permissions is not None and stat_module.S_ISDIR(attrs.permissions):
                 raise SourceError(f"{t.shown} is a directory, not a file")
-            if attrs.size is not None and attrs.size > cap:
-                raise SourceError(
-                    f"{t.shown} is {attrs.size} bytes, over the {cap}-byte cap "
-                    "(FEED_WORKER_MAX_FILE_BYTES)"
-                )
-            if transfer is not None:
-                transfer.vouched = attrs.size is not None
+            download.announce(attrs.size, vouched=attrs.size is not None)
             stage = "transfer"
             received = 0
             while True:
@@ -223,10 +213,6 @@ async def sftp_stream(url: str, settings: Settings, *, known_hosts: KnownHostsAr
                 if not chunk:
                     break
                 received += len(chunk)
-                if received > cap:
-                    raise SourceError(
-                        f"{t.shown} passed the {cap}-byte cap (FEED_WORKER_MAX_FILE_BYTES)"
-                    )
                 yield chunk
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(f.close(), read_s)
@@ -248,10 +234,10 @@ def _check_size(t: _Target, received: int, size: int | None) -> None:
                                    f"{received} bytes read, {size} when it was opened")
 
 
-async def sftp_stat(url: str, settings: Settings, *, known_hosts: KnownHostsArg = (),
+async def sftp_stat(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
                     addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z)."""
-    t = _parse(url)
+    t = _target(url)
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
