@@ -59,11 +59,11 @@ class _Progress:
             self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                             file=self.out, desc="import", dynamic_ncols=True)
         bar = self.bar
+        bar.set_description("import" if page == 1 else f"import page {page}", refresh=False)
+        bar.set_postfix_str(f"rows_read={rows:,}", refresh=False)
         if nbytes < bar.n:  # a retry reads the file again from its first byte
             bar.reset(total=total)
         bar.total = total
-        bar.set_description("import" if page == 1 else f"import page {page}", refresh=False)
-        bar.set_postfix_str(f"rows_read={rows:,}", refresh=False)
         bar.update(nbytes - bar.n)
         bar.refresh()
 
