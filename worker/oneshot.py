@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from worker import logs, runner
+from worker import envelope, logs
 from worker.claims import Claim, check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError, WorkerError
 from worker.model import PullJob
@@ -126,7 +126,7 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
         with logs.above(progress.write_above), \
                 logs.reported_by_command("run.failed", "run.held", "run.skipped"):
             try:
-                outcome = await runner.execute(pool, settings, job, progress)
+                outcome = await envelope.execute(pool, settings, job, progress)
             except BaseException:
                 progress.close(finished=False)
                 raise
@@ -151,7 +151,7 @@ _COUNTS = ("rows_read", "inserted", "updated", "unchanged", "zeroed", "connected
            "skipped", "rejected", "duplicates", "bytes")
 
 
-def dry_summary(outcome: runner.Outcome) -> str:
+def dry_summary(outcome: envelope.Outcome) -> str:
     r = outcome.report
     counts = " ".join(f"{k}={getattr(r, k)}" for k in _COUNTS)
     if outcome.status != "dry-run":
