@@ -34,9 +34,10 @@ DEAD_INVALID = "invalid"              # JSON against the message's schema
 DEAD_UNKNOWN_FEED = "unknown_feed"    # its feedId names no feed
 DEAD_FEED_DISABLED = "feed_disabled"  # the feed is disabled or its provider archived
 DEAD_NOT_PULLABLE = "not_pullable"    # a pull-request for a feed that is not pulled
+DEAD_FEED_SETTINGS = "feed_settings"  # the feed's mapping or value rules are not valid
 DEAD_REFUSED = "refused_by_database"  # a feed-update the database refused on its own
 DEAD_LETTER_REASONS = (DEAD_NOT_JSON, DEAD_INVALID, DEAD_UNKNOWN_FEED, DEAD_FEED_DISABLED,
-                       DEAD_NOT_PULLABLE, DEAD_REFUSED)
+                       DEAD_NOT_PULLABLE, DEAD_FEED_SETTINGS, DEAD_REFUSED)
 
 
 class BadMessage(PermanentError):

@@ -395,5 +395,5 @@ async def test_dead_letters_of_both_queues_are_counted_by_reason(
     reasons = {dict(labels)["reason"] for (name, labels) in got
                if name == "feed_worker_dead_letters_total"}
     assert reasons == {"not_json", "invalid", "unknown_feed", "feed_disabled", "not_pullable",
-                       "refused_by_database"}
+                       "feed_settings", "refused_by_database"}
     assert await broker.queue_depth(C.QUEUE_DEAD_LETTER) == 5
