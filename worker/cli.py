@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the daemon (consumes pull-requests)"
                    ).set_defaults(handler=commands.run)
+    sub.add_parser("api", help="serve the HTTP API (FEED_WORKER_API_PORT)"
+                   ).set_defaults(handler=commands.api)
+    tok = sub.add_parser("token", help="API bearer tokens")
+    tok_sub = tok.add_subparsers(dest="what", required=True, metavar="WHAT")
+    tc = tok_sub.add_parser("create", help="create a token and print it (shown only once)")
+    tc.set_defaults(handler=commands.token_create)
+    who = tc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--provider", type=int, metavar="N",
+                     help="a token of dropship provider N: its own feeds and items only")
+    who.add_argument("--admin", action="store_true", help="a token that sees every provider")
     sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)"
                    ).set_defaults(handler=commands.check)
     sub.add_parser("migrate", help="create the database if missing and apply migrations"

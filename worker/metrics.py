@@ -1,8 +1,8 @@
-"""Prometheus metrics, served on /metrics by the daemon's health server."""
+"""Prometheus metrics, served on /metrics by the daemon's health server and by the API."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 RUNS = Counter("feed_worker_runs_total", "Runs ended, by kind and status", ["kind", "status"])
 MESSAGES = Counter("feed_worker_messages_total", "Deliveries decided, by queue and decision",
@@ -19,3 +19,10 @@ PUSH_SPLITS = Counter("feed_worker_push_group_splits_total",
                       "Push groups split in halves to find a message that fails alone")
 PUSH_PAUSED = Gauge("feed_worker_push_paused",
                     "1 while push consumption is paused because the database is unavailable")
+API_REQUESTS = Counter("feed_worker_api_requests_total",
+                       "HTTP API requests answered, by route, method and status",
+                       ["route", "method", "status"])
+API_LATENCY = Histogram("feed_worker_api_request_seconds",
+                        "HTTP API request latency, by route and method", ["route", "method"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                 2.5, 5.0, 10.0))

@@ -41,6 +41,20 @@ class Settings:
     http_host: str = field(default="0.0.0.0", metadata={"help": "health/metrics bind address"})  # noqa: S104
     http_port: int = field(default=9187, metadata={"help": "health/metrics port; 0 turns it off"})
     pull_concurrency: int = field(default=2, metadata={"help": "pulls one replica runs at once"})
+    api_host: str = field(default="0.0.0.0", metadata={"help": "HTTP API bind address"})  # noqa: S104
+    api_port: int = field(default=8187, metadata={"help": "HTTP API port (feed-worker api)"})
+    api_max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata={"help": "an HTTP API request body larger than this is refused (413)"},
+    )
+    api_rate_per_s: float = field(
+        default=50.0,
+        metadata={"help": "synchronous parse-webhook requests per second per token (token "
+                          "bucket; 429 with Retry-After past it)"},
+    )
+    api_rate_burst: int = field(
+        default=100, metadata={"help": "requests a token may send at once above that rate"}
+    )
     fetch_connect_timeout_s: float = field(default=10.0, metadata={"help": "connect timeout"})
     fetch_read_timeout_s: float = field(
         default=60.0, metadata={"help": "longest wait for the next bytes of a download"}
@@ -232,11 +246,13 @@ class Settings:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError("FEED_WORKER_API_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
                     "max_field_chars", "retry_attempts", "pull_retry_attempts",
-                    "max_inflation_ratio")
+                    "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

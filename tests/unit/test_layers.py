@@ -95,7 +95,8 @@ FLOORS: list[tuple[str, ...]] = [
     # a pull's and a push's stages, and the broker
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies
-    ("runner", "pusher", "scheduler", "publish", "replay", "retention", "oneshot", "admin"),
+    ("runner", "pusher", "scheduler", "publish", "replay", "retention", "oneshot", "admin",
+     "api"),
     # the process: the daemon's lifecycle and the command line
     ("daemon", "commands", "cli", "__main__"),
 ]
