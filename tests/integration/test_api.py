@@ -364,3 +364,98 @@ async def test_an_array_is_queued_applied_by_the_daemon_and_reported(
     assert status == 404
     status, got, _ = await admin.call("GET", "/api/push-messages/api-1-nothing.json")
     assert status == 404
+
+
+async def test_items_are_listed_filtered_paged_read_and_updated_through_the_merge(
+        api: ApiProcess, admin: Client, pool: asyncpg.Pool) -> None:
+    p = await provider(admin)
+    f = await feed(admin, p)
+    await pool.execute("INSERT INTO variants (sku) VALUES ('S1')")
+    path = f"/api/inventory-feeds/{f['id']}/parse-webhook.json"
+    for i in range(5):
+        status, _, _ = await admin.call("PUT", path, {
+            "externalId": f"E{i}", "vendorSku": f"S{i}", "barcode": f"B{i}",
+            "inventoryQuantity": i})
+        assert status == 200
+    base = f"/api/inventory-feed-variants.json?inventoryFeedId={f['id']}"
+    status, got, headers = await admin.call("GET", base + "&limit=2")
+    assert [x["externalId"] for x in got] == ["E0", "E1"]
+    assert 'rel="next"' in headers["Link"]
+    next_url = headers["Link"].split(">")[0].lstrip("<")
+    _, got2, _ = await admin.call("GET", next_url)
+    assert [x["externalId"] for x in got2] == ["E2", "E3"]
+    for query, expected in [("&externalId=E3", ["E3"]), ("&vendorSku=S2", ["E2"]),
+                            ("&barcode=B4", ["E4"]), ("&connected=true", ["E1"]),
+                            ("&updatedSince=2999-01-01T00:00:00Z", [])]:
+        _, got, _ = await admin.call("GET", base + query)
+        assert [x["externalId"] for x in got] == expected, query
+    status, got, _ = await admin.call("GET", base + "&connected=maybe")
+    assert status == 400
+    error(got, "bad_query")
+
+    item = (await admin.call("GET", base + "&externalId=E2"))[1][0]
+    status, got, _ = await admin.call("GET", f"/api/inventory-feed-variants/{item['id']}.json")
+    assert (status, got) == (200, item)
+    # Sent back as read with a change: the merge applies it (history recorded).
+    status, got, headers = await admin.call(
+        "PUT", f"/api/inventory-feed-variants/{item['id']}.json",
+        {**item, "inventoryQuantity": 40})
+    assert (status, got["inventoryQuantity"], headers["X-Feed-Worker-Outcome"]) == \
+        (200, 40, "updated"), got
+    assert "available" not in (await feeds.items(pool, f["id"]))["E2"]["extra"]
+    hist = await pool.fetch("SELECT new_quantity FROM variant_inventory_updates "
+                            "WHERE inventory_feed_variant_id = $1", item["id"])
+    assert [h["new_quantity"] for h in hist] == [40]
+    # A manual override wins over the update, as it does for any push.
+    await pool.execute("UPDATE inventory_feed_variants SET inventory_quantity_override = "
+                       "'manual' WHERE id = $1", item["id"])
+    status, got, _ = await admin.call("PUT", f"/api/inventory-feed-variants/{item['id']}.json",
+                                      {"inventoryQuantity": 1, "name": "Lamp"})
+    assert (status, got["inventoryQuantity"], got["name"]) == (200, 40, "Lamp")
+    status, got, _ = await admin.call("PUT", f"/api/inventory-feed-variants/{item['id']}.json",
+                                      {"externalId": "other"})
+    assert status == 422
+
+    other = admin.as_(await tokens.create(pool, await provider(admin, "Other")))
+    for method, body in (("GET", None), ("PUT", {"inventoryQuantity": 0})):
+        status, got, _ = await other.call(method,
+                                          f"/api/inventory-feed-variants/{item['id']}.json", body)
+        assert status == 404
+    _, got, _ = await other.call("GET", "/api/inventory-feed-variants.json")
+    assert got == []
+
+
+async def test_fetch_queues_a_pull_whose_run_and_rejects_can_be_read(
+        clean_broker: None, api: ApiProcess, admin: Client, pool: asyncpg.Pool,
+        settings: Settings, processes: list[DaemonProcess], feed_server: Any) -> None:
+    daemon = DaemonProcess(settings.database_url, "api-daemon")
+    processes.append(daemon)
+    await daemon.start()
+    p = await provider(admin)
+    url = feed_server.add("/f.csv", b"external_id,qty\nA,1\nB,lots\nC,3\n")
+    pulled = await feed(admin, p, resourceType="ftp_csv", resourceLocation=url,
+                        fetchCleanup="disabled")
+    pushed = await feed(admin, p)
+    status, got, _ = await admin.call("POST", f"/api/inventory-feeds/{pushed['id']}/fetch.json")
+    assert status == 409
+    error(got, "not_pullable")
+    status, queued, _ = await admin.call("POST",
+                                         f"/api/inventory-feeds/{pulled['id']}/fetch.json")
+    assert status == 202, queued
+
+    async def finished() -> list[dict[str, Any]] | None:
+        _, runs, _ = await admin.call("GET", queued["runsUrl"])
+        done = [r for r in runs if r["messageId"] == queued["messageId"]
+                and r["status"] != "running"]
+        return done or None
+
+    [run] = await until(finished, what="the pull's run")
+    assert (run["status"], run["inserted"], run["rejected"]) == ("succeeded", 2, 1), run
+    status, rejects, _ = await admin.call("GET", f"/api/feed-runs/{run['id']}/rejects.json")
+    assert status == 200
+    assert [(r["position"], "inventoryQuantity" in r["reason"]) for r in rejects] == [(3, True)]
+    other = admin.as_(await tokens.create(pool, await provider(admin, "Other")))
+    for path in (f"/api/feed-runs/{run['id']}/rejects.json", queued["runsUrl"]):
+        assert (await other.call("GET", path))[0] == 404
+    assert (await other.call("POST", f"/api/inventory-feeds/{pulled['id']}/fetch.json"))[0] \
+        == 404

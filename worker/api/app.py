@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import __version__, broker, logs
 from worker import constants as C
-from worker.api import feeds, providers, push
+from worker.api import feeds, providers, push, runs, variants
 from worker.api.context import CONTEXT, Context
 from worker.api.errors import json
 from worker.api.limits import TokenBuckets
@@ -45,6 +45,12 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PUT", f"/api/inventory-feeds/{_ID}.json", feeds.update),
     ("PUT", f"/api/inventory-feeds/{_ID}/parse-webhook.json", push.parse_webhook),
     ("GET", "/api/push-messages/{message_id:[A-Za-z0-9._~:-]+}.json", push.status),
+    ("GET", "/api/inventory-feed-variants.json", variants.index),
+    ("GET", f"/api/inventory-feed-variants/{_ID}.json", variants.show),
+    ("PUT", f"/api/inventory-feed-variants/{_ID}.json", variants.update),
+    ("POST", f"/api/inventory-feeds/{_ID}/fetch.json", runs.fetch),
+    ("GET", f"/api/inventory-feeds/{_ID}/runs.json", runs.runs),
+    ("GET", f"/api/feed-runs/{_ID}/rejects.json", runs.rejects),
 ]
 
 

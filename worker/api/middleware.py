@@ -87,7 +87,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise ApiError(413, "body_too_large",
                            f"the body is larger than {ctx.settings.api_max_body_bytes} bytes")
         mime = request.content_type
-        if mime != "application/json" and not mime.endswith("+json"):
+        if request.body_exists and mime != "application/json" and not mime.endswith("+json"):
             raise ApiError(415, "unsupported_media_type",
                            f"send JSON (Content-Type: application/json), not {mime!r}"[:200])
     return await handler(request)

@@ -36,7 +36,7 @@ _KEY = re.compile(r"[A-Za-z0-9._~:-]{1,128}")
 OUTCOME_HEADER = "X-Feed-Worker-Outcome"
 
 
-async def _feed(ctx: Context, who: Caller, feed_id: int) -> asyncpg.Record:
+async def writable_feed(ctx: Context, who: Caller, feed_id: int) -> asyncpg.Record:
     row = await store.get_feed(ctx.pool, feed_id, who.scope)
     if row is None:
         raise not_found("inventory feed")
@@ -48,7 +48,7 @@ async def _feed(ctx: Context, who: Caller, feed_id: int) -> asyncpg.Record:
 async def parse_webhook(request: web.Request) -> web.Response:
     ctx, who, feed_id = context(request), caller(request), path_id(request)
     data = await json_body(request)
-    await _feed(ctx, who, feed_id)
+    await writable_feed(ctx, who, feed_id)
     if isinstance(data, dict):
         return await _apply(ctx, who, feed_id, data)
     if isinstance(data, list):
@@ -60,6 +60,13 @@ async def parse_webhook(request: web.Request) -> web.Response:
 
 async def _apply(ctx: Context, who: Caller, feed_id: int,
                  variant: dict[str, Any]) -> web.Response:
+    return await apply_one(ctx, who, feed_id, variant)
+
+
+async def apply_one(ctx: Context, who: Caller, feed_id: int,
+                    variant: dict[str, Any]) -> web.Response:
+    """One variant through the push merge, rate-limited per token; the stored item, or
+    the error that says why not (the feed was checked to be in scope and enabled)."""
     wait = ctx.limiter.take(who.token_id)
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many requests for this token; slow down",

@@ -7,6 +7,7 @@ provider's row is not found, the same answer as a row that does not exist.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -118,3 +119,27 @@ async def message_status(db: Db, message_id: str,
 
 async def message_rejects(db: Db, message_id: str, limit: int) -> list[asyncpg.Record]:
     return list(await db.fetch(q(_SQL, "message_rejects"), message_id, limit))
+
+
+async def list_items(db: Db, scope: int | None, feed_id: int | None, external_id: str | None,
+                     vendor_sku: str | None, barcode: str | None, connected: bool | None,
+                     updated_since: datetime | None, after: int,
+                     limit: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(q(_SQL, "list_items"), scope, feed_id, external_id, vendor_sku,
+                               barcode, connected, updated_since, after, limit))
+
+
+async def get_item_by_id(db: Db, item_id: int, scope: int | None) -> asyncpg.Record | None:
+    return await db.fetchrow(q(_SQL, "get_item_by_id"), item_id, scope)
+
+
+async def list_runs(db: Db, feed_id: int, before: int, limit: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(q(_SQL, "list_runs"), feed_id, before, limit))
+
+
+async def run_in_scope(db: Db, run_id: int, scope: int | None) -> bool:
+    return await db.fetchval(q(_SQL, "run_in_scope"), run_id, scope) is not None
+
+
+async def list_rejects(db: Db, run_id: int, after: int, limit: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(q(_SQL, "list_rejects"), run_id, after, limit))

@@ -146,3 +146,60 @@ SELECT position, reason FROM feed_run_rejects
 WHERE message_id = $1
 ORDER BY position
 LIMIT $2;
+
+-- name: list_items
+-- Items in the caller's scope $1, filtered: $2 feed, $3 external id, $4 vendor SKU,
+-- $5 barcode, $6 connected or not, $7 changed since; keyset: ids after $8, at most $9.
+SELECT v.id, v.inventory_feed_id, v.external_id, v.vendor_sku, v.barcode, v.name,
+       v.inventory_quantity, v.inventory_policy, v.retail_price, v.cost_price,
+       v.compare_at_price, v.grams, v.mpn, v.external_group_id, v.options, v.images, v.extra,
+       v.currency, v.variant_id, v.inventory_updated_at, v.inventory_quantity_override,
+       v.missing_since, v.available, v.last_fetched_at, v.created_at, v.updated_at
+FROM inventory_feed_variants v
+JOIN inventory_feeds f ON f.id = v.inventory_feed_id
+WHERE ($1::bigint IS NULL OR f.dropship_provider_id = $1)
+  AND ($2::bigint IS NULL OR v.inventory_feed_id = $2)
+  AND ($3::text IS NULL OR v.external_id = $3)
+  AND ($4::text IS NULL OR v.vendor_sku = $4)
+  AND ($5::text IS NULL OR v.barcode = $5)
+  AND ($6::boolean IS NULL OR (v.variant_id IS NOT NULL) = $6)
+  AND ($7::timestamptz IS NULL OR v.updated_at >= $7)
+  AND v.id > $8
+ORDER BY v.id
+LIMIT $9;
+
+-- name: get_item_by_id
+-- One item (of the caller's scope $2), with its feed's state for writing to it.
+SELECT v.id, v.inventory_feed_id, v.external_id, v.vendor_sku, v.barcode, v.name,
+       v.inventory_quantity, v.inventory_policy, v.retail_price, v.cost_price,
+       v.compare_at_price, v.grams, v.mpn, v.external_group_id, v.options, v.images, v.extra,
+       v.currency, v.variant_id, v.inventory_updated_at, v.inventory_quantity_override,
+       v.missing_since, v.available, v.last_fetched_at, v.created_at, v.updated_at
+FROM inventory_feed_variants v
+JOIN inventory_feeds f ON f.id = v.inventory_feed_id
+WHERE v.id = $1 AND ($2::bigint IS NULL OR f.dropship_provider_id = $2);
+
+-- name: list_runs
+-- A feed's runs, newest first: ids before $2 (keyset), at most $3.
+SELECT id, inventory_feed_id, kind, status, message_id, source, attempts, started_at,
+       finished_at, rows_read, inserted, updated, unchanged, rejected, duplicates, zeroed,
+       connected, ambiguous, skipped, bytes, timings, details, error
+FROM feed_runs
+WHERE inventory_feed_id = $1 AND id < $2
+ORDER BY id DESC
+LIMIT $3;
+
+-- name: run_in_scope
+-- A run's feed, when the run is in the caller's scope $2.
+SELECT r.inventory_feed_id
+FROM feed_runs r
+JOIN inventory_feeds f ON f.id = r.inventory_feed_id
+WHERE r.id = $1 AND ($2::bigint IS NULL OR f.dropship_provider_id = $2);
+
+-- name: list_rejects
+-- A run's rejects in order: ids after $2 (keyset), at most $3.
+SELECT id, position, message_id, raw, reason
+FROM feed_run_rejects
+WHERE run_id = $1 AND id > $2
+ORDER BY id
+LIMIT $3;
