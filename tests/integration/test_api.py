@@ -459,3 +459,10 @@ async def test_fetch_queues_a_pull_whose_run_and_rejects_can_be_read(
         assert (await other.call("GET", path))[0] == 404
     assert (await other.call("POST", f"/api/inventory-feeds/{pulled['id']}/fetch.json"))[0] \
         == 404
+
+
+async def test_the_document_is_served(admin: Client) -> None:
+    from worker.api.openapi import document
+
+    status, body, _ = await admin.as_(None).call("GET", "/api/openapi.json")
+    assert (status, body) == (200, orjson.loads(orjson.dumps(document())))

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tests.support import openapi
 from tests.support.process import DaemonProcess
 
 
@@ -57,6 +58,9 @@ class Client:
                 data = orjson.loads(text) if text else None
             except orjson.JSONDecodeError:
                 data = text.decode(errors="replace")
+            if path.startswith(("/api/", "/healthz", "/readyz")):
+                # Every answer the tests see is checked against the OpenAPI document.
+                openapi.check(method, path, r.status, data, r.content_type)
             return r.status, data, r.headers
 
 

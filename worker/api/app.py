@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import __version__, broker, logs
 from worker import constants as C
-from worker.api import feeds, providers, push, runs, variants
+from worker.api import feeds, openapi, providers, push, runs, variants
 from worker.api.context import CONTEXT, Context
 from worker.api.errors import json
 from worker.api.limits import TokenBuckets
@@ -44,7 +44,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", f"/api/inventory-feeds/{_ID}.json", feeds.show),
     ("PUT", f"/api/inventory-feeds/{_ID}.json", feeds.update),
     ("PUT", f"/api/inventory-feeds/{_ID}/parse-webhook.json", push.parse_webhook),
-    ("GET", "/api/push-messages/{message_id:[A-Za-z0-9._~:-]+}.json", push.status),
+    ("GET", "/api/push-messages/{messageId:[A-Za-z0-9._~:-]+}.json", push.status),
     ("GET", "/api/inventory-feed-variants.json", variants.index),
     ("GET", f"/api/inventory-feed-variants/{_ID}.json", variants.show),
     ("PUT", f"/api/inventory-feed-variants/{_ID}.json", variants.update),
@@ -89,6 +89,8 @@ def make_app(ctx: Context, probe: Probe) -> web.Application:
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
+    app.router.add_get("/api/openapi.json", openapi.serve, allow_head=False)
+    openapi.document()  # read once at start: a broken document stops the process here
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -164,7 +164,7 @@ async def _publish(request: web.Request, ctx: Context, who: Caller, feed_id: int
 
 async def status(request: web.Request) -> web.Response:
     ctx, who = context(request), caller(request)
-    message_id = request.match_info["message_id"]
+    message_id = request.match_info["messageId"]
     row = await store.message_status(ctx.pool, message_id, who.scope)
     if row is None:
         raise not_found("push message")
