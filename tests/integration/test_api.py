@@ -466,3 +466,11 @@ async def test_the_document_is_served(admin: Client) -> None:
 
     status, body, _ = await admin.as_(None).call("GET", "/api/openapi.json")
     assert (status, body) == (200, orjson.loads(orjson.dumps(document())))
+
+
+async def test_sigterm_stops_the_process_cleanly(api: ApiProcess) -> None:
+    import signal
+
+    api.signal(signal.SIGTERM)
+    assert await api.wait() == 0
+    await api.wait_event("api.stopping")
