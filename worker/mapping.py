@@ -1,7 +1,8 @@
 """Feed records -> rows for the staging table (COPY text format), or rejects with a reason.
 
-A feed's `mapping.fields` names, for each target attribute (the reference's camelCase
-names), the source column: a header name or a 0-based index. Targets it does not name are
+A feed's `mapping.fields` (parsed and checked by worker/feedmapping.py) names, for each
+target attribute (the reference's camelCase names), the source column: a header name or a
+0-based index. Targets it does not name are
 found by the template's column names (external_id, vendor_sku, qty, ...) whatever their
 case. Only the attributes a feed maps are written: the others keep their stored values.
 
@@ -16,13 +17,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
 
 import orjson
 
 from worker import values
 from worker.errors import FeedError
-from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES
+from worker.feedmapping import missing_external_id, show_header
+from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
 
 # Other header spellings that map by themselves (compared normalised, see _norm).
 ALIASES: dict[str, str] = {"qty": "inventoryQuantity", "quantity": "inventoryQuantity",
@@ -146,28 +147,16 @@ def _fast_strip(col: Sequence[str]) -> Sequence[str]:
 class Mapper:
     """Turns parsed CSV rows into staging rows; built once per run from header + mapping."""
 
-    def __init__(self, mapping: Mapping[str, Any], header: Sequence[str] | None,
+    def __init__(self, mapping: FeedMapping, header: Sequence[str] | None,
                  decimal_notation: str = "decimal", delimiter: str = ",",
                  positions: bool = False) -> None:
         self.delimiter = delimiter
         self.positions = positions  # each row's text starts with its line number ("pos")
         self.width = len(header) if header is not None else None
-        for key in ("fields", "values"):
-            if not isinstance(mapping.get(key) or {}, dict):
-                raise FeedError(f"mapping.{key} must be an object")
-        targets = _resolve(mapping.get("fields") or {}, header)
+        targets = _resolve(mapping.fields, header)
         if "externalId" not in targets:
-            if header is None:
-                raise FeedError("the feed has no header row: mapping.fields must give the "
-                                "0-based column of externalId (and the other attributes)")
-            raise FeedError("no column for externalId: map it in mapping.fields or name a "
-                            f"column external_id (header: {_show(header)})")
-        value_maps: dict[str, dict[str, str]] = {}
-        for attr, vm in (mapping.get("values") or {}).items():
-            if attr not in ATTRIBUTES or attr == "externalId" or not isinstance(vm, dict):
-                raise FeedError(f"mapping.values.{attr} must map texts to values of a known "
-                                "attribute other than externalId")
-            value_maps[attr] = {str(k).strip().lower(): _text(v) for k, v in vm.items()}
+            raise FeedError(missing_external_id(header))
+        value_maps = mapping.values
         self.source = dict(targets)
         self.ext_index = targets["externalId"]
         rules: list[_Rule] = []
@@ -362,13 +351,10 @@ def _escaped(col: Sequence[str]) -> Sequence[str]:
     return col
 
 
-def _resolve(fields: Mapping[str, Any], header: Sequence[str] | None) -> dict[str, int]:
+def _resolve(fields: Mapping[str, int | str],
+             header: Sequence[str] | None) -> dict[str, int]:
     """target attribute -> column index, from explicit fields then template names."""
-    targets: dict[str, int] = {}
-    for attr, src in fields.items():
-        if attr not in ATTRIBUTES and attr not in EXTRA_ATTRIBUTES:
-            raise FeedError(f"mapping.fields names an unknown attribute {attr!r}")
-        targets[attr] = _column(attr, src, header)
+    targets = {attr: _column(attr, src, header) for attr, src in fields.items()}
     if header is not None:
         taken = set(targets.values())
         for i, name in enumerate(header):
@@ -379,14 +365,12 @@ def _resolve(fields: Mapping[str, Any], header: Sequence[str] | None) -> dict[st
     return targets
 
 
-def _column(attr: str, src: Any, header: Sequence[str] | None) -> int:
-    if isinstance(src, bool) or not isinstance(src, (int, str)):
-        raise FeedError(f"mapping.fields.{attr} must be a column name or a 0-based index")
-    if isinstance(src, int) or (header is None and src.isdigit()):
-        index = int(src)
-        if index < 0 or (header is not None and index >= len(header)):
-            raise FeedError(f"mapping.fields.{attr}: column index {index} is out of range")
-        return index
+def _column(attr: str, src: int | str, header: Sequence[str] | None) -> int:
+    """The column of a field checked by parse_mapping, in this header."""
+    if isinstance(src, int):
+        if header is not None and src >= len(header):
+            raise FeedError(f"mapping.fields.{attr}: column index {src} is out of range")
+        return src
     if header is None:
         raise FeedError(f"mapping.fields.{attr} names column {src!r} but the feed has no "
                         "header row: use a 0-based index")
@@ -395,19 +379,11 @@ def _column(attr: str, src: Any, header: Sequence[str] | None) -> int:
     folded = [h.strip().lower() for h in header]
     if src.strip().lower() in folded:
         return folded.index(src.strip().lower())
-    raise FeedError(f"mapped column {src!r} ({attr}) is not in the header: {_show(header)}")
+    raise FeedError(f"mapped column {src!r} ({attr}) is not in the header: "
+                    f"{show_header(header)}")
 
 
-def _show(header: Sequence[str]) -> str:
-    shown = ", ".join(repr(h) for h in header[:30])
-    return shown + (", ..." if len(header) > 30 else "")
-
-
-def _text(v: Any) -> str:
-    return "" if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
-
-
-def _mapped(value_map: dict[str, str], convert: values.Converter) -> values.Converter:
+def _mapped(value_map: Mapping[str, str], convert: values.Converter) -> values.Converter:
     """Source text -> the value the feed's value map gives it (compared trimmed, any case)."""
 
     def mapped(v: str) -> str | None:

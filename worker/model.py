@@ -6,8 +6,11 @@ them in), so Python and SQL cannot disagree."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from worker.errors import FeedError
 
 # A field longer than this (in characters) rejects its record (FEED_WORKER_MAX_FIELD_CHARS;
 # the same as the csv module's own default limit).
@@ -40,6 +43,32 @@ PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "invent
                 "ordered_at")
 
 
+@dataclass(frozen=True)
+class FeedMapping:
+    """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it. XML and JSON
+    fields always name their attributes (every attribute by its own name when the JSON
+    names none)."""
+
+    # CSV: header name or 0-based index (int); XML: an XPath; JSON: a dotted path.
+    fields: Mapping[str, int | str] = field(default_factory=dict)
+    # attribute -> {source text, trimmed and lower-cased -> the value's text}
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    record: str = ""          # XML: /rss/channel/item; JSON: data.items ("": the document)
+    namespaces: Mapping[str, str] = field(default_factory=dict)  # XML prefix -> URI
+    ndjson: bool = False      # JSON: newline-delimited (mapping.format ndjson or jsonl)
+    next: str = ""            # JSON: dotted path of the next page's URL ("": none)
+    zip_entry: str | None = None  # the file to read from a zip (None: its first file)
+    # Why the stored mapping cannot be used (set by the feed loader instead of raising,
+    # so that the run can be claimed and then failed with it before any download).
+    error: str | None = None
+
+    def check(self) -> FeedMapping:
+        """Itself, if usable; raises FeedError with why not otherwise."""
+        if self.error is not None:
+            raise FeedError(self.error)
+        return self
+
+
 @dataclass
 class Feed:
     id: int
@@ -51,7 +80,7 @@ class Feed:
     csv_has_header: bool
     decimal_notation: str
     encoding: str | None
-    mapping: dict[str, Any]
+    mapping: FeedMapping  # parsed (worker/feedmapping.py)
     provider_archived: bool
     cache_imports: bool = False
     authentication_token: str | None = None  # sent as a bearer token (HTTP)

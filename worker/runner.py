@@ -203,6 +203,9 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
     rejects = _sink(settings)
     limit = asyncio.timeout(deadline_s)
     try:
+        if job.feed.mapping.error is not None:  # the feed's mapping: nothing to download
+            return await _fail(pool, settings, job, report, rejects, started,
+                               job.feed.mapping.error)
         async with limit:
             while True:
                 report, rejects = RunReport(), _sink(settings)

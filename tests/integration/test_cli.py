@@ -47,6 +47,18 @@ async def test_import_of_a_failing_feed_exits_1(pool: asyncpg.Pool, db_url: str,
     assert "hunter2" not in err
 
 
+async def test_import_of_a_feed_with_a_bad_mapping_fails_before_the_download(
+        pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
+    url = feed_server.add("/f.json", b'[{"externalId": "A"}]', content_type="application/json")
+    feed_id = await feeds.make_feed(pool, url, resource_type="json",
+                                    mapping={"format": "csv"})
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), database_url=db_url)
+    assert code == 1
+    assert "failed" in err
+    assert "error: mapping.format 'csv': use \"json\" or \"ndjson\"" in err
+    assert feed_server.routes["/f.json"].requests == 0
+
+
 async def test_import_with_another_url_and_of_an_unknown_feed(
         pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
     feed_id = await feeds.make_feed(pool, None)

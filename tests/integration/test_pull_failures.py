@@ -196,6 +196,38 @@ async def test_the_daemon_fails_a_redirect_to_a_file_url_within_seconds(
     assert await feeds.items(pool, feed_id) == {}
 
 
+@pytest.mark.parametrize(("resource_type", "mapping", "expected"), [
+    ("ftp_csv", {"fields": {"externalId": "id", "retailPrice": 1.5}},
+     "mapping.fields.retailPrice must be a column name or a 0-based index"),
+    ("xml", {"record": "rss/channel/item"},
+     'mapping.record must be the absolute path of the record element, such as '
+     '"/rss/channel/item"'),
+    ("json", {"record": "data..items"},
+     "mapping.record 'data..items' is not a dotted path (an empty step)"),
+])
+async def test_a_bad_mapping_fails_the_run_before_the_download(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        resource_type: str, mapping: dict[str, Any], expected: str) -> None:
+    """Through the broker and the runner: the mapping is checked when the run is claimed,
+    so the feed's server is never asked for the file."""
+    feed_id = await feeds.make_feed(pool, feed_server.add("/feed", GOOD),
+                                    resource_type=resource_type, mapping=mapping)
+    async with broker.running_daemon(settings):
+        await publish_pull(settings, feed_id)
+
+        async def ended() -> dict[str, Any] | None:
+            row = await pool.fetchrow("SELECT * FROM feed_runs WHERE inventory_feed_id = $1",
+                                      feed_id)
+            return dict(row) if row is not None and row["status"] != "running" else None
+
+        run = await until(ended, timeout_s=settings.lease_s * 0.6, what="the run to end")
+    assert run["status"] == "failed"
+    assert run["error"] == expected
+    assert run["bytes"] == 0
+    assert feed_server.routes["/feed"].requests == 0
+    assert await feeds.items(pool, feed_id) == {}
+
+
 async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from worker.model import DEFAULT_MAX_FIELD_CHARS
-from worker.parsers.csv import CsvBatch, CsvParser
+from worker.parsers import RecordBatch
+from worker.parsers.csv import CsvParser
 from worker.parsers.text import TextDecoder
 
 T = TypeVar("T", str, bytes)
@@ -21,7 +22,7 @@ class Parsed:
     lines: list[int] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def add(self, batch: CsvBatch) -> None:
+    def add(self, batch: RecordBatch) -> None:
         assert len(batch.rows) == len(batch.lines), "one start line per record"
         self.rows += batch.rows
         self.lines += list(batch.lines)

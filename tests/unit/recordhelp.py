@@ -1,27 +1,54 @@
-"""Feeding a structured (XML/JSON) parser in chunks, for the parser tests."""
+"""Feeding a structured (XML/JSON) parser in chunks, and parsers and mappers built from
+mapping JSON as a feed's loader parses it, for the parser and mapper tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from worker.parsers.csv import CsvBatch
+from worker.feedmapping import parse_mapping
+from worker.mapping import Mapper
+from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
+from worker.parsers import RecordBatch
+from worker.parsers.json import JsonRecords
+from worker.parsers.xml import XmlRecords
+
+
+def xml_records(raw: dict[str, Any],
+                max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> XmlRecords:
+    return XmlRecords(parse_mapping(raw, "xml"), max_field_chars)
+
+
+def json_records(raw: dict[str, Any],
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> JsonRecords:
+    return JsonRecords(parse_mapping(raw, "json"), max_field_chars)
+
+
+def csv_mapper(raw: dict[str, Any], header: Sequence[str] | None, *args: Any,
+               **kwargs: Any) -> Mapper:
+    """A mapper of a CSV feed's mapping, with a header row or (None) without one."""
+    return Mapper(parse_mapping(raw, "ftp_csv", header is not None), header, *args, **kwargs)
+
+
+def values_mapper(header: Sequence[str]) -> Mapper:
+    """The mapper of an XML or JSON feed without value maps, as the stream builds it."""
+    return Mapper(FeedMapping(), header)
 
 
 class RecordParser(Protocol):
     header: list[str]
     records: int
 
-    def feed(self, data: bytes) -> CsvBatch: ...
+    def feed(self, data: bytes) -> RecordBatch: ...
 
-    def close(self) -> CsvBatch: ...
+    def close(self) -> RecordBatch: ...
 
 
 def parse_with(make: Callable[[dict[str, Any]], RecordParser], mapping: dict[str, Any],
-               chunks: Iterable[bytes]) -> CsvBatch:
+               chunks: Iterable[bytes]) -> RecordBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
     parser = make(mapping)
-    out = CsvBatch(lines=[])
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     batches = [parser.feed(chunk) for chunk in chunks]
     batches.append(parser.close())

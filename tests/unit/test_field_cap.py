@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.unit.recordhelp import json_records, xml_records
 from worker.errors import ConfigError, FeedError
+from worker.feedmapping import parse_mapping
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
-from worker.parsers.csv import CsvBatch
-from worker.parsers.json import JsonRecords
-from worker.parsers.xml import XmlRecords
+from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.settings import Settings
 
@@ -26,12 +26,13 @@ JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"}
 def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
     return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
                 resource_location=None, delimiter=None, csv_has_header=True,
-                decimal_notation="decimal", encoding=None, mapping=mapping or {},
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping(mapping or {}, resource_type),
                 provider_archived=False)
 
 
-def drain(records: formats.Records, chunks: list[bytes]) -> CsvBatch:
-    out = CsvBatch(lines=[])
+def drain(records: formats.Records, chunks: list[bytes]) -> RecordBatch:
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     for batch in [*(records.feed(c) for c in chunks), records.close()]:
         out.rows += batch.rows
@@ -62,7 +63,7 @@ def test_the_setting_defaults_to_the_parsers_cap_and_is_checked() -> None:
 
 
 def test_xml_field_over_the_cap_is_a_reject() -> None:
-    parser = XmlRecords(XML_MAPPING, max_field_chars=CAP)
+    parser = xml_records(XML_MAPPING, max_field_chars=CAP)
     got = drain(formats._Structured(parser), [xml_doc(["short", "x" * 11, "y" * 10])])
     assert got.rows == [["X1", "short"], ["X3", "y" * 10]]
     assert got.lines == [1, 3]
@@ -87,7 +88,7 @@ def test_json_field_over_the_cap_is_a_reject(size: int) -> None:
 
 
 def test_json_cap_counts_nested_values_as_their_text() -> None:
-    parser = JsonRecords({"fields": {"externalId": "id", "options": "o"}}, max_field_chars=CAP)
+    parser = json_records({"fields": {"externalId": "id", "options": "o"}}, max_field_chars=CAP)
     doc = orjson.dumps([{"id": "A", "o": [1, 2]}, {"id": "B", "o": {"size": "XL"}}])
     got = drain(formats._Structured(parser), [doc])
     assert got.rows == [["A", "[1,2]"]]

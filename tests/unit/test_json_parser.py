@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.unit.recordhelp import parse_with
+from tests.unit.recordhelp import json_records, parse_with, values_mapper
 from worker.errors import FeedError
-from worker.mapping import Mapper
 from worker.model import ATTRIBUTES
-from worker.parsers.csv import CsvBatch
-from worker.parsers.json import JsonRecords, JsonShapeError
+from worker.parsers import RecordBatch
+from worker.parsers.json import JsonShapeError
 from worker.parsers.jsonstream import MAX_DEPTH, JsonSyntaxError
 
 FIELDS = {"externalId": "id", "inventoryQuantity": "stock.available", "name": "name",
@@ -39,9 +38,9 @@ PAGE_ROWS = [
 ]
 
 
-def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> CsvBatch:
+def parse(mapping: dict[str, Any], chunks: Iterable[bytes]) -> RecordBatch:
     """Every batch of a document fed as `chunks`, then close(), put together."""
-    return parse_with(JsonRecords, mapping, chunks)
+    return parse_with(json_records, mapping, chunks)
 
 
 def sized(data: bytes, size: int) -> list[bytes]:
@@ -55,9 +54,9 @@ def failure(mapping: dict[str, Any], chunks: Iterable[bytes]) -> FeedError:
 
 
 def test_records_at_a_path_with_the_next_page() -> None:
-    parser = JsonRecords(PAGE_MAPPING)
+    parser = json_records(PAGE_MAPPING)
     assert parser.header == list(FIELDS)
-    batch = CsvBatch()
+    batch = RecordBatch()
     for chunk in sized(PAGE, 100):
         batch.rows += parser.feed(chunk).rows
     batch.rows += parser.close().rows
@@ -83,7 +82,7 @@ def test_every_split_and_every_chunk_size_give_the_same() -> None:
 ])
 def test_the_next_link_wherever_it_is(doc: bytes, url: str | None) -> None:
     for chunks in ([doc], sized(doc, 1)):
-        parser = JsonRecords({"record": "items", "next": "links.next", "fields": FIELDS})
+        parser = json_records({"record": "items", "next": "links.next", "fields": FIELDS})
         rows = [r for c in chunks for r in parser.feed(c).rows] + parser.close().rows
         assert rows == [["1", "", "", "", "", ""]]
         assert parser.next_url == url
@@ -107,9 +106,9 @@ def test_values_as_text() -> None:
 def test_the_mapper_takes_the_rows_unchanged() -> None:
     doc = b'[{"id": "A1", "qty": 5, "sku": " S-1 "}, {"id": "A2", "qty": 0}]'
     mapping = {"fields": {"externalId": "id", "inventoryQuantity": "qty", "vendorSku": "sku"}}
-    parser = JsonRecords(mapping)
+    parser = json_records(mapping)
     batch = parse(mapping, [doc])
-    mapper = Mapper({"values": {}}, parser.header)
+    mapper = values_mapper(parser.header)
     mapped = mapper.map(batch.rows, batch.lines)
     assert mapped.rejects == []
     assert mapped.count == 2
@@ -117,7 +116,7 @@ def test_the_mapper_takes_the_rows_unchanged() -> None:
 
 
 def test_without_fields_the_reference_attribute_names() -> None:
-    parser = JsonRecords({})
+    parser = json_records({})
     assert parser.header == list(ATTRIBUTES)
     batch = parse({}, [b'[{"externalId": "1", "inventoryQuantity": 3, "color": "red"}]'])
     row = dict(zip(ATTRIBUTES, batch.rows[0], strict=True))
@@ -220,7 +219,7 @@ def test_brackets_and_escapes_in_strings_are_not_nesting() -> None:
 
 
 def test_a_failed_parser_stays_failed() -> None:
-    parser = JsonRecords({})
+    parser = json_records({})
     with pytest.raises(JsonSyntaxError):
         parser.feed(b"[1, x]")
     with pytest.raises(JsonSyntaxError):
@@ -276,31 +275,13 @@ def test_malformed_ndjson(doc: bytes, fmt: str, offset: int, line: int | None) -
             assert f"(line {line})" in str(error)
 
 
-# -- mappings
-
-
-@pytest.mark.parametrize(("mapping", "message"), [
-    ({"record": "data..items"}, "mapping.record"),
-    ({"record": 3}, "mapping.record"),
-    ({"fields": {"color": "c"}}, "unknown attribute 'color'"),
-    ({"fields": {"externalId": ""}}, "mapping.fields.externalId"),
-    ({"fields": ["id"]}, "mapping.fields must be an object"),
-    ({"format": "csv"}, "mapping.format"),
-    ({"format": "ndjson", "record": "items"}, "newline-delimited"),
-    ({"next": "links..next"}, "mapping.next"),
-])
-def test_bad_mappings(mapping: dict[str, Any], message: str) -> None:
-    with pytest.raises(FeedError, match=message):
-        JsonRecords(mapping)
-
-
 # -- memory
 
 
 def _peak(n: int) -> int:
     records = b",\n".join(b'{"id": "%d", "q": %d, "p": 1.5}' % (k, k % 9) for k in range(n))
     chunks = sized(b'{"items": [' + records + b"]}", 64 * 1024)
-    parser = JsonRecords({"record": "items",
+    parser = json_records({"record": "items",
                           "fields": {"externalId": "id", "inventoryQuantity": "q"}})
     tracemalloc.start()
     try:

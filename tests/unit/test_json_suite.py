@@ -19,9 +19,10 @@ from contextlib import contextmanager
 import pytest
 
 from tests.support.corpus import CORPUS as SHARED
+from tests.unit.recordhelp import json_records
 from worker.errors import FeedError
-from worker.parsers.csv import CsvBatch
-from worker.parsers.json import JsonRecords, JsonShapeError
+from worker.parsers import RecordBatch
+from worker.parsers.json import JsonShapeError
 from worker.parsers.jsonstream import JsonSyntaxError
 
 CORPUS = SHARED / "json-test-suite"
@@ -59,11 +60,11 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def outcome(data: bytes, chunk: int | None) -> CsvBatch | FeedError:
+def outcome(data: bytes, chunk: int | None) -> RecordBatch | FeedError:
     """What the parser makes of the file: its records, or the FeedError it raised."""
-    parser = JsonRecords({})
+    parser = json_records({})
     pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(len(data))]
-    out = CsvBatch(lines=[])
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     t = time.perf_counter()
     try:
@@ -75,7 +76,7 @@ def outcome(data: bytes, chunk: int | None) -> CsvBatch | FeedError:
                 out.errors += batch.errors
             batch = parser.close()
     except FeedError as exc:
-        result: CsvBatch | FeedError = exc
+        result: RecordBatch | FeedError = exc
     else:
         out.rows += batch.rows
         out.lines += batch.lines
@@ -109,7 +110,7 @@ def test_json_is_never_a_parse_error(name: str) -> None:
     results = [outcome(data, chunk) for chunk in (None, 1)]
     for result in results:
         assert not isinstance(result, JsonSyntaxError), f"{name}: {result}"
-        assert isinstance(result, (CsvBatch, JsonShapeError)), f"{name}: {result!r}"
+        assert isinstance(result, (RecordBatch, JsonShapeError)), f"{name}: {result!r}"
     whole, bytewise = results
     assert type(whole) is type(bytewise)
     assert str(whole) == str(bytewise)
@@ -120,7 +121,7 @@ def test_implementation_defined_either_way_never_a_crash(name: str) -> None:
     data = (CORPUS / name).read_bytes()
     results = [outcome(data, chunk) for chunk in (None, 1)]
     for result in results:
-        assert isinstance(result, (CsvBatch, FeedError)), f"{name}: {result!r}"
+        assert isinstance(result, (RecordBatch, FeedError)), f"{name}: {result!r}"
     whole, bytewise = results
     assert type(whole) is type(bytewise)  # the same verdict however the bytes come
 
@@ -131,9 +132,9 @@ def test_shape_verdicts() -> None:
     result = outcome((CORPUS / "y_object_simple.json").read_bytes(), None)
     assert isinstance(result, JsonShapeError)  # {"a":[]}: one object, not records
     result = outcome((CORPUS / "y_array_empty.json").read_bytes(), None)
-    assert isinstance(result, CsvBatch)
+    assert isinstance(result, RecordBatch)
     assert (result.rows, result.errors) == ([], [])
     result = outcome((CORPUS / "y_array_with_several_null.json").read_bytes(), None)
-    assert isinstance(result, CsvBatch)
+    assert isinstance(result, RecordBatch)
     assert result.rows == []
     assert [n for n, _, _ in result.errors] == [1, 2, 3, 4, 5]

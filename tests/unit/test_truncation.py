@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.unit.recordhelp import json_records, xml_records
 from worker.errors import FeedError, TransientSourceError, TruncatedError
+from worker.feedmapping import parse_mapping
 from worker.model import Feed
-from worker.parsers import CutShort
-from worker.parsers.csv import CsvBatch
-from worker.parsers.json import JsonRecords
-from worker.parsers.xml import XmlRecords, XmlSyntaxError
+from worker.parsers import CutShort, RecordBatch
+from worker.parsers.xml import XmlSyntaxError
 from worker.pipeline import formats
 from worker.sources.transfer import Transfer
 
@@ -36,7 +36,8 @@ NDJSON = b"".join(orjson.dumps(item) + b"\n" for item in ITEMS)
 def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
     return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
                 resource_location=None, delimiter=None, csv_has_header=True,
-                decimal_notation="decimal", encoding=None, mapping=mapping or {},
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping(mapping or {}, resource_type),
                 provider_archived=False)
 
 
@@ -50,10 +51,10 @@ FEEDS = {
 }
 
 
-def read(feed: Feed, data: bytes, vouched: bool, size: int = 7) -> CsvBatch:
+def read(feed: Feed, data: bytes, vouched: bool, size: int = 7) -> RecordBatch:
     """All the records of `data`, fed `size` bytes at a time, then closed."""
     records = formats.records_for(feed)
-    out = CsvBatch(lines=[])
+    out = RecordBatch(lines=[])
     assert isinstance(out.lines, list)
     batches = [records.feed(data[i:i + size]) for i in range(0, len(data), size)]
     batches.append(records.close(vouched))
@@ -156,9 +157,9 @@ def test_xml_malformed_before_the_end_is_not_cut_short() -> None:
 
 def test_an_empty_document_stays_empty() -> None:
     with pytest.raises(XmlSyntaxError, match="the document is empty"):
-        XmlRecords(XML_MAPPING).close(vouched=False)
+        xml_records(XML_MAPPING).close(vouched=False)
     with pytest.raises(FeedError, match="the document is empty"):
-        JsonRecords({}).close(vouched=False)
+        json_records({}).close(vouched=False)
 
 
 def test_json_unclosed_array_and_ndjson_last_line() -> None:

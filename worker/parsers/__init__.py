@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 from worker.errors import FeedError
+
+
+@dataclass
+class RecordBatch:
+    """What one chunk gave, whatever the format: records (their texts in the parser's
+    header order) with their first line (CSV) or record number (XML, JSON), and unreadable
+    records as (line, raw, reason)."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    lines: Sequence[int] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def field_cap_reason(name: str, length: int, cap: int) -> str:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from itertools import chain
 
 from worker.errors import FeedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
-from worker.parsers import field_cap_reason
+from worker.parsers import RecordBatch, field_cap_reason
 
 # Characters str.splitlines() breaks on that are not line breaks in CSV.
 _EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -39,15 +38,6 @@ class _NeedMore(Exception):
 def _need_more() -> Iterator[str]:
     raise _NeedMore
     yield ""  # pragma: no cover - makes this a generator
-
-
-@dataclass
-class CsvBatch:
-    """What one chunk gave: records with their first line number, and unreadable lines."""
-
-    rows: list[list[str]] = field(default_factory=list)
-    lines: Sequence[int] = field(default_factory=list)
-    errors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, raw, reason)
 
 
 class CsvParser:
@@ -66,7 +56,7 @@ class CsvParser:
         self.records = 0
         self.open_quote = False   # after the final feed: the text ended in a quoted field
 
-    def feed(self, text: str, final: bool = False) -> CsvBatch:
+    def feed(self, text: str, final: bool = False) -> RecordBatch:
         if not final and "\n" not in text:
             # No line ends here: keep the piece (joining on every chunk would be quadratic).
             self._tail.append(text)
@@ -74,7 +64,7 @@ class CsvParser:
             if self._tail_chars > self.max_line_chars:
                 raise FeedError(f"line {self._line + len(self._pending) + 1} is longer than "
                                 f"{self.max_line_chars} characters")
-            return CsvBatch()
+            return RecordBatch()
         data = "".join(self._tail) + text if self._tail else text
         self._tail = []
         self._tail_chars = 0
@@ -113,7 +103,7 @@ class CsvParser:
             out.append(line)
         return out
 
-    def _parse(self, lines: list[str], final: bool) -> CsvBatch:
+    def _parse(self, lines: list[str], final: bool) -> RecordBatch:
         # The C reader's field limit is the csv module's (one for the process): set for
         # this call only. The fast path fails on any field over the cap; the slow path
         # reads further, to reject the whole record (see the module doc).
@@ -127,7 +117,7 @@ class CsvParser:
         finally:
             csv.field_size_limit(before)
 
-    def _parse_fast(self, lines: list[str]) -> CsvBatch | None:
+    def _parse_fast(self, lines: list[str]) -> RecordBatch | None:
         """The whole chunk in one C call, when every record is one line and well quoted."""
         reader = csv.reader(iter(lines), delimiter=self._delimiter, quotechar=self._quotechar,
                             doublequote=True, strict=True)
@@ -139,7 +129,7 @@ class CsvParser:
             return None  # quoted line breaks: records span lines
         base = self._line + 1
         self._line += len(rows)
-        out = CsvBatch(rows, range(base, base + len(rows)))
+        out = RecordBatch(rows, range(base, base + len(rows)))
         if not all(rows):  # blank lines
             keep = [i for i, r in enumerate(rows) if r]
             out.rows = [rows[i] for i in keep]
@@ -147,9 +137,9 @@ class CsvParser:
         self.records += len(out.rows)
         return out
 
-    def _parse_slow(self, lines: list[str], final: bool) -> CsvBatch:
+    def _parse_slow(self, lines: list[str], final: bool) -> RecordBatch:
         """Record by record, with line numbers, resuming records cut by the chunk's end."""
-        out = CsvBatch()
+        out = RecordBatch()
         rows, starts = out.rows, []
         source = iter(lines) if final else chain(lines, _need_more())
         reader = csv.reader(source, delimiter=self._delimiter, quotechar=self._quotechar,

@@ -1,172 +1,39 @@
-"""JSON records from byte chunks, incrementally, in the CSV parser's batches.
+"""JSON records from byte chunks, incrementally, in RecordBatches (as the CSV parser).
 
 The records are the elements of an array: the whole document (`[...]`), or the array at
 `mapping.record` (a dotted path, `data.items`); or the lines of newline-delimited JSON.
 ijson's C backend (yajl) does the parsing, driven through its async API by hand, behind
 guards against what yajl alone would let through (see worker/parsers/jsonstream.py).
+Values become texts in jsonrows.py; what is refused, and why, is said in jsonshape.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from decimal import Decimal
 from itertools import chain
 from typing import Any
 
 import orjson
 
 from worker.errors import FeedError
-from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import CutShort, field_cap_reason
-from worker.parsers.csv import CsvBatch
+from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
+from worker.parsers import CutShort, RecordBatch, field_cap_reason, jsonrows, jsonshape
+from worker.parsers.jsonshape import JsonShapeError
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of newline-delimited JSON
-RAW_CHARS = 200                    # of a rejected record's text
 _PROBE = 16 * 1024                 # bytes at a time for the parser that looks for the array
-
-Row = Callable[[Any], list[str]]
 
 
 class _Out:
-    """A batch being filled (CsvBatch's lines are a Sequence: ranges for the CSV parser)."""
+    """A batch being filled (RecordBatch's lines are a Sequence: ranges for the CSV parser)."""
 
     def __init__(self) -> None:
         self.rows: list[list[str]] = []
         self.lines: list[int] = []
         self.errors: list[tuple[int, str, str]] = []
 
-    def batch(self) -> CsvBatch:
-        return CsvBatch(self.rows, self.lines, self.errors)
-
-
-class JsonShapeError(FeedError):
-    """Well-formed JSON, but not records where the mapping looks for them."""
-
-
-def _decimal(d: Decimal) -> str:
-    """A JSON number as written, without exponent noise (1E+2 -> 100); absurd exponents
-    stay in E notation rather than become thousands of zeros."""
-    text = str(d)
-    if "E" not in text:
-        return text
-    exponent = d.as_tuple().exponent
-    if isinstance(exponent, int) and -40 <= exponent <= 40:
-        return format(d, "f")
-    return text
-
-
-def _fragment(v: Any) -> orjson.Fragment:
-    if isinstance(v, Decimal):
-        return orjson.Fragment(_decimal(v))
-    raise TypeError(f"{type(v).__name__} is not JSON")
-
-
-def _dumps(v: Any) -> str:
-    return orjson.dumps(v, default=_fragment).decode()
-
-
-# A value's text by its type (ijson gives str, int, Decimal, bool, None, dict, list):
-# strings as they are, numbers as written, true/false, null as blank, objects and arrays
-# as compact JSON. Looked up by class, so the common types cost no Python-level call.
-_TO_TEXT: dict[type, Callable[[Any], str]] = {
-    str: str, int: int.__repr__, Decimal: _decimal, type(None): "".format,
-    bool: {True: "true", False: "false"}.__getitem__, dict: _dumps, list: _dumps,
-}
-
-
-def _text(v: Any) -> str:
-    return _TO_TEXT.get(v.__class__, _dumps)(v)
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, dict):
-        return "an object"
-    if isinstance(v, list):
-        return "an array"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, bool):
-        return "a boolean"
-    if v is None:
-        return "null"
-    return "a number"
-
-
-def _raw(v: Any) -> str:
-    try:
-        text = orjson.dumps(v, default=_fragment).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        text = repr(v)
-    return text if len(text) <= RAW_CHARS else text[:RAW_CHARS - 3] + "..."
-
-
-def _dig(value: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if value.__class__ is dict:
-            value = value.get(key)
-        elif value.__class__ is list and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            return None
-    return value
-
-
-def _row_maker(paths: list[tuple[str, ...]]) -> Row:
-    """record -> its texts, one a path: the first steps in one C-level pass of dict.get,
-    the deeper steps (few) after."""
-    keys = [p[0] for p in paths]
-    deeper = [(i, p[1:]) for i, p in enumerate(paths) if len(p) > 1]
-    convert = _TO_TEXT
-
-    if not deeper:
-        def flat(record: Any) -> list[str]:
-            return [v if v.__class__ is str else convert[v.__class__](v)
-                    for v in map(record.get, keys)]
-
-        return flat
-
-    def nested(record: Any) -> list[str]:
-        values = list(map(record.get, keys))
-        for i, rest in deeper:
-            value = values[i]
-            if value.__class__ is dict and len(rest) == 1:
-                values[i] = value.get(rest[0])
-            else:
-                values[i] = _dig(value, rest)
-        return [v if v.__class__ is str else convert[v.__class__](v) for v in values]
-
-    return nested
-
-
-def _path(value: Any, what: str) -> tuple[str, ...]:
-    if not isinstance(value, str) or not value.strip():
-        raise FeedError(f"{what} must be a dotted path such as \"stock.available\"")
-    parts = tuple(value.strip().split("."))
-    if "" in parts:
-        raise FeedError(f"{what} {value!r} is not a dotted path (an empty step)")
-    return parts
-
-
-def _fields(mapping: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, ...]]]:
-    fields = mapping.get("fields")
-    if not fields:
-        names = list(ATTRIBUTES)
-        return names, [(n,) for n in names]
-    if not isinstance(fields, dict):
-        raise FeedError("mapping.fields must be an object")
-    known = {*ATTRIBUTES, *EXTRA_ATTRIBUTES}
-    header, paths = [], []
-    for attr, path in fields.items():
-        if attr not in known:
-            raise FeedError(f"mapping.fields names an unknown attribute {attr!r}")
-        header.append(attr)
-        paths.append(_path(path, f"mapping.fields.{attr}"))
-    return header, paths
-
-
-# ---------------------------------------------------------------------------------------
-# the parser
+    def batch(self) -> RecordBatch:
+        return RecordBatch(self.rows, self.lines, self.errors)
 
 
 _WHITESPACE = b" \t\r\n"
@@ -181,22 +48,14 @@ class JsonRecords:
     the rest go on. Malformed JSON raises JsonSyntaxError (a FeedError) naming the byte; JSON
     without records where the mapping says raises JsonShapeError."""
 
-    def __init__(self, mapping: Mapping[str, Any],
+    def __init__(self, mapping: FeedMapping,
                  max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
         self.max_field_chars = max_field_chars
-        self.header, paths = _fields(mapping)
-        self._row = _row_maker(paths)
-        record = mapping.get("record") or ""
-        self._record = ".".join(_path(record, "mapping.record")) if record else ""
-        fmt = (mapping.get("format") or "").lower()
-        if fmt not in ("", "json", "ndjson", "jsonl"):
-            raise FeedError(f"mapping.format {mapping.get('format')!r}: use \"json\" or "
-                            "\"ndjson\"")
-        self._ndjson = fmt in ("ndjson", "jsonl")
-        if self._ndjson and self._record:
-            raise FeedError("mapping.record does not apply to newline-delimited JSON")
-        nxt = mapping.get("next")
-        self._next_path = ".".join(_path(nxt, "mapping.next")) if nxt else ""
+        self.header = list(mapping.fields)
+        self._row = jsonrows.row_maker([tuple(str(p).split(".")) for p in mapping.fields.values()])
+        self._record = mapping.record
+        self._ndjson = mapping.ndjson
+        self._next_path = mapping.next
         self.next_url: str | None = None
         self.records = 0        # records read (rows and errors)
         self.details: dict[str, Any] = {}
@@ -223,10 +82,10 @@ class JsonRecords:
 
     # -- public
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._guarded(data, final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download from
         a whole one), a document that does not end cleanly (an array or object not closed,
         a last line of newline-delimited JSON that is not a whole value) raises CutShort
@@ -236,7 +95,7 @@ class JsonRecords:
 
     # -- driving
 
-    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> RecordBatch:
         if self._failed is not None:
             raise self._failed
         out = _Out()
@@ -365,7 +224,7 @@ class JsonRecords:
             self._last_line(out)
             if self._mode == "guess":  # never a second value: one object, not lines
                 self._mode = "single"
-                raise JsonShapeError(self._shape_message())
+                raise JsonShapeError(jsonshape.document_message(self._first))
             if self._mode == "ndjson":
                 return
         values: list[Any] = []
@@ -379,18 +238,10 @@ class JsonRecords:
             self._found = self._found or self._mode == "path"
             self._emit(values, out)
         if self._mode == "single":
-            raise JsonShapeError(self._shape_message())
+            raise JsonShapeError(jsonshape.document_message(self._first))
         if self._mode == "path" and not self._found:
             raise JsonShapeError(f"the document has no array at {self._record!r} "
                                  "(mapping.record)")
-
-    def _shape_message(self) -> str:
-        kinds = {"{": "an object", "[": "an array", '"': "a string", "t": "a boolean",
-                 "f": "a boolean", "n": "null"}
-        kind = kinds.get(self._first, "a number")
-        hint = (": set mapping.record to the dotted path of the array of records"
-                if self._first == "{" else "")
-        return f"the document is {kind}, not an array of records{hint}"
 
     # -- path mode: what is at mapping.record, the next page's link
 
@@ -412,18 +263,11 @@ class JsonRecords:
             self._decide(events, record)
 
     def _decide(self, events: list[tuple[str, str, Any]], record: str) -> bool:
-        for prefix, event, _ in events:
-            if prefix == record and event != "map_key":
-                if event != "start_array":
-                    kind = {"start_map": "an object", "string": "a string",
-                            "number": "a number", "boolean": "a boolean",
-                            "null": "null"}.get(event, event)
-                    raise JsonShapeError(f"{record!r} (mapping.record) is {kind}, not an "
-                                         "array of records")
-                self._found = True
-                self._probe = None
-                return True
-        return False
+        if not jsonshape.array_at(events, record):
+            return False
+        self._found = True
+        self._probe = None
+        return True
 
     def _next_value(self, data: bytes, final: bool = False) -> None:
         found: list[Any] = []
@@ -435,7 +279,7 @@ class JsonRecords:
             self._next.send(data, found)
         if found and self.next_url is None:
             value = found[0]
-            self.next_url = None if value is None else _text(value) or None
+            self.next_url = None if value is None else jsonrows.value_text(value) or None
 
     # -- records
 
@@ -460,21 +304,23 @@ class JsonRecords:
 
     def _one(self, n: int, value: Any, out: _Out) -> None:
         if not isinstance(value, dict):
-            out.errors.append((n, _raw(value), f"record {n} is {_kind(value)}, not an object"))
+            out.errors.append((n, jsonrows.raw(value),
+                               f"record {n} is {jsonrows.kind(value)}, not an object"))
             return
         try:
             row = self._row(value)
         except (TypeError, ValueError, KeyError, orjson.JSONEncodeError) as exc:
-            out.errors.append((n, _raw(value), f"record {n} cannot be read: {exc}"))
+            out.errors.append((n, jsonrows.raw(value), f"record {n} cannot be read: {exc}"))
             return
         if "\x00" in "".join(row):
             self.details["nul_records"] = self.details.get("nul_records", 0) + 1
-            out.errors.append((n, _raw(value), "a value holds a NUL character (\\u0000)"))
+            out.errors.append((n, jsonrows.raw(value),
+                               "a value holds a NUL character (\\u0000)"))
             return
         longest = max(map(len, row), default=0)
         if longest > self.max_field_chars:
             name = self.header[[len(v) for v in row].index(longest)]
-            out.errors.append((n, _raw(value),
+            out.errors.append((n, jsonrows.raw(value),
                                field_cap_reason(name, longest, self.max_field_chars)))
             return
         out.rows.append(row)
@@ -535,7 +381,7 @@ class JsonRecords:
             if self._mode == "guess":
                 self._not_lines()
                 return
-            raise self._bad_line(lines, stream.start)
+            raise jsonshape.bad_line(lines, stream.start, self._lines)
         self._lines += len(lines)
         if self._mode == "guess":
             self._held += values
@@ -549,23 +395,6 @@ class JsonRecords:
         self._values += len(values)
         if values:
             self._emit(values, out)
-
-    def _bad_line(self, lines: list[bytes], start: int) -> JsonSyntaxError:
-        """The first line of a block that does not hold exactly one value."""
-        offset = start
-        for i, line in enumerate(lines, self._lines + 1):
-            if line.strip():
-                try:
-                    orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    reason = ("more than one JSON value on a line"
-                              if "after document" in str(exc) else
-                              "a line that is not a whole JSON value")
-                    at = len(line.decode("utf-8", "replace")[:exc.pos].encode())
-                    return JsonSyntaxError(reason, offset + at, line=i)
-            offset += len(line) + 1
-        return JsonSyntaxError("a line that does not hold one JSON value", None, start,
-                               offset, line=self._lines + 1)
 
     def _not_lines(self) -> None:
         """A document opening with `{` that is not lines of JSON: one value (parsed again

@@ -1,10 +1,10 @@
-"""XML records from byte chunks, incrementally, in the CSV parser's batches.
+"""XML records from byte chunks, incrementally, in RecordBatches (as the CSV parser).
 
 libxml2 (lxml's pull parser) builds the tree as bytes arrive and reports each element that
 ends with the record's tag; one whose path from the root is `mapping.record` is a record.
-Its fields (`mapping.fields`, XPaths relative to it) are read, then it is cleared and the
-elements before it (its earlier siblings, and those of its ancestors) are deleted, so the
-tree never holds more than the record being read: memory stays flat.
+Its fields (`mapping.fields`, XPaths relative to it: see xmlpaths.py) are read, then it is
+cleared and the elements before it (its earlier siblings, and those of its ancestors) are
+deleted, so the tree never holds more than the record being read: memory stays flat.
 
 Feeds are untrusted: entities are never expanded (resolve_entities=False), nothing is
 fetched (no_network, no DTD loading), libxml2's size and depth limits stay on
@@ -15,15 +15,14 @@ searched for `<!ENTITY` before libxml2 sees them, and its DTD checked at the fir
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Iterable
+from typing import Any
 
 from lxml import etree
 
 from worker.errors import FeedError
-from worker.model import ATTRIBUTES, DEFAULT_MAX_FIELD_CHARS, EXTRA_ATTRIBUTES
-from worker.parsers import CutShort, field_cap_reason
-from worker.parsers.csv import CsvBatch
+from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
+from worker.parsers import CutShort, RecordBatch, field_cap_reason, xmlpaths
 
 PIECE = 1024 * 1024  # bytes given to libxml2 at a time: bounds the records held at once
 RAW_CHARS = 200      # of a rejected record's text
@@ -31,15 +30,9 @@ _ENTITY = b"<!ENTITY"
 _DECLARES = ("the document's DTD declares entities (<!ENTITY ...>): refused, feeds may not "
              "(entities are never expanded)")
 
-_NAME = r"[^\W\d][\w.\-]*"
-_QNAME = re.compile(rf"(?:({_NAME}):)?({_NAME})")
-_STEP = rf"(?:{_NAME}:)?{_NAME}"
-_SIMPLE_FIELD = re.compile(rf"{_STEP}(?:/{_STEP})*(?:/@{_STEP})?|@{_STEP}")
 _WHERE = re.compile(r", line \d+, column \d+$")
-_XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 Element = etree._Element
-Getter = Callable[[Element, dict[Any, Element]], str]
 
 
 class XmlSyntaxError(FeedError):
@@ -51,173 +44,6 @@ class XmlSyntaxError(FeedError):
         super().__init__(f"malformed XML{where}: {reason}")
 
 
-class _RecordError(Exception):
-    """A record whose field could not be read (the others go on)."""
-
-
-def _text(el: Element) -> str:
-    """An element's text content, trimmed (its descendants' text too, as XPath's string())."""
-    if len(el):
-        return "".join(cast("Iterable[str]", el.itertext())).strip()
-    text = el.text
-    return text.strip() if text else ""
-
-
-def _xpath_text(result: Any) -> str:
-    if isinstance(result, list):
-        if not result:
-            return ""
-        result = result[0]
-    if isinstance(result, etree._Element):
-        return _text(result)
-    if isinstance(result, bool):
-        return "true" if result else "false"
-    if isinstance(result, float):
-        if result != result or result in (float("inf"), float("-inf")):
-            return ""
-        return str(int(result)) if result.is_integer() else repr(result)
-    if isinstance(result, (str, bytes)):
-        return (result.decode() if isinstance(result, bytes) else str(result)).strip()
-    return ""
-
-
-class _Names:
-    """Prefixed names (`g:id`) -> lxml's {uri}local, from mapping.namespaces."""
-
-    def __init__(self, namespaces: Any) -> None:
-        if namespaces is None:
-            namespaces = {}
-        if not isinstance(namespaces, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in namespaces.items()):
-            raise FeedError("mapping.namespaces must map prefixes to namespace URIs")
-        self.map: dict[str, str] = {"xml": _XML_NS, **namespaces}
-
-    def clark(self, qname: str, what: str) -> str:
-        m = _QNAME.fullmatch(qname)
-        if m is None:
-            raise FeedError(f"{what}: {qname!r} is not an element name")
-        prefix, local = m.groups()
-        if prefix is None:
-            return local
-        if prefix not in self.map:
-            raise FeedError(f"{what}: namespace prefix {prefix!r} is not declared in "
-                            "mapping.namespaces")
-        return f"{{{self.map[prefix]}}}{local}"
-
-
-def _record_path(record: Any, names: _Names) -> list[str]:
-    if not isinstance(record, str) or not record.startswith("/") or record.startswith("//"):
-        raise FeedError("mapping.record must be the absolute path of the record element, "
-                        "such as \"/rss/channel/item\"")
-    steps = record.strip().strip("/").split("/")
-    return [names.clark(step, "mapping.record") for step in steps]
-
-
-def _getter(expr: Any, names: _Names, what: str) -> tuple[Getter | str, bool]:
-    """The field's reader (or, for the text of a child element, the child's tag), and
-    whether it wants the record's first child by tag."""
-    if not isinstance(expr, str) or not expr.strip():
-        raise FeedError(f"{what} must be an XPath relative to the record element")
-    expr = expr.strip()
-    if expr.startswith("/") or ".." in expr:
-        raise FeedError(f"{what} {expr!r}: the path must stay inside the record element "
-                        "(the rest of the document is not kept)")
-    if _SIMPLE_FIELD.fullmatch(expr):
-        steps = expr.split("/")
-        attr = names.clark(steps.pop()[1:], what) if steps[-1].startswith("@") else None
-        tags = [names.clark(s, what) for s in steps]
-        if len(tags) == 1 and attr is None:
-            return tags[0], True
-        return _simple(tags, attr), bool(tags)
-    try:
-        xpath = etree.XPath(expr, namespaces=names.map, smart_strings=False)
-        xpath(etree.Element("probe"))  # unknown prefixes and functions fail here
-    except etree.XPathError as exc:
-        raise FeedError(f"{what} {expr!r} is not an XPath lxml can use: {exc}") from None
-
-    def evaluate(el: Element, first: dict[Any, Element]) -> str:
-        try:
-            return _xpath_text(xpath(el))
-        except Exception as exc:  # XPath errors, and EXSLT's (re.error, ...)
-            raise _RecordError(f"{what} {expr!r}: {exc}") from None
-
-    return evaluate, False
-
-
-def _simple(tags: list[str], attr: str | None) -> Getter:
-    if not tags:
-        name = attr or ""
-
-        def own_attribute(el: Element, first: dict[Any, Element]) -> str:
-            value = el.get(name)
-            return value.strip() if value else ""
-
-        return own_attribute
-    head, rest = tags[0], tags[1:]
-
-    def child(el: Element, first: dict[Any, Element]) -> str:
-        node = first.get(head)
-        for tag in rest:
-            if node is None:
-                return ""
-            node = next(node.iterchildren(tag), None)
-        if node is None:
-            return ""
-        if attr is None:
-            return _text(node)
-        value = node.get(attr)
-        return value.strip() if value else ""
-
-    return child
-
-
-class _Fields:
-    """The header, and how each of its values is read: the text of a child element (the
-    common case, read inline) or a getter."""
-
-    def __init__(self, mapping: Mapping[str, Any], names: _Names) -> None:
-        fields = mapping.get("fields")
-        if not fields:
-            fields = {a: a for a in ATTRIBUTES}
-        if not isinstance(fields, dict):
-            raise FeedError("mapping.fields must be an object")
-        known = {*ATTRIBUTES, *EXTRA_ATTRIBUTES}
-        self.header: list[str] = []
-        self.texts: list[tuple[int, str]] = []
-        self.getters: list[tuple[int, Getter]] = []
-        self.children = False
-        for i, (attr, expr) in enumerate(fields.items()):
-            if attr not in known:
-                raise FeedError(f"mapping.fields names an unknown attribute {attr!r}")
-            getter, wants_children = _getter(expr, names, f"mapping.fields.{attr}")
-            self.header.append(attr)
-            if isinstance(getter, str):
-                self.texts.append((i, getter))
-            else:
-                self.getters.append((i, getter))
-            self.children = self.children or wants_children
-
-    def row(self, el: Element) -> list[str]:
-        first: dict[Any, Element] = {}
-        if self.children:
-            for child in el:
-                first.setdefault(child.tag, child)
-        row = [""] * len(self.header)
-        get = first.get
-        for i, tag in self.texts:
-            node = get(tag)
-            if node is not None:
-                if len(node):
-                    row[i] = _text(node)
-                else:
-                    text = node.text
-                    if text:
-                        row[i] = text.strip()
-        for i, getter in self.getters:
-            row[i] = getter(el, first)
-        return row
-
-
 class XmlRecords:
     """Bytes in, records out: `feed(data)` as they arrive, then `close()`. Each batch's rows
     hold one text per `header` attribute ("" where the XPath selects nothing); `lines` are
@@ -225,12 +51,12 @@ class XmlRecords:
     `max_field_chars`, lands in `errors` and the rest go on. Malformed XML raises
     XmlSyntaxError (a FeedError) naming line and column."""
 
-    def __init__(self, mapping: Mapping[str, Any],
+    def __init__(self, mapping: FeedMapping,
                  max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
         self.max_field_chars = max_field_chars
-        names = _Names(mapping.get("namespaces"))
-        self._path = _record_path(mapping.get("record"), names)
-        self._fields = _Fields(mapping, names)
+        names = xmlpaths.Names(mapping.namespaces)
+        self._path = xmlpaths.record_path(mapping.record, names)
+        self._fields = xmlpaths.Fields(mapping.fields, names)
         self.header = self._fields.header
         self.next_url: str | None = None
         self.records = 0
@@ -250,16 +76,16 @@ class XmlRecords:
         self._last_break = -1                 # ... offset of the last one
         self._failed: FeedError | None = None
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._guarded(data, final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download from
         a whole one), a document that ends before its root element is closed raises
         CutShort rather than XmlSyntaxError."""
         return self._guarded(b"", final=True, vouched=vouched)
 
-    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> CsvBatch:
+    def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> RecordBatch:
         if self._failed is not None:
             raise self._failed
         rows: list[list[str]] = []
@@ -274,7 +100,7 @@ class XmlRecords:
         except FeedError as exc:
             self._failed = exc
             raise
-        return CsvBatch(rows, lines, errors)
+        return RecordBatch(rows, lines, errors)
 
     def _feed(self, data: bytes, out: tuple[list[list[str]], list[int], list[Any]]) -> None:
         if not self._checked:
@@ -359,7 +185,7 @@ class XmlRecords:
             self.records += 1
             try:
                 row = make_row(el)
-            except _RecordError as exc:
+            except xmlpaths.RecordError as exc:
                 errors.append((self.records, _raw(el), str(exc)))
             else:
                 longest = max(map(len, row), default=0)

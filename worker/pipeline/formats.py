@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from worker.errors import FeedError, TruncatedError
-from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
-from worker.parsers import CutShort, sniff
-from worker.parsers.csv import CsvBatch, CsvParser
+from worker.feedmapping import has_header_row
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
+from worker.parsers import CutShort, RecordBatch, sniff
+from worker.parsers.csv import CsvParser
 from worker.parsers.text import TextDecoder
 from worker.sources.transfer import Transfer
 from worker.urls import FeedUrl
@@ -27,9 +28,9 @@ class Records(Protocol):
     def delimiter(self) -> str:
         """Shown between the fields of a rejected record."""
 
-    def feed(self, data: bytes) -> CsvBatch: ...
+    def feed(self, data: bytes) -> RecordBatch: ...
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """The last records. Not `vouched` (the transport could not tell a cut download
         from a whole one), a document that ends where a whole one cannot raises CutShort."""
 
@@ -60,10 +61,10 @@ class CsvRecords:
         self._held = ""  # text kept until there is enough to sniff the delimiter
         self._last = ""  # the last character of the text so far
 
-    def feed(self, data: bytes) -> CsvBatch:
+    def feed(self, data: bytes) -> RecordBatch:
         return self._text(self._decoder.decode(data), final=False)
 
-    def close(self, vouched: bool = True) -> CsvBatch:
+    def close(self, vouched: bool = True) -> RecordBatch:
         """Many CSV files lack the final line break: only a document whose transport could
         not vouch for its length must end with one (and not inside a quoted field)."""
         try:
@@ -81,13 +82,13 @@ class CsvRecords:
                                "when the transport cannot vouch for its length)")
         return batch
 
-    def _text(self, text: str, final: bool) -> CsvBatch:
+    def _text(self, text: str, final: bool) -> RecordBatch:
         if text:
             self._last = text[-1]
         if self._parser is None:
             self._held += text
             if not final and self._held.count("\n") < 2 and len(self._held) < 65536:
-                return CsvBatch()
+                return RecordBatch()
             text, self._held = self._held, ""
             sniffed = self._delimiter is None
             delimiter = self._delimiter or sniff.delimiter(text[:65536])
@@ -120,24 +121,25 @@ def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> R
     if feed.resource_type == "xml":
         from worker.parsers.xml import XmlRecords
 
-        return _Structured(XmlRecords(feed.mapping, max_field_chars))
+        return _Structured(XmlRecords(feed.mapping.check(), max_field_chars))
     if feed.resource_type == "json":
         from worker.parsers.json import JsonRecords
 
-        return _Structured(JsonRecords(feed.mapping, max_field_chars))
+        return _Structured(JsonRecords(feed.mapping.check(), max_field_chars))
+    feed.mapping.check()
     return CsvRecords(feed, max_field_chars)
 
 
 def needs_header(feed: Feed) -> bool:
     """Whether the mapper waits for a header: only a CSV without one does not."""
-    return feed.resource_type not in ("ftp_csv", "webhook") or feed.csv_has_header
+    return has_header_row(feed.resource_type, feed.csv_has_header)
 
 
-def mapping_for(feed: Feed) -> dict[str, Any]:
+def mapping_for(feed: Feed) -> FeedMapping:
     """What the mapper applies: for XML and JSON the parser already picked the fields
     (its header is their attribute names), so only the value maps remain."""
     if feed.resource_type in ("xml", "json"):
-        return {"values": feed.mapping.get("values") or {}}
+        return FeedMapping(values=feed.mapping.values)
     return feed.mapping
 
 
@@ -169,16 +171,16 @@ class _Structured:
         value = getattr(self._parser, "next_url", None)
         return str(value) if value else None
 
-    def feed(self, data: bytes) -> CsvBatch:
-        batch: CsvBatch = self._parser.feed(data)
+    def feed(self, data: bytes) -> RecordBatch:
+        batch: RecordBatch = self._parser.feed(data)
         return batch
 
-    def close(self, vouched: bool = True) -> CsvBatch:
-        batch: CsvBatch = self._parser.close(vouched)
+    def close(self, vouched: bool = True) -> RecordBatch:
+        batch: RecordBatch = self._parser.close(vouched)
         return batch
 
 
-def finish(records: Records, transfer: Transfer, compression: str | None) -> CsvBatch:
+def finish(records: Records, transfer: Transfer, compression: str | None) -> RecordBatch:
     """The last records of a download. A gzip member or zip entry that inflated to its
     end vouches for the document as the transport does; when neither does, a document
     whose end is not a whole one's fails the run as truncated, not as malformed."""

@@ -16,7 +16,7 @@ from worker.errors import DeadlineExceeded, FeedError
 from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
-from worker.parsers.csv import CsvBatch
+from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
@@ -28,9 +28,8 @@ from worker.urls import FeedUrl
 Progress = Callable[[int, int], None]  # (bytes read, rows read)
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
-# Bytes handed to a parser at a time: the records of 1 MiB at once left the CPU's caches
-# behind, 128 KiB parses a 1M-item JSON feed in 5.1 s instead of 7.1 s, CSV 7% faster
-# (measured; 64-256 KiB alike).
+# Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
+# CPU's caches behind; a piece of this size keeps them in (the pull benchmarks show it).
 PARSE_PIECE = 128 * 1024
 
 
@@ -92,7 +91,7 @@ class Stream:
                                    local_files=self.job.local_files,
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
-                                   zip_entry=feed.mapping.get("zipEntry"), meter=self._counted)
+                                   zip_entry=feed.mapping.zip_entry, meter=self._counted)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
@@ -192,7 +191,7 @@ class Stream:
                              positions=True)
         ready.set_result(["pos", *self.mapper.columns])
 
-    def _take(self, batch: CsvBatch, ready: asyncio.Future[list[str] | None],
+    def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:
         for line, raw, reason in batch.errors:
             self.rows_read += 1

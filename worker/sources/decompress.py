@@ -8,9 +8,9 @@ output, so the ratio seen is a little low and a bomb stops a little later), judg
 once the output passes RATIO_FLOOR_BYTES: a small feed may compress a thousand times (a
 column of zeros) and is no threat at that size.
 
-gzip is inflated by a child process (see _GUNZIP), on the other core, while this one
-parses: 0.5-1 s less for a gzip'd 1M-item feed (measured). A worker thread was tried
-first: it made the parsing slower, the two fighting over the GIL."""
+gzip is inflated by a child process (see _GUNZIP), on another core, while this one
+parses. A worker thread would make the parsing slower: the two would fight over the
+GIL."""
 
 from __future__ import annotations
 

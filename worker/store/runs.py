@@ -8,7 +8,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from worker.model import Feed, LastPull, RunReport, StoredReject
+from worker.errors import FeedError
+from worker.feedmapping import parse_mapping
+from worker.model import Feed, FeedMapping, LastPull, RunReport, StoredReject
 from worker.store.db import Conn
 from worker.store.queries import q
 
@@ -20,8 +22,11 @@ async def load_feed(conn: Conn | asyncpg.Pool, feed_id: int) -> Feed | None:
     if row is None:
         return None
     data = dict(row)
-    mapping = orjson.loads(data["mapping"]) if data["mapping"] else {}
-    data["mapping"] = mapping if isinstance(mapping, dict) else {}
+    raw = orjson.loads(data["mapping"]) if data["mapping"] else {}
+    try:
+        data["mapping"] = parse_mapping(raw, data["resource_type"], data["csv_has_header"])
+    except FeedError as exc:  # the run is claimed, then fails with it (runner.execute)
+        data["mapping"] = FeedMapping(error=str(exc))
     return Feed(**data)
 
 

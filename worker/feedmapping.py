@@ -1,0 +1,158 @@
+"""A feed's `mapping` JSON, parsed and checked once for its resource type.
+
+`parse_mapping` is the one place that reads the stored JSON: it raises FeedError naming
+the key at fault, and returns a frozen FeedMapping (worker/model.py) that the mapper, the
+XML and JSON parsers, the zip reader and pagination take as it is. Feeds are loaded with
+their mapping parsed (store/runs.py), so a bad mapping fails its run before anything is
+downloaded (runner.execute).
+
+The keys, by resource type:
+  all      `values` (attribute -> {source text -> value}), `zipEntry`
+  CSV      `fields`: attribute -> header name or 0-based column index
+  XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
+           `fields`: attribute -> XPath relative to the record
+  JSON     `record` (dotted path of the array of records), `format` (json | ndjson),
+           `next` (dotted path of the next page's URL), `fields`: attribute -> dotted path
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from worker.errors import FeedError
+from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping
+from worker.parsers import xmlpaths
+
+_KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
+JSON_FORMATS = ("", "json", "ndjson", "jsonl")
+
+
+def has_header_row(resource_type: str, csv_has_header: bool) -> bool:
+    """Whether records come with names: only a CSV without a header row has none (its
+    mapping gives column indexes)."""
+    return resource_type not in ("ftp_csv", "webhook") or csv_has_header
+
+
+def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> FeedMapping:
+    """The feed's mapping JSON (None or not an object: an empty mapping), checked in the
+    order its consumers read it; raises FeedError with the first problem."""
+    data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    zip_entry = data.get("zipEntry")
+    if zip_entry is not None and not isinstance(zip_entry, str):
+        raise FeedError("mapping.zipEntry must be the name of a file in the zip")
+    if resource_type == "xml":
+        mapping = _xml(data)
+    elif resource_type == "json":
+        mapping = _json(data)
+    else:
+        return _csv(data, has_header_row(resource_type, csv_has_header), zip_entry)
+    if not isinstance(data.get("values") or {}, dict):
+        raise FeedError("mapping.values must be an object")
+    if "externalId" not in mapping.fields:
+        raise FeedError(missing_external_id(list(mapping.fields)))
+    return FeedMapping(mapping.fields, _values(data), mapping.record, mapping.namespaces,
+                       mapping.ndjson, mapping.next, zip_entry)
+
+
+def missing_external_id(header: Sequence[str] | None) -> str:
+    if header is None:
+        return ("the feed has no header row: mapping.fields must give the 0-based column "
+                "of externalId (and the other attributes)")
+    return ("no column for externalId: map it in mapping.fields or name a column "
+            f"external_id (header: {show_header(header)})")
+
+
+def show_header(header: Sequence[str]) -> str:
+    shown = ", ".join(repr(h) for h in header[:30])
+    return shown + (", ..." if len(header) > 30 else "")
+
+
+def dotted(value: Any, what: str) -> str:
+    """A dotted path (`stock.available`), trimmed."""
+    if not isinstance(value, str) or not value.strip():
+        raise FeedError(f"{what} must be a dotted path such as \"stock.available\"")
+    parts = value.strip().split(".")
+    if "" in parts:
+        raise FeedError(f"{what} {value!r} is not a dotted path (an empty step)")
+    return value.strip()
+
+
+def _known(attr: str) -> None:
+    if attr not in _KNOWN:
+        raise FeedError(f"mapping.fields names an unknown attribute {attr!r}")
+
+
+def _csv(data: Mapping[str, Any], header: bool, zip_entry: str | None) -> FeedMapping:
+    for key in ("fields", "values"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise FeedError(f"mapping.{key} must be an object")
+    fields: dict[str, int | str] = {}
+    for attr, src in (data.get("fields") or {}).items():
+        _known(attr)
+        if isinstance(src, bool) or not isinstance(src, (int, str)):
+            raise FeedError(f"mapping.fields.{attr} must be a column name or a 0-based index")
+        if isinstance(src, int) or (not header and src.isdigit()):
+            src = int(src)
+            if src < 0:
+                raise FeedError(f"mapping.fields.{attr}: column index {src} is out of range")
+        elif not header:
+            raise FeedError(f"mapping.fields.{attr} names column {src!r} but the feed has no "
+                            "header row: use a 0-based index")
+        fields[attr] = src
+    if not header and "externalId" not in fields:
+        raise FeedError(missing_external_id(None))
+    return FeedMapping(fields, _values(data), zip_entry=zip_entry)
+
+
+def _values(data: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for attr, vm in (data.get("values") or {}).items():
+        if attr not in ATTRIBUTES or attr == "externalId" or not isinstance(vm, dict):
+            raise FeedError(f"mapping.values.{attr} must map texts to values of a known "
+                            "attribute other than externalId")
+        out[attr] = {str(k).strip().lower(): _text(v) for k, v in vm.items()}
+    return out
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+def _structured_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    fields = data.get("fields")
+    if not fields:
+        return {a: a for a in ATTRIBUTES}
+    if not isinstance(fields, dict):
+        raise FeedError("mapping.fields must be an object")
+    return fields
+
+
+def _xml(data: Mapping[str, Any]) -> FeedMapping:
+    names = xmlpaths.Names(data.get("namespaces"))
+    record = data.get("record")
+    xmlpaths.record_path(record, names)
+    fields = _structured_fields(data)
+    for attr, expr in fields.items():
+        _known(attr)
+        xmlpaths.getter(expr, names, f"mapping.fields.{attr}")
+    namespaces = dict(data.get("namespaces") or {})
+    return FeedMapping(dict(fields), record=str(record), namespaces=namespaces)
+
+
+def _json(data: Mapping[str, Any]) -> FeedMapping:
+    fields: dict[str, int | str] = {}
+    for attr, path in _structured_fields(data).items():
+        _known(attr)
+        fields[attr] = dotted(path, f"mapping.fields.{attr}")
+    record = dotted(data["record"], "mapping.record") if data.get("record") else ""
+    fmt = data.get("format") or ""
+    if not isinstance(fmt, str) or fmt.lower() not in JSON_FORMATS:
+        raise FeedError(f"mapping.format {data.get('format')!r}: use \"json\" or \"ndjson\"")
+    ndjson = fmt.lower() in ("ndjson", "jsonl")
+    if ndjson and record:
+        raise FeedError("mapping.record does not apply to newline-delimited JSON")
+    nxt = dotted(data["next"], "mapping.next") if data.get("next") else ""
+    return FeedMapping(fields, record=record, ndjson=ndjson, next=nxt)
