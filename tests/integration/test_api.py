@@ -157,6 +157,13 @@ async def test_providers_and_feeds_are_saved_checked_and_their_secrets_masked(
     ({"name": "x", "breakerMaxRowsDrop": 2}, "/breakerMaxRowsDrop"),
     ({"name": "x", "encoding": "klingon"}, "/encoding"),
     ({"name": "x", "mapping": []}, "/mapping"),
+    ({"name": "x", "resourceType": "ftp_csv", "csvHasHeader": False,
+      "mapping": {"fields": {"externalId": "Item ID"}}}, "/mapping/fields/externalId"),
+    ({"name": "x", "resourceType": "ftp_csv",
+      "mapping": {"values": {"inventoryQuantity": {"in stock": "lots"}}}},
+     "/mapping/values/inventoryQuantity/in stock"),
+    ({"name": "x", "resourceType": "xml", "mapping": {"fields": {"externalId": "id"}}},
+     "/mapping/record"),
     ({"name": "x", "colour": "red"}, "/colour"),
     ({"name": "x", "dropshipProviderId": 999999}, "/dropshipProviderId"),
 ])

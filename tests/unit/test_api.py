@@ -9,6 +9,7 @@ import pytest
 from worker.api import feeds, tokens
 from worker.api.errors import ApiError, pointer
 from worker.api.limits import TokenBuckets
+from worker.api.mappings import check_mapping
 from worker.api.push import variant_problems
 from worker.settings import Settings
 
@@ -72,3 +73,41 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
                                     "retailPrice": -1, "name": "fine"}, Settings())
     assert [p["pointer"] for p in problems] == ["/inventoryQuantity", "/retailPrice"]
     assert variant_problems(1, {"externalId": " "}, Settings())[0]["pointer"] == "/externalId"
+
+
+@pytest.mark.parametrize(("raw", "resource_type", "header", "where"), [
+    ({"fields": {"inventoryQuantity": 2}}, "ftp_csv", False, "/mapping/fields"),
+    ({"fields": {"externalId": "Item"}}, "ftp_csv", False, "/mapping/fields/externalId"),
+    ({"fields": {"colour": "x"}}, "ftp_csv", True, "/mapping/fields/colour"),
+    ({"values": {"inventoryQuantity": {"in stock": 100, "out": "lots"}}}, "ftp_csv", True,
+     "/mapping/values/inventoryQuantity/out"),
+    ({"record": "/rss/item", "fields": {"externalId": "id["}}, "xml", True,
+     "/mapping/fields/externalId"),
+    ({"record": "/rss/item", "fields": {"externalId": "id", "inventoryQuantity": "q"},
+      "values": {"inventoryQuantity": {"out of stock": "none"}}}, "xml", True,
+     "/mapping/values/inventoryQuantity/out of stock"),
+    ({"record": "data..items"}, "json", True, "/mapping/record"),
+    ({"format": "csv"}, "json", True, "/mapping/format"),
+    ({"zipEntry": 5}, "ftp_csv", True, "/mapping/zipEntry"),
+    ([], "ftp_csv", True, "/mapping"),
+])
+def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, header: bool,
+                                                 where: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_mapping(raw, resource_type, header)
+    assert caught.value.details[0]["pointer"] == where
+
+
+@pytest.mark.parametrize(("raw", "resource_type", "header"), [
+    ({}, "webhook", True),
+    ({"fields": {"externalId": "Item ID"}}, "ftp_csv", True),
+    ({"fields": {"externalId": 0, "inventoryQuantity": 2}}, "ftp_csv", False),
+    ({"values": {"inventoryQuantity": {"in stock": 100, "out": 0}}}, "ftp_csv", True),
+    ({"record": "/rss/channel/item", "namespaces": {"g": "http://base.google.com/ns/1.0"},
+      "fields": {"externalId": "g:id", "inventoryQuantity": "g:availability"},
+      "values": {"inventoryQuantity": {"in stock": 100, "out of stock": 0}}}, "xml", True),
+    ({"record": "data.items", "fields": {"externalId": "id", "inventoryQuantity": "stock.n"}},
+     "json", True),
+])
+def test_a_good_mapping_is_kept_as_sent(raw: Any, resource_type: str, header: bool) -> None:
+    assert check_mapping(raw, resource_type, header) == raw

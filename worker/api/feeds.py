@@ -151,8 +151,10 @@ def columns(merged: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
         "decimal_notation": f.choice("decimalNotation", merged["decimalNotation"],
                                      ("decimal", "comma")),
         "encoding": _encoding(merged["encoding"]),
-        "mapping": orjson.dumps(check_mapping(merged["mapping"], resource_type,
-                                              has_header)).decode(),
+        "mapping": orjson.dumps(check_mapping(
+            merged["mapping"], resource_type, has_header,
+            f.choice("decimalNotation", merged["decimalNotation"], ("decimal", "comma"))
+        )).decode(),
         "automatically_connect": f.boolean("automaticallyConnect",
                                            merged["automaticallyConnect"]),
         "automatically_connect_by_barcode": f.boolean(
