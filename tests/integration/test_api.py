@@ -4,6 +4,7 @@ spoken to with aiohttp's client."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -476,8 +477,33 @@ async def test_the_document_is_served(admin: Client) -> None:
 
 
 async def test_sigterm_stops_the_process_cleanly(api: ApiProcess) -> None:
-    import signal
-
     api.signal(signal.SIGTERM)
     assert await api.wait() == 0
     await api.wait_event("api.stopping")
+
+
+async def test_a_message_dead_lettered_by_the_daemon_reports_why(
+        clean_broker: None, api: ApiProcess, admin: Client, settings: Settings,
+        processes: list[DaemonProcess]) -> None:
+    """Queued while no daemon runs; the feed is disabled before one takes the message."""
+    first = DaemonProcess(settings.database_url, "api-declare")
+    processes.append(first)
+    await first.start()  # declares the queues, so that the message waits in one
+    first.signal(signal.SIGTERM)
+    assert await first.wait() == 0
+    f = await feed(admin, await provider(admin))
+    status, queued, _ = await admin.call(
+        "PUT", f"/api/inventory-feeds/{f['id']}/parse-webhook.json", [{"externalId": "A"}])
+    assert status == 202
+    await admin.call("PUT", f"/api/inventory-feeds/{f['id']}.json", {"enabled": False})
+    daemon = DaemonProcess(settings.database_url, "api-daemon")
+    processes.append(daemon)
+    await daemon.start()
+
+    async def reported() -> dict[str, Any] | None:
+        _, b, _ = await admin.call("GET", queued["statusUrl"])
+        return dict(b) if b["status"] != "queued" else None
+
+    done = await until(reported, what="the message's outcome")
+    assert done["status"] == "dead-lettered"
+    assert "is disabled" in done["reason"]
