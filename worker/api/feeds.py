@@ -218,10 +218,10 @@ async def index(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     ctx, who, feed_id = context(request), caller(request), path_id(request)
-    data = await json_object(request)
     row = await store.get_feed(ctx.pool, feed_id, who.scope)
-    if row is None:
+    if row is None:  # before the body: another's id is 404, whatever the body
         raise not_found("inventory feed")
+    data = await json_object(request)
     fields.only(data, FIELDS, READ_ONLY)
     current = render(row)
     merged = {**current, **{k: v for k, v in data.items() if k in FIELDS}}

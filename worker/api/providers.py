@@ -67,10 +67,10 @@ async def index(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     ctx, who, provider_id = context(request), caller(request), path_id(request)
-    data = await json_object(request)
     row = await store.get_provider(ctx.pool, provider_id, who.scope)
-    if row is None:
+    if row is None:  # before the body: another's id is 404, whatever the body
         raise not_found("dropship provider")
+    data = await json_object(request)
     current = render(row)
     if not who.admin:
         for key in ADMIN_ONLY:

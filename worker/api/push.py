@@ -47,20 +47,15 @@ async def writable_feed(ctx: Context, who: Caller, feed_id: int) -> asyncpg.Reco
 
 async def parse_webhook(request: web.Request) -> web.Response:
     ctx, who, feed_id = context(request), caller(request), path_id(request)
+    await writable_feed(ctx, who, feed_id)  # first: another's feed is 404, whatever the body
     data = await json_body(request)
-    await writable_feed(ctx, who, feed_id)
     if isinstance(data, dict):
-        return await _apply(ctx, who, feed_id, data)
+        return await apply_one(ctx, who, feed_id, data)
     if isinstance(data, list):
         return await _publish(request, ctx, who, feed_id, data)
     raise ApiError(422, "invalid", "the body must be a variant (an object) or an array of "
                    f"up to {MAX_ASYNC_VARIANTS} variants",
                    [{"pointer": "", "reason": "must be an object or an array"}])
-
-
-async def _apply(ctx: Context, who: Caller, feed_id: int,
-                 variant: dict[str, Any]) -> web.Response:
-    return await apply_one(ctx, who, feed_id, variant)
 
 
 async def apply_one(ctx: Context, who: Caller, feed_id: int,

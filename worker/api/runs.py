@@ -68,15 +68,15 @@ async def fetch(request: web.Request) -> web.Response:
     """A pull-request for the feed, confirmed; the run appears under runs.json with this
     message id."""
     ctx, who, feed_id = context(request), caller(request), path_id(request)
+    feed = await store.get_feed(ctx.pool, feed_id, who.scope)
+    if feed is None:
+        raise not_found("inventory feed")
     data = await json_body(request) if request.body_exists else {}
     if not isinstance(data, dict) or set(data) - {"force"}:
         raise invalid("", "the body may only be {\"force\": true|false}")
     force = data.get("force", False)
     if not isinstance(force, bool):
         raise invalid(pointer("force"), "must be true or false")
-    feed = await store.get_feed(ctx.pool, feed_id, who.scope)
-    if feed is None:
-        raise not_found("inventory feed")
     if not feed["enabled"] or feed["provider_archived"]:
         raise ApiError(409, "feed_disabled", f"inventory feed {feed_id} is disabled")
     if feed["resource_type"] == "webhook" or not feed["resource_location"]:

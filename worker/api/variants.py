@@ -71,10 +71,10 @@ async def show(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     ctx, who = context(request), caller(request)
-    data = await json_object(request)
     row = await store.get_item_by_id(ctx.pool, path_id(request), who.scope)
-    if row is None:
+    if row is None:  # before the body: another's id is 404, whatever the body
         raise not_found("inventory feed variant")
+    data = await json_object(request)
     if "externalId" in data and data["externalId"] != row["external_id"]:
         raise invalid(pointer("externalId"), "cannot change: it is the item's key")
     await writable_feed(ctx, who, row["inventory_feed_id"])
