@@ -60,3 +60,14 @@ async def create_token(settings: Settings, provider_id: int | None) -> str:
         return await tokens.create(pool, provider_id)
     finally:
         await pool.close()
+
+
+async def revoke_token(settings: Settings, token_id: int) -> bool:
+    """Revoke an API token; False when there was no live token of that id."""
+    from worker.store import api as store
+
+    pool = await db.create_pool(settings.database_url, size=1)
+    try:
+        return await store.revoke_token(pool, token_id)
+    finally:
+        await pool.close()

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--provider", type=int, metavar="N",
                      help="a token of dropship provider N: its own feeds and items only")
     who.add_argument("--admin", action="store_true", help="a token that sees every provider")
+    tr = tok_sub.add_parser("revoke", help="revoke a token: it answers 401 from now on")
+    tr.set_defaults(handler=commands.token_revoke)
+    tr.add_argument("id", type=int, help="the token's id (fwt_<id>_...)")
     sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)"
                    ).set_defaults(handler=commands.check)
     sub.add_parser("migrate", help="create the database if missing and apply migrations"

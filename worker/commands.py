@@ -40,6 +40,16 @@ async def token_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import revoke_token
+
+    if not await revoke_token(settings, args.id):
+        print(f"no live token {args.id}", file=sys.stderr)
+        return 1
+    print(f"revoked token {args.id}")
+    return 0
+
+
 async def check(args: argparse.Namespace, settings: Settings) -> int:
     from worker.admin import check
 

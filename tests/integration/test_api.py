@@ -105,6 +105,14 @@ async def test_token_command_prints_a_token_that_works(
         stored = await pool.fetchval("SELECT secret_sha256 FROM api_tokens WHERE "
                                      "dropship_provider_id = $1", p)
         assert token.split("_", 2)[2].encode() not in bytes(stored)  # only a digest
+        token_id = token.split("_")[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "token", "revoke", token_id, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert (proc.returncode, out.decode().strip()) == (0, f"revoked token {token_id}"), err
+        status, body, _ = await c.as_(token).call("GET", "/api/dropship-providers.json")
+        assert status == 401
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker", "token", "create", "--provider", "999999",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -299,9 +307,10 @@ async def test_one_variant_is_applied_at_once_through_the_push_merge(
                                        {"externalId": "1"})
     assert status == 404
     await admin.call("PUT", f"/api/inventory-feeds/{f['id']}.json", {"enabled": False})
-    status, body, _ = await admin.call("PUT", path, {"externalId": "1"})
-    assert status == 409
-    error(body, "feed_disabled")
+    for body_sent in ({"externalId": "1"}, [{"externalId": "1"}]):
+        status, body, _ = await admin.call("PUT", path, body_sent)
+        assert status == 409
+        error(body, "feed_disabled")
 
 
 async def test_the_daily_limit_answers_429(admin: Client) -> None:

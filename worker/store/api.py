@@ -36,6 +36,10 @@ async def create_token(db: Db, secret_sha256: bytes, provider_id: int | None) ->
     return token_id
 
 
+async def revoke_token(db: Db, token_id: int) -> bool:
+    return await db.fetchval(q(_SQL, "revoke_token"), token_id) is not None
+
+
 async def token(db: Db, token_id: int) -> asyncpg.Record | None:
     """A live token (not revoked, its provider not archived)."""
     return await db.fetchrow(q(_SQL, "token"), token_id)

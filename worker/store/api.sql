@@ -7,6 +7,10 @@ INSERT INTO api_tokens (secret_sha256, dropship_provider_id, admin)
 VALUES ($1, $2, $3)
 RETURNING id;
 
+-- name: revoke_token
+UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+RETURNING id;
+
 -- name: token
 SELECT t.id, t.secret_sha256, t.dropship_provider_id, t.admin
 FROM api_tokens t
