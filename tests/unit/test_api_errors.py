@@ -38,3 +38,17 @@ async def test_an_unexpected_error_is_a_bare_500() -> None:
     assert PASSWORD not in orjson.dumps(line).decode()
     assert "RuntimeError" in line["error"]
     assert "Traceback" not in body.decode()
+
+
+async def test_the_database_away_is_a_503_to_retry() -> None:
+    async def away(_: web.Request) -> web.Response:
+        raise ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+
+    app = web.Application(middlewares=[measure, envelope, gate])
+    app[CONTEXT] = Context(Settings(), None, None, None)  # type: ignore[arg-type]
+    app.router.add_get("/healthz", away)
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/healthz")
+        body = orjson.loads(await r.read())
+    assert (r.status, r.headers["Retry-After"], body["error"]["code"]) == (503, "1",
+                                                                           "unavailable")

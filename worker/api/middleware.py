@@ -11,6 +11,7 @@ from worker import logs, metrics
 from worker.api import tokens
 from worker.api.context import CALLER, context
 from worker.api.errors import ApiError, response
+from worker.retry import Failure, classify, describe
 from worker.urls import scrub
 
 log = logs.get(__name__)
@@ -61,8 +62,14 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
         return response(exc.status, code, exc.reason, None, headers)
     except Exception as exc:
         s = context(request).settings
-        log.error("api.failed", route=_route(request), method=request.method,
-                  error=scrub(f"{type(exc).__name__}: {exc}", s.database_url, s.amqp_url)[:500])
+        error = scrub(describe(exc), s.database_url, s.amqp_url)[:500]
+        kind = classify(exc)
+        if kind is not Failure.PERMANENT:  # the database away, a deadlock: worth a retry
+            log.warning("api.unavailable", route=_route(request), method=request.method,
+                        kind=kind.value, error=error)
+            return response(503, "unavailable", "a service the API needs did not answer; "
+                            "try again shortly", headers={"Retry-After": "1"})
+        log.error("api.failed", route=_route(request), method=request.method, error=error)
         return response(500, "internal", "the request failed on our side; try again later")
 
 
