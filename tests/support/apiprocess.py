@@ -68,3 +68,27 @@ class Client:
 async def client(base: str, token: str | None) -> AsyncIterator[Client]:
     async with aiohttp.ClientSession() as session:
         yield Client(session, base, token)
+
+
+async def provider(admin: Client, name: str = "Acme", **more: Any) -> int:
+    """A new dropship provider (admin), its id."""
+    status, body, _ = await admin.call("POST", "/api/dropship-providers.json",
+                                       {"name": name, **more})
+    assert status == 201, body
+    return int(body["id"])
+
+
+async def feed(c: Client, provider_id: int, **more: Any) -> dict[str, Any]:
+    """A new feed of the provider, as the API answered it."""
+    status, body, _ = await c.call("POST", "/api/inventory-feeds.json",
+                                   {"dropshipProviderId": provider_id, "name": "stock", **more})
+    assert status == 201, body
+    return dict(body)
+
+
+def error(body: Any, code: str) -> dict[str, Any]:
+    """The error envelope's inner object, checked to be one with this code."""
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    return dict(body["error"])
