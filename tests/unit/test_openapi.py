@@ -71,3 +71,21 @@ def test_the_answer_check_refuses_what_the_document_does_not_say() -> None:
         check("GET", "/api/dropship-providers/1.json", 200, {"id": "one"}, "application/json")
     with pytest.raises(jsonschema.ValidationError):
         check("GET", "/api/no-such-route.json", 404, {"detail": "Not Found"}, "application/json")
+
+
+def _properties(name: str) -> set[str]:
+    schema = document()["components"]["schemas"][name]
+    props = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        props |= _properties(part["$ref"].rsplit("/", 1)[1])
+    return props
+
+
+def test_the_documented_fields_are_the_handlers_fields() -> None:
+    from worker.api import feeds, items, providers, runs
+
+    assert _properties("FeedInput") == {*feeds.FIELDS, *feeds.READ_ONLY}
+    assert _properties("Feed") == {*feeds.FIELDS, *feeds.READ_ONLY}
+    assert _properties("ProviderInput") == {*providers.WRITABLE, *providers.READ_ONLY}
+    assert _properties("Variant") == set(items.SHOWN.values())
+    assert {*runs.COUNTS.values()} <= _properties("Run")

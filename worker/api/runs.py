@@ -20,7 +20,7 @@ from worker.errors import TransientError
 from worker.messages import encode_pull
 from worker.store import api as store
 
-_COUNTS = {"rows_read": "rowsRead", "inserted": "inserted", "updated": "updated",
+COUNTS = {"rows_read": "rowsRead", "inserted": "inserted", "updated": "updated",
            "unchanged": "unchanged", "rejected": "rejected", "duplicates": "duplicates",
            "zeroed": "zeroed", "connected": "connected", "ambiguous": "ambiguous",
            "skipped": "skipped", "bytes": "bytes", "attempts": "attempts"}
@@ -35,7 +35,7 @@ def render_run(row: asyncpg.Record) -> dict[str, Any]:
         "finishedAt": row["finished_at"].isoformat() if row["finished_at"] else None,
         "timings": orjson.Fragment(row["timings"]), "details": orjson.Fragment(row["details"]),
         "error": row["error"]}
-    out.update({name: row[col] for col, name in _COUNTS.items()})
+    out.update({name: row[col] for col, name in COUNTS.items()})
     return out
 
 
