@@ -35,9 +35,11 @@ async def test_health_metrics_and_auth(api: ApiProcess, admin: Client) -> None:
     for bad in ("fwt_1_" + "x" * 43, "nonsense", ""):
         status, body, _ = await admin.as_(bad).call("GET", "/api/dropship-providers.json")
         assert status == 401, bad
-    status, body, _ = await admin.call("GET", "/api/nothing-here.json")
-    assert status == 404
-    error(body, "not_found")
+    for path in ("/api/nothing-here.json", "/api/inventory-feeds/99999999999999999999.json",
+                 "/api/inventory-feeds/0.json", "/api/inventory-feeds/x.json"):
+        status, body, _ = await admin.call("GET", path)
+        assert status == 404, path
+        error(body, "not_found")
     status, body, _ = await admin.call("DELETE", "/api/dropship-providers.json")
     assert status == 405
     error(body, "method_not_allowed")

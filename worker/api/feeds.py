@@ -107,7 +107,7 @@ def _token(v: Any, stored: str | None) -> str | None:
 def _delimiter(v: Any) -> str | None:
     if v is None or v == "":
         return None
-    if not isinstance(v, str) or len(v) != 1 or v in "\r\n\"" :
+    if not isinstance(v, str) or len(v) != 1 or v in "\r\n\"":
         raise invalid(pointer("delimiter"), "must be one character (not a quote or a line "
                       "break), or null to sniff it")
     return v
