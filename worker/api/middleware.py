@@ -20,6 +20,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Answered without a token: probes, metrics and the API's own description.
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _route(request: web.Request) -> str:
@@ -38,9 +39,11 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = resp.status
         return resp
     finally:
+        # Labels from bounded sets only: a caller's made-up paths or methods add no series.
         route = _route(request)
-        metrics.API_REQUESTS.labels(route, request.method, str(status)).inc()
-        metrics.API_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        method = request.method if request.method in _METHODS else "other"
+        metrics.API_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.API_LATENCY.labels(route, method).observe(time.perf_counter() - started)
 
 
 @web.middleware
