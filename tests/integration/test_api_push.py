@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from tests.support import feeds
 from tests.support.apiprocess import ApiProcess, Client, client, error, feed, provider
@@ -16,6 +17,7 @@ from tests.support.wait import until
 from worker.api import tokens
 from worker.settings import Settings
 
+SECRET = "pa55w0rd-of-the-feed"
 
 async def test_one_variant_is_applied_at_once_through_the_push_merge(
         api: ApiProcess, admin: Client, pool: asyncpg.Pool) -> None:
@@ -219,7 +221,8 @@ async def test_fetch_queues_a_pull_whose_run_and_rejects_can_be_read(
     processes.append(daemon)
     await daemon.start()
     p = await provider(admin)
-    url = feed_server.add("/f.csv", b"external_id,qty\nA,1\nB,lots\nC,3\n")
+    feed_server.add("/f.csv", b"external_id,qty\nA,1\nB,lots\nC,3\n")
+    url = feed_server.url("/f.csv", "acme", SECRET)
     pulled = await feed(admin, p, resourceType="ftp_csv", resourceLocation=url,
                         fetchCleanup="disabled")
     pushed = await feed(admin, p)
@@ -241,6 +244,9 @@ async def test_fetch_queues_a_pull_whose_run_and_rejects_can_be_read(
     status, rejects, _ = await admin.call("GET", f"/api/feed-runs/{run['id']}/rejects.json")
     assert status == 200
     assert [(r["position"], "inventoryQuantity" in r["reason"]) for r in rejects] == [(3, True)]
+    assert run["source"] == url.replace(SECRET, "***")
+    seen = orjson.dumps([run, rejects, daemon.events]).decode() + api.log_text()
+    assert SECRET not in seen
     other = admin.as_(await tokens.create(pool, await provider(admin, "Other")))
     for path in (f"/api/feed-runs/{run['id']}/rejects.json", queued["runsUrl"]):
         assert (await other.call("GET", path))[0] == 404
