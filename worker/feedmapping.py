@@ -4,10 +4,14 @@
 the key at fault, and returns a frozen FeedMapping (worker/model.py) that the mapper, the
 XML and JSON parsers, the zip reader and pagination take as it is. Feeds are loaded with
 their mapping parsed (store/runs.py), so a bad mapping fails its run before anything is
-downloaded (runner.execute).
+downloaded (envelope.execute).
+
+Fields come from three places, the first that names an attribute winning: the feed's own
+`fields`, its `preset` (worker/presets.py), and the template names (`"auto": false` turns
+those off). Only the feed's own fields must match (the others are FeedMapping.optional).
 
 The keys, by resource type:
-  all      `values` (attribute -> {source text -> value}), `zipEntry`
+  all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`
   CSV      `fields`: attribute -> header name or 0-based column index
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
@@ -18,6 +22,7 @@ The keys, by resource type:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -25,6 +30,7 @@ import orjson
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping
 from worker.parsers import xmlpaths
+from worker.presets import PRESETS, Preset
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
 JSON_FORMATS = ("", "json", "ndjson", "jsonl")
@@ -43,18 +49,59 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):
         raise FeedError("mapping.zipEntry must be the name of a file in the zip")
+    auto = data.get("auto", True)
+    if not isinstance(auto, bool):
+        raise FeedError("mapping.auto must be true or false")
+    preset = _preset(data.get("preset"), resource_type)
+    if not isinstance(data.get("fields") or {}, dict):
+        raise FeedError("mapping.fields must be an object")
+    named = frozenset(data.get("fields") or {})
+    data = _with_preset(data, preset)
     if resource_type == "xml":
-        mapping = _xml(data)
+        mapping = _xml(data, auto)
     elif resource_type == "json":
-        mapping = _json(data)
+        mapping = _json(data, auto)
     else:
-        return _csv(data, has_header_row(resource_type, csv_has_header), zip_entry)
+        mapping = _csv(data, has_header_row(resource_type, csv_has_header), zip_entry)
+        return replace(mapping, optional=frozenset(mapping.fields) - named, auto=auto,
+                       preset=data.get("preset") or "")
     if not isinstance(data.get("values") or {}, dict):
         raise FeedError("mapping.values must be an object")
     if "externalId" not in mapping.fields:
         raise FeedError(missing_external_id(list(mapping.fields)))
     return FeedMapping(mapping.fields, _values(data), mapping.record, mapping.namespaces,
-                       mapping.ndjson, mapping.next, zip_entry)
+                       mapping.ndjson, mapping.next, zip_entry,
+                       optional=frozenset(mapping.fields) - named, auto=auto,
+                       preset=data.get("preset") or "")
+
+
+def _preset(name: Any, resource_type: str) -> Preset | None:
+    if name is None:
+        return None
+    preset = PRESETS.get(name) if isinstance(name, str) else None
+    if preset is None:
+        raise FeedError(f"mapping.preset {name!r} is not one of "
+                        f"{', '.join(sorted(PRESETS))}")
+    if resource_type not in preset.resource_types:
+        raise FeedError(f"mapping.preset {name!r} reads resource_type "
+                        f"{' or '.join(preset.resource_types)}, not {resource_type!r}")
+    return preset
+
+
+def _with_preset(data: Mapping[str, Any], preset: Preset | None) -> Mapping[str, Any]:
+    """The mapping with the preset's keys under the feed's own: fields and value maps
+    attribute by attribute (a feed's value map replaces the preset's for its attribute)."""
+    if preset is None:
+        return data
+    out = dict(data)
+    out["fields"] = {**preset.fields, **(data.get("fields") or {})}
+    values = data.get("values") or {}
+    if isinstance(values, dict):
+        out["values"] = {**preset.values, **values}
+    if preset.record:
+        out.setdefault("record", preset.record)
+        out["namespaces"] = {**preset.namespaces, **(data.get("namespaces") or {})}
+    return out
 
 
 def missing_external_id(header: Sequence[str] | None) -> str:
@@ -121,20 +168,22 @@ def _text(v: Any) -> str:
     return "" if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-def _structured_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    fields = data.get("fields")
-    if not fields:
-        return {a: a for a in ATTRIBUTES}
+def _structured_fields(data: Mapping[str, Any], auto: bool) -> dict[str, Any]:
+    """The fields (with the preset's), then every reference attribute not named by its own
+    name (`"auto": false`: none)."""
+    fields = data.get("fields") or {}
     if not isinstance(fields, dict):
         raise FeedError("mapping.fields must be an object")
-    return fields
+    if not auto:
+        return dict(fields)
+    return {**fields, **{a: a for a in ATTRIBUTES if a not in fields}}
 
 
-def _xml(data: Mapping[str, Any]) -> FeedMapping:
+def _xml(data: Mapping[str, Any], auto: bool) -> FeedMapping:
     names = xmlpaths.Names(data.get("namespaces"))
     record = data.get("record")
     xmlpaths.record_path(record, names)
-    fields = _structured_fields(data)
+    fields = _structured_fields(data, auto)
     for attr, expr in fields.items():
         _known(attr)
         xmlpaths.getter(expr, names, f"mapping.fields.{attr}")
@@ -142,9 +191,9 @@ def _xml(data: Mapping[str, Any]) -> FeedMapping:
     return FeedMapping(dict(fields), record=str(record), namespaces=namespaces)
 
 
-def _json(data: Mapping[str, Any]) -> FeedMapping:
+def _json(data: Mapping[str, Any], auto: bool) -> FeedMapping:
     fields: dict[str, int | str] = {}
-    for attr, path in _structured_fields(data).items():
+    for attr, path in _structured_fields(data, auto).items():
         _known(attr)
         fields[attr] = dotted(path, f"mapping.fields.{attr}")
     record = dotted(data["record"], "mapping.record") if data.get("record") else ""

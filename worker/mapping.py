@@ -14,7 +14,7 @@ value by value (where rejects come from). Clean feeds never pay per-value Python
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -70,12 +70,14 @@ class _Rule:
     index: int
     convert: values.Converter   # value by value; raises ValueError with the reason
     fast: Fast | None = None    # the whole column at once, or None when it cannot vouch
+    blank_is_null: bool = True  # a blank value converts to NULL (not externalId's, nor
+                                # through a value map, which may give "" a value)
 
 
 def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
     col = ATTRIBUTES[attr]
     if col == "external_id":
-        return _Rule(attr, index, _external_id, _fast_external_id)
+        return _Rule(attr, index, _external_id, _fast_external_id, blank_is_null=False)
     if col in ("retail_price", "cost_price", "compare_at_price", "grams"):
         return _Rule(attr, index, values.price_converter(attr, decimal_notation),
                      _fast_number("," if decimal_notation == "comma" else "."))
@@ -153,7 +155,7 @@ class Mapper:
         self.delimiter = delimiter
         self.positions = positions  # each row's text starts with its line number ("pos")
         self.width = len(header) if header is not None else None
-        targets = _resolve(mapping.fields, header)
+        targets = _resolve(mapping, header)
         if "externalId" not in targets:
             raise FeedError(missing_external_id(header))
         value_maps = mapping.values
@@ -167,7 +169,8 @@ class Mapper:
                 continue
             rule = _rule(attr, index, decimal_notation)
             if attr in value_maps:  # mapped values go value by value
-                rule = _Rule(attr, index, _mapped(value_maps[attr], rule.convert))
+                rule = _Rule(attr, index, _mapped(value_maps[attr], rule.convert),
+                             blank_is_null=False)
             rules.append(rule)
         # Columns go to COPY in file order: a file whose every column is mapped is sent
         # without being taken apart and put together again.
@@ -175,18 +178,26 @@ class Mapper:
         self.columns = [ATTRIBUTES[r.attr] for r in self._rules]  # COPY's column list
         if self._extra:
             self.columns.append("extra")
-        # Prices may carry their currency ('105.29 USD'): kept as the item's currency,
-        # unless the feed maps a currency column of its own.
-        self._priced = [j for j, r in enumerate(self._rules) if ATTRIBUTES[r.attr] in PRICES]
-        if self._priced and "currency" not in targets:
+        # Prices may carry their currency ('105.29 USD'): kept as the item's currency, in
+        # a column of its own unless the feed maps one; a mapped currency column's value
+        # wins, and where it is blank the prices' code fills in.
+        priced = [j for j, r in enumerate(self._rules) if ATTRIBUTES[r.attr] in PRICES]
+        self._currency_at = next((j for j, r in enumerate(self._rules)
+                                  if r.attr == "currency"), None)
+        self._priced = priced if self._currency_at is None else []
+        self._fill = priced if self._currency_at is not None else []
+        if self._priced:
             self.columns.append("currency")
-        else:
-            self._priced = []
         self.mask = sum(COLUMN_BIT[c] for c in self.columns if c != "external_id")
         self._needed = [r.index for r in self._rules] + [i for _, i in self._extra]
         self._pick = itemgetter(*self._needed)
         self._whole_rows = header is not None and self._needed == list(range(len(header)))
         self._min_width = max(self._needed) + 1
+        # Records with a value, per attribute (the run's details.matched): counted a
+        # column of a batch at a time, before conversion.
+        self._counted = [r.attr for r in self._rules] + [a for a, _ in self._extra]
+        self.matched = dict.fromkeys(self._counted, 0)
+        self.records = 0  # records counted (well-formed ones)
 
     def map(self, rows: list[list[str]], lines: Sequence[int]) -> MappedBatch:
         out = MappedBatch()
@@ -201,19 +212,28 @@ class Mapper:
         else:
             picked = list(map(self._pick, rows))
         cols: list[Sequence[str]] = list(zip(*picked, strict=True))
+        matched = self.matched
+        for attr, col in zip(self._counted, cols, strict=True):
+            matched[attr] += len(col) - col.count("")
+        self.records += len(rows)
         bad: dict[int, str] = {}
         changed = bool(self._extra)
         # Control characters: one look at the whole batch; columns that have one are
         # checked value by value (the fast paths, which join values with SEP, never see
         # them).
         controls = values.has_controls("".join(map("".join, picked)))
-        codes = self._currencies(cols) if self._priced else None
+        codes = self._currencies(cols, self._priced) if self._priced else None
+        fill = self._currencies(cols, self._fill) if self._fill else None
         for j, rule in enumerate(self._rules):
             col = cols[j]
             new = self._convert(rule, col, bad, controls)
             if new is not col:
                 cols[j] = new
                 changed = True
+        if fill is not None and self._currency_at is not None:
+            at = self._currency_at
+            cols[at] = [v or code for v, code in zip(cols[at], fill, strict=True)]
+            changed = True
         n_rules = len(self._rules)
         if self._extra and controls:
             for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
@@ -257,11 +277,25 @@ class Mapper:
             out.text = "\n".join(map("\t".join, picked)) + "\n"
         return out
 
-    def _currencies(self, cols: list[Sequence[str]]) -> list[str] | None:
+    def mask_without(self, attrs: Collection[str]) -> int:
+        """The merge's mask without the columns that only `attrs` fill: the stored values
+        of those stay."""
+        drop = {ATTRIBUTES[a] for a in attrs if a in ATTRIBUTES}
+        extras = [a for a, _ in self._extra]
+        if extras and all(a in attrs for a in extras):
+            drop.add("extra")
+        prices = self._priced or self._fill
+        if prices and not all(self._rules[j].attr in attrs for j in prices):
+            drop.discard("currency")  # the prices' own codes fill it
+        elif self._priced:
+            drop.add("currency")  # the prices' own codes: none without prices
+        return self.mask & ~sum(COLUMN_BIT[c] for c in drop if c in COLUMN_BIT)
+
+    def _currencies(self, cols: list[Sequence[str]], priced: list[int]) -> list[str] | None:
         """Each row's currency code, from the first of its prices that has one; None when
         no price of the batch has one (the common case, checked a column at a time)."""
         found: list[str] | None = None
-        for j in self._priced:
+        for j in priced:
             col = cols[j]
             if not _HAS_CODE.search(SEP.join(col)):
                 continue
@@ -308,6 +342,8 @@ class Mapper:
             done = rule.fast(col)
             if done is not None:
                 return done
+        if rule.blank_is_null and not controls and not any(col):
+            return col  # no values at all: an attribute these records lack
         out: list[str] = []
         append = out.append
         convert = rule.convert
@@ -351,22 +387,27 @@ def _escaped(col: Sequence[str]) -> Sequence[str]:
     return col
 
 
-def _resolve(fields: Mapping[str, int | str],
-             header: Sequence[str] | None) -> dict[str, int]:
-    """target attribute -> column index, from explicit fields then template names."""
-    targets = {attr: _column(attr, src, header) for attr, src in fields.items()}
-    if header is not None:
-        taken = set(targets.values())
+def _resolve(mapping: FeedMapping, header: Sequence[str] | None) -> dict[str, int]:
+    """target attribute -> column index: the fields (a column a preset names that the
+    header lacks is left out), then, unless the mapping turns it off, template names. A
+    column may serve two attributes (`externalId: "sku"` and vendorSku by its name)."""
+    targets: dict[str, int] = {}
+    for attr, src in mapping.fields.items():
+        index = _column(attr, src, header, attr not in mapping.optional)
+        if index is not None:
+            targets[attr] = index
+    if header is not None and mapping.auto:
         for i, name in enumerate(header):
             auto = _AUTO.get(_norm(name))
-            if auto and auto not in targets and i not in taken:
+            if auto and auto not in targets and auto not in mapping.fields:
                 targets[auto] = i
-                taken.add(i)
     return targets
 
 
-def _column(attr: str, src: int | str, header: Sequence[str] | None) -> int:
-    """The column of a field checked by parse_mapping, in this header."""
+def _column(attr: str, src: int | str, header: Sequence[str] | None,
+            named: bool = True) -> int | None:
+    """The column of a field checked by parse_mapping, in this header (None: a preset's
+    column that the header lacks)."""
     if isinstance(src, int):
         if header is not None and src >= len(header):
             raise FeedError(f"mapping.fields.{attr}: column index {src} is out of range")
@@ -379,6 +420,8 @@ def _column(attr: str, src: int | str, header: Sequence[str] | None) -> int:
     folded = [h.strip().lower() for h in header]
     if src.strip().lower() in folded:
         return folded.index(src.strip().lower())
+    if not named:
+        return None
     raise FeedError(f"mapped column {src!r} ({attr}) is not in the header: "
                     f"{show_header(header)}")
 

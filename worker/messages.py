@@ -105,4 +105,6 @@ def encode_run_completed(run: dict[str, Any]) -> bytes:
         "timings": orjson.loads(timings) if isinstance(timings, str) else timings,
         "error": run.get("error"),
         "breaker": details.get("breaker"),
+        "warnings": list(details.get("warnings") or ()),
+        "matched": details.get("matched"),
     })

@@ -45,9 +45,9 @@ PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "invent
 
 @dataclass(frozen=True)
 class FeedMapping:
-    """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it. XML and JSON
-    fields always name their attributes (every attribute by its own name when the JSON
-    names none)."""
+    """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it: the feed's
+    own fields over its preset's over the template names (for XML and JSON, every reference
+    attribute by its own name, unless `"auto": false`)."""
 
     # CSV: header name or 0-based index (int); XML: an XPath; JSON: a dotted path.
     fields: Mapping[str, int | str] = field(default_factory=dict)
@@ -58,6 +58,12 @@ class FeedMapping:
     ndjson: bool = False      # JSON: newline-delimited (mapping.format ndjson or jsonl)
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
+    # The fields that come from the preset or (XML, JSON) the template names rather than
+    # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV
+    # column in the header; an XML/JSON path in some record).
+    optional: frozenset[str] = frozenset()
+    auto: bool = True         # attributes named nowhere map from the template names
+    preset: str = ""          # the preset the mapping starts from (worker/presets.py)
     # Why the stored mapping cannot be used (set by the feed loader instead of raising,
     # so that the run can be claimed and then failed with it before any download).
     error: str | None = None

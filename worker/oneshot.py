@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from worker import logs, runner
+from worker import envelope, logs
 from worker.claims import Claim, check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError
 from worker.model import PullJob
@@ -79,7 +79,7 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
         print(f"{what}: pulling feed {feed_id} from {mask(target)}", file=out)
         progress = _Progress(out)
         try:
-            outcome = await runner.execute(pool, settings, job, progress)
+            outcome = await envelope.execute(pool, settings, job, progress)
         finally:
             progress.close()
         if dry_run:
@@ -96,7 +96,7 @@ _COUNTS = ("rows_read", "inserted", "updated", "unchanged", "zeroed", "connected
            "skipped", "rejected", "duplicates", "bytes")
 
 
-def dry_summary(outcome: runner.Outcome) -> str:
+def dry_summary(outcome: envelope.Outcome) -> str:
     r = outcome.report
     counts = " ".join(f"{k}={getattr(r, k)}" for k in _COUNTS)
     if outcome.status != "dry-run":

@@ -153,6 +153,11 @@ class Settings:
         metadata={"help": "... or whose file (bytes as downloaded) is more than this share "
                           "smaller than the last succeeded pull's (breaker_max_bytes_drop)"},
     )
+    min_attribute_match_share: float = field(
+        default=0.5,
+        metadata={"help": "a mapped attribute with a value in fewer than this share of a "
+                          "pull's records is a warning on its run (0: never)"},
+    )
     item_history: bool = field(
         default=True,
         metadata={"help": "record quantity and price changes in variant_inventory_updates"},
@@ -235,12 +240,13 @@ class Settings:
             raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "retry_jitter":
-                continue  # a share: 0 is allowed, checked below
+            if f.name in ("retry_jitter", "min_attribute_match_share"):
+                continue  # shares: 0 is allowed, checked below
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
         shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
-                  "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter")
+                  "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter",
+                  "min_attribute_match_share")
         for name in shares:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")

@@ -94,6 +94,19 @@ class FeedUrl:
     def explicit_port(self) -> int | None:
         return self.parsed.explicit_port
 
+    def server(self, schemes: tuple[str, ...], default_port: int) -> tuple[str, int]:
+        """Host and port of a feed URL that must have one of these schemes; FeedError
+        naming what is wrong otherwise."""
+        if self.scheme not in schemes:
+            names = " or ".join(f"{s}://" for s in schemes)
+            raise FeedError(f"feed URL {self.shown} is not an {names} URL")
+        if not self.host:
+            raise FeedError(f"feed URL {self.shown} has no host")
+        try:
+            return self.host, self.explicit_port or default_port
+        except ValueError:
+            raise FeedError(f"feed URL {self.shown} has an invalid port") from None
+
     @property
     def user(self) -> str | None:
         return self.parsed.user

@@ -181,13 +181,9 @@ async def test_the_daemon_fails_a_redirect_to_a_file_url_within_seconds(
     async with broker.running_daemon(settings):
         await publish_pull(settings, feed_id)
 
-        async def ended() -> dict[str, Any] | None:
-            row = await pool.fetchrow("SELECT * FROM feed_runs WHERE inventory_feed_id = $1",
-                                      feed_id)
-            return dict(row) if row is not None and row["status"] != "running" else None
-
         # Well inside the lease (5 s here): no takeover can have happened.
-        run = await until(ended, timeout_s=settings.lease_s * 0.6, what="the run to end")
+        run = await until(lambda: _ended(pool, feed_id), timeout_s=settings.lease_s * 0.6,
+                          what="the run to end")
     assert run["status"] == "failed"
     assert run["attempts"] == 1
     assert "redirects to file:///etc/hostname: only http and https redirects are followed" \
@@ -215,12 +211,8 @@ async def test_a_bad_mapping_fails_the_run_before_the_download(
     async with broker.running_daemon(settings):
         await publish_pull(settings, feed_id)
 
-        async def ended() -> dict[str, Any] | None:
-            row = await pool.fetchrow("SELECT * FROM feed_runs WHERE inventory_feed_id = $1",
-                                      feed_id)
-            return dict(row) if row is not None and row["status"] != "running" else None
-
-        run = await until(ended, timeout_s=settings.lease_s * 0.6, what="the run to end")
+        run = await until(lambda: _ended(pool, feed_id), timeout_s=settings.lease_s * 0.6,
+                          what="the run to end")
     assert run["status"] == "failed"
     assert run["error"] == expected
     assert run["bytes"] == 0
@@ -259,3 +251,9 @@ async def test_an_unexpected_error_fails_the_run_with_its_class_and_message(
                             f"http://u:***@127.0.0.1:{feed_server.port}/good.csv after "
                             f"{len(GOOD)} bytes")
     assert await feeds.table_state(pool) == before
+
+
+async def _ended(pool: asyncpg.Pool, feed_id: int) -> dict[str, Any] | None:
+    """The feed's run once it is no longer running."""
+    row = await pool.fetchrow("SELECT * FROM feed_runs WHERE inventory_feed_id = $1", feed_id)
+    return dict(row) if row is not None and row["status"] != "running" else None

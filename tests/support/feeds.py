@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from worker import runner
+from worker import envelope
 from worker.claims import claim_pull
 from worker.model import PullJob
 from worker.pipeline import pull
@@ -66,17 +66,17 @@ async def pull_once(pool: asyncpg.Pool, settings: Settings, feed_id: int,
     assert claim.run_id is not None, claim.skipped
     job = PullJob(claim.run_id, claim.feed, pull.feed_url(claim.feed, url),
                        settings.worker_id, force=force, local_files=local_files)
-    await runner.execute(pool, settings, job)
+    await envelope.execute(pool, settings, job)
     return await run_row(pool, claim.run_id)
 
 
 async def dry_run(pool: asyncpg.Pool, settings: Settings, feed_id: int,
-                  url: str | None = None) -> runner.Outcome:
+                  url: str | None = None) -> envelope.Outcome:
     """A dry run as `import --dry-run` makes it: no run row, everything rolled back."""
     feed = await runs.load_feed(pool, feed_id)
     assert feed is not None
     job = PullJob(0, feed, pull.feed_url(feed, url), settings.worker_id, dry_run=True)
-    return await runner.execute(pool, settings, job)
+    return await envelope.execute(pool, settings, job)
 
 
 async def database_state(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:

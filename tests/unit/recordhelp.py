@@ -8,20 +8,26 @@ from typing import Any, Protocol
 
 from worker.feedmapping import parse_mapping
 from worker.mapping import Mapper
-from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
+from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
 from worker.parsers import RecordBatch
 from worker.parsers.json import JsonRecords
 from worker.parsers.xml import XmlRecords
 
 
+def just_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A mapping that reads only the fields it names (the parsers' tests look at those;
+    auto-mapping the others is feedmapping's, tested there)."""
+    return {"auto": False, **raw} if raw.get("fields") else raw
+
+
 def xml_records(raw: dict[str, Any],
                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> XmlRecords:
-    return XmlRecords(parse_mapping(raw, "xml"), max_field_chars)
+    return XmlRecords(parse_mapping(just_fields(raw), "xml"), max_field_chars)
 
 
 def json_records(raw: dict[str, Any],
                  max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> JsonRecords:
-    return JsonRecords(parse_mapping(raw, "json"), max_field_chars)
+    return JsonRecords(parse_mapping(just_fields(raw), "json"), max_field_chars)
 
 
 def csv_mapper(raw: dict[str, Any], header: Sequence[str] | None, *args: Any,
@@ -60,3 +66,12 @@ def parse_with(make: Callable[[dict[str, Any]], RecordParser], mapping: dict[str
         out.errors += batch.errors
     assert parser.records == len(out.rows) + len(out.errors)
     return out
+
+
+def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
+    """A feed of that type with that mapping, as the loader would build it."""
+    return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
+                resource_location=None, delimiter=None, csv_has_header=True,
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping(mapping or {}, resource_type),
+                provider_archived=False)

@@ -90,6 +90,8 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
     ({"format": "csv"}, "json", True, "/mapping/format"),
     ({"zipEntry": 5}, "ftp_csv", True, "/mapping/zipEntry"),
     ([], "ftp_csv", True, "/mapping"),
+    ({"preset": "shopify"}, "xml", True, "/mapping/preset"),
+    ({"preset": "nope"}, "ftp_csv", True, "/mapping/preset"),
 ])
 def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, header: bool,
                                                  where: str) -> None:
@@ -108,6 +110,8 @@ def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, h
       "values": {"inventoryQuantity": {"in stock": 100, "out of stock": 0}}}, "xml", True),
     ({"record": "data.items", "fields": {"externalId": "id", "inventoryQuantity": "stock.n"}},
      "json", True),
+    ({"preset": "shopify"}, "ftp_csv", True),
+    ({"preset": "google-merchant"}, "xml", True),
 ])
 def test_a_good_mapping_is_kept_as_sent(raw: Any, resource_type: str, header: bool) -> None:
     assert check_mapping(raw, resource_type, header) == raw

@@ -146,7 +146,7 @@ def test_csv_header_names_are_checked_against_the_file() -> None:
      "mapping.fields.externalId must be an XPath relative to the record element"),
     ({"record": "/r/i", "namespaces": ["g"]},
      "mapping.namespaces must map prefixes to namespace URIs"),
-    ({"record": "/r/i", "fields": {"name": "n"}},
+    ({"record": "/r/i", "fields": {"name": "n"}, "auto": False},
      "no column for externalId: map it in mapping.fields or name a column external_id "
      "(header: 'name')"),
 ])
@@ -160,8 +160,10 @@ def test_xml_mapping() -> None:
     mapping = parse_mapping(raw, "xml")
     assert mapping.record == "/rss/channel/item"
     assert mapping.namespaces == raw["namespaces"]
-    assert mapping.fields == raw["fields"]
+    assert mapping.fields == {**{a: a for a in ATTRIBUTES}, **raw["fields"]}
+    assert mapping.optional == frozenset(ATTRIBUTES) - {"externalId", "name"}
     assert parse_mapping({"record": "/r/i"}, "xml").fields == {a: a for a in ATTRIBUTES}
+    assert parse_mapping({**raw, "auto": False}, "xml").fields == raw["fields"]
 
 
 # -- JSON
@@ -180,7 +182,8 @@ def test_xml_mapping() -> None:
     ({"format": "ndjson", "record": "items"},
      "mapping.record does not apply to newline-delimited JSON"),
     ({"next": "links..next"}, "mapping.next 'links..next' is not a dotted path"),
-    ({"fields": {"name": "n"}}, "no column for externalId: map it in mapping.fields"),
+    ({"fields": {"name": "n"}, "auto": False},
+     "no column for externalId: map it in mapping.fields"),
 ])
 def test_bad_json_mappings(raw: dict[str, Any], expected: str) -> None:
     assert message(raw, "json").startswith(expected)
@@ -191,7 +194,8 @@ def test_json_mapping() -> None:
            "fields": {"externalId": "id", "inventoryQuantity": "stock.available"}}
     mapping = parse_mapping(raw, "json")
     assert (mapping.record, mapping.next, mapping.ndjson) == ("data.items", "links.next", False)
-    assert mapping.fields == raw["fields"]
+    assert mapping.fields == {**{a: a for a in ATTRIBUTES}, **raw["fields"]}
+    assert parse_mapping({**raw, "auto": False}, "json").fields == raw["fields"]
     assert parse_mapping({"format": "jsonl"}, "json").ndjson
     assert parse_mapping({}, "json").fields == {a: a for a in ATTRIBUTES}
 
@@ -204,3 +208,59 @@ def test_an_unusable_mapping_says_why_when_used() -> None:
         FeedMapping(error="mapping.fields must be an object").check()
     usable = FeedMapping()
     assert usable.check() is usable
+
+
+# -- composing: the feed's own fields, a preset, the template names
+
+
+@pytest.mark.parametrize("resource_type", ["ftp_csv", "xml", "json"])
+@pytest.mark.parametrize("auto", [1, "no", None])
+def test_auto_is_true_or_false(resource_type: str, auto: Any) -> None:
+    raw = {"record": "/r/i", "auto": auto} if resource_type == "xml" else {"auto": auto}
+    assert message(raw, resource_type) == "mapping.auto must be true or false"
+
+
+def test_only_the_feeds_own_fields_are_required() -> None:
+    csv = parse_mapping({"preset": "shopify", "fields": {"name": "Product"}}, "ftp_csv")
+    assert csv.fields["name"] == "Product"
+    assert csv.fields["inventoryQuantity"] == "Variant Inventory Qty"
+    assert "name" not in csv.optional
+    assert "inventoryQuantity" in csv.optional
+    assert csv.preset == "shopify"
+    assert csv.auto
+    assert not parse_mapping({"fields": {"name": "P"}, "auto": False}, "ftp_csv").auto
+
+
+@pytest.mark.parametrize(("raw", "resource_type", "expected"), [
+    ({"preset": "magento"}, "ftp_csv", "mapping.preset 'magento' is not one of bigcommerce, "
+                                       "google-merchant, shopify, woocommerce"),
+    ({"preset": ["shopify"]}, "ftp_csv", "mapping.preset ['shopify'] is not one of"),
+    ({"preset": "shopify"}, "xml", "mapping.preset 'shopify' reads resource_type ftp_csv, "
+                                   "not 'xml'"),
+    ({"preset": "google-merchant"}, "json", "mapping.preset 'google-merchant' reads "
+                                            "resource_type xml, not 'json'"),
+])
+def test_unknown_or_misplaced_presets(raw: dict[str, Any], resource_type: str,
+                                      expected: str) -> None:
+    assert message(raw, resource_type).startswith(expected)
+
+
+def test_a_preset_under_the_feeds_own_keys() -> None:
+    mapping = parse_mapping({"preset": "google-merchant",
+                             "fields": {"name": "g:custom_label_0"},
+                             "values": {"inventoryPolicy": {"in stock": "track"}}}, "xml")
+    assert mapping.record == "/rss/channel/item"
+    assert mapping.namespaces == {"g": "http://base.google.com/ns/1.0"}
+    assert mapping.fields["name"] == "g:custom_label_0"
+    assert mapping.fields["externalId"] == "g:id"
+    assert mapping.fields["grams"] == "grams"  # neither names it: the template name
+    assert mapping.values["inventoryPolicy"] == {"in stock": "track"}  # the feed's map
+    assert mapping.values["inventoryQuantity"]["out of stock"] == "0"  # the preset's
+    assert mapping.optional == frozenset(mapping.fields) - {"name"}
+    own = parse_mapping({"preset": "google-merchant", "record": "/feed/entry"}, "xml")
+    assert own.record == "/feed/entry"
+
+
+@pytest.mark.parametrize("name", ["shopify", "woocommerce", "bigcommerce"])
+def test_csv_presets_need_a_header_row(name: str) -> None:
+    assert "but the feed has no header row" in message({"preset": name}, "ftp_csv", False)

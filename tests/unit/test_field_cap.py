@@ -10,25 +10,19 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.recordhelp import json_records, xml_records
+from tests.unit.recordhelp import json_records, make_feed, xml_records
 from worker.errors import ConfigError, FeedError
-from worker.feedmapping import parse_mapping
-from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed
+from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import RecordBatch
 from worker.pipeline import formats
 from worker.settings import Settings
 
 CAP = 10
-XML_MAPPING = {"record": "/r/i", "fields": {"externalId": "id", "name": "n"}}
-JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"}}
+XML_MAPPING = {"record": "/r/i", "fields": {"externalId": "id", "name": "n"}, "auto": False}
+JSON_MAPPING = {"record": "items", "fields": {"externalId": "id", "name": "d.n"},
+                "auto": False}
 
 
-def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
-    return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
-                resource_location=None, delimiter=None, csv_has_header=True,
-                decimal_notation="decimal", encoding=None,
-                mapping=parse_mapping(mapping or {}, resource_type),
-                provider_archived=False)
 
 
 def drain(records: formats.Records, chunks: list[bytes]) -> RecordBatch:
@@ -136,7 +130,8 @@ def test_an_unreadable_header_fails_the_run(body: bytes) -> None:
 
 
 def test_json_nul_records_reach_the_details() -> None:
-    records = formats.records_for(make_feed("json", {"fields": {"externalId": "id"}}))
+    records = formats.records_for(make_feed("json", {"fields": {"externalId": "id"},
+                                                     "auto": False}))
     got = drain(records, [b'[{"id": "a\\u0000"}, {"id": "b"}, {"id": "\\u0000c"}]'])
     assert got.rows == [["b"]]
     assert records.details["nul_records"] == 2

@@ -89,14 +89,14 @@ def test_no_module_outside_the_store_sends_sql(path: Path) -> None:
 FLOORS: list[tuple[str, ...]] = [
     # ground: shapes and vocabulary, no I/O
     ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
-     "messages", "deadletters", "gcpause", "health"),
+     "messages", "deadletters", "gcpause", "health", "presets"),
     # side by side: the database, the parsers and values, the transports
     ("store", "parsers", "sources", "values", "mapping", "pushmap", "feedmapping"),
     # a pull's and a push's stages, and the broker
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies
-    ("runner", "pusher", "scheduler", "publish", "replay", "retention", "oneshot", "admin",
-     "api"),
+    ("runner", "envelope", "pusher", "scheduler", "publish", "replay", "retention", "oneshot",
+     "admin", "api"),
     # the process: the daemon's lifecycle and the command line
     ("daemon", "commands", "cli", "__main__"),
 ]

@@ -154,11 +154,34 @@ def test_explicit_field_by_header_name_any_case() -> None:
     assert m.source == {"externalId": 0, "retailPrice": 1}
 
 
-def test_explicit_field_takes_the_column_from_template_names() -> None:
-    """A column named in fields is not also auto-mapped to another attribute."""
+def test_explicit_field_leaves_the_template_names_of_the_others() -> None:
+    """Naming one attribute keeps the others' template names: a column may serve two
+    (`externalId: "sku"` and vendorSku by its name, for auto-connect by SKU)."""
     m = csv_mapper({"fields": {"externalId": "sku"}}, ["sku", "qty"])
-    assert m.source == {"externalId": 0, "inventoryQuantity": 1}
-    assert "vendor_sku" not in m.columns
+    assert m.source == {"externalId": 0, "vendorSku": 0, "inventoryQuantity": 1}
+    assert good(m, ["A1", "4"], line=1) == ["A1", "A1", "4"]
+
+
+def test_auto_false_maps_only_the_fields() -> None:
+    m = csv_mapper({"fields": {"externalId": "sku"}, "auto": False}, ["sku", "qty"])
+    assert m.source == {"externalId": 0}
+    assert m.columns == ["external_id"]
+
+
+def test_a_preset_column_the_header_lacks_is_left_out() -> None:
+    m = csv_mapper({"preset": "woocommerce"}, ["SKU", "Name", "Stock"])
+    assert m.source == {"externalId": 0, "vendorSku": 0, "name": 1, "inventoryQuantity": 2}
+    with pytest.raises(FeedError, match=r"^mapped column 'Price' \(retailPrice\) is not in"):
+        csv_mapper({"preset": "woocommerce", "fields": {"retailPrice": "Price"}},
+                   ["SKU", "Name", "Stock"])
+
+
+def test_matches_are_counted_per_attribute() -> None:
+    m = csv_mapper({}, ["external_id", "qty", "name", "description"])
+    m.map([["a", "1", "", "x"], ["b", "", "", ""], ["c", "3", "", "y"]], [1, 2, 3])
+    m.map([["d", "", "", ""]], [4])
+    assert m.records == 4
+    assert m.matched == {"externalId": 4, "inventoryQuantity": 2, "name": 0, "description": 2}
 
 
 def test_explicit_field_by_index_without_header() -> None:

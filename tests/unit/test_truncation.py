@@ -5,14 +5,11 @@ as before (a CSV may lack its final line break)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 
-from tests.unit.recordhelp import json_records, xml_records
+from tests.unit.recordhelp import json_records, make_feed, xml_records
 from worker.errors import FeedError, TransientSourceError, TruncatedError
-from worker.feedmapping import parse_mapping
 from worker.model import Feed
 from worker.parsers import CutShort, RecordBatch
 from worker.parsers.xml import XmlSyntaxError
@@ -33,12 +30,6 @@ JSON_PATH = orjson.dumps({"data": {"items": ITEMS}, "total": 2})
 NDJSON = b"".join(orjson.dumps(item) + b"\n" for item in ITEMS)
 
 
-def make_feed(resource_type: str, mapping: dict[str, Any] | None = None) -> Feed:
-    return Feed(id=1, name="f", enabled=True, resource_type=resource_type,
-                resource_location=None, delimiter=None, csv_has_header=True,
-                decimal_notation="decimal", encoding=None,
-                mapping=parse_mapping(mapping or {}, resource_type),
-                provider_archived=False)
 
 
 FEEDS = {

@@ -12,7 +12,7 @@ import asyncpg
 from worker.errors import FeedError, Held, LeaseLost
 from worker.lease import Lease
 from worker.model import Feed, PullJob, RunReport
-from worker.pipeline import breaker
+from worker.pipeline import breaker, matches
 from worker.pipeline.rejects import RejectSink
 from worker.pipeline.stream import Progress, Stream
 from worker.settings import Settings
@@ -54,10 +54,12 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
                 report.details["breaker"] = breaker.details([trip])
                 raise Held(trip.reason)
             raise FeedError("the file is empty" if empty else "the file has no header row")
+        unwritten = (await _judge(conn, settings, job, report, stream)
+                     if stream.mapper is not None else [])
         if stream.valid == 0 and rejects.count > 0:
             raise FeedError(f"no valid rows: all {rejects.count} rows were rejected "
                             f"(first: {rejects.first()})")
-        mask = stream.mapper.mask if stream.mapper is not None else 0
+        mask = stream.mapper.mask_without(unwritten) if stream.mapper is not None else 0
         opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
                                  settings.item_history)
         counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts,
@@ -88,6 +90,34 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         report.timings["total_s"] = round(time.perf_counter() - t0, 3)
         await runs.finish_run(conn, job.run_id, "succeeded", report)
         await runs.store_rejects(conn, job.run_id, rejects.kept)
+
+
+async def _judge(conn: Conn, settings: Settings, job: PullJob, report: RunReport,
+                 stream: Stream) -> list[str]:
+    """What the records gave each mapped attribute (details.matched): raises FeedError for
+    a path of the feed's own that matched nothing, or for a first pull that found no
+    records; adds warnings for attributes few records have. Returns the attributes no
+    record had that the preset or template names map (details.unwritten): not written."""
+    assert stream.mapper is not None
+    feed = job.feed
+    structured = feed.resource_type in ("xml", "json")
+    if structured and stream.rows_read == 0 and report.bytes > 0:
+        # With items already stored the circuit breaker holds an empty pull; before any
+        # records were read there is nothing it could compare with.
+        last = await runs.last_succeeded_pull(conn, feed.id)
+        if last is None or last.rows_read == 0:
+            raise FeedError(matches.no_records(feed.mapping, feed.resource_type))
+    mapper = stream.mapper
+    report.details["matched"] = dict(mapper.matched)
+    verdict = matches.judge(feed.mapping, feed.resource_type, mapper.matched, mapper.records,
+                            settings.min_attribute_match_share)
+    if verdict.warnings:
+        report.details["warnings"] = [*report.details.get("warnings", ()), *verdict.warnings]
+    if verdict.errors:
+        raise FeedError("; ".join(verdict.errors))
+    if verdict.unwritten:
+        report.details["unwritten"] = sorted(verdict.unwritten)
+    return sorted(verdict.unwritten)
 
 
 async def _breaker(conn: Conn, settings: Settings, job: PullJob, report: RunReport,

@@ -47,14 +47,7 @@ HANDLED = (aioftp.StatusCodeError, BadReply, OSError, EOFError)
 def target(u: FeedUrl) -> Target:
     shown = u.shown
     scheme = u.scheme
-    if scheme not in ("ftp", "ftps"):
-        raise FeedError(f"feed URL {shown} is not an ftp:// or ftps:// URL")
-    if not u.host:
-        raise FeedError(f"feed URL {shown} has no host")
-    try:
-        port = u.explicit_port or DEFAULT_PORT
-    except ValueError:
-        raise FeedError(f"feed URL {shown} has an invalid port") from None
+    host, port = u.server(("ftp", "ftps"), DEFAULT_PORT)
     segments = [unquote(s) for s in u.raw_path.split("/")[1:]]
     if not segments or not segments[-1]:
         raise FeedError(f"feed URL {shown} names no file")
@@ -66,7 +59,7 @@ def target(u: FeedUrl) -> Target:
         user, password = u.user, u.password or ""
     if any(c in user + password for c in "\r\n\0"):
         raise FeedError(f"feed URL {shown} has control characters in its credentials")
-    return Target(url=u, shown=shown, host=u.host, port=port, user=user,
+    return Target(url=u, shown=shown, host=host, port=port, user=user,
                   password=password, path=path, tls=scheme == "ftps")
 
 

@@ -63,16 +63,9 @@ class _Target:
 
 def _target(u: FeedUrl) -> _Target:
     shown = u.shown
-    if u.scheme != "sftp":
-        raise FeedError(f"feed URL {shown} is not an sftp:// URL")
-    if not u.host:
-        raise FeedError(f"feed URL {shown} has no host")
+    host, port = u.server(("sftp",), DEFAULT_PORT)
     if not u.user:
         raise FeedError(f"feed URL {shown} has no user name (sftp://user:password@host/path)")
-    try:
-        port = u.explicit_port or DEFAULT_PORT
-    except ValueError:
-        raise FeedError(f"feed URL {shown} has an invalid port") from None
     path = u.path
     if path.startswith("/~/"):
         path = path[3:]
@@ -80,7 +73,7 @@ def _target(u: FeedUrl) -> _Target:
         raise FeedError(f"feed URL {shown} names no file")
     if "\0" in path:
         raise FeedError(f"feed URL {shown} has a NUL character in its path")
-    return _Target(url=u, shown=shown, host=u.host, port=port, user=u.user,
+    return _Target(url=u, shown=shown, host=host, port=port, user=u.user,
                    password=u.password, path=path)
 
 

@@ -25,7 +25,7 @@ async def load_feed(conn: Conn | asyncpg.Pool, feed_id: int) -> Feed | None:
     raw = orjson.loads(data["mapping"]) if data["mapping"] else {}
     try:
         data["mapping"] = parse_mapping(raw, data["resource_type"], data["csv_has_header"])
-    except FeedError as exc:  # the run is claimed, then fails with it (runner.execute)
+    except FeedError as exc:  # the run is claimed, then fails with it (envelope.execute)
         data["mapping"] = FeedMapping(error=str(exc))
     return Feed(**data)
 
