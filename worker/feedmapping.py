@@ -11,7 +11,8 @@ Fields come from three places, the first that names an attribute winning: the fe
 those off). Only the feed's own fields must match (the others are FeedMapping.optional).
 
 The keys, by resource type:
-  all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`
+  all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`,
+           `rules` (value rules: price, quantity, barcode; worker/rules.py)
   CSV      `fields`: attribute -> header name or 0-based column index
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
@@ -28,9 +29,10 @@ from typing import Any
 import orjson
 
 from worker.errors import FeedError
-from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping
+from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset
+from worker.rules import parse_rules
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
 JSON_FORMATS = ("", "json", "ndjson", "jsonl")
@@ -62,17 +64,48 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     elif resource_type == "json":
         mapping = _json(data, auto)
     else:
-        mapping = _csv(data, has_header_row(resource_type, csv_has_header), zip_entry)
-        return replace(mapping, optional=frozenset(mapping.fields) - named, auto=auto,
-                       preset=data.get("preset") or "")
+        header = has_header_row(resource_type, csv_has_header)
+        mapping = _csv(data, header, zip_entry)
+        kind = "push" if resource_type == "webhook" else "csv" if header else "csv-index"
+        return _with_rules(replace(mapping, optional=frozenset(mapping.fields) - named,
+                                   auto=auto, preset=data.get("preset") or ""),
+                           data, kind, named)
     if not isinstance(data.get("values") or {}, dict):
         raise FeedError("mapping.values must be an object")
     if "externalId" not in mapping.fields:
         raise FeedError(missing_external_id(list(mapping.fields)))
-    return FeedMapping(mapping.fields, _values(data), mapping.record, mapping.namespaces,
-                       mapping.ndjson, mapping.next, zip_entry,
-                       optional=frozenset(mapping.fields) - named, auto=auto,
-                       preset=data.get("preset") or "")
+    return _with_rules(FeedMapping(mapping.fields, _values(data), mapping.record,
+                                   mapping.namespaces, mapping.ndjson, mapping.next, zip_entry,
+                                   optional=frozenset(mapping.fields) - named, auto=auto,
+                                   preset=data.get("preset") or ""),
+                       data, "none", named)
+
+
+def _with_rules(mapping: FeedMapping, data: Mapping[str, Any], kind: str,
+                named: frozenset[str]) -> FeedMapping:
+    """The mapping with its value rules; a quantity sum replaces a preset's quantity field
+    and may not stand beside the feed's own."""
+    rules = parse_rules(data.get("rules"), kind)
+    if rules.quantity and rules.quantity.sources and "inventoryQuantity" in mapping.fields:
+        if "inventoryQuantity" in named:
+            raise FeedError("mapping.fields.inventoryQuantity and mapping.rules.quantity.sum "
+                            "both give the quantity: keep one")
+        fields = {a: f for a, f in mapping.fields.items() if a != "inventoryQuantity"}
+        mapping = replace(mapping, fields=fields,
+                          optional=mapping.optional - {"inventoryQuantity"})
+    return replace(mapping, rules=rules) if rules else mapping
+
+
+def push_rules(raw_json: str | None, resource_type: str, csv_has_header: bool) -> Rules:
+    """A feed's value rules for its pushes: only `mapping.rules` of the stored JSON is read
+    (a push needs nothing else of the mapping); the quantity sum's sources are keys or
+    dotted paths of the pushed variants (a CSV feed's column names read as keys)."""
+    data = orjson.loads(raw_json) if raw_json else None
+    raw = data.get("rules") if isinstance(data, dict) else None
+    if resource_type in ("xml", "json"):
+        return parse_rules(raw, "none")
+    kind = "push" if resource_type == "webhook" or csv_has_header else "csv-index"
+    return parse_rules(raw, kind)
 
 
 def _preset(name: Any, resource_type: str) -> Preset | None:

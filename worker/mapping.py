@@ -9,6 +9,8 @@ case. Only the attributes a feed maps are written: the others keep their stored 
 Work is done a column at a time: a whole column of a batch is checked with one regular
 expression over its joined values, and only a column that fails that check is converted
 value by value (where rejects come from). Clean feeds never pay per-value Python calls.
+The feed's value rules (worker/rules.py) then run on the converted columns, and the
+quantity rule's sum reads its source columns the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from worker import values
 from worker.errors import FeedError
 from worker.feedmapping import missing_external_id, show_header
 from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
+from worker.rules import Applier
 
 # Other header spellings that map by themselves (compared normalised, see _norm).
 ALIASES: dict[str, str] = {"qty": "inventoryQuantity", "quantity": "inventoryQuantity",
@@ -159,6 +162,18 @@ class Mapper:
         if "externalId" not in targets:
             raise FeedError(missing_external_id(header))
         value_maps = mapping.values
+        # The value rules; a quantity sum's sources replace any inventoryQuantity column.
+        self.applier = Applier(mapping.rules) if mapping.rules else None
+        self._sum: list[_Rule] = []
+        self._sum_names: list[str] = []
+        quantity_rule = mapping.rules.quantity
+        if quantity_rule is not None and quantity_rule.sources:
+            targets.pop("inventoryQuantity", None)
+            self._sum_names = [name for name, _ in quantity_rule.sources]
+            self._sum = [_sum_source(name, _sum_column(name, src, header),
+                                     value_maps.get("inventoryQuantity"), decimal_notation)
+                         for name, src in quantity_rule.sources]
+        self._locations = bool(self._sum) and bool(quantity_rule and quantity_rule.locations)
         self.source = dict(targets)
         self.ext_index = targets["externalId"]
         rules: list[_Rule] = []
@@ -176,7 +191,9 @@ class Mapper:
         # without being taken apart and put together again.
         self._rules = sorted(rules, key=lambda r: r.index)
         self.columns = [ATTRIBUTES[r.attr] for r in self._rules]  # COPY's column list
-        if self._extra:
+        if self._sum:
+            self.columns.append("inventory_quantity")
+        if self._extra or self._locations:
             self.columns.append("extra")
         # Prices may carry their currency ('105.29 USD'): kept as the item's currency, in
         # a column of its own unless the feed maps one; a mapped currency column's value
@@ -189,13 +206,15 @@ class Mapper:
         if self._priced:
             self.columns.append("currency")
         self.mask = sum(COLUMN_BIT[c] for c in self.columns if c != "external_id")
-        self._needed = [r.index for r in self._rules] + [i for _, i in self._extra]
+        self._needed = ([r.index for r in self._rules] + [i for _, i in self._extra]
+                        + [r.index for r in self._sum])
         self._pick = itemgetter(*self._needed)
         self._whole_rows = header is not None and self._needed == list(range(len(header)))
         self._min_width = max(self._needed) + 1
         # Records with a value, per attribute (the run's details.matched): counted a
         # column of a batch at a time, before conversion.
-        self._counted = [r.attr for r in self._rules] + [a for a, _ in self._extra]
+        self._counted = ([r.attr for r in self._rules] + [a for a, _ in self._extra]
+                         + [r.attr for r in self._sum])
         self.matched = dict.fromkeys(self._counted, 0)
         self.records = 0  # records counted (well-formed ones)
 
@@ -217,7 +236,8 @@ class Mapper:
             matched[attr] += len(col) - col.count("")
         self.records += len(rows)
         bad: dict[int, str] = {}
-        changed = bool(self._extra)
+        changed = bool(self._extra) or bool(self._sum)
+        applier = self.applier
         # Control characters: one look at the whole batch; columns that have one are
         # checked value by value (the fast paths, which join values with SEP, never see
         # them).
@@ -227,6 +247,8 @@ class Mapper:
         for j, rule in enumerate(self._rules):
             col = cols[j]
             new = self._convert(rule, col, bad, controls)
+            if applier is not None:
+                new = _apply(applier, rule.attr, new, bad)
             if new is not col:
                 cols[j] = new
                 changed = True
@@ -235,11 +257,20 @@ class Mapper:
             cols[at] = [v or code for v, code in zip(cols[at], fill, strict=True)]
             changed = True
         n_rules = len(self._rules)
+        places: list[dict[str, int]] | None = None
+        if self._sum and applier is not None:
+            first = n_rules + len(self._extra)
+            sources = [self._convert(r, cols[first + k], bad, controls)
+                       for k, r in enumerate(self._sum)]
+            del cols[first:]
+            total, places = applier.quantity_sum(sources, self._sum_names)
         if self._extra and controls:
             for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
                 _check_controls(attr, col, bad)
-        if self._extra:
-            cols[n_rules:] = [self._extras(cols[n_rules:])]
+        if self._extra or places is not None:
+            cols[n_rules:] = [self._extras(cols[n_rules:], places)]
+        if self._sum:
+            cols.insert(n_rules, total)
         if codes is not None:
             cols.append(codes)
             changed = True
@@ -358,13 +389,50 @@ class Mapper:
                 append("")
         return out
 
-    def _extras(self, cols: Sequence[Sequence[str]]) -> list[str]:
+    def _extras(self, cols: Sequence[Sequence[str]],
+                places: list[dict[str, int]] | None = None) -> list[str]:
+        """The extra attributes of each row as JSON; with the quantity rule's locations,
+        each row's quantities by location under `locations`."""
         names = [a for a, _ in self._extra]
-        return [orjson.dumps({a: v for a, v in zip(names, vals, strict=True) if v}).decode()
-                for vals in zip(*cols, strict=True)]
+        rows = [{a: v for a, v in zip(names, vals, strict=True) if v}
+                for vals in zip(*cols, strict=True)] if names else [{} for _ in places or ()]
+        if places is not None:
+            for extra, where in zip(rows, places, strict=True):
+                if where:
+                    extra["locations"] = where
+        return [orjson.dumps(extra).decode() for extra in rows]
 
     def _raw(self, row: Sequence[str]) -> str:
         return self.delimiter.join(row)
+
+
+def _sum_source(name: str, index: int, value_map: Mapping[str, str] | None,
+                decimal_notation: str) -> _Rule:
+    """How one source of the quantity rule's sum is read: as a quantity column is."""
+    attr = f"inventoryQuantity ({name})"
+    convert = values.quantity_converter(attr, decimal_notation)
+    if value_map is not None:
+        return _Rule(attr, index, _mapped(value_map, convert), blank_is_null=False)
+    return _Rule(attr, index, convert, _fast_quantity)
+
+
+def _sum_column(name: str, src: int | str, header: Sequence[str] | None) -> int:
+    """The column of one of the quantity sum's sources, in this header."""
+    at = _column(f"quantity.sum {name}", src, header, named=False)
+    if at is None:
+        raise FeedError(f"mapping.rules.quantity.sum: column {src!r} is not in the header: "
+                        f"{show_header(header or [])}")
+    return at
+
+
+def _apply(applier: Applier, attr: str, col: Sequence[str],
+           bad: dict[int, str]) -> Sequence[str]:
+    """The value rules that concern a converted column of `attr`."""
+    if attr == "barcode":
+        return applier.barcode(col, bad)
+    if attr == "inventoryQuantity":
+        return applier.quantity(col)
+    return applier.price(attr, col, bad)
 
 
 def _check_controls(attr: str, col: Sequence[str], bad: dict[int, str]) -> bool:

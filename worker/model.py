@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from worker.errors import FeedError
@@ -44,6 +45,49 @@ PUSH_COLUMNS = ("inventory_feed_id", "external_id", "present", *COLUMNS, "invent
 
 
 @dataclass(frozen=True)
+class PriceRule:
+    """mapping.rules.price: markup, rounding, bounds (worker/rules.py applies it)."""
+
+    attributes: tuple[str, ...] = ("retailPrice",)
+    markup_percent: Decimal | None = None
+    markup_amount: Decimal | None = None
+    rounding: str = "none"  # none | .99 | .95 | 0.05
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class QuantityRule:
+    """mapping.rules.quantity: a sum of sources (location name, column or path), the
+    threshold, buffer and cap applied to the quantity in that order."""
+
+    sources: tuple[tuple[str, int | str], ...] = ()
+    locations: bool = False  # keep each source's quantity in extra.locations
+    below: int | None = None
+    buffer: int | None = None
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class BarcodeRule:
+    """mapping.rules.barcode: E-notation is refused; GTIN check digits reject or warn."""
+
+    gtin: str = "reject"  # reject | warn | off
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A feed's value rules (mapping.rules), the same for its pulls and pushes."""
+
+    price: PriceRule | None = None
+    quantity: QuantityRule | None = None
+    barcode: BarcodeRule | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.price or self.quantity or self.barcode)
+
+
+@dataclass(frozen=True)
 class FeedMapping:
     """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it: the feed's
     own fields over its preset's over the template names (for XML and JSON, every reference
@@ -58,6 +102,7 @@ class FeedMapping:
     ndjson: bool = False      # JSON: newline-delimited (mapping.format ndjson or jsonl)
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
+    rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
     # The fields that come from the preset or (XML, JSON) the template names rather than
     # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV
     # column in the header; an XML/JSON path in some record).

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+import orjson
+
 from worker import envelope, logs
 from worker.claims import Claim, check_pullable, claim_pull
 from worker.errors import BadMessage, FeedError
@@ -104,7 +106,7 @@ def dry_summary(outcome: envelope.Outcome) -> str:
     line = f"dry run (nothing was changed), it would have: {counts}"
     if outcome.error:
         line += f"\nheld: the run would be {outcome.error}"  # "held by the <rule> rule: ..."
-    return line
+    return line + rules_line(r.details)
 
 
 def summary(run: dict[str, Any]) -> str:
@@ -112,4 +114,15 @@ def summary(run: dict[str, Any]) -> str:
     line = f"run {run.get('id')} {run.get('status')}: {counts} timings={run.get('timings')}"
     if run.get("error"):
         line += f"\nerror: {run['error']}"
-    return line
+    details = run.get("details")
+    return line + rules_line(orjson.loads(details) if isinstance(details, str) else details)
+
+
+def rules_line(details: dict[str, Any] | None) -> str:
+    """What the feed's value rules changed or rejected (details.rules), as a line of its
+    own; nothing when the feed has no rules."""
+    counts = (details or {}).get("rules")
+    if counts is None:
+        return ""
+    shown = " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing changed"
+    return f"\nvalue rules: {shown}"

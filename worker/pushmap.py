@@ -8,16 +8,18 @@ variant only, with the reason; the other variants of the message still land.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import orjson
 
 from worker import values
 from worker.model import ATTRIBUTES, COLUMN_BIT, COLUMNS
+from worker.rules import Applier
 from worker.settings import Settings
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -132,6 +134,10 @@ class Item:
     updated_at: datetime | None
     extra: dict[str, Any] = field(default_factory=dict)
     order_at: datetime | None = None
+    # the latest variant folded in, where it came from: a value rule's reject names it
+    index: int = 0
+    message_id: str | None = None
+    variant: Any = None
 
     def absorb(self, later: Item) -> None:
         """Fold a later update of the same item in (the newer by order time wins, else the
@@ -150,6 +156,7 @@ class Item:
         self.present = older.present | newer.present
         self.updated_at = newer.updated_at or older.updated_at
         self.order_at = newer.order_at or older.order_at
+        self.index, self.message_id, self.variant = later.index, later.message_id, later.variant
 
     def copy_line(self) -> str:
         vals = list(self.values)
@@ -207,7 +214,111 @@ def to_item(feed_id: int, variant: Any, message_time: datetime | None,
                 present |= _CURRENCY_BIT
                 break
     return Item(feed_id, values.check_key(str(ext).strip()), vals, present, updated_at, extra,
-                updated_at or message_time)
+                updated_at or message_time, variant=variant)
+
+
+_QUANTITY_SLOT = _INDEX["inventory_quantity"]
+_QUANTITY_BIT = COLUMN_BIT["inventory_quantity"]
+_BARCODE_SLOT = _INDEX["barcode"]
+_BARCODE_BIT = COLUMN_BIT["barcode"]
+
+
+def apply_rules(applier: Applier, items: Sequence[Item]) -> tuple[list[Item], dict[int, str]]:
+    """A feed's value rules on its folded items, as the pull mapper applies them (the same
+    Applier, on columns made of the items): copies of the items (the originals stay as
+    folded, so that a group tried again is ruled again from them) and the rejected ones,
+    by position. The quantity sum reads its sources from the attributes the variants
+    carried (kept in `extra`: keys, or dotted paths into them); an item that carries none
+    of them keeps its own inventoryQuantity, if any."""
+    out = [replace(i, values=list(i.values), extra=dict(i.extra)) for i in items]
+    bad: dict[int, str] = {}
+    rules = applier.rules
+    quantity_done: set[int] = set()
+    if rules.quantity is not None and rules.quantity.sources:
+        quantity_done = _sum_sources(applier, out, bad)
+
+    def quantity(col: Sequence[str], _bad: dict[int, str]) -> Sequence[str]:
+        return applier.quantity(col)
+
+    if rules.quantity is not None:
+        _column(out, _QUANTITY_SLOT, _QUANTITY_BIT, bad, quantity, skip=quantity_done)
+    for attr in sorted(applier.price_attributes):
+        i, bit = _ATTR_SLOT[attr]
+        _column(out, i, bit, bad, partial(applier.price, attr))
+    if rules.barcode is not None:
+        _column(out, _BARCODE_SLOT, _BARCODE_BIT, bad, applier.barcode)
+    return out, bad
+
+
+def _column(items: list[Item], slot: int, bit: int, bad: dict[int, str],
+            rule: Callable[[Sequence[str], dict[int, str]], Sequence[str]],
+            skip: set[int] | None = None) -> None:
+    """One rule on the values the items carry in `slot` (blank ones aside)."""
+    at = [k for k, item in enumerate(items)
+          if item.present & bit and item.values[slot] and k not in bad
+          and (skip is None or k not in skip)]
+    if not at:
+        return
+    col = [items[k].values[slot] or "" for k in at]
+    mine: dict[int, str] = {}
+    new = rule(col, mine)
+    for j, k in enumerate(at):
+        if j in mine:
+            bad[k] = mine[j]
+        items[k].values[slot] = new[j] or None
+
+
+def _sum_sources(applier: Applier, items: list[Item], bad: dict[int, str]) -> set[int]:
+    """inventoryQuantity as the sum of the sources each item carries (blank or absent: 0),
+    the locations in extra.locations when the rule keeps them; which items it set."""
+    rule = applier.rules.quantity
+    assert rule is not None
+    sources = [(name, src) for name, src in rule.sources if isinstance(src, str)]
+    if not sources:
+        return set()
+    found: list[list[Any]] = []
+    at: list[int] = []
+    for k, item in enumerate(items):
+        got = [_lookup(item.extra, src) for _, src in sources]
+        if any(v is not _ABSENT for v in got):
+            at.append(k)
+            found.append(got)
+    cols: list[list[str]] = [[] for _ in sources]
+    for k, got in zip(at, found, strict=True):
+        for col, (name, _), v in zip(cols, sources, got, strict=True):
+            try:
+                col.append(_quantity(f"inventoryQuantity ({name})",
+                                     None if v is _ABSENT else v) or "")
+            except ValueError as exc:
+                bad.setdefault(k, str(exc))
+                col.append("")
+    totals, places = applier.quantity_sum(cols, [name for name, _ in sources])
+    for j, k in enumerate(at):
+        item = items[k]
+        item.values[_QUANTITY_SLOT] = totals[j] or None
+        item.present |= _QUANTITY_BIT
+        for _, src in sources:  # the sources are the quantity now, not extra attributes
+            item.extra.pop(src, None)
+        if places is not None and places[j]:
+            item.extra["locations"] = places[j]
+        if not item.extra:
+            item.present &= ~_EXTRA_BIT
+    return set(at)
+
+
+_ABSENT = object()
+
+
+def _lookup(extra: dict[str, Any], path: str) -> Any:
+    """The value at a key or dotted path of a variant's extra attributes, or _ABSENT."""
+    if path in extra:
+        return extra[path]
+    value: Any = extra
+    for step in path.split("."):
+        if not isinstance(value, dict) or step not in value:
+            return _ABSENT
+        value = value[step]
+    return value
 
 
 _NAMED = {*_ATTR_SLOT, "externalId", "inventoryUpdatedAt"}

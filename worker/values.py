@@ -7,6 +7,7 @@ parse (or None for a blank), or raises ValueError with a reason fit for a reject
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -61,9 +62,34 @@ def split_currency(v: str) -> tuple[str, str | None]:
     return (m.group(1), m.group(2)) if m else (v, None)
 
 
+# Currency symbols (Unicode category Sc: $ € £ ¥ ₹ ...).
+_SC = frozenset(chr(c) for c in range(0x24, 0x10000) if unicodedata.category(chr(c)) == "Sc")
+_BLANKS = " \t\u00a0\u202f\u2009"
+_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " ", "'": " "})
+_SPACED_POINT = re.compile(r"[+-]?[0-9]{1,3}(?: [0-9]{3})+(?:\.[0-9]+)?")
+
+
+def price_text(v: str, decimal_notation: str) -> str:
+    """A price as suppliers write it, as a plain number's text: a currency symbol before or
+    after the number and the spaces around it stripped ('45,00 €', '$1,299.00', '£ 12');
+    spaces, no-break spaces and apostrophes between thousands ('1 234,50', "1'299.00")
+    made plain for number_parser, which reads the separators of the feed's notation."""
+    s = v.strip(_BLANKS)
+    if s[:1] in _SC:  # one symbol, before or after the number
+        s = s[1:].lstrip(_BLANKS)
+    elif s[-1:] in _SC:
+        s = s[:-1].rstrip(_BLANKS)
+    if " " in s or "'" in s or not s.isascii():
+        s = s.translate(_SPACES)
+        if decimal_notation != "comma" and _SPACED_POINT.fullmatch(s):
+            s = s.replace(" ", "")
+    return s
+
+
 def price_converter(attr: str, decimal_notation: str) -> Converter:
     """Plain numbers in the feed's notation; a trailing currency code ('105.29 USD') is
-    accepted (the mapper keeps it as the item's currency); any other text is a reject."""
+    accepted (the mapper keeps it as the item's currency), and so are currency symbols and
+    thousands separators ('45,00 €', '$1,299.00'); any other text is a reject."""
     parse = number_parser(decimal_notation)
 
     def convert(v: str) -> str | None:
@@ -73,7 +99,14 @@ def price_converter(attr: str, decimal_notation: str) -> Converter:
         try:
             s = parse(v)
         except ValueError as exc:
-            raise ValueError(f"{attr}: {exc}") from None
+            s = price_text(v, decimal_notation)
+            if s == v.strip():
+                raise ValueError(f"{attr}: {exc}") from None
+            try:
+                s = parse(s)
+            except ValueError as again:  # named as given, not as cleaned
+                why = str(again).replace(repr(s), repr(v.strip()), 1)
+                raise ValueError(f"{attr}: {why}") from None
         if s.startswith("-") and s.strip("-0.") != "":
             raise ValueError(f"{attr}: {v!r} is negative")
         return check_digits(attr, s)

@@ -87,7 +87,8 @@ def _number(value: str) -> Decimal | None:
 
 
 def read_sample(path: Path, rows: int) -> dict[str, Item]:
-    """About SAMPLE_SIZE items spread over the whole file, parsed as a reader would."""
+    """About SAMPLE_SIZE items spread over the whole file, parsed as a reader would (the
+    first eight columns: the rules file of pull_csv's V runs has more)."""
     stride = max(1, rows // SAMPLE_SIZE)
     sample: dict[str, Item] = {}
     with path.open(newline="", encoding="utf-8") as f:
@@ -95,7 +96,7 @@ def read_sample(path: Path, rows: int) -> dict[str, Item]:
         next(reader)
         for i, row in enumerate(reader):
             if i % stride == 0:
-                ext, sku, barcode, name, price, compare, qty, grams = row
+                ext, sku, barcode, name, price, compare, qty, grams = row[:8]
                 sample[ext] = (
                     _text(sku),
                     _text(barcode),

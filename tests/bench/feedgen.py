@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from dataclasses import dataclass
@@ -154,3 +155,39 @@ def ensure_feed(
         _write(updated, lines, _shuffled(rows, rng))
         _write_meta(updated, update_meta)
     return files, True
+
+
+RULES_EXTRA = ("stock_b", "stock_c")
+
+
+def _gtin13(barcode: str) -> str:
+    """The 13-digit number with its last digit made a valid GTIN check digit."""
+    body = barcode[:12]
+    total = sum(int(d) * (1 if k % 2 == 0 else 3) for k, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def ensure_rules_feed(base: Path) -> tuple[Path, bool]:
+    """`feed-rules.csv` beside `base` (feed1.csv): the same items with valid GTIN-13
+    barcodes and each quantity split over three warehouse columns (inventory_quantity,
+    stock_b, stock_c, which sum to the original), for the value rules' runs."""
+    path = base.with_name("feed-rules.csv")
+    meta = {"version": FORMAT_VERSION, "source_bytes": base.stat().st_size}
+    if _is_current(path, meta):
+        return path, False
+    tmp = path.with_suffix(".tmp")
+    with base.open(newline="", encoding="utf-8") as src, \
+            tmp.open("w", newline="", encoding="utf-8") as out:
+        reader = csv.reader(src)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*next(reader), *RULES_EXTRA])
+        for row in reader:
+            if row[2]:
+                row[2] = _gtin13(row[2])
+            qty = int(row[6])
+            b, c = qty // 3, qty // 4
+            row[6] = str(qty - b - c)
+            writer.writerow([*row, str(b), str(c)])
+    tmp.replace(path)
+    _write_meta(path, meta)
+    return path, True

@@ -8,6 +8,10 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
   M  psql: \\copy into a typed temp table + MERGE (reference)
   E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full);
      the store has no variants yet
+  V  the value rules' cost (mapping.rules): feed-rules.csv (feed1.csv with valid GTIN-13
+     barcodes and each quantity split over three warehouse columns) into an empty table
+     without rules (V0), then with a 20% markup, .99 rounding, the 3-column quantity sum
+     and GTIN checks (V): V/V0 (at most 1.10)
   X  the marketplace rules' cost: E and U with them off (no auto-connect, no item history):
      E0, U0; then a store of 500,000 variants is seeded, a quarter of the feed's SKUs among
      them, and EC, UC run with the rules on (auto-connect against that store, history)
@@ -22,23 +26,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import math
 import os
 import platform
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from tests.bench import db, feedgen, peers
 from tests.bench.children import ChildResult, run_child_async
 from tests.bench.httpserver import serve_files
 from tests.bench.report import Measurement, Report, format_run
 
-RUNS = ("L", "M", "E", "X", "S", "N", "G", "R")
+RUNS = ("L", "M", "E", "V", "X", "S", "N", "G", "R")
 FEEDS = ("L", "M", "E", "N", "R")
 CHANGED_SHARE = 0.10
 SET_CONNECT = "UPDATE inventory_feeds SET automatically_connect = $2 WHERE id = $1"
@@ -129,6 +138,8 @@ class Import:
     rows: int
     expected: str
     env: tuple[tuple[str, str], ...] = ()
+    # the items as stored, when not as the file has them (the value rules' run)
+    sample: Callable[[], dict[str, db.Item]] | None = None
 
 
 @dataclass
@@ -141,6 +152,7 @@ class Bench:
     files: feedgen.FeedFiles
     rss_file: feedgen.FeedFiles | None
     feed_worker: str | None
+    rules_file: Path | None = None
     base_url: str = ""
     feeds: dict[str, int] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
@@ -164,8 +176,10 @@ class Bench:
         await db.reset(self.conn)
         await db.quiesce(self.conn)
 
-    async def check(self, m: Measurement, feed: str, path: Path, rows: int) -> None:
-        check = await db.check_feed(self.conn, self.feeds[feed], rows, self.sample(path, rows))
+    async def check(self, m: Measurement, feed: str, path: Path, rows: int,
+                    sample: dict[str, db.Item] | None = None) -> None:
+        sample = self.sample(path, rows) if sample is None else sample
+        check = await db.check_feed(self.conn, self.feeds[feed], rows, sample)
         m.note = f"{m.note}, {check.summary()}" if m.note else check.summary()
         m.ok = m.ok and check.ok
         for line in check.mismatches[:3]:
@@ -224,8 +238,29 @@ class Bench:
             self.failed(m, result)
             return m
         m.seconds, m.rss_mib = result.seconds, result.max_rss_mib
-        await self.check(m, run.feed, run.path, run.rows)
+        await self.check(m, run.feed, run.path, run.rows,
+                         run.sample() if run.sample is not None else None)
         return m
+
+    async def value_rules(self) -> None:
+        """V0 and V: the rules file into an empty table without value rules, then with them
+        (the same feed, its mapping changed between the two)."""
+        path, rows = self.rules_file, self.files.rows
+        if path is None:
+            return
+        feed_id = self.feeds["E"]
+        plain = Import("V0", "feed-worker import of feed-rules.csv, no value rules", "E",
+                       "feed-rules.csv", path, rows, f"inserted {rows}")
+        ruled = Import("V", "feed-worker import of feed-rules.csv, value rules on", "E",
+                       "feed-rules.csv", path, rows, f"inserted {rows}, rejected 0",
+                       sample=lambda: rules_sample(path, rows))
+        try:
+            for run, mapping in ((plain, {}), (ruled, VALUE_RULES)):
+                await self.conn.execute(SET_MAPPING, feed_id, orjson.dumps(mapping).decode())
+                await self.fresh()
+                await self.feed_worker_import(run)
+        finally:
+            await self.conn.execute(SET_MAPPING, feed_id, "{}")
 
     async def rules(self) -> None:
         """E0 and U0: E and U without auto-connect and item history; then the store is
@@ -333,6 +368,7 @@ class Bench:
             "X": self.rules,
             "S": self.shared,
             "E": self.import_pair,
+            "V": self.value_rules,
             "N": self.naive,
             "G": self.pgloader,
             "R": self.rss_run,
@@ -340,6 +376,35 @@ class Bench:
         for name in RUNS:
             if name not in self.opts.skip:
                 await steps[name]()
+
+
+SET_MAPPING = "UPDATE inventory_feeds SET mapping = $2::jsonb WHERE id = $1"
+# V's rules: what the issue's benchmark names (markup, rounding, a 3-column sum, GTINs).
+VALUE_RULES = {"rules": {
+    "price": {"markupPercent": 20, "rounding": ".99"},
+    "quantity": {"sum": ["inventory_quantity", *feedgen.RULES_EXTRA]},
+    "barcode": {"gtin": "reject"},
+}}
+
+
+def rules_sample(path: Path, rows: int) -> dict[str, db.Item]:
+    """The items V should store, computed here from the file (not by the worker's code):
+    prices x 1.2 up to the next .99, the three quantities summed."""
+    sample = db.read_sample(path, rows)
+    wanted = set(sample)
+    totals: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for row in reader:
+            if row[0] in wanted:
+                totals[row[0]] = int(row[6]) + int(row[8]) + int(row[9])
+    out: dict[str, db.Item] = {}
+    for ext, (sku, barcode, name, price, compare, _, grams) in sample.items():
+        if price is not None:
+            price = math.ceil(price * Decimal("1.2") - Decimal("0.99")) + Decimal("0.99")
+        out[ext] = (sku, barcode, name, price, compare, totals[ext], grams)
+    return out
 
 
 async def setup_database(opts: Options, database_url: str, feed_worker: str | None) -> bool:
@@ -374,6 +439,16 @@ def generate(opts: Options) -> tuple[feedgen.FeedFiles, feedgen.FeedFiles | None
     return files, rss
 
 
+def generate_rules_file(opts: Options, files: feedgen.FeedFiles) -> Path | None:
+    if "V" in opts.skip:
+        return None
+    start = time.perf_counter()
+    path, made = feedgen.ensure_rules_feed(files.base)
+    say(f"{path.name} {'generated' if made else 'reused'} in "
+        f"{time.perf_counter() - start:.1f} s")
+    return path
+
+
 async def header(bench: Bench) -> list[str]:
     files = bench.files
     mib = files.base.stat().st_size / 2**20
@@ -396,9 +471,12 @@ async def main(opts: Options) -> int:
     served = {"feed1.csv": files.base, "feed2.csv": files.updated or files.base}
     if rss_file is not None:
         served["feed-rss.csv"] = rss_file.base
+    rules_file = generate_rules_file(opts, files)
+    if rules_file is not None:
+        served["feed-rules.csv"] = rules_file
     conn = await asyncpg.connect(url)
     try:
-        bench = Bench(opts, url, conn, files, rss_file, feed_worker)
+        bench = Bench(opts, url, conn, files, rss_file, feed_worker, rules_file)
         async with serve_files(served) as base_url:
             bench.base_url = base_url
             bench.feeds = await db.prepare(conn, f"{bench.base_url}/feed1.csv", list(FEEDS))

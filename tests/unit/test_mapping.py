@@ -506,7 +506,7 @@ def test_a_mapped_currency_column_wins() -> None:
 
 def test_other_text_in_a_price_is_still_a_reject() -> None:
     m = csv_mapper({}, ["external_id", "retail_price"])
-    for text in ("9.99 euros", "€9.99", "USD", "9.99 US"):
+    for text in ("9.99 euros", "€9.99 €", "USD", "9.99 US", "€"):
         [r] = m.map([["A", text]], [2]).rejects
         assert "retailPrice" in r.reason, text
 

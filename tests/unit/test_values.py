@@ -156,8 +156,8 @@ def test_price_blank_is_none(text: str, notation: str) -> None:
     assert price_converter(PRICE, notation)(text) is None
 
 
-@pytest.mark.parametrize("text", ["9.99 euros", "€9.99", "$5", "abc", "1e3", "NaN", "1.2.3",
-                                  "1 234.56", "1,23.45", "9.99-"])
+@pytest.mark.parametrize("text", ["9.99 euros", "€9.99€", "$", "abc", "1e3", "NaN", "1.2.3",
+                                  "1 23.56", "1,23.45", "9.99-", "R$ 5", "$ 1e3"])
 @pytest.mark.parametrize("notation", ["decimal", "comma"])
 def test_price_rejects_non_numbers(text: str, notation: str) -> None:
     with pytest.raises(ValueError, match=r"^retailPrice: ") as info:
@@ -386,3 +386,28 @@ def test_the_quick_look_at_a_json_document() -> None:
     assert not json_within(clean, len(clean) - 1)
     for char in CONTROLS:
         assert not json_within(orjson.dumps({"k": [char]}).decode(), 1000), hex(ord(char))
+
+
+@pytest.mark.parametrize(("text", "notation", "expected"), [
+    ("45,00 €", "comma", "45.00"),
+    ("€ 45,00", "comma", "45.00"),
+    ("1.234,50", "comma", "1234.50"),
+    ("1\u00a0234,50 €", "comma", "1234.50"),
+    ("1\u202f234,50", "comma", "1234.50"),
+    ("$1,299.00", "decimal", "1299.00"),
+    ("£ 12.5", "decimal", "12.5"),
+    ("1 299.00", "decimal", "1299.00"),
+    ("1'299.00", "decimal", "1299.00"),
+    ("¥1,000.5 JPY", "decimal", "1000.5"),  # the trailing code is split off first
+])
+def test_price_symbols_spaces_and_thousands_are_stripped(text: str, notation: str,
+                                                         expected: str) -> None:
+    assert price_converter(PRICE, notation)(text) == expected
+
+
+def test_a_symbol_does_not_hide_the_wrong_notation() -> None:
+    with pytest.raises(ValueError, match="decimal comma") as info:
+        price_converter(PRICE, "decimal")("45,00 €")
+    assert "'45,00 €'" in str(info.value)
+    with pytest.raises(ValueError, match=r"^retailPrice: '-\$5' is not a plain number"):
+        price_converter(PRICE, "decimal")("-$5")  # one symbol, at an end

@@ -137,9 +137,9 @@ def needs_header(feed: Feed) -> bool:
 
 def mapping_for(feed: Feed) -> FeedMapping:
     """What the mapper applies: for XML and JSON the parser already picked the fields
-    (its header is their attribute names), so only the value maps remain."""
+    (its header is their attribute names), so only the value maps and rules remain."""
     if feed.resource_type in ("xml", "json"):
-        return FeedMapping(values=feed.mapping.values)
+        return FeedMapping(values=feed.mapping.values, rules=feed.mapping.rules)
     return feed.mapping
 
 

@@ -7,6 +7,7 @@ they carry it); a message whose id was applied before is a repeat and changes no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ import orjson
 
 from worker import constants as C
 from worker import logs
-from worker.errors import BadMessage
+from worker.errors import BadMessage, FeedError
+from worker.feedmapping import push_rules
 from worker.gcpause import gc_paused
 from worker.messages import FeedUpdate, decode_update, encode_update
 from worker.model import StoredReject
-from worker.pushmap import Item, to_item
+from worker.pushmap import Item, apply_rules, to_item
+from worker.rules import Applier
 from worker.settings import Settings
 from worker.store import push as store
 from worker.store.db import Conn
@@ -176,18 +179,25 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
     live = [e for e in group.envelopes if e.fate is Fate.APPLIED and e.update is not None]
     feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
     gone = set()
+    rules, broken = _feed_rules(feeds)
     for e in live:
         feed = feeds.get(e.update.feed_id) if e.update is not None else None
+        feed_id = e.update.feed_id if e.update is not None else 0
         if feed is None or not feed["enabled"] or feed["provider_archived"]:
-            feed_id = e.update.feed_id if e.update is not None else 0
             e.fate = Fate.DEAD
             e.reason = (f"feed {feed_id} does not exist" if feed is None
                         else f"feed {feed_id} is disabled")
+            gone.add(feed_id)
+        elif feed_id in broken:
+            e.fate, e.reason = Fate.DEAD, f"feed {feed_id}: {broken[feed_id]}"
             gone.add(feed_id)
     counts, items, lines = group.counts, group.items, group.lines
     if gone:  # their items are theirs alone: drop them, no need to fold again
         counts = {f: c for f, c in counts.items() if f not in gone}
         items = {k: i for k, i in items.items() if k[0] not in gone}
+        lines = _lines(items)
+    if rules.keys() & counts.keys():
+        counts, items = _ruled(rules, counts, items, settings)
         lines = _lines(items)
     live = [e for e in live if e.fate is Fate.APPLIED]
     if not live:
@@ -217,6 +227,8 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
                 return GroupReport({}, 0)
             again = await _folded(live, settings)
             counts, items = again.counts, again.items
+            if rules.keys() & counts.keys():
+                counts, items = _ruled(rules, counts, items, settings)
             await store.stage(conn, _lines(items), again=True)
         await wait_turn(after)
         merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history)
@@ -230,6 +242,47 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
         if any(e.replay_id for e in group.envelopes):
             await _record_replays(conn, settings, group.envelopes)
     return GroupReport(counts, len(items))
+
+
+def _feed_rules(feeds: Mapping[int, asyncpg.Record]
+                ) -> tuple[dict[int, Any], dict[int, str]]:
+    """The value rules of the feeds that have some, and why a feed's cannot be read."""
+    rules: dict[int, Any] = {}
+    broken: dict[int, str] = {}
+    for feed_id, feed in feeds.items():
+        try:
+            found = push_rules(feed["mapping"], feed["resource_type"], feed["csv_has_header"])
+        except FeedError as exc:
+            broken[feed_id] = str(exc)
+            continue
+        if found:
+            rules[feed_id] = found
+    return rules, broken
+
+
+def _ruled(rules: Mapping[int, Any], counts: dict[int, FeedCounts],
+           items: dict[tuple[int, str], Item], settings: Settings
+           ) -> tuple[dict[int, FeedCounts], dict[tuple[int, str], Item]]:
+    """The feeds' value rules on their items (worker/rules.py, as pulls apply them), on
+    copies: a group tried again after a failed transaction starts from its folded items
+    and counts again. Items a rule rejects are rejects of their feed's push run."""
+    counts = {f: dataclasses.replace(c, rejects=list(c.rejects)) for f, c in counts.items()}
+    items = dict(items)
+    for feed_id in rules.keys() & counts.keys():
+        keys = [k for k in items if k[0] == feed_id]
+        applier = Applier(rules[feed_id])
+        ruled, bad = apply_rules(applier, [items[k] for k in keys])
+        c = counts[feed_id]
+        for k, item in zip(keys, ruled, strict=True):
+            items[k] = item
+        for j, why in sorted(bad.items()):
+            item = items.pop(keys[j])
+            c.rejected += 1
+            if len(c.rejects) < settings.max_stored_rejects:
+                raw = orjson.dumps(item.variant).decode()[: settings.max_reject_raw_chars]
+                c.rejects.append(StoredReject(item.index, raw, why, item.message_id))
+        c.rules = {**applier.counts}
+    return counts, items
 
 
 async def _record_replays(conn: Conn, settings: Settings,
@@ -317,6 +370,7 @@ def _fold_message(e: Envelope, update: FeedUpdate, c: FeedCounts,
     for index, variant in enumerate(update.variants):
         try:
             item = to_item(feed_id, variant, default_time, settings)
+            item.index, item.message_id = index, e.message_id
         except ValueError as exc:
             c.rejected += 1
             e.rejected += 1

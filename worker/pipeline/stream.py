@@ -70,6 +70,9 @@ class Stream:
                     await bulk.copy_rows(conn, columns, chunks())
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
+        if self.mapper is not None and self.mapper.applier is not None:
+            # what each value rule changed or rejected (run report: details.rules)
+            self.report.details["rules"] = dict(self.mapper.applier.counts)
         timings = self.report.timings
         timings["parse_s"] = round(self._parse_s, 3)
         timings["source_wait_s"] = round(self._wait_source_s, 3)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+import orjson
 
 from worker.constants import LOCK_CLASS_FEED_MERGE
 from worker.model import PUSH_COLUMNS, StoredReject
@@ -32,6 +33,7 @@ class FeedCounts:
     duplicates: int = 0
     messages: int = 0
     rejects: list[StoredReject] = field(default_factory=list)
+    rules: dict[str, int] = field(default_factory=dict)  # values each value rule changed
 
     @property
     def unchanged(self) -> int:
@@ -123,5 +125,6 @@ async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record],
 async def record_run(conn: Conn, run_id: int, c: FeedCounts) -> None:
     await conn.execute(
         q(_SQL, "record_push_run"), run_id, c.received, c.inserted, c.updated, c.unchanged,
-        c.rejected, c.duplicates, c.messages, c.stale, c.connected, c.ambiguous, c.held)
+        c.rejected, c.duplicates, c.messages, c.stale, c.connected, c.ambiguous, c.held,
+        orjson.dumps(c.rules).decode())
     await store_rejects(conn, run_id, c.rejects)

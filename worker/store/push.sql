@@ -18,7 +18,7 @@ WHERE message_id IN (
 
 -- name: load_feeds
 SELECT f.id, f.enabled, p.archived AS provider_archived, p.id AS provider_id,
-       p.daily_sku_limit
+       p.daily_sku_limit, f.mapping, f.resource_type, f.csv_has_header
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
 WHERE f.id = ANY($1::bigint[]);
@@ -254,6 +254,11 @@ UPDATE feed_runs SET
         'batches', coalesce((details ->> 'batches')::int, 0) + 1,
         'messages', coalesce((details ->> 'messages')::int, 0) + $8::int,
         'stale', coalesce((details ->> 'stale')::int, 0) + $9::int)
+    -- what each value rule changed or rejected, summed over the batches ($13: {rule: n})
+    || jsonb_strip_nulls(jsonb_build_object('rules', (
+        SELECT jsonb_object_agg(k, coalesce((details #>> ARRAY['rules', k])::bigint, 0)
+                                   + coalesce(($13::jsonb ->> k)::bigint, 0))
+        FROM jsonb_object_keys(coalesce(details -> 'rules', '{}') || $13::jsonb) AS k)))
 WHERE id = $1;
 
 -- name: order_times
