@@ -92,6 +92,11 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
     ([], "ftp_csv", True, "/mapping"),
     ({"preset": "shopify"}, "xml", True, "/mapping/preset"),
     ({"preset": "nope"}, "ftp_csv", True, "/mapping/preset"),
+    ({"rules": {"barcode": {"gtin": True}}}, "ftp_csv", True, "/mapping/rules/barcode/gtin"),
+    ({"rules": {"quantity": {"sum": [1]}}}, "webhook", True, "/mapping/rules/quantity/sum"),
+    ({"rules": {"quantity": {"sum": ["s1", "s2"]}},
+      "values": {"inventoryQuantity": {"x": "lots"}}}, "ftp_csv", True,
+     "/mapping/values/inventoryQuantity/x"),
 ])
 def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, header: bool,
                                                  where: str) -> None:
@@ -112,6 +117,12 @@ def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, h
      "json", True),
     ({"preset": "shopify"}, "ftp_csv", True),
     ({"preset": "google-merchant"}, "xml", True),
+    ({"rules": {"quantity": {"sum": {"eu": "stock_a", "us": 4}}}}, "ftp_csv", True),
+    ({"rules": {"quantity": {"sum": [2, 3]}}, "fields": {"externalId": 0},
+      "values": {"inventoryQuantity": {"x": 5}}}, "ftp_csv", False),
+    ({"rules": {"quantity": {"sum": ["stock.eu"]}}}, "webhook", True),
+    ({"rules": {"price": {"markupPercent": 10, "rounding": ".99"}},
+      "values": {"retailPrice": {"free": 0}}}, "ftp_csv", True),
 ])
 def test_a_good_mapping_is_kept_as_sent(raw: Any, resource_type: str, header: bool) -> None:
     assert check_mapping(raw, resource_type, header) == raw

@@ -16,7 +16,7 @@ from worker.model import Feed, FeedMapping
 from worker.pipeline.formats import mapping_for
 
 # "mapping.fields.externalId must ..." -> /mapping/fields/externalId
-_WHERE = re.compile(r"\bmapping((?:\.[A-Za-z_][\w:-]*)*)")
+_WHERE = re.compile(r"\bmapping((?:\.[A-Za-z_][\w-]*(?::[\w-]+)?)*)")
 _UNKNOWN = re.compile(r"unknown attribute '([^']+)'")
 
 
@@ -29,12 +29,15 @@ def check_mapping(raw: Any, resource_type: str, csv_has_header: bool,
         raise invalid(pointer("mapping"), "must be an object")
     try:
         parsed = parse_mapping(raw, resource_type, csv_has_header)
+        if resource_type == "webhook":  # pushes read only its rules (parsed as theirs)
+            return raw
         feed = Feed(0, "", True, resource_type, None, None, csv_has_header, decimal_notation,
                     None, parsed, False)
-        mapper = Mapper(mapping_for(feed), _header(parsed, feed), decimal_notation)
+        header = _header(parsed, feed)
+        mapper = Mapper(mapping_for(feed), header, decimal_notation)
     except FeedError as exc:
         raise invalid(_pointer(str(exc)), str(exc)) from None
-    _check_values(raw, mapper)
+    _check_values(raw, mapper, _sum_columns(parsed, header))
     return raw
 
 
@@ -52,26 +55,42 @@ def _pointer(reason: str) -> str:
 def _header(mapping: FeedMapping, feed: Feed) -> list[str] | None:
     """The header the mapper will meet, as far as the mapping tells: for XML and JSON the
     parser's (the mapped attributes' names); for a CSV with a header row, the columns the
-    mapping names, and the template's for the attributes it does not map; none for a CSV
-    without one."""
+    mapping and its quantity sum name, and the template's for the attributes it does not
+    map; none for a CSV without one."""
     if feed.resource_type in ("xml", "json"):
         return list(mapping.fields)
     if not has_header_row(feed.resource_type, feed.csv_has_header):
         return None
-    width = max([s + 1 for s in mapping.fields.values() if isinstance(s, int)] or [0])
+    sources = [*mapping.fields.values(),
+               *(s for _, s in (mapping.rules.quantity.sources if mapping.rules.quantity
+                                else ()))]
+    width = max([s + 1 for s in sources if isinstance(s, int)] or [0])
     header = [f"column {i}" for i in range(width)]
-    header += [s for s in mapping.fields.values() if isinstance(s, str) and s not in header]
+    header += [s for s in dict.fromkeys(sources) if isinstance(s, str) and s not in header]
     # Attributes it leaves to the file's own column names (the template's): by their names.
     header += [a for a in ("externalId", *mapping.values) if a not in mapping.fields]
     return header
 
 
-def _check_values(raw: dict[str, Any], mapper: Mapper) -> None:
+def _sum_columns(mapping: FeedMapping, header: list[str] | None) -> list[int]:
+    """The columns of the quantity sum's sources, if the rules sum quantities."""
+    quantity = mapping.rules.quantity
+    if quantity is None:
+        return []
+    return [src if isinstance(src, int) else header.index(src) if header else 0
+            for _, src in quantity.sources]
+
+
+def _check_values(raw: dict[str, Any], mapper: Mapper, sum_columns: list[int]) -> None:
     """One row per value of `values`, mapped: a value the attribute's rules refuse is a
-    mistake in the mapping."""
-    width = max(mapper.source.values()) + 1
+    mistake in the mapping. A quantity sum maps inventoryQuantity's values in each of its
+    sources: the first stands for them."""
+    columns = dict(mapper.source)
+    if sum_columns:
+        columns["inventoryQuantity"] = sum_columns[0]
+    width = mapper.width or max([*columns.values(), *sum_columns]) + 1
     for attr, texts in (raw.get("values") or {}).items():
-        column = mapper.source.get(attr)
+        column = columns.get(attr)
         if column is None:
             raise invalid(pointer("mapping", "values", attr),
                           f"the mapping has no column for {attr}")
