@@ -279,3 +279,18 @@ async def test_a_message_dead_lettered_by_the_daemon_reports_why(
     done = await until(reported, what="the message's outcome")
     assert done["status"] == "dead-lettered"
     assert "is disabled" in done["reason"]
+
+
+async def test_the_feeds_value_rules_apply_to_a_variant_pushed_at_once(admin: Client) -> None:
+    f = await feed(admin, await provider(admin), mapping={"rules": {
+        "price": {"markupPercent": 10}, "barcode": {"gtin": "reject"}}})
+    path = f"/api/inventory-feeds/{f['id']}/parse-webhook.json"
+    status, body, _ = await admin.call("PUT", path, {"externalId": "A", "retailPrice": "10.00",
+                                                     "barcode": "4006381333931"})
+    assert (status, body["retailPrice"]) == (200, 11), body
+    status, body, _ = await admin.call("PUT", path, {"externalId": "B",
+                                                     "barcode": "4006381333932"})
+    assert status == 422, body
+    [problem] = error(body, "invalid_variant")["details"]
+    assert problem["pointer"] == "/barcode"
+    assert "barcode" in problem["reason"]

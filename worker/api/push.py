@@ -72,6 +72,11 @@ async def apply_one(ctx: Context, who: Caller, feed_id: int,
     counts = report.counts[feed_id]
     if counts.rejected:
         problems = variant_problems(feed_id, variant, ctx.settings)
+        if not problems and counts.rejects:  # refused by the feed's value rules
+            reason = counts.rejects[0].reason
+            field = reason.split(":", 1)[0].split(" ", 1)[0]
+            problems = [{"pointer": pointer(field) if field in variant else "",
+                         "reason": reason}]
         raise ApiError(422, "invalid_variant", "the variant was rejected: " + "; ".join(
             p["reason"] for p in problems), problems)
     if counts.held:
@@ -91,7 +96,7 @@ def variant_problems(feed_id: int, variant: dict[str, Any],
                      settings: Settings) -> list[dict[str, str]]:
     """Each field's reason, found by the push checks themselves (pushmap.to_item) asked
     about the fields one at a time; the whole variant's reason when none alone is at
-    fault."""
+    fault; none when only the feed's value rules refuse it."""
     problems = []
     try:
         to_item(feed_id, {"externalId": variant.get("externalId")}, None, settings)
