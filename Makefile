@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+	@echo "installed $(BIN)/feed-worker: call it by that path, or '. $(BIN)/activate' first"
 
 venv: $(STAMP)
 
@@ -31,6 +32,7 @@ migrate: venv services
 	$(BIN)/feed-worker migrate
 
 run: migrate
+	@echo "starting the daemon; in another terminal: $(BIN)/feed-worker --help"
 	exec $(BIN)/feed-worker run
 
 test: venv services

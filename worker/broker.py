@@ -26,8 +26,8 @@ from aio_pika.abc import (
 )
 
 from worker import constants as C
-from worker import logs
-from worker.errors import BadMessage, TransientError
+from worker import logs, metrics
+from worker.errors import BadMessage, TransientError, Unavailable
 from worker.urls import mask, scrub
 
 log = logs.get(__name__)
@@ -53,7 +53,7 @@ async def connect(url: str) -> AbstractRobustConnection:
     try:
         return await aio_pika.connect_robust(url, timeout=10)
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-        raise TransientError(
+        raise Unavailable(
             f"cannot connect to RabbitMQ at {mask(url)}: {scrub(str(exc), url)}"
         ) from None
 
@@ -174,8 +174,10 @@ async def deliver(topology: Topology, message: AbstractIncomingMessage, handler:
     try:
         decision = await handler(message)
     except BadMessage as exc:
-        bound.warning("message.dead_lettered", reason=str(exc))
+        bound.warning("message.dead_lettered", reason=str(exc), kind=exc.kind)
         await dead_letter(topology, message, str(exc), queue_name)
+        metrics.MESSAGES.labels(queue_name, "dead").inc()
+        metrics.DEAD_LETTERS.labels(queue_name, exc.kind).inc()
         return
     except asyncio.CancelledError:
         await _requeue(message)
@@ -183,11 +185,13 @@ async def deliver(topology: Topology, message: AbstractIncomingMessage, handler:
     except Exception as exc:
         bound.warning("message.requeued", error=f"{type(exc).__name__}: {exc}")
         await _requeue(message)
+        metrics.MESSAGES.labels(queue_name, Decision.REQUEUE.value).inc()
         return
     if decision is Decision.ACK:
         await message.ack()
     else:
         await _requeue(message)
+    metrics.MESSAGES.labels(queue_name, decision.value).inc()
 
 
 async def _requeue(message: AbstractIncomingMessage) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from worker.errors import BadMessage
+from worker.errors import DEAD_FEED_DISABLED, DEAD_NOT_PULLABLE, DEAD_UNKNOWN_FEED, BadMessage
 from worker.model import Feed
 from worker.store import runs
 from worker.urls import mask
@@ -25,14 +25,16 @@ class Claim:
 
 def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
     if feed is None:
-        raise BadMessage(f"feed {feed_id} does not exist")
+        raise BadMessage(f"feed {feed_id} does not exist", DEAD_UNKNOWN_FEED)
     if not feed.enabled:
-        raise BadMessage(f"feed {feed_id} is disabled")
+        raise BadMessage(f"feed {feed_id} is disabled", DEAD_FEED_DISABLED)
     if feed.provider_archived:
-        raise BadMessage(f"feed {feed_id} belongs to an archived dropship provider")
+        raise BadMessage(f"feed {feed_id} belongs to an archived dropship provider",
+                         DEAD_FEED_DISABLED)
     if feed.resource_type not in PULL_TYPES:
         raise BadMessage(f"feed {feed_id} has resource_type {feed.resource_type!r}, which "
-                         f"cannot be pulled (pullable: {', '.join(PULL_TYPES)})")
+                         f"cannot be pulled (pullable: {', '.join(PULL_TYPES)})",
+                         DEAD_NOT_PULLABLE)
     return feed
 
 

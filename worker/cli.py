@@ -1,97 +1,220 @@
-"""Command line: parses arguments and calls into the package; nothing imports it."""
+"""Command line: parses arguments and calls into the package (commands.execute); nothing
+imports it but tests, which compare its help with the README."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
+import textwrap
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from worker import __version__, commands, logs
+from worker import __version__, commands
 from worker.deadletters import parse_duration
-from worker.errors import ConfigError, WorkerError
-from worker.settings import Settings, describe
+from worker.settings import describe
+
+EXIT_CODES = ("exit status: 0 done; 1 tried and failed; 2 could not start (a wrong argument, "
+              "input or setting, a feed that cannot take the work, Postgres or RabbitMQ not "
+              "answering). Problems are printed once, one line each: "
+              "'feed-worker COMMAND: error: ...'.")
 
 
 def _env_help() -> str:
-    lines = ["environment (default):"]
+    lines = ["commands: feed-worker COMMAND --help says what each does and takes.",
+             "",
+             "Installed by `make run` or `make test` in .venv: call .venv/bin/feed-worker,",
+             "or `. .venv/bin/activate` first.",
+             "",
+             "environment (default):"]
     for name, default, text in describe():
-        lines.append(f"  {name:38} {text} ({default})")
+        lines.append(f"  {name} ({default or 'empty'})")
+        lines.extend(textwrap.wrap(text, 90, initial_indent="      ",
+                                   subsequent_indent="      "))
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feed-worker",
-        description="Keeps a marketplace's copy of its suppliers' inventory feeds current.",
+        description=textwrap.fill(
+            "Keeps a marketplace's copy of its suppliers' inventory feeds current in Postgres: "
+            "pulls feed files (CSV, XML, JSON over HTTP(S), FTP(S), SFTP) and applies pushed "
+            "updates from RabbitMQ. Start with `feed-worker migrate`, then `feed-worker run`; "
+            "send work with `feed-worker publish` or `feed-worker import`.", 79),
         epilog=_env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"feed-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon (consumes pull-requests)"
-                   ).set_defaults(handler=commands.run)
-    sub.add_parser("api", help="serve the HTTP API (FEED_WORKER_API_PORT)"
-                   ).set_defaults(handler=commands.api)
-    tok = sub.add_parser("token", help="API bearer tokens")
+
+    def command(parent: Any, name: str, help: str, description: str,
+                epilog: str = EXIT_CODES) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help,
+                                                       description=description, epilog=epilog)
+        return p
+
+    command(sub, "run", "the daemon: pulls, pushes, the scheduler, health and metrics",
+            "The daemon. Declares the broker topology (exchange 'inventory', the queues "
+            "inventory.pull-request, inventory.feed-update and inventory.dead-letter), then "
+            "runs the pulls that pull-requests ask for (FEED_WORKER_PULL_CONCURRENCY at once), "
+            "applies feed-update messages in micro-batches, publishes pull-requests for feeds "
+            "that are due (FEED_WORKER_SCHEDULER: a new feed is due at once), and serves "
+            "/healthz, /readyz and /metrics on FEED_WORKER_HTTP_PORT. Logs JSON lines on "
+            "stderr (console on a terminal); it logs where to send work when it starts. "
+            "SIGTERM or Ctrl-C stops it gracefully. Reads DATABASE_URL and AMQP_URL.",
+            "exit status: 0 after a graceful stop; 1 when a background task died; 2 when it "
+            "could not start (Postgres or RabbitMQ not answering, a wrong setting)."
+            ).set_defaults(handler=commands.run)
+    command(sub, "api", "serve the HTTP API (FEED_WORKER_API_PORT)",
+            "The HTTP API: dropship providers, inventory feeds, their items, parse-webhook "
+            "pushes (one applied at once, up to 50 queued for the daemon), runs and rejects, "
+            "on FEED_WORKER_API_PORT, with /healthz, /readyz, /metrics and /api/openapi.json. "
+            "Stateless: run as many replicas as you like. Callers need a token (`feed-worker "
+            "token create`). SIGTERM or Ctrl-C stops it. Reads DATABASE_URL and AMQP_URL.",
+            "exit status: 0 after a stop; 2 when it could not start (Postgres or RabbitMQ "
+            "not answering, a wrong setting)."
+            ).set_defaults(handler=commands.api)
+    tok = sub.add_parser("token", help="create or revoke HTTP API bearer tokens",
+                         description="Bearer tokens of the HTTP API (`feed-worker api`), "
+                                     "stored as SHA-256 digests. Reads DATABASE_URL.")
     tok_sub = tok.add_subparsers(dest="what", required=True, metavar="WHAT")
-    tc = tok_sub.add_parser("create", help="create a token and print it (shown only once)")
+    tc = command(tok_sub, "create", "create a token and print it (it is shown only once)",
+                 "Creates a token for one dropship provider (its own feeds and items only) "
+                 "or an admin (every provider), and prints it: fwt_<id>_<secret>.",
+                 "exit status: 0 created; 2 the provider does not exist or Postgres does not "
+                 "answer.")
     tc.set_defaults(handler=commands.token_create)
     who = tc.add_mutually_exclusive_group(required=True)
     who.add_argument("--provider", type=int, metavar="N",
                      help="a token of dropship provider N: its own feeds and items only")
     who.add_argument("--admin", action="store_true", help="a token that sees every provider")
-    tr = tok_sub.add_parser("revoke", help="revoke a token: it answers 401 from now on")
+    tr = command(tok_sub, "revoke", "revoke a token: it answers 401 from its next request",
+                 "Revokes token ID (the number in fwt_<id>_...): from its next request on, "
+                 "the HTTP API answers it 401. Reads DATABASE_URL.",
+                 "exit status: 0 revoked; 2 there was no live token of that id, or Postgres "
+                 "does not answer.")
     tr.set_defaults(handler=commands.token_revoke)
     tr.add_argument("id", type=int, help="the token's id (fwt_<id>_...)")
-    sub.add_parser("check", help="exit 0 when Postgres and RabbitMQ answer (for probes)"
-                   ).set_defaults(handler=commands.check)
-    sub.add_parser("migrate", help="create the database if missing and apply migrations"
-                   ).set_defaults(handler=commands.migrate)
-    imp = sub.add_parser("import", help="pull one feed now, without the broker")
+    command(sub, "check", "exit 0 when Postgres and RabbitMQ answer, 1 otherwise (for probes)",
+            "Connects to Postgres (DATABASE_URL) and RabbitMQ (AMQP_URL) once each, with a "
+            "timeout of 5 s, and prints one line per service that does not answer. For "
+            "liveness and readiness probes.",
+            "exit status: 0 when both answer; 1 otherwise; 2 for a wrong setting."
+            ).set_defaults(handler=commands.check)
+    command(sub, "migrate", "create the database if missing and apply the migrations",
+            "Creates the database DATABASE_URL names when it does not exist, then applies "
+            "the numbered migrations (schemas/sql/NNNN_*.sql) not yet applied, in order, each "
+            "once, under an advisory lock: replicas that start together may all run it. "
+            "Prints the migrations it applied."
+            ).set_defaults(handler=commands.migrate)
+
+    imp = command(sub, "import", "pull one feed now, here, without the broker",
+                  "Pulls one feed in this process, as the daemon would (same checks, same "
+                  "rules, a run recorded in feed_runs), without RabbitMQ. Shows a progress "
+                  "bar on a terminal (bytes with a total and percentage when the size is "
+                  "known, the page of a paginated API, records read; log lines above it), "
+                  "plain 'progress' lines otherwise, and a summary with the run's counts. "
+                  "Reads DATABASE_URL.",
+                  "exit status: 0 the run succeeded (or the dry run ended); 1 it failed or "
+                  "was held by the cleanup circuit breaker; 2 no run could start (unknown, "
+                  "disabled or webhook feed, no URL, a pull of the feed already running, "
+                  "Postgres not answering); 3 skipped: the file was unchanged since the last "
+                  "pull (the feed's cache_imports), not read.")
     imp.set_defaults(handler=commands.import_feed)
-    imp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
-    imp.add_argument("--url", help="read this URL instead of the feed's resource_location")
+    imp.add_argument("--feed", type=int, required=True, metavar="N",
+                     help="the feed to pull: inventory_feeds.id")
+    imp.add_argument("--url", help="read this URL instead of the feed's resource_location "
+                                   "(also a local file:///path)")
     imp.add_argument("--dry-run", action="store_true",
-                     help="read and check everything, report what would change, change nothing")
+                     help="read and check everything and print what the run would insert, "
+                          "update, leave, zero and connect, and which circuit breaker rules "
+                          "would hold it; then roll back: nothing changes, no run is recorded")
     imp.add_argument("--force", action="store_true",
-                     help="apply what the cleanup circuit breaker would hold")
-    pub = sub.add_parser("publish", help="send messages, with publisher confirms")
+                     help="apply the pull even when the cleanup circuit breaker would hold it "
+                          "(it would zero too many items or too much stock, or the file is "
+                          "much smaller than the last one)")
+
+    pub = sub.add_parser("publish", help="send pull-requests or feed-updates to the daemon",
+                         description="Publishes messages to the 'inventory' exchange with "
+                                     "publisher confirms and 'mandatory', after checking the "
+                                     "feed (DATABASE_URL) as the daemon would. Reads AMQP_URL.")
     pub_sub = pub.add_subparsers(dest="what", required=True, metavar="WHAT")
-    pp = pub_sub.add_parser("pull", help="a pull-request for one feed")
+    pp = command(pub_sub, "pull", "ask the daemon to pull one feed",
+                 "Publishes one pull-request ({\"feedId\": N}) to the 'inventory' exchange "
+                 "with routing key 'feed.pull', persistent, with a fresh message_id, and waits "
+                 "for the broker's confirm. A running daemon pulls the feed; read the outcome "
+                 "in feed_runs. The feed is checked first: it must exist, be enabled, of a "
+                 "provider not archived, and pulled (resource_type ftp_csv, xml or json). "
+                 "Prints the message_id.",
+                 "exit status: 0 confirmed; 1 the broker did not confirm or could not route it "
+                 "(start `feed-worker run` once to declare the queues); 2 the feed cannot be "
+                 "pulled, or Postgres or RabbitMQ does not answer.")
     pp.set_defaults(handler=commands.publish_pull)
-    pp.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
-    pp.add_argument("--force", action="store_true", help="apply even where a check would hold")
-    pu = pub_sub.add_parser("update", help="variants of one feed, in messages of 50")
+    pp.add_argument("--feed", type=int, required=True, metavar="N",
+                    help="the feed to pull: inventory_feeds.id")
+    pp.add_argument("--force", action="store_true",
+                    help="apply the pull even when the cleanup circuit breaker would hold it "
+                         "(the pull-request carries \"force\": true)")
+    pu = command(pub_sub, "update", "send item updates of one feed (a JSON array of variants)",
+                 "Reads a JSON array of variants ({\"externalId\": \"1234\", "
+                 "\"inventoryQuantity\": 10, ...}, see schemas/feed-update.schema.json) and "
+                 "publishes them as feed-update messages to the 'inventory' exchange with "
+                 "routing key 'feed.update': --batch variants a message, each persistent, "
+                 "with a fresh message_id (the daemon applies an id once) and a "
+                 "timestamp_in_ms header (the order of updates to one item), 'mandatory', "
+                 "confirmed. The feed is checked first: it must exist, be enabled, of a "
+                 "provider not archived, and a push feed (resource_type webhook) unless "
+                 "--to-pulled-feed.",
+                 "exit status: 0 every message confirmed; 1 the broker did not confirm or "
+                 "could not route one (start `feed-worker run` once to declare the queues); "
+                 "2 the file is not a JSON array, the feed cannot take updates, or Postgres or "
+                 "RabbitMQ does not answer.")
     pu.set_defaults(handler=commands.publish_update)
-    pu.add_argument("--feed", type=int, required=True, help="inventory_feeds.id")
-    pu.add_argument("file", metavar="FILE", help="a JSON array of variants; - reads stdin")
-    pu.add_argument("--batch", type=int, default=50, help="variants per message (50)")
-    ph = pub_sub.add_parser("held", help="the items a run held back by the daily SKU limit")
+    pu.add_argument("--feed", type=int, required=True, metavar="N",
+                    help="the feed the variants belong to: inventory_feeds.id")
+    pu.add_argument("file", metavar="FILE",
+                    help="a JSON array of variants; - reads it from stdin")
+    pu.add_argument("--batch", type=int, default=50, metavar="N",
+                    help="variants per message (default 50; the daemon takes at most 10,000 "
+                         "in one)")
+    pu.add_argument("--to-pulled-feed", action="store_true",
+                    help="also to a feed that is pulled (ftp_csv, xml, json); its next pull "
+                         "sets the items back to what its file says")
+    ph = command(pub_sub, "held", "apply what a run held back by the daily SKU limit",
+                 "Publishes the items run N held back by its provider's daily SKU limit "
+                 "(its 'daily limit' rejects) as feed-update messages to the run's feed, "
+                 "confirmed. Run it on a later day: they meet the limit again.",
+                 "exit status: 0 every message confirmed; 1 the broker did not confirm one; "
+                 "2 the run does not exist or held nothing back, or Postgres or RabbitMQ does "
+                 "not answer.")
     ph.set_defaults(handler=commands.publish_held)
-    ph.add_argument("--run", type=int, required=True, help="feed_runs.id")
-    rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages")
+    ph.add_argument("--run", type=int, required=True, metavar="N", help="feed_runs.id")
+
+    rp = sub.add_parser("replay", help="inspect and requeue dead-lettered messages",
+                        description="Messages the daemon could not take (not JSON, against "
+                                    "the schema, an unknown or disabled feed, refused by the "
+                                    "database) wait in the queue inventory.dead-letter with "
+                                    "their reason. Reads AMQP_URL.")
     rp_sub = rp.add_subparsers(dest="what", required=True, metavar="WHAT")
-    rl = rp_sub.add_parser(
-        "list", help="show dead-lettered messages (they stay queued, in their order)",
-        description="One line per message in inventory.dead-letter: message id, original "
-                    "routing key, when it was dead-lettered, the reason, the start of the "
-                    "body. Nothing is taken off the queue.")
+    rl = command(rp_sub, "list", "show dead-lettered messages (they stay queued, in their order)",
+                 "One line per message in inventory.dead-letter: message id, original routing "
+                 "key, when it was dead-lettered, the reason, the start of the body. Nothing "
+                 "is taken off the queue.",
+                 "exit status: 0 listed; 2 RabbitMQ does not answer or the queue is not "
+                 "declared.")
     rl.set_defaults(handler=commands.replay_list)
     _replay_filters(rl, default_limit=50)
-    rq = rp_sub.add_parser(
-        "requeue", help="publish them again with their routing key, and report the outcomes",
-        description="Publishes the selected dead-lettered messages again to the inventory "
-                    "exchange with their original routing key. Each is removed from "
-                    "inventory.dead-letter only once the broker confirmed it. They keep their "
-                    "order times, so an update older than the stored item is skipped as "
-                    "stale. Then waits for the daemon to record what each came to and "
-                    "prints one line per message and a summary.",
-        epilog="exit status: 0 when every message sent was applied, found stale, rejected "
-               "or a repeat (or, with --no-wait, was sent); 1 when one was dead-lettered "
-               "again, had no outcome by the deadline (pending), could not be sent, or an "
-               "id given with --message-id was not found.")
+    rq = command(
+        rp_sub, "requeue", "publish them again with their routing key, and report the outcomes",
+        "Publishes the selected dead-lettered messages again to the inventory exchange with "
+        "their original routing key. Each is removed from inventory.dead-letter only once "
+        "the broker confirmed it. They keep their order times, so an update older than the "
+        "stored item is skipped as stale. Then waits for the daemon to record what each "
+        "came to and prints one line per message and a summary.",
+        "exit status: 0 when every message sent was applied, found stale, rejected or a "
+        "repeat (or, with --no-wait, was sent); 1 when one was dead-lettered again, had no "
+        "outcome by the deadline (pending), could not be sent, or an id given with "
+        "--message-id was not found; 2 RabbitMQ or (waiting) Postgres does not answer.")
     rq.set_defaults(handler=commands.replay_requeue)
     _replay_filters(rq, default_limit=None)
     rq.add_argument("--dry-run", action="store_true",
@@ -148,21 +271,4 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"feed-worker: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_format)
-    try:
-        handler: commands.Handler = args.handler
-        return asyncio.run(handler(args, settings))
-    except OSError as exc:
-        print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except WorkerError as exc:
-        print(f"feed-worker {args.command}: {exc}", file=sys.stderr)
-        return 1
+    return commands.execute(build_parser().parse_args(argv))

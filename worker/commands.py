@@ -1,6 +1,12 @@
 """The subcommands of `feed-worker`: each takes the parsed arguments and the settings,
 prints what the user sees and returns the exit code. cli.py registers them with
-`set_defaults(handler=...)`.
+`set_defaults(handler=...)` and calls `execute`.
+
+Exit codes, for every command: 0 done; 1 tried and failed (a run failed or was held, the
+broker did not take a message, a replayed message did not come to an outcome); 2 could not
+start (the command line, the input or the environment is wrong, the feed cannot take the
+work, Postgres or RabbitMQ does not answer); `import` also 3 (skipped: unchanged file).
+A problem is printed once, as one line `feed-worker COMMAND: error: TEXT` on stderr.
 
 Each imports its module when it runs: `feed-worker --help` or `check` should not pay for
 the daemon's imports.
@@ -9,16 +15,49 @@ the daemon's imports.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from worker import logs
 from worker.deadletters import Selection
+from worker.errors import ConfigError, Unavailable, WorkerError
 from worker.settings import Settings
 
 # Called before the event loop starts; asyncio.run runs the coroutine it returns.
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+EXIT_FAILED = 1
+EXIT_NOT_STARTED = 2
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the command the arguments name; its exit code."""
+    name = " ".join(str(p) for p in (args.command, getattr(args, "what", None)) if p)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return _problem(name, exc, EXIT_NOT_STARTED)
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        handler: Handler = args.handler
+        return asyncio.run(handler(args, settings))
+    except (ConfigError, Unavailable, OSError) as exc:
+        return _problem(name, exc, EXIT_NOT_STARTED)
+    except KeyboardInterrupt:
+        return 130
+    except WorkerError as exc:
+        return _problem(name, exc, EXIT_FAILED)
+
+
+def _problem(command: str, exc: BaseException, code: int) -> int:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    print(f"feed-worker {command}: error: {text}", file=sys.stderr)
+    return code
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,8 +83,7 @@ async def token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from worker.admin import revoke_token
 
     if not await revoke_token(settings, args.id):
-        print(f"no live token {args.id}", file=sys.stderr)
-        return 1
+        raise ConfigError(f"no live token {args.id}")
     print(f"revoked token {args.id}")
     return 0
 
@@ -76,8 +114,9 @@ async def import_feed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def publish_pull(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.publish import publish_pull
+    from worker.publish import check_feed, publish_pull
 
+    await check_feed(settings, args.feed, "pull")
     message_id = await publish_pull(settings, args.feed, args.force)
     print(f"published pull-request for feed {args.feed} (message_id {message_id})")
     return 0
@@ -86,11 +125,12 @@ async def publish_pull(args: argparse.Namespace, settings: Settings) -> int:
 def publish_update(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, int]:
     """Reads the variants before the event loop starts (Ctrl-C while stdin is read stops
     at once), then returns the coroutine that sends them."""
-    from worker.publish import publish_update, read_variants
+    from worker.publish import check_feed, publish_update, read_variants
 
     variants = read_variants(sys.stdin if args.file == "-" else Path(args.file).read_bytes())
 
     async def send() -> int:
+        await check_feed(settings, args.feed, "update", args.to_pulled_feed)
         ids = await publish_update(settings, args.feed, variants, max(1, args.batch))
         print(f"published {len(variants)} variant(s) of feed {args.feed} in {len(ids)} "
               f"message(s), all confirmed")

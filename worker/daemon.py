@@ -28,6 +28,26 @@ from worker.urls import mask
 
 log = logs.get(__name__)
 
+# What the daemon logs when it starts (event daemon.send_work): the README's "Send the
+# worker work", in short.
+SEND_WORK = {
+    "push": "feed-worker publish update --feed ID items.json (a JSON array of variants, "
+            "for a feed with resource_type 'webhook')",
+    "pull": "feed-worker publish pull --feed ID (or feed-worker import --feed ID: here, "
+            "without the broker)",
+    "publish_yourself": f"exchange '{C.EXCHANGE}' (topic, durable), routing key "
+                        f"'{C.ROUTING_UPDATE}' with {{\"feedId\": ID, \"variants\": [...]}} "
+                        f"or '{C.ROUTING_PULL}' with {{\"feedId\": ID}}; content_type "
+                        "application/json, persistent, a unique message_id, mandatory with "
+                        f"publisher confirms; an update's order time in a "
+                        f"'{C.HEADER_TIMESTAMP_MS}' header (or each variant's "
+                        "inventoryUpdatedAt)",
+    "outcomes": "the table feed_runs, a row per run (status, rows_read, inserted, updated, "
+                "unchanged, rejected, error; inventory_feed_id = ID), and the rejected rows "
+                "in feed_run_rejects",
+    "dead_letters": f"feed-worker replay list (the queue {C.QUEUE_DEAD_LETTER})",
+}
+
 
 class Daemon:
     def __init__(self, settings: Settings, *, handle_signals: bool = True) -> None:
@@ -114,10 +134,10 @@ class Daemon:
             "daemon.started", version=__version__, worker_id=s.worker_id,
             database=mask(s.database_url), amqp=mask(s.amqp_url),
             health=f"http://{s.http_host}:{s.http_port}/healthz" if s.http_port else None,
-            send_work=f"feed-worker publish pull --feed ID | feed-worker publish update --feed "
-                      f"ID FILE (or publish JSON to exchange '{C.EXCHANGE}' with routing key "
-                      f"'{C.ROUTING_PULL}' or '{C.ROUTING_UPDATE}')",
+            scheduler="on: feeds with automated_fetching = 'enabled' are pulled when due, a "
+                      "new one at once" if s.scheduler else "off",
         )
+        log.info("daemon.send_work", **SEND_WORK)
         self.started.set()
         exit_code = await self._wait()
         if self.scheduler is not None:

@@ -19,12 +19,34 @@ class TransientError(WorkerError):
     """May succeed when tried again later (network, broker, database restarts)."""
 
 
+class Unavailable(TransientError):
+    """Postgres or RabbitMQ does not answer (a connection could not be made)."""
+
+
 class PermanentError(WorkerError):
     """Will fail the same way again: bad input, bad feed settings."""
 
 
+# Why a message was dead-lettered, in a few words: the label of
+# feed_worker_dead_letters_total (a fixed set, so the metric's series stay few).
+DEAD_NOT_JSON = "not_json"            # the body is not JSON
+DEAD_INVALID = "invalid"              # JSON against the message's schema
+DEAD_UNKNOWN_FEED = "unknown_feed"    # its feedId names no feed
+DEAD_FEED_DISABLED = "feed_disabled"  # the feed is disabled or its provider archived
+DEAD_NOT_PULLABLE = "not_pullable"    # a pull-request for a feed that is not pulled
+DEAD_FEED_SETTINGS = "feed_settings"  # the feed's mapping or value rules are not valid
+DEAD_REFUSED = "refused_by_database"  # a feed-update the database refused on its own
+DEAD_LETTER_REASONS = (DEAD_NOT_JSON, DEAD_INVALID, DEAD_UNKNOWN_FEED, DEAD_FEED_DISABLED,
+                       DEAD_NOT_PULLABLE, DEAD_FEED_SETTINGS, DEAD_REFUSED)
+
+
 class BadMessage(PermanentError):
-    """A message that cannot be processed: dead-lettered with this reason."""
+    """A message that cannot be processed: dead-lettered with this reason; `kind` is one of
+    DEAD_LETTER_REASONS."""
+
+    def __init__(self, message: str, kind: str = DEAD_INVALID) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class FeedError(PermanentError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from worker.errors import BadMessage
+from worker.errors import DEAD_NOT_JSON, BadMessage
 
 MAX_ID = 2**63 - 1  # ids are Postgres bigints
 
@@ -22,7 +22,7 @@ def _object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadMessage(f"body is not JSON: {exc}") from None
+        raise BadMessage(f"body is not JSON: {exc}", DEAD_NOT_JSON) from None
     if not isinstance(data, dict):
         raise BadMessage(f"body must be a JSON object, not {type(data).__name__}")
     return data

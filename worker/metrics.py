@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from worker import constants as C
+from worker.errors import DEAD_LETTER_REASONS
+
 RUNS = Counter("feed_worker_runs_total", "Runs ended, by kind and status", ["kind", "status"])
 MESSAGES = Counter("feed_worker_messages_total", "Deliveries decided, by queue and decision",
                    ["queue", "decision"])
+DEAD_LETTERS = Counter("feed_worker_dead_letters_total",
+                       "Messages the worker dead-lettered, by queue and reason (one of "
+                       "errors.DEAD_LETTER_REASONS)", ["queue", "reason"])
 ROWS = Counter("feed_worker_rows_total", "Feed rows handled, by outcome", ["outcome"])
 SCHEDULER_LEADING = Gauge("feed_worker_scheduler_leading",
                           "1 while this replica holds the scheduler lock, else 0")
@@ -26,3 +32,11 @@ API_LATENCY = Histogram("feed_worker_api_request_seconds",
                         "HTTP API request latency, by route and method", ["route", "method"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                                  2.5, 5.0, 10.0))
+
+# Every series of the failure counters exists from the start, at 0: a dashboard or an alert
+# on them sees "none yet" rather than "no such metric".
+for _kind in ("unavailable", "contention", "permanent"):  # retry.Failure's values
+    PUSH_FAILURES.labels(_kind)
+for _queue in (C.QUEUE_PULL, C.QUEUE_UPDATE):
+    for _reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(_queue, _reason)

@@ -1,4 +1,9 @@
-"""`feed-worker publish`: send messages with publisher confirms and `mandatory`."""
+"""`feed-worker publish`: send messages with publisher confirms and `mandatory`.
+
+Before anything is sent, the feed is checked as the daemon would check the message: a
+pull-request or update it would only dead-letter is refused here, with the reason; so is,
+unless asked for, an update of a pulled feed (taken, but undone by the feed's next pull).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,45 @@ import orjson
 
 from worker import broker
 from worker import constants as C
-from worker.errors import ConfigError, TransientError
+from worker.claims import PULL_TYPES, check_pullable
+from worker.errors import BadMessage, ConfigError, TransientError
 from worker.messages import encode_pull, encode_update
 from worker.settings import Settings
 from worker.store import db, runs
 
 BATCH = 50          # variants per feed-update message, as suppliers send them
 IN_FLIGHT = 200     # unconfirmed messages at once
+
+
+async def check_feed(settings: Settings, feed_id: int, kind: str,
+                     to_pulled_feed: bool = False) -> None:
+    """Raise ConfigError with the reason when the daemon would dead-letter a message of
+    this kind ("pull" or "update") for the feed (it does not exist, is disabled or its
+    provider archived; a pull of a feed that is not pulled), or for an update of a pulled
+    feed unless `to_pulled_feed`: the daemon takes it, but the feed's next pull sets its
+    items back to what the file says."""
+    conn = await db.connect(settings.database_url)
+    try:
+        feed = await runs.load_feed(conn, feed_id)
+    finally:
+        await conn.close()
+    if kind == "pull":
+        try:
+            check_pullable(feed, feed_id)
+        except BadMessage as exc:
+            raise ConfigError(str(exc)) from None
+        return
+    if feed is None:
+        raise ConfigError(f"feed {feed_id} does not exist")
+    if not feed.enabled:
+        raise ConfigError(f"feed {feed_id} is disabled")
+    if feed.provider_archived:
+        raise ConfigError(f"feed {feed_id} belongs to an archived dropship provider")
+    if feed.resource_type in PULL_TYPES and not to_pulled_feed:
+        raise ConfigError(
+            f"feed {feed_id} is pulled (resource_type {feed.resource_type!r}): its next pull "
+            "sets its items back to what its file says; push to a 'webhook' feed, or pass "
+            "--to-pulled-feed")
 
 
 async def publish_pull(settings: Settings, feed_id: int, force: bool = False) -> str:

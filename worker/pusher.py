@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
+from worker.errors import DEAD_INVALID
 from worker.pipeline.push import Envelope, Fate, Group, Prepared, order_time, wait_turn
 from worker.pipeline.pushretry import Applier, Consumption, record_dead_replays
 from worker.settings import Settings
@@ -154,6 +155,9 @@ class PushConsumer:
         await record_dead_replays(self.pool, [e for _, e in group])
         for fate, n in Counter(e.fate.value for _, e in group).items():
             metrics.MESSAGES.labels(C.QUEUE_UPDATE, fate).inc(n)
+        for kind, n in Counter(e.dead_kind or DEAD_INVALID for _, e in group
+                               if e.fate is Fate.DEAD).items():
+            metrics.DEAD_LETTERS.labels(C.QUEUE_UPDATE, kind).inc(n)
         metrics.ROWS.labels("pushed").inc(done.items)
         log.debug("push.group_applied", messages=len(group), items=done.items,
                   inserted=done.total("inserted"), updated=done.total("updated"),

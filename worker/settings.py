@@ -30,43 +30,74 @@ class Settings:
         default="amqp://guest:guest@localhost:5672/",
         metadata={"env": "AMQP_URL", "help": "RabbitMQ URL"},
     )
-    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_level: str = field(
+        default="info",
+        metadata={"help": "debug, info, warning or error"},
+    )
     log_format: str = field(
-        default="auto", metadata={"help": "json, console, or auto (console on a terminal)"}
+        default="auto",
+        metadata={"help": "json, console, or auto (console on a terminal)"},
     )
     worker_id: str = field(
         default_factory=_default_worker_id,
-        metadata={"help": "name of this replica in run leases (default host-pid)"},
+        metadata={"help": "name of this replica in run leases and logs (host-pid: this host's name"
+                          " and the process id)"},
     )
-    http_host: str = field(default="0.0.0.0", metadata={"help": "health/metrics bind address"})  # noqa: S104
-    http_port: int = field(default=9187, metadata={"help": "health/metrics port; 0 turns it off"})
-    pull_concurrency: int = field(default=2, metadata={"help": "pulls one replica runs at once"})
-    api_host: str = field(default="0.0.0.0", metadata={"help": "HTTP API bind address"})  # noqa: S104
-    api_port: int = field(default=8187, metadata={"help": "HTTP API port (feed-worker api)"})
+    http_host: str = field(
+        default="0.0.0.0",  # noqa: S104
+        metadata={"help": "health/metrics bind address"},
+    )
+    http_port: int = field(
+        default=9187,
+        metadata={"help": "health/metrics port; 0 turns it off"},
+    )
+    pull_concurrency: int = field(
+        default=2,
+        metadata={"help": "pulls one replica runs at once"},
+    )
+    fetch_connect_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "seconds to connect to a feed's server before the download fails"},
+    )
+    api_host: str = field(
+        default="0.0.0.0",  # noqa: S104
+        metadata={"help": "HTTP API bind address (feed-worker api)"},
+    )
+    api_port: int = field(
+        default=8187,
+        metadata={"help": "HTTP API port (feed-worker api); 0 takes a free port, logged in "
+                          "api.started"},
+    )
     api_max_body_bytes: int = field(
         default=1024 * 1024,
         metadata={"help": "an HTTP API request body larger than this is refused (413)"},
     )
     api_rate_per_s: float = field(
         default=50.0,
-        metadata={"help": "synchronous parse-webhook requests per second per token (token "
-                          "bucket; 429 with Retry-After past it)"},
+        metadata={"help": "synchronous parse-webhook requests per second per token, per API "
+                          "replica (token bucket; past it: 429 with Retry-After)"},
     )
     api_rate_burst: int = field(
-        default=100, metadata={"help": "requests a token may send at once above that rate"}
+        default=100,
+        metadata={"help": "requests a token may send at once above that rate"},
     )
-    fetch_connect_timeout_s: float = field(default=10.0, metadata={"help": "connect timeout"})
     fetch_read_timeout_s: float = field(
-        default=60.0, metadata={"help": "longest wait for the next bytes of a download"}
+        default=60.0,
+        metadata={"help": "longest wait, in seconds, for the next bytes of a download"},
     )
     max_file_bytes: int = field(
-        default=2 * 1024**3, metadata={"help": "a download larger than this fails its run"}
+        default=2 * 1024**3,
+        metadata={"help": "a download larger than this fails its run"},
     )
-    max_redirects: int = field(default=5, metadata={"help": "HTTP redirects followed"})
+    max_redirects: int = field(
+        default=5,
+        metadata={"help": "HTTP redirects followed (each checked like the feed URL)"},
+    )
     allowed_networks: str = field(
         default="",
         metadata={"help": "CIDRs feeds may be fetched from besides global addresses "
-                          "(comma-separated, e.g. 127.0.0.1/32)"},
+                          "(comma-separated, e.g. 127.0.0.1/32); loopback, private, link-local and"
+                          " CGNAT addresses are refused otherwise"},
     )
     max_decompressed_bytes: int = field(
         default=8 * 1024**3,
@@ -75,125 +106,163 @@ class Settings:
     max_inflation_ratio: int = field(
         default=100,
         metadata={"help": "a gzip/zip feed that inflates to more than this many times the "
-                          "compressed bytes read so far fails its run (judged past 16 MiB "
-                          "inflated)"},
+                          "compressed bytes read so far fails its run, as the bytes arrive; judged"
+                          " once 16 MiB are inflated, so small files compressed further pass"},
     )
-    max_pages: int = field(default=1000, metadata={"help": "pages followed in one API pull"})
+    max_pages: int = field(
+        default=1000,
+        metadata={"help": "pages followed in one paginated API pull"},
+    )
     max_records: int = field(
-        default=50_000_000, metadata={"help": "a pull with more records than this fails"}
+        default=50_000_000,
+        metadata={"help": "a pull with more records than this fails"},
     )
     max_field_chars: int = field(
         default=DEFAULT_MAX_FIELD_CHARS,
-        metadata={"help": "a record (or pushed variant) with a field longer than this many "
-                          "characters is rejected"},
+        metadata={"help": "a record (CSV, XML or JSON) or a pushed variant with a field longer "
+                          "than this many characters is rejected, the rest of the file or message "
+                          "goes on"},
     )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
-        metadata={"help": "known_hosts file that SFTP servers' host keys are checked against"},
+        metadata={"help": "known_hosts file that SFTP servers' host keys are checked against (an "
+                          "unknown key fails the run)"},
     )
     copy_batch_rows: int = field(
-        default=5000, metadata={"help": "rows per COPY chunk between parser and database"}
+        default=5000,
+        metadata={"help": "rows per COPY chunk between parser and database"},
     )
     pipeline_queue_batches: int = field(
-        default=8, metadata={"help": "batches buffered between parser and COPY"}
+        default=8,
+        metadata={"help": "batches buffered between parser and COPY"},
     )
     max_stored_rejects: int = field(
-        default=10_000, metadata={"help": "rejects stored per run (all are counted)"}
+        default=10_000,
+        metadata={"help": "rejects stored per run (all are counted)"},
     )
     max_reject_raw_chars: int = field(
-        default=2000, metadata={"help": "raw text kept per reject"}
+        default=2000,
+        metadata={"help": "raw text kept per reject"},
     )
     lease_s: float = field(
-        default=60.0, metadata={"help": "a run whose owner stops renewing it is taken over"}
+        default=60.0,
+        metadata={"help": "a run whose owner stops renewing it is taken over"},
     )
     max_run_attempts: int = field(
-        default=3, metadata={"help": "takeovers before an abandoned run is failed"}
+        default=3,
+        metadata={"help": "takeovers before an abandoned run is failed"},
     )
     shutdown_grace_s: float = field(
-        default=30.0, metadata={"help": "in-flight work gets this long to finish on SIGTERM"}
+        default=30.0,
+        metadata={"help": "in-flight work gets this long to finish on SIGTERM"},
     )
     delivery_limit: int = field(
-        default=5, metadata={"help": "deliveries of one message before it is dead-lettered"}
+        default=5,
+        metadata={"help": "deliveries of one message before the broker dead-letters it"},
     )
     push_batch_variants: int = field(
-        default=20000, metadata={"help": "a push micro-batch closes at this many variants"}
+        default=20000,
+        metadata={"help": "a push micro-batch closes at this many variants"},
     )
     push_batch_wait_s: float = field(
-        default=0.02, metadata={"help": "... or this long after its first message"}
+        default=0.02,
+        metadata={"help": "... or this long after its first message"},
     )
     push_prefetch: int = field(
-        default=800, metadata={"help": "feed-update messages taken from the broker ahead"}
+        default=800,
+        metadata={"help": "feed-update messages taken from the broker ahead"},
     )
     message_retention_s: float = field(
         default=7 * 24 * 3600.0,
-        metadata={"help": "applied message ids are remembered this long (idempotency)"},
+        metadata={"help": "applied message ids are remembered this long (7 days), for "
+                          "idempotency; so are what replayed and API-published messages came to "
+                          "(replay_outcomes, api_messages: the status URL answers 404 after "
+                          "that)"},
     )
-    db_pool_size: int = field(default=6, metadata={"help": "Postgres connections per replica"})
+    db_pool_size: int = field(
+        default=6,
+        metadata={"help": "Postgres connections per replica"},
+    )
     merge_work_mem: str = field(
-        default="512MB", metadata={"help": "work_mem for the merge (dedupe sort, held rows)"}
+        default="512MB",
+        metadata={"help": "work_mem of the merge: each of its sorts, hash tables and held row sets"
+                          " may use this much memory in the Postgres backend (a 1M-row pull needs "
+                          "about 200 to 400 MB for each); below that it spills to temp files (0.5 "
+                          "s of a 1M-row pull at 256MB, measured)"},
     )
     cleanup_max_zeroed_share: float = field(
         default=0.2,
-        metadata={"help": "a pull with cleanup on that would zero more than this share of a "
-                          "feed's items is held (cleanup circuit breaker; per feed: "
-                          "inventory_feeds.breaker_max_zeroed_share)"},
+        metadata={"help": "a pull with cleanup on that would zero more than this share of a feed's"
+                          " available items is held (cleanup circuit breaker, the zeroed rule; see"
+                          " The marketplace's rules in the README); per feed: "
+                          "inventory_feeds.breaker_max_zeroed_share"},
     )
     cleanup_max_quantity_drop: float = field(
         default=0.5,
-        metadata={"help": "... or that would drop the feed's total tracked quantity by more "
-                          "than this share (breaker_max_quantity_drop)"},
+        metadata={"help": "... or that would drop the feed's total tracked quantity by more than "
+                          "this share (the quantity rule); per feed: breaker_max_quantity_drop"},
     )
     breaker_max_rows_drop: float = field(
         default=0.3,
-        metadata={"help": "... or that read more than this share fewer records than the "
-                          "feed's last succeeded pull (breaker_max_rows_drop)"},
+        metadata={"help": "... or that read more than this share fewer records than the feed's "
+                          "last succeeded pull (the rows rule); per feed: breaker_max_rows_drop"},
     )
     breaker_max_bytes_drop: float = field(
         default=0.5,
-        metadata={"help": "... or whose file (bytes as downloaded) is more than this share "
-                          "smaller than the last succeeded pull's (breaker_max_bytes_drop)"},
+        metadata={"help": "... or whose file, in bytes as downloaded, is more than this share "
+                          "smaller than the last succeeded pull's (the bytes rule); per feed: "
+                          "breaker_max_bytes_drop"},
     )
     min_attribute_match_share: float = field(
         default=0.5,
         metadata={"help": "a mapped attribute with a value in fewer than this share of a "
-                          "pull's records is a warning on its run (0: never)"},
+                          "pull's records is a warning on the run (details.warnings, the "
+                          "run-completed event); 0 turns the warning off (see Mapping in the "
+                          "README)"},
     )
     item_history: bool = field(
         default=True,
-        metadata={"help": "record quantity and price changes in variant_inventory_updates"},
+        metadata={"help": "record quantity and price changes in variant_inventory_updates "
+                          "(true/false)"},
     )
     history_retention_s: float = field(
         default=90 * 24 * 3600.0,
-        metadata={"help": "item history older than this is deleted"},
+        metadata={"help": "item history older than this (90 days) is deleted"},
     )
     scheduler: bool = field(
         default=True,
-        metadata={"help": "publish pull-requests for feeds that are due (one replica leads)"},
+        metadata={"help": "publish pull-requests for feeds that are due; one replica leads "
+                          "(true/false)"},
     )
     schedule_tick_s: float = field(
-        default=30.0, metadata={"help": "how often the leading replica looks for due feeds"}
+        default=30.0,
+        metadata={"help": "how often the leading replica looks for due feeds"},
     )
     retry_attempts: int = field(
         default=10,
-        metadata={"help": "tries of work that failed on a transient error (database or "
-                          "network unavailable, deadlock) before it is held or given up"},
+        metadata={"help": "tries of work that failed on a transient error (database or network "
+                          "unavailable, deadlock) before it is held (pushes: consumption pauses "
+                          "until the database answers) or given up (see Failure behaviour in the "
+                          "README)"},
     )
     retry_base_s: float = field(
-        default=0.2, metadata={"help": "first backoff between tries; doubles each try"}
+        default=0.2,
+        metadata={"help": "first backoff between tries; it doubles each try"},
     )
     retry_cap_s: float = field(
-        default=10.0, metadata={"help": "longest backoff between tries"}
+        default=10.0,
+        metadata={"help": "longest backoff between tries"},
     )
     retry_jitter: float = field(
         default=0.5,
-        metadata={"help": "share of each backoff drawn at random (0 to 1), so that replicas "
-                          "do not retry in step"},
+        metadata={"help": "share of each backoff drawn at random (0 to 1), so that replicas do not"
+                          " retry in step"},
     )
     pull_retry_attempts: int = field(
         default=3,
-        metadata={"help": "tries of a pull that failed on a transient error (network: "
-                          "timeouts, resets, 408/429/5xx; database: connection lost, restart) "
-                          "before its run fails"},
+        metadata={"help": "tries of a pull that failed on a transient error (network: timeouts, "
+                          "resets, 408/429/5xx; database: connection lost, restart) before its run"
+                          " fails"},
     )
     download_deadline_s: float = field(
         default=3600.0,
@@ -202,21 +271,23 @@ class Settings:
     )
     run_deadline_s: float = field(
         default=7200.0,
-        metadata={"help": "a pull run, its retries included, taking longer than this fails "
-                          "(per feed: inventory_feeds.run_deadline_s)"},
+        metadata={"help": "a pull run, its retries included, taking longer than this fails (per "
+                          "feed: inventory_feeds.run_deadline_s)"},
     )
     min_transfer_bytes_per_s: int = field(
         default=1024,
         metadata={"help": "a download averaging fewer bytes per second than this, once "
-                          "FEED_WORKER_TRANSFER_GRACE_S have passed, fails its run"},
+                          "FEED_WORKER_TRANSFER_GRACE_S have passed, fails its run "
+                          "(0: no minimum)"},
     )
     transfer_grace_s: float = field(
-        default=60.0, metadata={"help": "time a download may run before its rate is checked"}
+        default=60.0,
+        metadata={"help": "time a download may run before its rate is checked"},
     )
     max_future_skew_s: float = field(
         default=300.0,
-        metadata={"help": "a pushed inventoryUpdatedAt (or publisher timestamp) further than "
-                          "this in the future is rejected (ignored, for a timestamp)"},
+        metadata={"help": "a pushed inventoryUpdatedAt further than this in the future is "
+                          "rejected; a publisher's timestamp_in_ms that far ahead is ignored"},
     )
 
     @classmethod

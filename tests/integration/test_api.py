@@ -76,11 +76,18 @@ async def test_token_command_prints_a_token_that_works(
         status, body, _ = await c.as_(token).call("GET", "/api/dropship-providers.json")
         assert status == 401
         proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "token", "revoke", token_id, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert (proc.returncode, err.decode().strip()) == (
+            2, f"feed-worker token revoke: error: no live token {token_id}")
+        proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker", "token", "create", "--provider", "999999",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
-        assert proc.returncode == 1
-        assert b"does not exist" in err
+        assert proc.returncode == 2
+        assert err.decode().strip() == ("feed-worker token create: error: dropship provider "
+                                        "999999 does not exist")
 
 
 async def test_providers_and_feeds_are_saved_checked_and_their_secrets_masked(

@@ -149,50 +149,54 @@ async def bound_queue(routing_key: str) -> AsyncIterator[AbstractQueue]:
         yield queue
 
 
-async def test_publish_is_confirmed_or_fails_loudly(clean_broker: None, db_url: str) -> None:
+async def test_publish_is_confirmed_or_fails_loudly(clean_broker: None, pool: asyncpg.Pool,
+                                                     db_url: str) -> None:
+    feed_id = await feeds.make_feed(pool, "https://feeds.example/stock.csv")
     # Nothing bound to feed.pull yet: the broker cannot route it, and the command says so.
-    code, _, err = await feed_worker("publish", "pull", "--feed", "7", database_url=db_url)
+    code, _, err = await feed_worker("publish", "pull", "--feed", str(feed_id),
+                                     database_url=db_url)
     assert code == 1
     assert "did not take" in err
     async with bound_queue(C.ROUTING_PULL) as queue:
-        code, out, err = await feed_worker("publish", "pull", "--feed", "7", "--force",
+        code, out, err = await feed_worker("publish", "pull", "--feed", str(feed_id), "--force",
                                            database_url=db_url)
         assert code == 0, err
         message = await queue.get(timeout=5)
-        assert message.body == b'{"feedId":7,"force":true}'
+        assert message.body == b'{"feedId":%d,"force":true}' % feed_id
         assert message.message_id is not None
         assert message.message_id in out
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
 
 
 async def test_publish_update_splits_a_file_into_confirmed_messages(
-        clean_broker: None, db_url: str, tmp_path: Path) -> None:
+        clean_broker: None, pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
+    feed = str(await feeds.make_feed(pool, None, resource_type="webhook"))
     variants = [{"externalId": f"V{i}", "inventoryQuantity": i} for i in range(120)]
     path = tmp_path / "variants.json"
     path.write_bytes(orjson.dumps(variants))
-    code, _, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+    code, _, err = await feed_worker("publish", "update", "--feed", feed, str(path),
                                      database_url=db_url)
     assert code == 1  # nothing bound to feed.update: unroutable, and said so
     assert "did not take" in err
     async with bound_queue(C.ROUTING_UPDATE) as queue:
-        code, out, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+        code, out, err = await feed_worker("publish", "update", "--feed", feed, str(path),
                                            database_url=db_url)
         assert code == 0, err
-        assert "120 variant(s) of feed 3 in 3 message(s)" in out
+        assert f"120 variant(s) of feed {feed} in 3 message(s)" in out
         bodies, ids = [], set()
         for _ in range(3):
             message = await queue.get(timeout=5)
             bodies.append(orjson.loads(message.body))
             ids.add(message.message_id)
         assert [len(b["variants"]) for b in bodies] == [50, 50, 20]
-        assert {b["feedId"] for b in bodies} == {3}
+        assert {b["feedId"] for b in bodies} == {int(feed)}
         assert [v for b in bodies for v in b["variants"]] == variants
         assert len(ids) == 3
         assert None not in ids
     path.write_text("{not json")
-    code, _, err = await feed_worker("publish", "update", "--feed", "3", str(path),
+    code, _, err = await feed_worker("publish", "update", "--feed", feed, str(path),
                                      database_url=db_url)
-    assert code == 1
+    assert code == 2  # nothing was sent: the input is wrong
     assert "not JSON" in err
 
 
@@ -247,7 +251,7 @@ async def test_publish_held_applies_what_the_daily_limit_held_back(
     assert {k: v["inventory_quantity"] for k, v in got.items()} == {"A": 1, "B": 2, "C": 3,
                                                                     "D": 4}
     code, _, err = await feed_worker("publish", "held", "--run", "424242", database_url=db_url)
-    assert code == 1
+    assert code == 2
     assert "run 424242 does not exist" in err
 
 

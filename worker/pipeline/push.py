@@ -19,7 +19,13 @@ import orjson
 
 from worker import constants as C
 from worker import logs
-from worker.errors import BadMessage, FeedError
+from worker.errors import (
+    DEAD_FEED_DISABLED,
+    DEAD_FEED_SETTINGS,
+    DEAD_UNKNOWN_FEED,
+    BadMessage,
+    FeedError,
+)
 from worker.feedmapping import push_rules
 from worker.gcpause import gc_paused
 from worker.messages import FeedUpdate, decode_update, encode_update
@@ -55,6 +61,7 @@ class Envelope:
     fate: Fate = Fate.APPLIED
     reason: str = ""
     error_class: str = ""  # of the error that dead-lettered it, when one did
+    dead_kind: str = ""    # why it is dead-lettered, one of errors.DEAD_LETTER_REASONS
     rejected: int = 0      # its variants rejected by the value checks
 
     def __post_init__(self) -> None:
@@ -65,12 +72,13 @@ class Envelope:
         try:
             self.update = decode_update(self.body)
         except BadMessage as exc:
-            self.fate, self.reason = Fate.DEAD, str(exc)
+            self.fate, self.reason, self.dead_kind = Fate.DEAD, str(exc), exc.kind
 
     def reset(self) -> None:
         """Undo what a rolled-back transaction decided (repeats, feeds gone)."""
         if self.update is not None:
             self.fate, self.reason, self.error_class = Fate.APPLIED, "", ""
+            self.dead_kind = ""
 
 
 def order_time(headers: Mapping[str, Any] | None, received_at: datetime,
@@ -187,9 +195,11 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             e.fate = Fate.DEAD
             e.reason = (f"feed {feed_id} does not exist" if feed is None
                         else f"feed {feed_id} is disabled")
+            e.dead_kind = DEAD_UNKNOWN_FEED if feed is None else DEAD_FEED_DISABLED
             gone.add(feed_id)
         elif feed_id in broken:
             e.fate, e.reason = Fate.DEAD, f"feed {feed_id}: {broken[feed_id]}"
+            e.dead_kind = DEAD_FEED_SETTINGS
             gone.add(feed_id)
     counts, items, lines = group.counts, group.items, group.lines
     if gone:  # their items are theirs alone: drop them, no need to fold again

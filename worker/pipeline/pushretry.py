@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from worker import logs, metrics
+from worker.errors import DEAD_REFUSED
 from worker.pipeline.push import Envelope, Fate, GroupReport, Prepared, commit, prepare, wait_turn
 from worker.retry import Failure, RetryPolicy, classify, describe
 from worker.settings import Settings
@@ -84,6 +85,7 @@ class Applier:
             for e in live:
                 e.fate, e.reason = Fate.DEAD, self._reason(failure)
                 e.error_class = type(failure).__name__
+                e.dead_kind = DEAD_REFUSED
                 log.warning("push.message_failed_alone", message_id=e.message_id,
                             error=e.reason)
             return

@@ -21,11 +21,14 @@ from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source
+from worker.sources.transfer import Transfer
 from worker.store import bulk
 from worker.store.db import Conn
 from worker.urls import FeedUrl
 
-Progress = Callable[[int, int], None]  # (bytes read, rows read)
+# (bytes downloaded, records read, page, the bytes the download will have reached at the
+# end of this page when the transport announced its length, else None)
+Progress = Callable[[int, int, int, int | None], None]
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
 # Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
@@ -90,6 +93,7 @@ class Stream:
             records = formats.records_for(feed, settings.max_field_chars)
             self.records = records
             inflated = 0
+            page_start = self.report.bytes
             download = open_source(url or FeedUrl.parse(self.job.url), settings,
                                    local_files=self.job.local_files,
                                    previous=self.job.previous if pages == 1 else None,
@@ -113,13 +117,13 @@ class Stream:
                     t2 = clock()
                     self._wait_copy_s += t2 - t
                     t = t2
-                    if self.progress is not None:
-                        self.progress(self.report.bytes, self.rows_read)
+                    self._tell(pages, page_start, download.transfer)
             t1 = clock()
             compression = download.compression
             # A download cut short fails here, before its last records are taken.
             self._take(formats.finish(records, download.transfer, compression), ready, offset)
             self._parse_s += clock() - t1
+            self._tell(pages, page_start, download.transfer)  # the page's last records
             offset = self.rows_read
             if pages == 1 and any(download.validators.values()):
                 self.report.details["validators"] = download.validators
@@ -138,8 +142,13 @@ class Stream:
         for data in out:
             await queue.put(data)
         await queue.put(None)
+        if self.progress is not None:  # the whole download: its total is what was read
+            self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
+
+    def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
         if self.progress is not None:
-            self.progress(self.report.bytes, self.rows_read)
+            total = None if transfer.expected is None else page_start + transfer.expected
+            self.progress(self.report.bytes, self.rows_read, page, total)
 
     async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The bytes as downloaded (feed_runs.bytes), before any inflating; the download

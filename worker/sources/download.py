@@ -46,6 +46,7 @@ class Download:
         SIZE, stat), and whether it vouches for the bytes it will give. A file longer than
         the cap fails here, before its bytes are asked for."""
         self.transfer.vouched = vouched
+        self.transfer.expected = length
         if length is not None and length > self.cap:
             raise SourceError(f"{self.taken} is {length} bytes, over the {self.cap}-byte cap "
                               "(FEED_WORKER_MAX_FILE_BYTES)")

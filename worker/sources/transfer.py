@@ -12,7 +12,9 @@ class Transfer:
     SIZE or SFTP's stat reported, a local file's size at open); a source that falls short
     of a length it knows raises TruncatedError itself. Unvouched (an HTTP body delimited by
     the connection's close, an FTP server without SIZE, a pipe), only the document's own
-    end can tell a cut file from a whole one (formats.finish). `received`: bytes so far."""
+    end can tell a cut file from a whole one (formats.finish). `received`: bytes so far.
+    `expected`: the length the transport announced, when it did (the progress bar's total)."""
 
     vouched: bool = False
     received: int = 0
+    expected: int | None = None

@@ -9,7 +9,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from yarl import URL
 
-from worker.errors import ConfigError, TransientError
+from worker.errors import ConfigError, TransientError, Unavailable
 from worker.store.queries import q
 from worker.urls import mask
 
@@ -30,10 +30,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     try:
         conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout_s)
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(f"the database of {mask(dsn)} does not exist "
+                          "(feed-worker migrate creates it)") from None
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     await _init_connection(conn)
     return conn
 
@@ -43,10 +44,11 @@ async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0
         )
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigError(f"database of {mask(dsn)} does not exist: {exc}") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(f"the database of {mask(dsn)} does not exist "
+                          "(feed-worker migrate creates it)") from None
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     if pool is None:  # pragma: no cover - create_pool returns None only when not awaited
         raise TransientError("no pool")
     return pool
@@ -64,7 +66,7 @@ async def ensure_database(dsn: str) -> bool:
     except asyncpg.InvalidCatalogNameError:
         pass
     except CONNECT_ERRORS as exc:
-        raise TransientError(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
+        raise Unavailable(f"cannot connect to Postgres at {mask(dsn)}: {exc}") from None
     else:
         await conn.close()
         return False
