@@ -1,4 +1,5 @@
-"""`migrate` and `check`: small commands that talk to Postgres and RabbitMQ once."""
+"""`migrate`, `check` and `token create`: small commands that talk to Postgres and RabbitMQ
+once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import aio_pika
 
 from worker import logs
+from worker.errors import ConfigError
 from worker.settings import Settings
 from worker.store import db, migrate
 from worker.urls import mask, scrub
@@ -44,3 +46,28 @@ async def check(settings: Settings, timeout_s: float = 5.0) -> list[str]:
         problems.append(f"rabbitmq at {mask(settings.amqp_url)}: "
                         f"{type(exc).__name__}: {scrub(str(exc), settings.amqp_url)}")
     return [scrub(p, settings.database_url) for p in problems]
+
+
+async def create_token(settings: Settings, provider_id: int | None) -> str:
+    """A new API token (admin when provider_id is None), to be printed once."""
+    from worker.api import tokens
+    from worker.store import api as store
+
+    pool = await db.create_pool(settings.database_url, size=1)
+    try:
+        if provider_id is not None and await store.get_provider(pool, provider_id, None) is None:
+            raise ConfigError(f"dropship provider {provider_id} does not exist")
+        return await tokens.create(pool, provider_id)
+    finally:
+        await pool.close()
+
+
+async def revoke_token(settings: Settings, token_id: int) -> bool:
+    """Revoke an API token; False when there was no live token of that id."""
+    from worker.store import api as store
+
+    pool = await db.create_pool(settings.database_url, size=1)
+    try:
+        return await store.revoke_token(pool, token_id)
+    finally:
+        await pool.close()

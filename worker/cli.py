@@ -65,6 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
             "exit status: 0 after a graceful stop; 1 when a background task died; 2 when it "
             "could not start (Postgres or RabbitMQ not answering, a wrong setting)."
             ).set_defaults(handler=commands.run)
+    command(sub, "api", "serve the HTTP API (FEED_WORKER_API_PORT)",
+            "The HTTP API: dropship providers, inventory feeds, their items, parse-webhook "
+            "pushes (one applied at once, up to 50 queued for the daemon), runs and rejects, "
+            "on FEED_WORKER_API_PORT, with /healthz, /readyz, /metrics and /api/openapi.json. "
+            "Stateless: run as many replicas as you like. Callers need a token (`feed-worker "
+            "token create`). SIGTERM or Ctrl-C stops it. Reads DATABASE_URL and AMQP_URL.",
+            "exit status: 0 after a stop; 2 when it could not start (Postgres or RabbitMQ "
+            "not answering, a wrong setting)."
+            ).set_defaults(handler=commands.api)
+    tok = sub.add_parser("token", help="create or revoke HTTP API bearer tokens",
+                         description="Bearer tokens of the HTTP API (`feed-worker api`), "
+                                     "stored as SHA-256 digests. Reads DATABASE_URL.")
+    tok_sub = tok.add_subparsers(dest="what", required=True, metavar="WHAT")
+    tc = command(tok_sub, "create", "create a token and print it (it is shown only once)",
+                 "Creates a token for one dropship provider (its own feeds and items only) "
+                 "or an admin (every provider), and prints it: fwt_<id>_<secret>.",
+                 "exit status: 0 created; 2 the provider does not exist or Postgres does not "
+                 "answer.")
+    tc.set_defaults(handler=commands.token_create)
+    who = tc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--provider", type=int, metavar="N",
+                     help="a token of dropship provider N: its own feeds and items only")
+    who.add_argument("--admin", action="store_true", help="a token that sees every provider")
+    tr = command(tok_sub, "revoke", "revoke a token: it answers 401 from its next request",
+                 "Revokes token ID (the number in fwt_<id>_...): from its next request on, "
+                 "the HTTP API answers it 401. Reads DATABASE_URL.",
+                 "exit status: 0 revoked; 2 there was no live token of that id, or Postgres "
+                 "does not answer.")
+    tr.set_defaults(handler=commands.token_revoke)
+    tr.add_argument("id", type=int, help="the token's id (fwt_<id>_...)")
     command(sub, "check", "exit 0 when Postgres and RabbitMQ answer, 1 otherwise (for probes)",
             "Connects to Postgres (DATABASE_URL) and RabbitMQ (AMQP_URL) once each, with a "
             "timeout of 5 s, and prints one line per service that does not answer. For "

@@ -66,6 +66,28 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return await Daemon(settings).run()
 
 
+async def api(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.api.app import serve
+
+    return await serve(settings)
+
+
+async def token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import create_token
+
+    print(await create_token(settings, None if args.admin else args.provider))
+    return 0
+
+
+async def token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import revoke_token
+
+    if not await revoke_token(settings, args.id):
+        raise ConfigError(f"no live token {args.id}")
+    print(f"revoked token {args.id}")
+    return 0
+
+
 async def check(args: argparse.Namespace, settings: Settings) -> int:
     from worker.admin import check
 

@@ -25,6 +25,11 @@ HEADER_DEAD_LETTERED_AT = "x-dead-lettered-at"
 # Set by `feed-worker replay requeue` on what it sends back; the daemon records each such
 # message's outcome in replay_outcomes under this id.
 HEADER_REPLAY_ID = "x-replay-id"
+# Set by the HTTP API on the feed-update messages it publishes: the daemon records each
+# such message's outcome in replay_outcomes under this id, as for a replay (the status URL
+# reads it). A replay's own x-replay-id takes precedence.
+HEADER_STATUS_ID = "x-status-id"
+STATUS_ID_API = "api"
 # The publisher's time in milliseconds since the epoch (the header RabbitMQ's
 # message-timestamp plugin sets): orders updates that carry no inventoryUpdatedAt.
 HEADER_TIMESTAMP_MS = "timestamp_in_ms"

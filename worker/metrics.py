@@ -1,8 +1,8 @@
-"""Prometheus metrics, served on /metrics by the daemon's health server."""
+"""Prometheus metrics, served on /metrics by the daemon's health server and by the API."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from worker import constants as C
 from worker.errors import DEAD_LETTER_REASONS
@@ -25,6 +25,13 @@ PUSH_SPLITS = Counter("feed_worker_push_group_splits_total",
                       "Push groups split in halves to find a message that fails alone")
 PUSH_PAUSED = Gauge("feed_worker_push_paused",
                     "1 while push consumption is paused because the database is unavailable")
+API_REQUESTS = Counter("feed_worker_api_requests_total",
+                       "HTTP API requests answered, by route, method and status",
+                       ["route", "method", "status"])
+API_LATENCY = Histogram("feed_worker_api_request_seconds",
+                        "HTTP API request latency, by route and method", ["route", "method"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                 2.5, 5.0, 10.0))
 
 # Every series of the failure counters exists from the start, at 0: a dashboard or an alert
 # on them sees "none yet" rather than "no such metric".

@@ -204,7 +204,8 @@ def _note(e: Envelope) -> broker.DeadLetterNote | None:
 
 def _envelope(message: AbstractIncomingMessage, max_skew_s: float) -> Envelope:
     headers = message.headers or {}
-    replay = headers.get(C.HEADER_REPLAY_ID)
+    # Replays and the API's messages have their outcome recorded (replay_outcomes).
+    replay = headers.get(C.HEADER_REPLAY_ID) or headers.get(C.HEADER_STATUS_ID)
     if isinstance(replay, bytes):
         replay = replay.decode(errors="replace")
     return Envelope(message.body, message.message_id,

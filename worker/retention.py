@@ -1,4 +1,5 @@
-"""Side task of the daemon: old item history and past days of the daily SKU limit go."""
+"""Side task of the daemon: old item history, past days of the daily SKU limit and old
+message outcomes (replays', the API's) go."""
 
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ async def run(pool: asyncpg.Pool, settings: Settings) -> None:
     """Forever: slices while there is more to delete, then a pause."""
     while True:
         history, daily = await forget_once(pool, settings)
-        if history or daily:
-            log.info("retention.deleted", history=history, daily_items=daily)
-        if history < SLICE_ROWS and daily < SLICE_ROWS:
-            await asyncio.sleep(min(3600.0, settings.history_retention_s / 10))
+        # The status URL reads outcomes as long as the message's id is remembered.
+        outcomes = await store.forget_outcomes(pool, settings.message_retention_s, SLICE_ROWS)
+        if history or daily or outcomes:
+            log.info("retention.deleted", history=history, daily_items=daily,
+                     outcomes=outcomes)
+        if history < SLICE_ROWS and daily < SLICE_ROWS and outcomes < SLICE_ROWS:
+            await asyncio.sleep(min(3600.0, settings.history_retention_s / 10,
+                                    settings.message_retention_s / 10))

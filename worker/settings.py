@@ -59,6 +59,28 @@ class Settings:
         default=10.0,
         metadata={"help": "seconds to connect to a feed's server before the download fails"},
     )
+    api_host: str = field(
+        default="0.0.0.0",  # noqa: S104
+        metadata={"help": "HTTP API bind address (feed-worker api)"},
+    )
+    api_port: int = field(
+        default=8187,
+        metadata={"help": "HTTP API port (feed-worker api); 0 takes a free port, logged in "
+                          "api.started"},
+    )
+    api_max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata={"help": "an HTTP API request body larger than this is refused (413)"},
+    )
+    api_rate_per_s: float = field(
+        default=50.0,
+        metadata={"help": "synchronous parse-webhook requests per second per token, per API "
+                          "replica (token bucket; past it: 429 with Retry-After)"},
+    )
+    api_rate_burst: int = field(
+        default=100,
+        metadata={"help": "requests a token may send at once above that rate"},
+    )
     fetch_read_timeout_s: float = field(
         default=60.0,
         metadata={"help": "longest wait, in seconds, for the next bytes of a download"},
@@ -152,7 +174,10 @@ class Settings:
     )
     message_retention_s: float = field(
         default=7 * 24 * 3600.0,
-        metadata={"help": "applied message ids are remembered this long (7 days), for idempotency"},
+        metadata={"help": "applied message ids are remembered this long (7 days), for "
+                          "idempotency; so are what replayed and API-published messages came to "
+                          "(replay_outcomes, api_messages: the status URL answers 404 after "
+                          "that)"},
     )
     db_pool_size: int = field(
         default=6,
@@ -298,11 +323,13 @@ class Settings:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError("FEED_WORKER_API_PORT must be 0 to 65535")
         positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
                     "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
                     "max_field_chars", "retry_attempts", "pull_retry_attempts",
-                    "max_inflation_ratio")
+                    "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

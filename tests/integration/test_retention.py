@@ -26,3 +26,22 @@ async def test_old_history_and_past_days_are_forgotten(pool: asyncpg.Pool,
                                "FROM variant_inventory_updates") == 2
     assert await pool.fetchval("SELECT external_id FROM provider_daily_items") == "today"
     assert await retention.forget_once(pool, week) == (0, 0)
+
+
+async def test_old_message_outcomes_and_api_messages_are_forgotten(
+        pool: asyncpg.Pool) -> None:
+    from tests.support import feeds
+    from worker.store import retention as store
+
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    await pool.execute(
+        "INSERT INTO replay_outcomes (replay_id, message_id, outcome, recorded_at) VALUES "
+        "('api', 'old', 'applied', now() - interval '10 days'), ('api', 'new', 'applied', now())")
+    await pool.execute(
+        "INSERT INTO api_messages (message_id, inventory_feed_id, variants, created_at) VALUES "
+        "('old', $1, 1, now() - interval '10 days'), ('new', $1, 1, now())", feed_id)
+    week = 7 * 24 * 3600.0
+    assert await store.forget_outcomes(pool, week, 100) == 2
+    assert await pool.fetchval("SELECT array_agg(message_id) FROM replay_outcomes") == ["new"]
+    assert await pool.fetchval("SELECT array_agg(message_id) FROM api_messages") == ["new"]
+    assert await store.forget_outcomes(pool, week, 100) == 0

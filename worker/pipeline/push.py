@@ -28,7 +28,7 @@ from worker.errors import (
 )
 from worker.feedmapping import push_rules
 from worker.gcpause import gc_paused
-from worker.messages import FeedUpdate, decode_update
+from worker.messages import FeedUpdate, decode_update, encode_update
 from worker.model import StoredReject
 from worker.pushmap import Item, apply_rules, to_item
 from worker.rules import Applier
@@ -343,6 +343,16 @@ async def apply_group(pool: asyncpg.Pool, settings: Settings,
                       envelopes: Sequence[Envelope]) -> GroupReport:
     """Prepare and commit one group (what the consumer does, one stage after the other)."""
     return await commit(pool, settings, await prepare(settings, envelopes))
+
+
+async def apply_now(pool: asyncpg.Pool, settings: Settings, feed_id: int,
+                    variants: list[Any]) -> tuple[Envelope, GroupReport]:
+    """The synchronous push (the HTTP API's parse-webhook): the variants applied at once,
+    in their own transaction, as a group of one message with no id. The same decoding,
+    checks, folding and merge as the consumer's; the envelope's fate says whether the feed
+    took them (DEAD: unknown or disabled, with the reason), the report what they came to."""
+    e = Envelope(encode_update(feed_id, variants))
+    return e, await apply_group(pool, settings, [e])
 
 
 _YIELD_EVERY = 500  # variants folded between two looks at the event loop

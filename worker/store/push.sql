@@ -276,4 +276,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (replay_id, message_id) DO UPDATE SET
     outcome = excluded.outcome, variants = excluded.variants, applied = excluded.applied,
     stale = excluded.stale, rejected = excluded.rejected, reason = excluded.reason,
-    recorded_at = now();
+    recorded_at = now()
+-- A redelivery found already applied keeps the outcome (and counts) of when it was.
+WHERE excluded.outcome <> 'repeat';

@@ -1,4 +1,5 @@
-"""Retention in Postgres: old item history and past days of the daily SKU limit go."""
+"""Retention in Postgres: old item history, past days of the daily SKU limit, and old
+message outcomes go."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ async def forget_history(conn: Conn | asyncpg.Pool, older_than_s: float, limit: 
 async def forget_daily_items(conn: Conn | asyncpg.Pool, limit: int) -> int:
     """Delete up to `limit` rows of past days of the daily SKU limit; how many went."""
     return _count(await conn.execute(q(_SQL, "forget_daily_items"), limit))
+
+
+async def forget_outcomes(conn: Conn | asyncpg.Pool, older_than_s: float, limit: int) -> int:
+    """Delete up to `limit` message outcomes and up to `limit` API message records older
+    than `older_than_s`; how many went (both together)."""
+    row = await conn.fetchrow(q(_SQL, "forget_outcomes"), older_than_s, limit)
+    return int(row["outcomes"]) + int(row["messages"]) if row is not None else 0
 
 
 def _count(status: str) -> int:

@@ -17,3 +17,26 @@ WHERE ctid IN (
     WHERE day < (now() AT TIME ZONE 'UTC')::date - 1
     LIMIT $1
 );
+
+-- name: forget_outcomes
+-- What replayed and API-published messages came to, and the API's record of the messages
+-- it published, once older than $1 seconds (the message retention: by then their ids are
+-- forgotten too); a bounded slice of each at a time.
+WITH outcomes AS (
+    DELETE FROM replay_outcomes
+    WHERE (replay_id, message_id) IN (
+        SELECT replay_id, message_id FROM replay_outcomes
+        WHERE recorded_at < now() - make_interval(secs => $1)
+        LIMIT $2
+    )
+    RETURNING 1
+), messages AS (
+    DELETE FROM api_messages
+    WHERE message_id IN (
+        SELECT message_id FROM api_messages
+        WHERE created_at < now() - make_interval(secs => $1)
+        LIMIT $2
+    )
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM outcomes) AS outcomes, (SELECT count(*) FROM messages) AS messages;
