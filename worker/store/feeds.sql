@@ -1,0 +1,16 @@
+-- Pieces of SQL about feeds that several queries share.
+
+-- name: feed_rows
+-- A feed as the API shows it (secrets masked by the handlers), for get_feed and list_feeds.
+SELECT f.id, f.dropship_provider_id, f.name, f.enabled, f.resource_type,
+       f.resource_location, f.authentication_token, f.delimiter, f.csv_has_header,
+       f.decimal_notation, f.encoding, f.mapping, f.automatically_connect,
+       f.automatically_connect_by_barcode, f.automatically_connect_prefix,
+       f.case_insensitive_skus, f.fetch_cleanup, f.fetch_frequency,
+       extract(epoch FROM f.fetch_interval)::double precision AS fetch_interval,
+       f.automated_fetching, f.cache_imports, f.breaker_max_zeroed_share,
+       f.breaker_max_quantity_drop, f.breaker_max_rows_drop, f.breaker_max_bytes_drop,
+       f.download_deadline_s, f.run_deadline_s, f.created_at, f.updated_at,
+       p.archived AS provider_archived
+FROM inventory_feeds f
+JOIN dropship_providers p ON p.id = f.dropship_provider_id
