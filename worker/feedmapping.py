@@ -32,7 +32,7 @@ from worker.errors import FeedError
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset
-from worker.rules import parse_rules
+from worker.ruleparse import parse_rules
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
 JSON_FORMATS = ("", "json", "ndjson", "jsonl")

@@ -16,13 +16,22 @@ quantity rule's sum reads its source columns the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 import orjson
 
 from worker import values
+from worker.columns import (
+    SEP,
+    Rule,
+    check_controls,
+    copy_text,
+    fast_quantity,
+    mapped_through,
+    rule_for,
+)
 from worker.errors import FeedError
 from worker.feedmapping import missing_external_id, show_header
 from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
@@ -32,10 +41,8 @@ from worker.rules import Applier
 ALIASES: dict[str, str] = {"qty": "inventoryQuantity", "quantity": "inventoryQuantity",
                            "sku": "vendorSku", "title": "name"}
 
-SEP = "\x1f"  # joins a column's values for the whole-column checks
 PRICES = ("retail_price", "cost_price", "compare_at_price")
 _HAS_CODE = re.compile("[A-Z]{3}\\s*(?:\x1f|$)")
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _norm(name: str) -> str:
@@ -60,93 +67,8 @@ class MappedBatch:
     rejects: list[Reject] = field(default_factory=list)
 
 
-Fast = Callable[[Sequence[str]], "Sequence[str] | None"]
 _POSITIONED = "{}\t{}\n"
 _POSITIONED_BLANK = "{}\t{}\t\n"  # ... with an empty currency field
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """How one source column becomes one staging column."""
-
-    attr: str
-    index: int
-    convert: values.Converter   # value by value; raises ValueError with the reason
-    fast: Fast | None = None    # the whole column at once, or None when it cannot vouch
-    blank_is_null: bool = True  # a blank value converts to NULL (not externalId's, nor
-                                # through a value map, which may give "" a value)
-
-
-def _rule(attr: str, index: int, decimal_notation: str) -> _Rule:
-    col = ATTRIBUTES[attr]
-    if col == "external_id":
-        return _Rule(attr, index, _external_id, _fast_external_id, blank_is_null=False)
-    if col in ("retail_price", "cost_price", "compare_at_price", "grams"):
-        return _Rule(attr, index, values.price_converter(attr, decimal_notation),
-                     _fast_number("," if decimal_notation == "comma" else "."))
-    if col == "inventory_quantity":
-        return _Rule(attr, index, values.quantity_converter(attr, decimal_notation),
-                     _fast_quantity)
-    if col == "inventory_policy":
-        return _Rule(attr, index, values.enum_converter(attr, values.INVENTORY_POLICIES))
-    if col in ("vendor_sku", "barcode", "mpn", "external_group_id"):
-        return _Rule(attr, index, values.stripped, _fast_strip)
-    if col == "options":
-        return _Rule(attr, index, _json_value(attr))
-    if col == "images":
-        return _Rule(attr, index, _images)
-    if col == "currency":
-        return _Rule(attr, index, values.currency)
-    return _Rule(attr, index, values.text, _as_is)
-
-
-def _as_is(col: Sequence[str]) -> Sequence[str]:
-    return col
-
-
-def _external_id(v: str) -> str | None:
-    s = v.strip()
-    if not s:
-        raise ValueError("externalId is blank")
-    return values.check_key(s)
-
-
-def _fast_external_id(col: Sequence[str]) -> Sequence[str] | None:
-    stripped = tuple(map(str.strip, col))
-    if "" in stripped or not values.keys_fit(stripped):
-        return None  # value by value, for the rejects
-    return col if stripped == tuple(col) else stripped
-
-
-def _fast_quantity(col: Sequence[str]) -> Sequence[str] | None:
-    """Plain whole numbers (or blanks) of up to 9 digits: they fit an integer as they are."""
-    joined = SEP.join(col)
-    if (joined.isascii() and joined.replace(SEP, "").isdigit() and max(map(len, col)) <= 9
-            and joined.count(SEP) == len(col) - 1):
-        return col
-    return None
-
-
-def _fast_number(sep: str) -> Fast:
-    two = re.compile(re.escape(sep) + "[0-9]*" + re.escape(sep))
-
-    def fast(col: Sequence[str]) -> Sequence[str] | None:
-        """Plain non-negative decimals (or blanks) in the feed's notation, short enough to be
-        within the digit limits."""
-        joined = SEP.join(col)
-        if (joined.isascii() and joined.replace(sep, "").replace(SEP, "").isdigit()
-                and not two.search(joined) and sep not in col
-                and joined.count(SEP) == len(col) - 1
-                and max(map(len, col)) <= values.MAX_INTEGER_DIGITS):
-            return joined.replace(",", ".").split(SEP) if sep == "," else col
-        return None
-
-    return fast
-
-
-def _fast_strip(col: Sequence[str]) -> Sequence[str]:
-    stripped = tuple(map(str.strip, col))
-    return col if stripped == tuple(col) else stripped
 
 
 class Mapper:
@@ -164,7 +86,7 @@ class Mapper:
         value_maps = mapping.values
         # The value rules; a quantity sum's sources replace any inventoryQuantity column.
         self.applier = Applier(mapping.rules) if mapping.rules else None
-        self._sum: list[_Rule] = []
+        self._sum: list[Rule] = []
         self._sum_names: list[str] = []
         quantity_rule = mapping.rules.quantity
         if quantity_rule is not None and quantity_rule.sources:
@@ -176,15 +98,15 @@ class Mapper:
         self._locations = bool(self._sum) and bool(quantity_rule and quantity_rule.locations)
         self.source = dict(targets)
         self.ext_index = targets["externalId"]
-        rules: list[_Rule] = []
+        rules: list[Rule] = []
         self._extra: list[tuple[str, int]] = []
         for attr, index in targets.items():
             if attr in EXTRA_ATTRIBUTES:
                 self._extra.append((attr, index))
                 continue
-            rule = _rule(attr, index, decimal_notation)
+            rule = rule_for(attr, index, decimal_notation)
             if attr in value_maps:  # mapped values go value by value
-                rule = _Rule(attr, index, _mapped(value_maps[attr], rule.convert),
+                rule = Rule(attr, index, mapped_through(value_maps[attr], rule.convert),
                              blank_is_null=False)
             rules.append(rule)
         # Columns go to COPY in file order: a file whose every column is mapped is sent
@@ -266,7 +188,7 @@ class Mapper:
             total, places = applier.quantity_sum(sources, self._sum_names)
         if self._extra and controls:
             for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
-                _check_controls(attr, col, bad)
+                check_controls(attr, col, bad)
         if self._extra or places is not None:
             cols[n_rules:] = [self._extras(cols[n_rules:], places)]
         if self._sum:
@@ -277,7 +199,7 @@ class Mapper:
         elif self._priced:
             cols.append([""] * len(cols[0]))  # no currency in this batch
         for j, col in enumerate(cols):
-            escaped = _escaped(col)
+            escaped = copy_text(col)
             if escaped is not col:
                 cols[j] = escaped
                 changed = True
@@ -365,9 +287,9 @@ class Mapper:
         return good_rows, good_lines
 
     @staticmethod
-    def _convert(rule: _Rule, col: Sequence[str], bad: dict[int, str],
+    def _convert(rule: Rule, col: Sequence[str], bad: dict[int, str],
                  controls: bool) -> Sequence[str]:
-        if controls and not _check_controls(rule.attr, col, bad):
+        if controls and not check_controls(rule.attr, col, bad):
             controls = False
         if rule.fast is not None and not controls:
             done = rule.fast(col)
@@ -407,13 +329,13 @@ class Mapper:
 
 
 def _sum_source(name: str, index: int, value_map: Mapping[str, str] | None,
-                decimal_notation: str) -> _Rule:
+                decimal_notation: str) -> Rule:
     """How one source of the quantity rule's sum is read: as a quantity column is."""
     attr = f"inventoryQuantity ({name})"
     convert = values.quantity_converter(attr, decimal_notation)
     if value_map is not None:
-        return _Rule(attr, index, _mapped(value_map, convert), blank_is_null=False)
-    return _Rule(attr, index, convert, _fast_quantity)
+        return Rule(attr, index, mapped_through(value_map, convert), blank_is_null=False)
+    return Rule(attr, index, convert, fast_quantity)
 
 
 def _sum_column(name: str, src: int | str, header: Sequence[str] | None) -> int:
@@ -433,26 +355,6 @@ def _apply(applier: Applier, attr: str, col: Sequence[str],
     if attr == "inventoryQuantity":
         return applier.quantity(col)
     return applier.price(attr, col, bad)
-
-
-def _check_controls(attr: str, col: Sequence[str], bad: dict[int, str]) -> bool:
-    """Marks the values of a column that hold a control character; whether any did."""
-    if not values.has_controls("".join(col)):
-        return False
-    for i, v in enumerate(col):
-        try:
-            values.check_controls(attr, v)
-        except ValueError as exc:
-            bad.setdefault(i, str(exc))
-    return True
-
-
-def _escaped(col: Sequence[str]) -> Sequence[str]:
-    """Values for COPY's text format (blanks stay empty: the merge reads them as NULL)."""
-    joined = "".join(col)
-    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
-        return [v.translate(_ESCAPES) for v in col]
-    return col
 
 
 def _resolve(mapping: FeedMapping, header: Sequence[str] | None) -> dict[str, int]:
@@ -492,41 +394,3 @@ def _column(attr: str, src: int | str, header: Sequence[str] | None,
         return None
     raise FeedError(f"mapped column {src!r} ({attr}) is not in the header: "
                     f"{show_header(header)}")
-
-
-def _mapped(value_map: Mapping[str, str], convert: values.Converter) -> values.Converter:
-    """Source text -> the value the feed's value map gives it (compared trimmed, any case)."""
-
-    def mapped(v: str) -> str | None:
-        return convert(value_map.get(v.strip().lower(), v))
-
-    return mapped
-
-
-def _json_value(attr: str) -> values.Converter:
-    def convert(v: str) -> str | None:
-        if not v.strip():
-            return None
-        try:
-            text = orjson.dumps(orjson.loads(v)).decode()
-        except orjson.JSONDecodeError:
-            raise ValueError(f"{attr}: not valid JSON") from None
-        values.check_json_controls(attr, text)
-        return text
-
-    return convert
-
-
-def _images(v: str) -> str | None:
-    s = v.strip()
-    if not s:
-        return None
-    if s.startswith("["):
-        try:
-            parsed = orjson.loads(s)
-        except orjson.JSONDecodeError:
-            raise ValueError("images: not a valid JSON array") from None
-        text = orjson.dumps(parsed).decode()
-        values.check_json_controls("images", text)
-        return text
-    return orjson.dumps([u for u in re.split(r"[\s,]+", s) if u]).decode()

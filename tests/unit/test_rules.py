@@ -15,7 +15,8 @@ from worker.errors import FeedError
 from worker.feedmapping import parse_mapping, push_rules
 from worker.model import COLUMN_BIT, COLUMNS, Rules
 from worker.pushmap import apply_rules, to_item
-from worker.rules import Applier, gtin_problem, parse_rules
+from worker.ruleparse import parse_rules
+from worker.rules import Applier, gtin_problem
 from worker.settings import Settings
 
 

@@ -132,13 +132,7 @@ LIMIT $2;
 -- name: list_items
 -- Items in the caller's scope $1, filtered: $2 feed, $3 external id, $4 vendor SKU,
 -- $5 barcode, $6 connected or not, $7 changed since; keyset: ids after $8, at most $9.
-SELECT v.id, v.inventory_feed_id, v.external_id, v.vendor_sku, v.barcode, v.name,
-       v.inventory_quantity, v.inventory_policy, v.retail_price, v.cost_price,
-       v.compare_at_price, v.grams, v.mpn, v.external_group_id, v.options, v.images, v.extra,
-       v.currency, v.variant_id, v.inventory_updated_at, v.inventory_quantity_override,
-       v.missing_since, v.available, v.last_fetched_at, v.created_at, v.updated_at
-FROM inventory_feed_variants v
-JOIN inventory_feeds f ON f.id = v.inventory_feed_id
+-- include: feeds.sql:item_rows
 WHERE ($1::bigint IS NULL OR f.dropship_provider_id = $1)
   AND ($2::bigint IS NULL OR v.inventory_feed_id = $2)
   AND ($3::text IS NULL OR v.external_id = $3)
@@ -152,13 +146,7 @@ LIMIT $9;
 
 -- name: get_item_by_id
 -- One item (of the caller's scope $2), with its feed's state for writing to it.
-SELECT v.id, v.inventory_feed_id, v.external_id, v.vendor_sku, v.barcode, v.name,
-       v.inventory_quantity, v.inventory_policy, v.retail_price, v.cost_price,
-       v.compare_at_price, v.grams, v.mpn, v.external_group_id, v.options, v.images, v.extra,
-       v.currency, v.variant_id, v.inventory_updated_at, v.inventory_quantity_override,
-       v.missing_since, v.available, v.last_fetched_at, v.created_at, v.updated_at
-FROM inventory_feed_variants v
-JOIN inventory_feeds f ON f.id = v.inventory_feed_id
+-- include: feeds.sql:item_rows
 WHERE v.id = $1 AND ($2::bigint IS NULL OR f.dropship_provider_id = $2);
 
 -- name: list_runs
