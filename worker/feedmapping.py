@@ -22,6 +22,7 @@ The keys, by resource type:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -96,6 +97,7 @@ def _with_rules(mapping: FeedMapping, data: Mapping[str, Any], kind: str,
     return replace(mapping, rules=rules) if rules else mapping
 
 
+@functools.lru_cache(maxsize=4096)  # every push group asks again for its feeds' rules
 def push_rules(raw_json: str | None, resource_type: str, csv_has_header: bool) -> Rules:
     """A feed's value rules for its pushes: only `mapping.rules` of the stored JSON is read
     (a push needs nothing else of the mapping); the quantity sum's sources are keys or
