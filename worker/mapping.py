@@ -185,7 +185,7 @@ class Mapper:
             sources = [self._convert(r, cols[first + k], bad, controls)
                        for k, r in enumerate(self._sum)]
             del cols[first:]
-            total, places = applier.quantity_sum(sources, self._sum_names)
+            total, places = applier.quantity_sum(sources, self._sum_names, bad)
         if self._extra and controls:
             for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
                 check_controls(attr, col, bad)

@@ -292,7 +292,10 @@ def _sum_sources(applier: Applier, items: list[Item], bad: dict[int, str]) -> se
             except ValueError as exc:
                 bad.setdefault(k, str(exc))
                 col.append("")
-    totals, places = applier.quantity_sum(cols, [name for name, _ in sources])
+    out_of_range: dict[int, str] = {}
+    totals, places = applier.quantity_sum(cols, [name for name, _ in sources], out_of_range)
+    for j, why in out_of_range.items():
+        bad.setdefault(at[j], why)
     for j, k in enumerate(at):
         item = items[k]
         item.values[_QUANTITY_SLOT] = totals[j] or None

@@ -16,9 +16,11 @@ import re
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from itertools import repeat
-from operator import add, floordiv, ge, mod, mul, ne, neg, sub, truediv
+from operator import add, mul, ne, sub, truediv
 
-from worker import values
+import numpy as np
+
+from worker import columnar, values
 from worker.model import PriceRule, Rules
 
 PRICE_ATTRIBUTES = ("retailPrice", "costPrice", "compareAtPrice")
@@ -34,17 +36,6 @@ _ONE = Decimal(1)
 _NICKEL = Decimal("0.05")
 _ENDINGS = {".99": Decimal("0.99"), ".95": Decimal("0.95")}
 _E_NOTATION = re.compile(r"\s*[+-]?[0-9]*[.,]?[0-9]+[eE][+-]?[0-9]+\s*")
-# A GTIN is valid when 3 x (its digits at odd distances from the check digit) + (the
-# others, the check digit among them) is a multiple of 10. Padded to 16 digits, those are
-# the digits at even and odd indexes: translated to 3d mod 10 and d, each value's 8 + 8
-# bytes are added as two 64-bit integers (no byte carries: 8 x 18 < 256) and `% 255` sums
-# their bytes (256 = 1 mod 255).
-_TIMES3 = bytes((3 * (b - 48)) % 10 if 48 <= b <= 57 else 0 for b in range(256))
-_TIMES1 = bytes(b - 48 if 48 <= b <= 57 else 0 for b in range(256))
-_TENS = frozenset(range(0, 8 * 18 + 1, 10))
-# Prices with exactly two decimals (the usual case), so that the rule can work in cents.
-_TWO_DECIMALS = re.compile(r"[0-9]{1,15}\.[0-9]{2}(?:\x1f[0-9]{1,15}\.[0-9]{2})*")
-
 
 # -- applying ------------------------------------------------------------------------------
 
@@ -58,6 +49,10 @@ class Applier:
         self.counts: dict[str, int] = {}
         self.price_attributes = frozenset(rules.price.attributes if rules.price else ())
         self._in_cents = rules.price is not None and _cent_exact(rules.price)
+        self._ratio = (1, 1, 0)  # the markup as num / den, its amount in cents
+        if rules.price is not None and self._in_cents:
+            num, den = (1 + (rules.price.markup_percent or 0) / 100).as_integer_ratio()
+            self._ratio = (num, den, int((rules.price.markup_amount or 0) * 100))
         self._within = False  # the last prices are known to be within the digit limits
 
     def count(self, name: str, n: int) -> None:
@@ -99,11 +94,9 @@ class Applier:
             return None
         self._within = False
         if self._in_cents:
-            joined = SEP.join(col)
-            if _TWO_DECIMALS.fullmatch(joined):
-                cents = list(map(int, joined.replace(".", "").split(SEP)))
-                if min(cents) > 0:  # zero prices: the exact way below keeps them zero
-                    return self._cent_prices(cents)
+            cs = columnar.cents(col)
+            if cs is not None and int(cs.min()) > 0 and self._cents_fit(int(cs.max())):
+                return self._cent_prices(cs)  # zero prices: the exact way keeps them zero
         return self._decimal_prices(col)
 
     def _decimal_prices(self, col: Sequence[str]) -> list[str] | None:
@@ -156,91 +149,110 @@ class Applier:
                 return None
             return list(map(format, xs, repeat("f")))
 
-    def _cent_prices(self, cents: list[int]) -> list[str] | None:
-        """What _decimal_prices gives, in integer arithmetic on whole cents (4 times as
-        fast): prices of two decimals above zero, a rule whose amounts are whole cents and
-        whose markup amount is not negative (_cent_exact). A value is kept as `x / scale`
-        cents, exactly, until rounding makes it whole cents again."""
+    def _cents_fit(self, top: int) -> bool:
+        """Whether _cent_prices' arithmetic on cents up to `top` stays within int64."""
+        num, den, amount = self._ratio
+        return (top * max(num, den) + abs(amount) * den + 100 * den) * 4 < 2**63
+
+    def _cent_prices(self, cents: columnar.Ints) -> list[str] | None:
+        """What _decimal_prices gives, in integer arithmetic on whole cents, a column at
+        a time: prices of two decimals above zero, a rule whose amounts are whole cents
+        and whose markup amount is not negative (_cent_exact). A value is kept as
+        `x / scale` cents, exactly, until rounding makes it whole cents again."""
         r = self.rules.price
         assert r is not None
         changed = 0
         xs, scale = cents, 1
         if r.markup_percent is not None or r.markup_amount is not None:
-            num, den = (1 + (r.markup_percent or 0) / 100).as_integer_ratio()
-            amount = int((r.markup_amount or 0) * 100)
-            xs, scale = list(map(add, map(mul, cents, repeat(num)), repeat(amount * den))), den
+            num, den, amount = self._ratio
+            xs, scale = cents * num + amount * den, den
             if r.rounding == "none":  # to the cent, half up
-                xs = list(map(floordiv, map(add, map(mul, xs, repeat(2)), repeat(scale)),
-                              repeat(2 * scale)))
-                scale = 1
+                xs, scale = (xs * 2 + scale) // (2 * scale), 1
             if r.rounding != "none" and ((r.markup_percent or 0) > 0
                                          or (r.markup_amount or 0) > 0):
                 n = len(cents)  # prices above zero, raised exactly: every one changed
             else:
-                n = sum(map(ne, map(mul, cents, repeat(scale)), xs))
+                n = int(np.count_nonzero(cents * scale != xs))
             self.count("price.markup", n)
             changed += n
-        text: list[str] | None = None
         if r.rounding != "none":
             if r.rounding == "0.05":  # to the nearest 5 cents, half up
-                new = list(map(mul, map(floordiv, map(add, map(mul, xs, repeat(2)),
-                                                      repeat(5 * scale)), repeat(10 * scale)),
-                               repeat(5)))
-                n = sum(map(ne, map(mul, new, repeat(scale)), xs))
+                new = (xs * 2 + 5 * scale) // (10 * scale) * 5
+                n = int(np.count_nonzero(new * scale != xs))
             else:  # up to the next whole amount plus these cents
                 end = 99 if r.rounding == ".99" else 95
-                wholes = list(map(neg, map(floordiv, map(sub, repeat(end * scale), xs),
-                                           repeat(100 * scale))))
+                new = -((end * scale - xs) // (100 * scale)) * 100 + end
                 # unchanged: those that had these cents already
-                n = len(xs) - list(map(mod, xs, repeat(100 * scale))).count(end * scale)
-                if r.minimum is None and r.maximum is None:  # the text from whole units
-                    text = list(map(add, map(str, wholes), repeat(f".{end}")))
-                    new = [max(wholes) * 100 + end]  # all that is asked of it below
-                else:
-                    new = list(map(add, map(mul, wholes, repeat(100)), repeat(end)))
+                n = len(xs) - int(np.count_nonzero(xs % (100 * scale) == end * scale))
             self.count("price.rounding", n)
             changed += n
             xs, scale = new, 1
-        for name, bound, pick in (("price.min", r.minimum, max), ("price.max", r.maximum, min)):
+        for name, bound, pick in (("price.min", r.minimum, np.maximum),
+                                  ("price.max", r.maximum, np.minimum)):
             if bound is not None:
                 before = xs
-                xs = list(map(pick, xs, repeat(int(bound * 100))))
-                n = sum(map(ne, before, xs))
+                xs = pick(xs, int(bound * 100) * scale)
+                n = int(np.count_nonzero(before != xs))
                 self.count(name, n)
                 changed += n
-                text = None
         if not changed:
             return None
+        assert scale == 1  # a markup without rounding ends at whole cents, as rounding does
         # at most 15 digits before the point (values.check_digits), when the largest has
-        self._within = max(xs) < 10 ** (values.MAX_INTEGER_DIGITS + 2) * scale
-        if text is None:
-            text = list(map(str, map(Decimal.scaleb, map(Decimal, xs), repeat(-2))))
-        return text
+        self._within = int(xs.max()) < 10 ** (values.MAX_INTEGER_DIGITS + 2)
+        return columnar.texts(xs, 2)
 
     # quantities
 
-    def quantity_sum(self, cols: Sequence[Sequence[str]], names: Sequence[str]
-                     ) -> tuple[Sequence[str], list[dict[str, int]] | None]:
+    def quantity_sum(self, cols: Sequence[Sequence[str]], names: Sequence[str],
+                     bad: dict[int, str]) -> tuple[Sequence[str], list[dict[str, int]] | None]:
         """The sources' whole-number columns (one per location of `names`) summed (a blank
         counts as 0; all blank stays blank), with each row's quantities by location when
-        the rule keeps them; then the threshold, buffer and cap."""
+        the rule keeps them; then the threshold, buffer and cap. A sum beyond the range of
+        a quantity is rejected."""
         r = self.rules.quantity
         assert r is not None
-        if not any("" in c for c in cols):
-            ints = [list(map(int, c)) for c in cols]
-            totals = list(map(str, map(sum, zip(*ints, strict=True))))
-            self.count("quantity.sum", len(totals))
-            where = (list(map(dict, map(zip, repeat(names), zip(*ints, strict=True))))
+        ints = [a for a in map(columnar.plain, cols) if a is not None]
+        if len(ints) == len(cols):  # no blanks, no signs (the usual case)
+            total = sum(ints[1:], ints[0])
+            self.count("quantity.sum", len(total))
+            where = (list(map(dict, map(zip, repeat(names),
+                                        zip(*(a.tolist() for a in ints), strict=True))))
                      if r.locations else None)
-            return self.quantity(totals), where
-        texts: list[str] = []
+            return self._quantity_texts(total, None, len(total), bad), where
+        filled: list[int] = []
+        sums: list[int] = []
         places: list[dict[str, int]] = []
-        for row in zip(*cols, strict=True):
+        for i, row in enumerate(zip(*cols, strict=True)):
             got = {n: int(v) for n, v in zip(names, row, strict=True) if v}
-            texts.append(str(sum(got.values())) if got else "")
+            if got:
+                filled.append(i)
+                sums.append(sum(got.values()))
             places.append(got)
-        self.count("quantity.sum", len(texts) - texts.count(""))
-        return self.quantity(texts), places if r.locations else None
+        self.count("quantity.sum", len(sums))
+        total = np.array(sums, np.int64)
+        return (self._quantity_texts(total, filled, len(places), bad),
+                places if r.locations else None)
+
+    def _quantity_texts(self, total: columnar.Ints, filled: list[int] | None, rows: int,
+                        bad: dict[int, str]) -> list[str]:
+        """Sums (of the rows `filled`; None: of every row) through the quantity rules, as
+        the texts of `rows` rows, the others blank; a sum out of range is rejected."""
+        xs = self._quantities(total)
+        if xs is None:
+            xs = total
+        out = columnar.texts(xs)
+        if len(xs) and (int(xs.max()) >= values.INT32 or int(xs.min()) < -values.INT32):
+            for k in np.flatnonzero((xs >= values.INT32) | (xs < -values.INT32)).tolist():
+                i = k if filled is None else filled[k]
+                bad.setdefault(i, f"inventoryQuantity: the sum {out[k]} is out of range")
+                out[k] = ""
+        if filled is None:
+            return out
+        spread = [""] * rows
+        for i, v in zip(filled, out, strict=True):
+            spread[i] = v
+        return spread
 
     def quantity(self, col: Sequence[str]) -> Sequence[str]:
         """Below the threshold -> 0, then the buffer subtracted (not below 0), then the cap."""
@@ -249,19 +261,19 @@ class Applier:
             return col
         if "" in col:
             filled = [i for i, v in enumerate(col) if v]
-            done = self._quantities([col[i] for i in filled])
+            done = self._quantities(columnar.whole([col[i] for i in filled]))
             if done is None:
                 return col
             out = list(col)
-            for i, v in zip(filled, done, strict=True):
+            for i, v in zip(filled, columnar.texts(done), strict=True):
                 out[i] = v
             return out
-        return self._quantities(col) or col
+        done = self._quantities(columnar.whole(col))
+        return col if done is None else columnar.texts(done)
 
-    def _quantities(self, col: Sequence[str]) -> list[str] | None:
+    def _quantities(self, given: columnar.Ints) -> columnar.Ints | None:
         r = self.rules.quantity
         assert r is not None
-        given = list(map(int, col))
         xs = given
         changed = 0
         for name, limit in (("quantity.below", r.below), ("quantity.buffer", r.buffer),
@@ -270,15 +282,15 @@ class Applier:
                 continue
             before = xs
             if name == "quantity.below":
-                xs = list(map(mul, xs, map(ge, xs, repeat(limit))))  # x False = 0
+                xs = np.where(xs < limit, 0, xs)
             elif name == "quantity.buffer":
-                xs = list(map(max, map(sub, xs, repeat(limit)), repeat(0)))
+                xs = np.maximum(xs - limit, 0)
             else:
-                xs = list(map(min, xs, repeat(limit)))
-            n = sum(map(ne, before, xs))
+                xs = np.minimum(xs, limit)
+            n = int(np.count_nonzero(before != xs))
             self.count(name, n)
             changed += n
-        return list(map(str, xs)) if changed else None
+        return xs if changed else None
 
     # barcodes
 
@@ -296,7 +308,7 @@ class Applier:
                         self.count("barcode.e_notation", 1)
                     bad.setdefault(i, f"barcode: {v!r} is in E-notation: a spreadsheet "
                                       "rounded the number and its digits are lost")
-        if r.gtin == "off" or _gtins_valid(joined, col):
+        if r.gtin == "off" or _gtins_valid(col):
             return col
         for i, v in enumerate(col):
             if not v or i in bad:
@@ -319,19 +331,13 @@ def _cent_exact(r: PriceRule) -> bool:
             and (r.markup_amount is None or r.markup_amount >= 0))
 
 
-def _gtins_valid(joined: str, col: Sequence[str]) -> bool:
-    """Whether every value of a column is a valid GTIN-8/12/13/14 or blank, checked with
-    C-level operations only (the usual case for a feed with the rule); see _TIMES3."""
-    digits = joined.replace(SEP, "")
-    if digits and not (digits.isascii() and digits.isdigit()):
-        return False
+def _gtins_valid(col: Sequence[str]) -> bool:
+    """Whether every value of a column is a valid GTIN-8/12/13/14 or blank, checked a
+    column at a time (the usual case for a feed with the rule)."""
     if not set(map(len, col)) <= {0, *GTIN_LENGTHS}:
         return False
-    padded = "".join(map(str.zfill, col, repeat(16))).encode()
-    odd_places = memoryview(padded[0::2].translate(_TIMES3)).cast("Q").tolist()
-    even_places = memoryview(padded[1::2].translate(_TIMES1)).cast("Q").tolist()
-    sums = map(add, odd_places, even_places)
-    return set(map(int.__mod__, sums, repeat(255))) <= _TENS
+    sums = columnar.gtin_sums(col)
+    return sums is not None and not (sums % 10).any()
 
 
 def gtin_problem(v: str) -> str | None:

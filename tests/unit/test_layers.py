@@ -91,8 +91,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
      "messages", "deadletters", "gcpause", "health", "presets"),
     # side by side: the database, the parsers and values, the transports
-    ("store", "parsers", "sources", "values", "rules", "ruleparse", "mapping", "columns",
-     "pushmap", "feedmapping"),
+    ("store", "parsers", "sources", "values", "columnar", "rules", "ruleparse", "mapping",
+     "columns", "pushmap", "feedmapping"),
     # a pull's and a push's stages, and the broker
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies

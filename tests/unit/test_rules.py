@@ -194,11 +194,11 @@ def test_a_price_grown_past_the_digit_limit_is_rejected() -> None:
 
 # -- quantities ------------------------------------------------------------------------------
 
-def quantities(rules: dict[str, Any], *cols: list[str]
+def quantities(rules: dict[str, Any], *cols: list[str], bad: dict[int, str] | None = None
                ) -> tuple[list[str], list[dict[str, int]] | None, dict[str, int]]:
     a = applier({"quantity": rules})
     names = [f"w{i}" for i in range(len(cols))]
-    total, places = a.quantity_sum(cols, names)
+    total, places = a.quantity_sum(cols, names, {} if bad is None else bad)
     return list(total), places, a.counts
 
 
@@ -215,6 +215,16 @@ def test_sum_with_a_blank_column() -> None:
                                   ["1", "", ""], ["", "", "5"], ["3", "", ""])
     assert total == ["4", "", "5"]  # a blank counts as 0; all blank stays blank
     assert places == [{"w0": 1, "w2": 3}, {}, {"w1": 5}]
+
+
+@pytest.mark.parametrize("blank", ["", "0"])
+def test_a_sum_beyond_a_quantity_is_rejected(blank: str) -> None:
+    bad: dict[int, str] = {}
+    total, _, _ = quantities({"sum": ["a", "b"]}, ["2147483647", "1", "-2147483648"],
+                             ["1", blank, "-1"], bad=bad)
+    assert total == ["", "1", ""]
+    assert bad == {0: "inventoryQuantity: the sum 2147483648 is out of range",
+                   2: "inventoryQuantity: the sum -2147483649 is out of range"}
 
 
 def test_locations_keep_each_source() -> None:
