@@ -32,7 +32,7 @@ import orjson
 from worker.errors import FeedError
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
 from worker.parsers import xmlpaths
-from worker.presets import PRESETS, Preset
+from worker.presets import PRESETS, Preset, preset_for
 from worker.ruleparse import parse_rules
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
@@ -113,13 +113,14 @@ def push_rules(raw_json: str | None, resource_type: str, csv_has_header: bool) -
 def _preset(name: Any, resource_type: str) -> Preset | None:
     if name is None:
         return None
-    preset = PRESETS.get(name) if isinstance(name, str) else None
-    if preset is None:
+    if not isinstance(name, str) or name not in PRESETS:
         raise FeedError(f"mapping.preset {name!r} is not one of "
                         f"{', '.join(sorted(PRESETS))}")
-    if resource_type not in preset.resource_types:
+    preset = preset_for(name, resource_type)
+    if preset is None:
+        types = [t for p in PRESETS[name] for t in p.resource_types]
         raise FeedError(f"mapping.preset {name!r} reads resource_type "
-                        f"{' or '.join(preset.resource_types)}, not {resource_type!r}")
+                        f"{' or '.join(types)}, not {resource_type!r}")
     return preset
 
 

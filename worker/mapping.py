@@ -35,6 +35,7 @@ from worker.columns import (
 from worker.errors import FeedError
 from worker.feedmapping import missing_external_id, show_header
 from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
+from worker.rowshape import column_of, shaper_for
 from worker.rules import Applier
 
 # Other header spellings that map by themselves (compared normalised, see _norm).
@@ -138,11 +139,17 @@ class Mapper:
         self._counted = ([r.attr for r in self._rules] + [a for a, _ in self._extra]
                          + [r.attr for r in self._sum])
         self.matched = dict.fromkeys(self._counted, 0)
-        self.records = 0  # records counted (well-formed ones)
+        self.records = 0  # records counted (well-formed ones, skipped ones aside)
+        # A preset's rows that lean on each other (rowshape.py); skips counted by reason.
+        self._shaper = shaper_for(mapping, header, self._needed, self._counted,
+                                  self.ext_index)
+        self.skipped: dict[str, int] = self._shaper.skipped if self._shaper else {}
 
     def map(self, rows: list[list[str]], lines: Sequence[int]) -> MappedBatch:
         out = MappedBatch()
         rows, lines = self._well_formed(rows, lines, out.rejects)
+        if self._shaper is not None:
+            rows, lines = self._shaper.skip(rows, lines)
         if not rows:
             return out
         picked: Sequence[Sequence[str]]
@@ -153,17 +160,18 @@ class Mapper:
         else:
             picked = list(map(self._pick, rows))
         cols: list[Sequence[str]] = list(zip(*picked, strict=True))
+        shaped = self._shaper is not None and self._shaper.shape(rows, cols)
         matched = self.matched
         for attr, col in zip(self._counted, cols, strict=True):
             matched[attr] += len(col) - col.count("")
         self.records += len(rows)
         bad: dict[int, str] = {}
-        changed = bool(self._extra) or bool(self._sum)
+        changed = bool(self._extra) or bool(self._sum) or shaped
         applier = self.applier
         # Control characters: one look at the whole batch; columns that have one are
         # checked value by value (the fast paths, which join values with SEP, never see
         # them).
-        controls = values.has_controls("".join(map("".join, picked)))
+        controls = values.has_controls("".join(map("".join, cols if shaped else picked)))
         codes = self._currencies(cols, self._priced) if self._priced else None
         fill = self._currencies(cols, self._fill) if self._fill else None
         for j, rule in enumerate(self._rules):
@@ -391,6 +399,6 @@ def _column(attr: str, src: int | str, header: Sequence[str] | None,
     if src.strip().lower() in folded:
         return folded.index(src.strip().lower())
     if not named:
-        return None
+        return column_of(header, src)
     raise FeedError(f"mapped column {src!r} ({attr}) is not in the header: "
                     f"{show_header(header)}")

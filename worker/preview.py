@@ -62,6 +62,8 @@ def render(p: Preview, width: int = CELL_WIDTH) -> str:
         facts.append(("record path", p.record_path or "(the document's top-level array)"))
     read = "the whole file" if p.complete else "the head of the file"
     facts.append(("read", f"{p.bytes_read:,} bytes ({read}); {len(p.rows)} record(s) shown"))
+    if p.skipped:  # e.g. a Shopify export's image-only rows
+        facts.append(("skipped", ", ".join(f"{n} {why}" for why, n in p.skipped.items())))
     lines += [f"{k:<12} {v}" for k, v in facts]
     if p.rows:
         lines += ["", *rows_table(p.rows, p.columns, width)]

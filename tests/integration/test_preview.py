@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from tests.integration.test_pull_presets import GOOGLE
+from tests.integration.test_pull_presets import GOOGLE, GOOGLE_TSV, SHOPIFY
 from tests.support import feeds
 from tests.support.commands import feed_worker
 from tests.support.feedserver import FeedServer
@@ -97,6 +97,36 @@ async def test_google_merchant_xml_with_its_preset(pool: asyncpg.Pool, db_url: s
     assert re.search(r"^in no sampled record, left as stored: .*costPrice \(template\)", out,
                      re.M)
     assert out.rstrip().endswith("the mapping works on the sample")
+    await nothing_written(pool)
+
+
+async def test_a_shopify_export_with_its_preset(pool: asyncpg.Pool, db_url: str,
+                                                feed_server: FeedServer) -> None:
+    """Image-only rows are skipped, not rejected, and said so; every variant shows its
+    product's title."""
+    feed_id = await feeds.make_feed(pool, feed_server.add("/products_export.csv", SHOPIFY),
+                                    mapping={"preset": "shopify"})
+    code, out, err = await preview(db_url, feed_id)
+    assert code == 0, err
+    assert "5 record(s) shown" in out
+    assert re.search(r"^skipped\s+3 image-only rows$", out, re.M)
+    assert "rejected" not in out
+    for sku in ("OAK-S", "OAK-M", "OAK-L"):
+        assert re.search(rf"^ \d\s+{sku}\s+{sku}\s+(\d+\s+)?Oak Table\s", out, re.M), out
+    assert re.search(r"^name\s+Title\s+preset\s+5/5 100%$", out, re.M)
+    await nothing_written(pool)
+
+
+async def test_a_google_merchant_text_feed_with_its_preset(
+        pool: asyncpg.Pool, db_url: str, feed_server: FeedServer) -> None:
+    feed_id = await feeds.make_feed(pool, feed_server.add("/products.txt", GOOGLE_TSV),
+                                    mapping={"preset": "google-merchant"})
+    code, out, err = await preview(db_url, feed_id)
+    assert code == 0, err
+    assert "delimiter    '\\t' (sniffed)" in out
+    assert re.search(r"^externalId\s+id\s+preset\s+3/3 100%$", out, re.M)
+    assert re.search(r"^compareAtPrice\s+price\s+preset\s+1/3 33%$", out, re.M)
+    assert "skipped" not in out
     await nothing_written(pool)
 
 

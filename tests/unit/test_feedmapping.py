@@ -238,7 +238,9 @@ def test_only_the_feeds_own_fields_are_required() -> None:
     ({"preset": "shopify"}, "xml", "mapping.preset 'shopify' reads resource_type ftp_csv, "
                                    "not 'xml'"),
     ({"preset": "google-merchant"}, "json", "mapping.preset 'google-merchant' reads "
-                                            "resource_type xml, not 'json'"),
+                                            "resource_type xml or ftp_csv, not 'json'"),
+    ({"preset": "google-merchant"}, "webhook", "mapping.preset 'google-merchant' reads "
+                                               "resource_type xml or ftp_csv, not 'webhook'"),
 ])
 def test_unknown_or_misplaced_presets(raw: dict[str, Any], resource_type: str,
                                       expected: str) -> None:
@@ -261,6 +263,6 @@ def test_a_preset_under_the_feeds_own_keys() -> None:
     assert own.record == "/feed/entry"
 
 
-@pytest.mark.parametrize("name", ["shopify", "woocommerce", "bigcommerce"])
+@pytest.mark.parametrize("name", ["shopify", "woocommerce", "bigcommerce", "google-merchant"])
 def test_csv_presets_need_a_header_row(name: str) -> None:
     assert "but the feed has no header row" in message({"preset": name}, "ftp_csv", False)

@@ -25,7 +25,7 @@ from worker.parsers import RecordBatch
 from worker.parsers.jsonshape import JsonShapeError
 from worker.pipeline import formats, matches
 from worker.pipeline.stream import PARSE_PIECE
-from worker.presets import PRESETS
+from worker.presets import preset_for
 from worker.settings import Settings
 from worker.sources import open_source
 from worker.urls import FeedUrl, mask
@@ -84,6 +84,7 @@ class Preview:
     rows: list[Row] = field(default_factory=list)
     coverage: list[Coverage] = field(default_factory=list)
     rules: dict[str, int] = field(default_factory=dict)  # values each value rule changed
+    skipped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
     problems: list[str] = field(default_factory=list)  # why the mapping cannot work
     warnings: list[str] = field(default_factory=list)
     bytes_read: int = 0                 # as downloaded (before inflating)
@@ -253,6 +254,7 @@ class _Sample:
         out.warnings.extend(verdict.warnings)
         if mapper.applier is not None:
             out.rules = dict(mapper.applier.counts)
+        out.skipped = dict(mapper.skipped)
         out.coverage = sorted((self._coverage(attr, count, verdict.unwritten)
                                for attr, count in mapper.matched.items()),
                               key=lambda c: (ORDER.index(_base(c.attribute)), c.attribute))
@@ -284,11 +286,12 @@ class _Sample:
         else:
             index = mapper.source[attr]
             source = header[index] if header is not None else str(index)
+        preset = preset_for(mapping.preset, self.feed.resource_type)
         if attr != _base(attr):
             origin = "rules"
         elif attr in mapping.fields and attr not in mapping.optional:
             origin = "fields"
-        elif mapping.preset and attr in PRESETS[mapping.preset].fields:
+        elif attr in (preset.fields if preset is not None else ()):
             origin = "preset"
         else:
             origin = "template"

@@ -76,6 +76,9 @@ class Stream:
         if self.mapper is not None and self.mapper.applier is not None:
             # what each value rule changed or rejected (run report: details.rules)
             self.report.details["rules"] = dict(self.mapper.applier.counts)
+        if self.mapper is not None and self.mapper.skipped:
+            # rows left out on purpose, by reason (a Shopify export's image-only rows)
+            self.report.details["skipped"] = dict(self.mapper.skipped)
         timings = self.report.timings
         timings["parse_s"] = round(self._parse_s, 3)
         timings["source_wait_s"] = round(self._wait_source_s, 3)
