@@ -106,7 +106,8 @@ async def serve(settings: Settings, *, handle_signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-    pool = await db.create_pool(settings.database_url, size=settings.db_pool_size)
+    pool = await db.create_pool(settings.database_url, size=settings.db_pool_size,
+                                keep_sessions=True)
     connection: AbstractRobustConnection | None = None
     runner: web.AppRunner | None = None
     committer: GroupCommitter | None = None
