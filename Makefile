@@ -56,9 +56,11 @@ check: lint typecheck test
 
 bench: venv services
 	@command -v pgloader >/dev/null || { apt-get update -q && apt-get install -y -q pgloader; }
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python -m tests.bench.pull_csv
 	$(BIN)/python -m tests.bench.push
 	$(BIN)/python -m tests.bench.pull_formats
+	$(BIN)/python -m tests.bench.api
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--provider", type=int, metavar="N",
                      help="a token of dropship provider N: its own feeds and items only")
     who.add_argument("--admin", action="store_true", help="a token that sees every provider")
-    tr = command(tok_sub, "revoke", "revoke a token: it answers 401 from its next request",
-                 "Revokes token ID (the number in fwt_<id>_...): from its next request on, "
-                 "the HTTP API answers it 401. Reads DATABASE_URL.",
+    tr = command(tok_sub, "revoke", "revoke a token: it answers 401 from then on",
+                 "Revokes token ID (the number in fwt_<id>_...): the HTTP API answers it 401 "
+                 "from then on (within FEED_WORKER_API_CACHE_S on a replica that had just "
+                 "seen it). Reads DATABASE_URL.",
                  "exit status: 0 revoked; 2 there was no live token of that id, or Postgres "
                  "does not answer.")
     tr.set_defaults(handler=commands.token_revoke)

@@ -81,6 +81,12 @@ class Settings:
         default=100,
         metadata={"help": "requests a token may send at once above that rate"},
     )
+    api_cache_s: float = field(
+        default=2.0,
+        metadata={"help": "seconds an API replica trusts what it read of a token and of a "
+                          "feed's owner and state (0: it reads them for every request); a "
+                          "revoked token may be taken this long"},
+    )
     fetch_read_timeout_s: float = field(
         default=60.0,
         metadata={"help": "longest wait, in seconds, for the next bytes of a download"},
@@ -311,8 +317,8 @@ class Settings:
             raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("retry_jitter", "min_attribute_match_share"):
-                continue  # shares: 0 is allowed, checked below
+            if f.name in ("retry_jitter", "min_attribute_match_share", "api_cache_s"):
+                continue  # 0 is allowed, checked below
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
         shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
@@ -335,6 +341,8 @@ class Settings:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         if self.max_field_chars > 1 << 30:  # Postgres text holds at most 1 GB
             raise ConfigError("FEED_WORKER_MAX_FIELD_CHARS must be at most 1073741824")
+        if not (math.isfinite(self.api_cache_s) and self.api_cache_s >= 0):
+            raise ConfigError("FEED_WORKER_API_CACHE_S must be 0 or more seconds")
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
         try:

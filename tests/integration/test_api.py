@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.support import feeds
 from tests.support.apiprocess import ApiProcess, Client, client, error, feed, provider
+from tests.support.wait import until
 from worker.api import tokens
 from worker.settings import Settings
 
@@ -73,8 +75,15 @@ async def test_token_command_prints_a_token_that_works(
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         assert (proc.returncode, out.decode().strip()) == (0, f"revoked token {token_id}"), err
-        status, body, _ = await c.as_(token).call("GET", "/api/dropship-providers.json")
-        assert status == 401
+        revoked = time.monotonic()
+
+        async def refused() -> bool:
+            status, _, _ = await c.as_(token).call("GET", "/api/dropship-providers.json")
+            return status == 401
+
+        # A replica trusts what it read of a token for FEED_WORKER_API_CACHE_S (2 s).
+        await until(refused, timeout_s=10, what="the revoked token refused")
+        assert time.monotonic() - revoked < 2.0 + 1.0
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker", "token", "revoke", token_id, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -89,8 +89,8 @@ def test_staging_columns_follow_mapping_columns() -> None:
     assert columns == ["pos", "external_id", *COLUMNS]
 
 
-@pytest.mark.parametrize("filename", ["pull.sql", "push.sql"])
-def test_merge_mask_bits_are_named_after_their_columns(filename: str) -> None:
+@pytest.mark.parametrize(("filename", "name"), [("pull.sql", "merge"), ("push_merge.sql", "body")])
+def test_merge_mask_bits_are_named_after_their_columns(filename: str, name: str) -> None:
     """The merges name each mask bit by its column ({bit.name}, filled in from COLUMN_BIT):
     no bit is written as a number, each names the column its CASE writes, and every column
     has its bit used."""
@@ -103,6 +103,6 @@ def test_merge_mask_bits_are_named_after_their_columns(filename: str) -> None:
     assert pairs, filename
     assert all(bit == column for bit, column in pairs), [p for p in pairs if p[0] != p[1]]
     assert {bit for bit, _ in pairs} == set(COLUMN_BIT)
-    merge = load(filename)["merge"]
+    merge = load(filename)[name]
     assert "{bit." not in merge
     assert str(COLUMN_BIT["currency"]) in merge

@@ -18,11 +18,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import __version__, broker, logs
 from worker import constants as C
-from worker.api import feeds, openapi, providers, push, runs, variants
+from worker.api import feeds, openapi, preview, providers, push, runs, variants
+from worker.api.cache import TtlCache
 from worker.api.context import CONTEXT, Context
 from worker.api.errors import json
 from worker.api.limits import TokenBuckets
 from worker.api.middleware import envelope, gate, measure
+from worker.pipeline.syncpush import GroupCommitter
 from worker.settings import Settings
 from worker.store import db
 from worker.urls import mask
@@ -44,6 +46,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", f"/api/inventory-feeds/{_ID}.json", feeds.show),
     ("PUT", f"/api/inventory-feeds/{_ID}.json", feeds.update),
     ("PUT", f"/api/inventory-feeds/{_ID}/parse-webhook.json", push.parse_webhook),
+    ("GET", f"/api/inventory-feeds/{_ID}/preview.json", preview.show),
     ("GET", "/api/push-messages/{messageId:[A-Za-z0-9._~:-]+}.json", push.status),
     ("GET", "/api/inventory-feed-variants.json", variants.index),
     ("GET", f"/api/inventory-feed-variants/{_ID}.json", variants.show),
@@ -103,16 +106,20 @@ async def serve(settings: Settings, *, handle_signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-    pool = await db.create_pool(settings.database_url, size=settings.db_pool_size)
+    pool = await db.create_pool(settings.database_url, size=settings.db_pool_size,
+                                keep_sessions=True)
     connection: AbstractRobustConnection | None = None
     runner: web.AppRunner | None = None
+    committer: GroupCommitter | None = None
     try:
         connection = await broker.connect(settings.amqp_url)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(C.EXCHANGE, aio_pika.ExchangeType.TOPIC,
                                                   durable=True)
+        committer = GroupCommitter(pool, settings)
         ctx = Context(settings, pool, exchange,
-                      TokenBuckets(settings.api_rate_per_s, settings.api_rate_burst))
+                      TokenBuckets(settings.api_rate_per_s, settings.api_rate_burst),
+                      committer, TtlCache(settings.api_cache_s), TtlCache(settings.api_cache_s))
         runner = web.AppRunner(make_app(ctx, Probe(pool, connection)), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.api_host, settings.api_port)
@@ -126,6 +133,8 @@ async def serve(settings: Settings, *, handle_signals: bool = True) -> int:
     finally:
         if runner is not None:
             await runner.cleanup()  # finishes requests in flight
+        if committer is not None:
+            await committer.close()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()

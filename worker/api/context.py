@@ -3,7 +3,7 @@ the rate limiter; and the request helpers (the caller, the JSON body)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -11,9 +11,11 @@ import orjson
 from aio_pika.abc import AbstractExchange
 from aiohttp import web
 
+from worker.api.cache import TtlCache
 from worker.api.errors import ApiError
 from worker.api.limits import TokenBuckets
-from worker.api.tokens import Caller
+from worker.api.tokens import Caller, TokenCache
+from worker.pipeline.syncpush import GroupCommitter
 from worker.settings import Settings
 
 
@@ -23,6 +25,17 @@ class Context:
     pool: asyncpg.Pool
     exchange: AbstractExchange  # on a channel with publisher confirms
     limiter: TokenBuckets
+    committer: GroupCommitter | None = None  # the synchronous pushes' group commit
+    tokens: TokenCache = field(default_factory=lambda: TtlCache(0.0))
+    feeds: TtlCache[int, asyncpg.Record] = field(default_factory=lambda: TtlCache(0.0))
+
+    def forget_feeds(self, feed_id: int | None = None) -> None:
+        """This replica changed a feed (or, None, a provider: its feeds and tokens)."""
+        if feed_id is None:
+            self.feeds.clear()
+            self.tokens.clear()
+        else:
+            self.feeds.forget(feed_id)
 
 
 CONTEXT = web.AppKey("context", Context)

@@ -230,6 +230,7 @@ async def update(request: web.Request) -> web.Response:
         await _provider_in_scope(ctx.pool, who, values["dropship_provider_id"])
     if not await store.update_feed(ctx.pool, feed_id, who.scope, values):
         raise not_found("inventory feed")  # pragma: no cover - gone meanwhile
+    ctx.forget_feeds(feed_id)
     updated = await store.get_feed(ctx.pool, feed_id, None)
     if updated is None:  # pragma: no cover
         raise ApiError(404, "not_found", "inventory feed not found")

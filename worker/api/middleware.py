@@ -85,7 +85,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = context(request)
     auth = request.headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
-    caller = (await tokens.authenticate(ctx.pool, token.strip())
+    caller = (await tokens.authenticate(ctx.pool, token.strip(), ctx.tokens)
               if scheme.lower() == "bearer" else None)
     if caller is None:
         raise ApiError(401, "unauthorized", "send a valid token: Authorization: Bearer <token>",

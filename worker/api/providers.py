@@ -80,6 +80,7 @@ async def update(request: web.Request) -> web.Response:
     v = _values(data, current)
     updated = await store.update_provider(ctx.pool, provider_id, who.scope, v["name"],
                                           v["sku_prefix"], v["daily_sku_limit"], v["archived"])
+    ctx.forget_feeds()  # archived or not: its tokens and feeds
     if updated is None:  # pragma: no cover - gone between the read and the write
         raise not_found("dropship provider")
     return json(render(updated))

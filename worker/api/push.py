@@ -1,10 +1,11 @@
 """PUT /api/inventory-feeds/:id/parse-webhook.json and GET /api/push-messages/:id.json.
 
-One variant (an object) is applied at once through the push merge (pipeline/push.py's
-apply_now: the consumer's decoding, checks and merge, in its own transaction) and the
-stored item comes back. An array of up to 50 is published as one feed-update message,
-confirmed and `mandatory`, carrying x-status-id so that the daemon records what it came to
-(replay_outcomes); the status URL reads that record.
+One variant (an object) is applied at once through the push merge (pipeline/syncpush.py:
+the consumer's decoding, checks and merge; the requests of the moment share one
+transaction, each with its own outcome) and the stored item comes back. An array of up to
+50 is published as one feed-update message, confirmed and `mandatory`, carrying
+x-status-id so that the daemon records what it came to (replay_outcomes); the status URL
+reads that record.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from worker.api import items
 from worker.api.context import Context, caller, context, json_body, path_id
 from worker.api.errors import ApiError, json, not_found, pointer
 from worker.api.tokens import Caller
-from worker.errors import TransientError
+from worker.errors import DEAD_REFUSED, TransientError
 from worker.messages import encode_update
-from worker.pipeline.push import Fate, apply_now
+from worker.pipeline.push import Fate
 from worker.pushmap import to_item
 from worker.settings import Settings
 from worker.store import api as store
@@ -37,8 +38,14 @@ OUTCOME_HEADER = "X-Feed-Worker-Outcome"
 
 
 async def writable_feed(ctx: Context, who: Caller, feed_id: int) -> asyncpg.Record:
-    row = await store.get_feed(ctx.pool, feed_id, who.scope)
+    """The feed, when the caller may write to it (kept for FEED_WORKER_API_CACHE_S: a
+    synchronous push checks the feed's state again in its transaction)."""
+    row = ctx.feeds.get(feed_id)
     if row is None:
+        row = await store.get_feed(ctx.pool, feed_id, None)
+        if row is not None:
+            ctx.feeds.put(feed_id, row)
+    if row is None or (who.scope is not None and row["dropship_provider_id"] != who.scope):
         raise not_found("inventory feed")
     if not row["enabled"] or row["provider_archived"]:
         raise ApiError(409, "feed_disabled", f"inventory feed {feed_id} is disabled")
@@ -66,30 +73,31 @@ async def apply_one(ctx: Context, who: Caller, feed_id: int,
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many requests for this token; slow down",
                        headers={"Retry-After": str(math.ceil(wait))})
-    e, report = await apply_now(ctx.pool, ctx.settings, feed_id, [variant])
-    if e.fate is Fate.DEAD:  # disabled or gone since it was read
-        raise ApiError(409, "feed_disabled", e.reason)
-    counts = report.counts[feed_id]
-    if counts.rejected:
+    if ctx.committer is None:  # pragma: no cover - serve() makes one
+        raise RuntimeError("no group committer")
+    got = await ctx.committer.push(feed_id, variant)
+    e = got.envelope
+    if e.fate is Fate.DEAD:
+        if e.dead_kind == DEAD_REFUSED:  # failed alone in its transaction: ours, not theirs
+            raise RuntimeError(e.reason)
+        raise ApiError(409, "feed_disabled", e.reason)  # disabled or gone since it was read
+    if e.rejected or got.refused is not None:
         problems = variant_problems(feed_id, variant, ctx.settings)
-        if not problems and counts.rejects:  # refused by the feed's value rules
-            reason = counts.rejects[0].reason
+        if not problems and got.refused is not None:  # refused by the feed's value rules
+            reason = got.refused
             field = reason.split(":", 1)[0].split(" ", 1)[0]
             problems = [{"pointer": pointer(field) if field in variant else "",
                          "reason": reason}]
         raise ApiError(422, "invalid_variant", "the variant was rejected: " + "; ".join(
             p["reason"] for p in problems), problems)
-    if counts.held:
+    if got.outcome == "held":
         raise ApiError(429, "daily_limit",
                        "the provider's daily SKU limit is reached: this item cannot be "
                        "written again before 00:00 UTC (items written today still can)",
                        headers={"Retry-After": str(_seconds_to_midnight())})
-    row = await store.get_item(ctx.pool, feed_id, str(variant["externalId"]).strip())
-    if row is None:  # pragma: no cover - the merge just wrote or kept it
+    if got.row is None:  # pragma: no cover - the merge just wrote or kept it
         raise not_found("inventory feed variant")
-    outcome = ("inserted" if counts.inserted else "updated" if counts.updated
-               else "stale" if counts.stale else "unchanged")
-    return json(items.render(row), headers={OUTCOME_HEADER: outcome})
+    return json(items.render(got.row), headers={OUTCOME_HEADER: got.outcome or "unchanged"})
 
 
 def variant_problems(feed_id: int, variant: dict[str, Any],

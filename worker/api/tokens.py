@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from worker.api.cache import TtlCache
 from worker.store import api as store
 
 PREFIX = "fwt_"
@@ -56,13 +57,25 @@ async def create(pool: asyncpg.Pool, provider_id: int | None) -> str:
     return f"{PREFIX}{token_id}_{secret}"
 
 
-async def authenticate(pool: asyncpg.Pool, token: str) -> Caller | None:
-    """The caller a bearer token stands for; None when it is unknown, revoked or wrong."""
+TokenCache = TtlCache[tuple[int, bytes], "Caller"]
+
+
+async def authenticate(pool: asyncpg.Pool, token: str,
+                       cache: TokenCache | None = None) -> Caller | None:
+    """The caller a bearer token stands for; None when it is unknown, revoked or wrong.
+    A token found good is kept in `cache` (its digest, never the secret) for the cache's
+    time: a revoked token may be taken that long by a replica that saw it just before."""
     parts = split(token)
     if parts is None:
         return None
     token_id, secret = parts
+    sha = digest(secret)
+    if cache is not None and (known := cache.get((token_id, sha))) is not None:
+        return known
     row = await store.token(pool, token_id)
-    if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), digest(secret)):
+    if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), sha):
         return None
-    return Caller(token_id, row["dropship_provider_id"])
+    found = Caller(token_id, row["dropship_provider_id"])
+    if cache is not None:
+        cache.put((token_id, sha), found)
+    return found

@@ -28,7 +28,7 @@ from worker.errors import (
 )
 from worker.feedmapping import push_rules
 from worker.gcpause import gc_paused
-from worker.messages import FeedUpdate, decode_update, encode_update
+from worker.messages import FeedUpdate, decode_update
 from worker.model import StoredReject
 from worker.pushmap import Item, apply_rules, to_item
 from worker.rules import Applier
@@ -116,6 +116,9 @@ def order_time(headers: Mapping[str, Any] | None, received_at: datetime,
 class GroupReport:
     counts: dict[int, FeedCounts]
     items: int
+    # with commit(outcomes=True): each item's outcome and stored row, by (feed, external id)
+    outcomes: dict[tuple[int, str], str] = dataclasses.field(default_factory=dict)
+    rows: dict[tuple[int, str], asyncpg.Record] = dataclasses.field(default_factory=dict)
 
     def total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.counts.values())
@@ -179,11 +182,14 @@ def _lines(items: dict[tuple[int, str], Item]) -> list[str]:
 
 
 async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
-                 after: asyncio.Future[None] | None = None) -> GroupReport:
+                 after: asyncio.Future[None] | None = None,
+                 outcomes: bool = False) -> GroupReport:
     """The database half: one transaction; every envelope's fate is decided here. With
     `after` (the previous group's transaction is over), the group's items are staged and
     its message ids remembered first, and the rest waits for it: merges take their turns,
-    in order, while the next group's COPY overlaps the previous group's merge."""
+    in order, while the next group's COPY overlaps the previous group's merge. With
+    `outcomes`, the report has each item's outcome and its stored row, read after the
+    merge in its transaction."""
     live = [e for e in group.envelopes if e.fate is Fate.APPLIED and e.update is not None]
     feeds = await store.load_feeds(pool, sorted({e.update.feed_id for e in live if e.update}))
     gone = set()
@@ -241,7 +247,9 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
                 counts, items = _ruled(rules, counts, items, settings)
             await store.stage(conn, _lines(items), again=True)
         await wait_turn(after)
-        merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history)
+        per_item: dict[tuple[int, str], str] | None = {} if outcomes else None
+        merged = await store.merge(conn, {f: feeds[f] for f in counts}, settings.item_history,
+                                   per_item)
         for feed_id, c in counts.items():
             run_id, got = merged[feed_id]
             c.distinct, c.inserted = got.get("distinct_rows", 0), got.get("inserted", 0)
@@ -251,7 +259,10 @@ async def commit(pool: asyncpg.Pool, settings: Settings, group: Prepared,
             await store.record_run(conn, run_id, c)
         if any(e.replay_id for e in group.envelopes):
             await _record_replays(conn, settings, group.envelopes)
-    return GroupReport(counts, len(items))
+        if per_item is None:
+            return GroupReport(counts, len(items))
+        rows = await store.stored_items(conn, list(per_item))
+    return GroupReport(counts, len(items), per_item, rows)
 
 
 def _feed_rules(feeds: Mapping[int, asyncpg.Record]
@@ -276,7 +287,8 @@ def _ruled(rules: Mapping[int, Any], counts: dict[int, FeedCounts],
     """The feeds' value rules on their items (worker/rules.py, as pulls apply them), on
     copies: a group tried again after a failed transaction starts from its folded items
     and counts again. Items a rule rejects are rejects of their feed's push run."""
-    counts = {f: dataclasses.replace(c, rejects=list(c.rejects)) for f, c in counts.items()}
+    counts = {f: dataclasses.replace(c, rejects=list(c.rejects), refused=dict(c.refused))
+              for f, c in counts.items()}
     items = dict(items)
     for feed_id in rules.keys() & counts.keys():
         keys = [k for k in items if k[0] == feed_id]
@@ -288,6 +300,7 @@ def _ruled(rules: Mapping[int, Any], counts: dict[int, FeedCounts],
         for j, why in sorted(bad.items()):
             item = items.pop(keys[j])
             c.rejected += 1
+            c.refused[item.external_id] = why
             if len(c.rejects) < settings.max_stored_rejects:
                 raw = orjson.dumps(item.variant).decode()[: settings.max_reject_raw_chars]
                 c.rejects.append(StoredReject(item.index, raw, why, item.message_id))
@@ -343,16 +356,6 @@ async def apply_group(pool: asyncpg.Pool, settings: Settings,
                       envelopes: Sequence[Envelope]) -> GroupReport:
     """Prepare and commit one group (what the consumer does, one stage after the other)."""
     return await commit(pool, settings, await prepare(settings, envelopes))
-
-
-async def apply_now(pool: asyncpg.Pool, settings: Settings, feed_id: int,
-                    variants: list[Any]) -> tuple[Envelope, GroupReport]:
-    """The synchronous push (the HTTP API's parse-webhook): the variants applied at once,
-    in their own transaction, as a group of one message with no id. The same decoding,
-    checks, folding and merge as the consumer's; the envelope's fate says whether the feed
-    took them (DEAD: unknown or disabled, with the reason), the report what they came to."""
-    e = Envelope(encode_update(feed_id, variants))
-    return e, await apply_group(pool, settings, [e])
 
 
 _YIELD_EVERY = 500  # variants folded between two looks at the event loop

@@ -59,13 +59,20 @@ class Applied:
 
 
 class Applier:
+    """`policy` (default: the settings'); `hold` False (a caller that is waiting, the HTTP
+    API): a database still unavailable after the policy's attempts is raised, not waited
+    out; `outcomes`: the reports carry each item's outcome and stored row."""
+
     def __init__(self, pool: asyncpg.Pool, settings: Settings,
-                 consumption: Consumption | None = None) -> None:
+                 consumption: Consumption | None = None, *,
+                 policy: RetryPolicy | None = None, hold: bool = True,
+                 outcomes: bool = False) -> None:
         self.pool = pool
         self.settings = settings
-        self.policy = RetryPolicy.from_settings(settings)
+        self.policy = policy or RetryPolicy.from_settings(settings)
         self.consumption = consumption or Consumption()
         self.paused = False
+        self.hold, self.outcomes = hold, outcomes
 
     async def apply(self, prepared: Prepared,
                     after: asyncio.Future[None] | None = None) -> Applied:
@@ -104,7 +111,8 @@ class Applier:
         while True:
             try:
                 done.transactions += 1
-                done.reports.append(await commit(self.pool, self.settings, prepared, after))
+                done.reports.append(await commit(self.pool, self.settings, prepared, after,
+                                                 self.outcomes))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -120,6 +128,8 @@ class Applier:
                 log.warning("push.group_retry", attempt=attempt, kind=kind.value,
                             messages=len(prepared.envelopes), error=self._reason(exc))
                 if kind is Failure.UNAVAILABLE and attempt >= self.policy.attempts:
+                    if not self.hold:
+                        raise exc
                     await self._pause()
                     await asyncio.sleep(self.policy.cap_s)
                 else:

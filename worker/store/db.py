@@ -39,10 +39,19 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in the pool as it is (asyncpg still ends an open transaction)."""
+
+
+async def create_pool(dsn: str, *, size: int, keep_sessions: bool = False) -> asyncpg.Pool:
+    """`keep_sessions`: no reset query when a connection goes back to the pool (one round
+    trip less per use), for code that sets nothing beyond its transactions (transaction
+    locks and set_config(..., true) only, no LISTEN, no cursors left open), as the HTTP
+    API's; the session's temp tables stay, as they do anyway."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0
+            dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0,
+            reset=_keep_session if keep_sessions else None,
         )
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(f"the database of {mask(dsn)} does not exist "

@@ -34,6 +34,7 @@ class FeedCounts:
     messages: int = 0
     rejects: list[StoredReject] = field(default_factory=list)
     rules: dict[str, int] = field(default_factory=dict)  # values each value rule changed
+    refused: dict[str, str] = field(default_factory=dict)  # external id -> a value rule's no
 
     @property
     def unchanged(self) -> int:
@@ -104,9 +105,12 @@ async def stage(conn: Conn, lines: list[str], again: bool = False) -> None:
                              format="text", null="")
 
 
-async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record],
-                history: bool) -> dict[int, tuple[int, dict[str, int]]]:
-    """Merge the staged items (see `stage`); by feed: its push run's id and the counts."""
+async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record], history: bool,
+                outcomes: dict[tuple[int, str], str] | None = None
+                ) -> dict[int, tuple[int, dict[str, int]]]:
+    """Merge the staged items (see `stage`); by feed: its push run's id and the counts.
+    With `outcomes`, each item's outcome is put there too (merge_items: inserted, updated,
+    unchanged, stale or held, by (feed, external id)), and the counts summed from them."""
     feed_ids = sorted(feeds)
     runs = {r["inventory_feed_id"]: r["id"]
             for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
@@ -114,12 +118,38 @@ async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record],
     allowances, day = await daily_allowances(
         conn, {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
                if f["daily_sku_limit"] is not None})
-    rows = await conn.fetch(q(_SQL, "merge"), feed_ids, [runs[f] for f in feed_ids], history,
-                            list(allowances), list(allowances.values()), day)
-    counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated", "stale",
-                                               "held", "connected", "ambiguous")}
-              for r in rows}
+    args = (feed_ids, [runs[f] for f in feed_ids], history, list(allowances),
+            list(allowances.values()), day)
+    if outcomes is None:
+        rows = await conn.fetch(q(_SQL, "merge"), *args)
+        counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated",
+                                                   "stale", "held", "connected", "ambiguous")}
+                  for r in rows}
+        return {f: (runs[f], counts.get(f, {})) for f in feed_ids}
+    counts = {}
+    for r in await conn.fetch(q(_SQL, "merge_items"), *args):
+        c = counts.setdefault(r["feed_id"], dict.fromkeys(_ITEM_COUNTS, 0))
+        outcome = r["outcome"]
+        outcomes[(r["feed_id"], r["external_id"])] = outcome
+        c["distinct_rows"] += 1
+        if outcome in ("inserted", "updated", "stale", "held"):
+            c[outcome] += 1
+        c["connected"] += r["connected"]
+        c["ambiguous"] += r["ambiguous"]
     return {f: (runs[f], counts.get(f, {})) for f in feed_ids}
+
+
+_ITEM_COUNTS = ("distinct_rows", "inserted", "updated", "stale", "held", "connected",
+                "ambiguous")
+
+
+async def stored_items(conn: Conn, keys: Sequence[tuple[int, str]]
+                       ) -> dict[tuple[int, str], asyncpg.Record]:
+    """The stored items of these keys (feed, external id), as the HTTP API shows them."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(q(_SQL, "stored_items"), [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["inventory_feed_id"], r["external_id"]): r for r in rows}
 
 
 async def record_run(conn: Conn, run_id: int, c: FeedCounts) -> None:
