@@ -93,12 +93,13 @@ def cents(col: Sequence[str]) -> Ints | None:
     return j.numbers()
 
 
-def gtin_sums(col: Sequence[str]) -> Ints | None:
+def gtin_sums(col: Sequence[str], lengths: Sequence[int]) -> Ints | None:
     """Each value's digits at odd places (counting the units as 0) times 3, plus the
     others: a GTIN is valid when its sum is a multiple of 10; a blank sums to 0. None
-    when a value has another character than a digit."""
+    when a value has another character than a digit or another length than `lengths`
+    (or blank)."""
     j = _Joined(col)
-    if not j.ok:
+    if not j.ok or not np.isin(j.lengths, (0, *lengths)).all():
         return None
     totals = np.empty(len(j.digits) + 1, np.int64)
     totals[0] = 0

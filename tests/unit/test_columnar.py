@@ -51,9 +51,11 @@ def test_cents(col: list[str], want: list[int] | None) -> None:
     (["4006381333931", "", "96385074", "4006381333932"], [90, 0, 90, 91]),
     (["12a"], None),
     (["1\u0662"], None),
+    (["4006381333931", "400638133393"], [90, 83]),
+    (["4006381333931", "40063813339"], None),  # 11 digits: no GTIN length
 ])
 def test_gtin_sums(col: list[str], want: list[int] | None) -> None:
-    got = columnar.gtin_sums(col)
+    got = columnar.gtin_sums(col, (8, 12, 13, 14))
     assert (None if got is None else got.tolist()) == want
 
 
