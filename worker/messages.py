@@ -107,4 +107,6 @@ def encode_run_completed(run: dict[str, Any]) -> bytes:
         "breaker": details.get("breaker"),
         "warnings": list(details.get("warnings") or ()),
         "matched": details.get("matched"),
+        "rules": details.get("rules") or {},
+        "rowsSkipped": details.get("skipped") or {},
     })

@@ -396,6 +396,8 @@ async def test_a_shopify_export_through_the_daemon(
     assert (event["status"], event["inserted"], event["rejected"]) == ("succeeded", 5, 0), \
         event["error"]
     assert event["matched"]["name"] == 5
+    assert event["rowsSkipped"] == {"image-only rows": 3}
+    assert event["rules"] == {}
     got = await feeds.items(pool, feed_id)
     assert (got["OAK-L"]["name"], got["OAK-M"]["inventory_policy"]) == ("Oak Table", "ignore")
     run = await feeds.run_row(pool, event["runId"])

@@ -9,10 +9,12 @@ from typing import Any
 import asyncpg
 import orjson
 
+from tests.integration.test_daemon import run_completed_events
 from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from worker.oneshot import dry_summary, rules_line, summary
 from worker.pipeline.push import Envelope, Fate, apply_group
+from worker.publish import publish_pull
 from worker.settings import Settings
 
 RULES: dict[str, Any] = {
@@ -89,6 +91,22 @@ async def test_a_pull_applies_the_rules_and_counts_them(
     assert [(r["position"], r["reason"]) for r in rejects] == [
         (5, REASONS["A4"]), (6, REASONS["A5"])]
     assert details(run)["rules"] == COUNTS
+
+
+async def test_the_rules_counts_reach_the_run_completed_event(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    url = feed_server.add("/event.csv", CSV.encode())
+    mapping = {"fields": {"externalId": "id", "barcode": "ean", "retailPrice": "price"},
+               "rules": RULES}
+    feed_id = await feeds.make_feed(pool, url, mapping=mapping, decimal_notation="comma",
+                                    delimiter=";")
+    async with run_completed_events(settings) as next_event:
+        await publish_pull(settings, feed_id)
+        event = await next_event()
+    assert (event["status"], event["rejected"]) == ("succeeded", 2), event["error"]
+    assert event["rules"] == COUNTS
+    assert event["rowsSkipped"] == {}
 
 
 async def test_a_push_with_the_same_rules_stores_the_same_values(
