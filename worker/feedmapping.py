@@ -23,7 +23,7 @@ The keys, by resource type:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -79,11 +79,12 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
                                    mapping.namespaces, mapping.ndjson, mapping.next, zip_entry,
                                    optional=frozenset(mapping.fields) - named, auto=auto,
                                    preset=data.get("preset") or ""),
-                       data, "none", named)
+                       data, "paths", named, _path_check(resource_type, mapping))
 
 
 def _with_rules(mapping: FeedMapping, data: Mapping[str, Any], kind: str,
-                named: frozenset[str]) -> FeedMapping:
+                named: frozenset[str],
+                check_path: Callable[[str, str], object] | None = None) -> FeedMapping:
     """The mapping with its value rules; a quantity sum replaces a preset's quantity field
     and may not stand beside the feed's own."""
     rules = parse_rules(data.get("rules"), kind)
@@ -94,7 +95,32 @@ def _with_rules(mapping: FeedMapping, data: Mapping[str, Any], kind: str,
         fields = {a: f for a, f in mapping.fields.items() if a != "inventoryQuantity"}
         mapping = replace(mapping, fields=fields,
                           optional=mapping.optional - {"inventoryQuantity"})
+    if kind == "paths" and rules.quantity and rules.quantity.sources:
+        # An XML or JSON parser reads the sum's paths as fields of their own, named as the
+        # run's details.matched names them; the sum then finds them in the parser's header.
+        keys = [(name, sum_field(name)) for name, _ in rules.quantity.sources]
+        if check_path is not None:
+            for name, path in rules.quantity.sources:
+                check_path(str(path), f"mapping.rules.quantity.sum ({name})")
+        fields = {**mapping.fields, **{key: path for (_, key), (_, path)
+                                       in zip(keys, rules.quantity.sources, strict=True)}}
+        quantity = replace(rules.quantity, sources=tuple(keys))
+        mapping = replace(mapping, fields=fields)
+        rules = replace(rules, quantity=quantity)
     return replace(mapping, rules=rules) if rules else mapping
+
+
+def _path_check(resource_type: str, mapping: FeedMapping) -> Callable[[str, str], object]:
+    """How a path of an XML (an XPath, in the feed's namespaces) or JSON feed is checked."""
+    if resource_type == "xml":
+        names = xmlpaths.Names(mapping.namespaces or None)
+        return lambda path, what: xmlpaths.getter(path, names, what)
+    return dotted
+
+
+def sum_field(location: str) -> str:
+    """The name a source of the quantity sum goes by (its column in the run's counts)."""
+    return f"inventoryQuantity ({location})"
 
 
 @functools.lru_cache(maxsize=4096)  # every push group asks again for its feeds' rules
@@ -105,7 +131,9 @@ def push_rules(raw_json: str | None, resource_type: str, csv_has_header: bool) -
     data = orjson.loads(raw_json) if raw_json else None
     raw = data.get("rules") if isinstance(data, dict) else None
     if resource_type in ("xml", "json"):
-        return parse_rules(raw, "none")
+        # The sum's paths name a pushed variant's keys where they are dotted keys (a JSON
+        # feed's usually are); a variant without them keeps its own inventoryQuantity.
+        return parse_rules(raw, "paths")
     kind = "push" if resource_type == "webhook" or csv_has_header else "csv-index"
     return parse_rules(raw, kind)
 

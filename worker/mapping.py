@@ -33,7 +33,7 @@ from worker.columns import (
     rule_for,
 )
 from worker.errors import FeedError
-from worker.feedmapping import missing_external_id, show_header
+from worker.feedmapping import missing_external_id, show_header, sum_field
 from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
 from worker.rowshape import column_of, shaper_for
 from worker.rules import Applier
@@ -339,7 +339,7 @@ class Mapper:
 def _sum_source(name: str, index: int, value_map: Mapping[str, str] | None,
                 decimal_notation: str) -> Rule:
     """How one source of the quantity rule's sum is read: as a quantity column is."""
-    attr = f"inventoryQuantity ({name})"
+    attr = sum_field(name)
     convert = values.quantity_converter(attr, decimal_notation)
     if value_map is not None:
         return Rule(attr, index, mapped_through(value_map, convert), blank_is_null=False)

@@ -17,7 +17,8 @@ from worker.rules import GTIN_MODES, PRICE_ATTRIBUTES, ROUNDINGS
 def parse_rules(raw: Any, sources: str) -> Rules:
     """mapping.rules (absent: no rules). `sources` says what quantity.sum may name:
     "csv" (header names or 0-based indexes), "csv-index" (indexes only: no header row),
-    "push" (keys or dotted paths of a pushed variant), "none" (not supported: XML, JSON)."""
+    "push" (keys or dotted paths of a pushed variant), "paths" (an XML feed's XPaths or a
+    JSON feed's dotted paths, relative to the record, as its fields are)."""
     if raw is None:
         return Rules()
     if not isinstance(raw, dict):
@@ -106,8 +107,6 @@ def _sources(v: Any, what: str, sources: str) -> tuple[tuple[str, int | str], ..
     """[source, ...] (each its own location name) or {location: source}."""
     if v is None:
         return ()
-    if sources == "none":
-        raise FeedError(f"{what} is supported for CSV feeds and pushed variants only")
     pairs: list[tuple[Any, Any]]
     if isinstance(v, list):
         pairs = [(str(s), s) for s in v]
@@ -121,7 +120,11 @@ def _sources(v: Any, what: str, sources: str) -> tuple[tuple[str, int | str], ..
     for name, src in pairs:
         if isinstance(src, bool) or not isinstance(src, (int, str)) or src == "":
             raise FeedError(f"{what}: {src!r} is not a column name, index or path")
-        if sources == "push":
+        if sources == "paths":
+            if not isinstance(src, str) or not src.strip():
+                raise FeedError(f"{what}: {src!r} is not a path")
+            src = src.strip()
+        elif sources == "push":
             if isinstance(src, int):
                 raise FeedError(f"{what}: {src!r}: a pushed variant's sources are keys or "
                                 "dotted paths")

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import pytest
 import orjson
 
 from tests.integration.test_daemon import run_completed_events
@@ -179,3 +180,59 @@ async def test_a_dry_run_shows_what_the_rules_would_do(
     assert summary(run).endswith(shown[shown.index("\nvalue rules:"):])
     assert rules_line({"rules": {}}) == "\nvalue rules: nothing changed"
     assert rules_line({}) == ""
+
+
+# A supplier's XML and JSON feeds with each item's stock split over warehouses.
+STOCK_XML = b"""<?xml version="1.0"?>
+<items>
+  <item><id>W1</id><stock><wh code="n">3</wh><wh code="s">4</wh></stock></item>
+  <item><id>W2</id><stock><wh code="s">7</wh></stock></item>
+  <item><id>W3</id><stock/></item>
+</items>"""
+STOCK_JSON = orjson.dumps({"items": [
+    {"id": "W1", "stock": {"north": 3, "south": "4"}},
+    {"id": "W2", "stock": {"south": 7}},
+    {"id": "W3", "stock": {}},
+]})
+STRUCTURED = {
+    "xml": (STOCK_XML, "application/xml", {"record": "/items/item"},
+            {"north": "stock/wh[@code='n']", "south": "stock/wh[@code='s']"}),
+    "json": (STOCK_JSON, "application/json", {"record": "items"},
+             {"north": "stock.north", "south": "stock.south"}),
+}
+
+
+@pytest.mark.parametrize("resource_type", ["xml", "json"])
+async def test_an_xml_or_json_pull_sums_its_warehouses(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        resource_type: str) -> None:
+    body, content_type, where, paths = STRUCTURED[resource_type]
+    url = feed_server.add(f"/stock.{resource_type}", body, content_type=content_type)
+    mapping = {**where, "fields": {"externalId": "id"},
+               "rules": {"quantity": {"sum": paths, "locations": True, "buffer": 1}}}
+    feed_id = await feeds.make_feed(pool, url, resource_type=resource_type, mapping=mapping)
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    got = {x: (i["inventory_quantity"],
+               orjson.loads(i["extra"]).get("locations") if i["extra"] else None)
+           for x, i in (await feeds.items(pool, feed_id)).items()}
+    assert got == {"W1": (6, {"north": 3, "south": 4}), "W2": (6, {"south": 7}),
+                   "W3": (None, None)}
+    assert details(run)["matched"]["inventoryQuantity (north)"] == 1
+    assert details(run)["rules"] == {"quantity.sum": 2, "quantity.buffer": 2}
+
+
+@pytest.mark.parametrize("resource_type", ["xml", "json"])
+async def test_a_warehouse_path_that_matches_nothing_fails_the_run(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        resource_type: str) -> None:
+    body, content_type, where, paths = STRUCTURED[resource_type]
+    url = feed_server.add(f"/typo.{resource_type}", body, content_type=content_type)
+    typo = {**paths, "east": "stock/wh[@code='e']" if resource_type == "xml" else "stock.east"}
+    feed_id = await feeds.make_feed(pool, url, resource_type=resource_type, mapping={
+        **where, "fields": {"externalId": "id"}, "rules": {"quantity": {"sum": typo}}})
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "failed"
+    assert "inventoryQuantity (east)" in run["error"]
+    assert "matched no record of 3" in run["error"]
+    assert await feeds.items(pool, feed_id) == {}

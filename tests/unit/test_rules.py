@@ -84,10 +84,30 @@ def test_bad_rules_fail_with_the_key_at_fault(raw: Any, message: str) -> None:
     assert message in str(info.value)
 
 
-def test_a_sum_is_refused_for_xml_and_json_and_beside_a_quantity_field() -> None:
-    with pytest.raises(FeedError, match="CSV feeds and pushed variants only"):
-        parse_mapping({"fields": {"externalId": "id"},
-                       "rules": {"quantity": {"sum": ["a", "b"]}}}, "json")
+@pytest.mark.parametrize("resource_type", ["xml", "json"])
+def test_an_xml_or_json_sum_reads_its_paths_as_fields(resource_type: str) -> None:
+    """The parser reads each path as a field of its own, named as details.matched names
+    it; the sum finds them there."""
+    record = {"record": "/items/item"} if resource_type == "xml" else {}
+    north = "stock/n" if resource_type == "xml" else "stock.n"
+    m = parse_mapping({"fields": {"externalId": "id"}, **record,
+                       "rules": {"quantity": {"sum": {"north": north, "south": "s"}}}},
+                      resource_type)
+    assert m.fields["inventoryQuantity (north)"] == north
+    assert m.fields["inventoryQuantity (south)"] == "s"
+    assert m.rules.quantity is not None
+    assert m.rules.quantity.sources == (("north", "inventoryQuantity (north)"),
+                                        ("south", "inventoryQuantity (south)"))
+    with pytest.raises(FeedError, match="3 is not a path"):
+        parse_mapping({"fields": {"externalId": "id"}, **record,
+                       "rules": {"quantity": {"sum": [3]}}}, resource_type)
+    bad = "stock[" if resource_type == "xml" else "stock..n"
+    with pytest.raises(FeedError, match=r"mapping.rules.quantity.sum \(w\)"):
+        parse_mapping({"fields": {"externalId": "id"}, **record,
+                       "rules": {"quantity": {"sum": {"w": bad}}}}, resource_type)
+
+
+def test_a_sum_is_refused_beside_a_quantity_field_or_by_name_without_a_header() -> None:
     with pytest.raises(FeedError, match="both give the quantity"):
         parse_mapping({"fields": {"externalId": "id", "inventoryQuantity": "qty"},
                        "rules": {"quantity": {"sum": ["a", "b"]}}}, "ftp_csv")
