@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import pytest
 import orjson
+import pytest
 
 from tests.integration.test_daemon import run_completed_events
 from tests.support import feeds
