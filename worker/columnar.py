@@ -13,6 +13,7 @@ value by value, with the same result.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +24,8 @@ _POW10 = 10 ** np.arange(18, dtype=np.int64)[::-1]  # 10^17 .. 10^0
 _PLACES = np.append(_POW10[::-1], 0)  # by place: 10^0 .. 10^17, then 0 for a separator
 _DIGITS = 18  # at most, of an int64 this module reads or writes the fast way
 _ZERO, _POINT, _SEP = 48, 46, 0x1F
+_GTIN_WEIGHTS = np.array((3, 1) * 9, np.uint16)  # by place from the left, units last
 SEP = "\x1f"
-_GTIN_WEIGHTS = np.array((1, 3) * 9 + (0,), np.int64)  # by place; 0 for a separator
 
 
 class _Joined:
@@ -97,14 +98,19 @@ def gtin_sums(col: Sequence[str], lengths: Sequence[int]) -> Ints | None:
     """Each value's digits at odd places (counting the units as 0) times 3, plus the
     others: a GTIN is valid when its sum is a multiple of 10; a blank sums to 0. None
     when a value has another character than a digit or another length than `lengths`
-    (or blank)."""
-    j = _Joined(col)
-    if not j.ok or not np.isin(j.lengths, (0, *lengths)).all():
+    (or blank). Values this short are read as a matrix of digits padded to the longest
+    length: less to move than the joined bytes' running sums."""
+    if not col or not set(map(len, col)) <= {0, *lengths}:
         return None
-    totals = np.empty(len(j.digits) + 1, np.int64)
-    totals[0] = 0
-    np.cumsum(j.digits * _GTIN_WEIGHTS[j.places()], out=totals[1:])
-    sums: Ints = totals[j.ends] - totals[j.starts]
+    width = max(lengths)
+    padded = "".join(map(str.zfill, col, repeat(width)))
+    if not padded.isascii():
+        return None
+    digits = np.frombuffer(padded.encode("ascii"), np.uint8).reshape(len(col), width)
+    digits = digits - np.uint8(_ZERO)
+    if (digits > 9).any():
+        return None
+    sums: Ints = (digits @ _GTIN_WEIGHTS[-width:]).astype(np.int64)
     return sums
 
 

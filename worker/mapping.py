@@ -22,7 +22,7 @@ from operator import itemgetter
 
 import orjson
 
-from worker import values
+from worker import columnar, values
 from worker.columns import (
     SEP,
     Rule,
@@ -96,6 +96,7 @@ class Mapper:
             self._sum = [_sum_source(name, _sum_column(name, src, header),
                                      value_maps.get("inventoryQuantity"), decimal_notation)
                          for name, src in quantity_rule.sources]
+        self._sum_mapped = "inventoryQuantity" in value_maps  # the sources' values too
         self._locations = bool(self._sum) and bool(quantity_rule and quantity_rule.locations)
         self.source = dict(targets)
         self.ext_index = targets["externalId"]
@@ -190,10 +191,14 @@ class Mapper:
         places: list[dict[str, int]] | None = None
         if self._sum and applier is not None:
             first = n_rules + len(self._extra)
-            sources = [self._convert(r, cols[first + k], bad, controls)
-                       for k, r in enumerate(self._sum)]
+            # Sources of plain digits are read as numbers at once (the usual case);
+            # others are converted first, as a quantity column is.
+            parsed = [] if self._sum_mapped else list(map(columnar.plain, cols[first:]))
+            sources = (cols[first:] if parsed and all(a is not None for a in parsed) else
+                       [self._convert(r, cols[first + k], bad, controls)
+                        for k, r in enumerate(self._sum)])
             del cols[first:]
-            total, places = applier.quantity_sum(sources, self._sum_names, bad)
+            total, places = applier.quantity_sum(sources, self._sum_names, bad, parsed)
         if self._extra and controls:
             for (attr, _), col in zip(self._extra, cols[n_rules:], strict=True):
                 check_controls(attr, col, bad)

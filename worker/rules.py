@@ -206,14 +206,15 @@ class Applier:
     # quantities
 
     def quantity_sum(self, cols: Sequence[Sequence[str]], names: Sequence[str],
-                     bad: dict[int, str]) -> tuple[Sequence[str], list[dict[str, int]] | None]:
+                     bad: dict[int, str], parsed: Sequence[columnar.Ints | None] = ()
+                     ) -> tuple[Sequence[str], list[dict[str, int]] | None]:
         """The sources' whole-number columns (one per location of `names`) summed (a blank
         counts as 0; all blank stays blank), with each row's quantities by location when
         the rule keeps them; then the threshold, buffer and cap. A sum beyond the range of
-        a quantity is rejected."""
+        a quantity is rejected. `parsed`: the columns' columnar.plain, when known."""
         r = self.rules.quantity
         assert r is not None
-        ints = [a for a in map(columnar.plain, cols) if a is not None]
+        ints = [a for a in (parsed or map(columnar.plain, cols)) if a is not None]
         if len(ints) == len(cols):  # no blanks, no signs (the usual case)
             total = sum(ints[1:], ints[0])
             self.count("quantity.sum", len(total))

@@ -53,6 +53,7 @@ def test_cents(col: list[str], want: list[int] | None) -> None:
     (["1\u0662"], None),
     (["4006381333931", "400638133393"], [90, 83]),
     (["4006381333931", "40063813339"], None),  # 11 digits: no GTIN length
+    ([], None),
 ])
 def test_gtin_sums(col: list[str], want: list[int] | None) -> None:
     got = columnar.gtin_sums(col, (8, 12, 13, 14))
