@@ -33,6 +33,8 @@ TARGETS = (
     Target("E/L", "feed-worker vs psql upsert, empty table", "E", "L-empty", 0.8),
     Target("U/L", "feed-worker vs psql upsert, full table", "U", "L-full", 0.8),
     Target("V/V0", "value rules (markup, .99, 3-column sum, GTIN) vs none", "V", "V0", 1.10),
+    Target("Vs/V0", "the same, the rules' cost taken from the streams", "V-streams", "V0",
+           1.10),
     Target("V0/E", "the rules file (two more columns), no rules, vs E", "V0", "E", None),
     Target("EC/E0", "auto-connect + item history vs without, empty table", "EC", "E0", 1.15),
     Target("UC/U0", "auto-connect + item history vs without, full table", "UC", "U0", 1.15),
