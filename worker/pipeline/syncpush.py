@@ -25,7 +25,7 @@ import asyncpg
 
 from worker import logs
 from worker.messages import FeedUpdate
-from worker.pipeline.push import Envelope, prepare
+from worker.pipeline.push import Envelope, prepare, wait_turn
 from worker.pipeline.pushretry import Applier
 from worker.retry import RetryPolicy
 from worker.settings import Settings
@@ -74,6 +74,8 @@ class GroupCommitter:
         self.waiting: deque[_Waiting] = deque()
         self.task: asyncio.Task[None] | None = None
         self.groups = 0  # transactions' groups applied (for tests and metrics)
+        self._last: asyncio.Future[None] | None = None  # the last group's transaction is over
+        self._running: set[asyncio.Task[None]] = set()
 
     async def push(self, feed_id: int, variant: dict[str, Any]) -> Result:
         """Apply the variant with whatever else is waiting; its result (raises what made
@@ -89,17 +91,35 @@ class GroupCommitter:
         """Let the groups waiting finish (the requests in flight are answered)."""
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _run(self) -> None:
+        """Groups in a pipeline, as the consumer's: while one group's transaction runs,
+        the next is staged and waits for its turn to merge; two in the database at most.
+        The turns chain on across runs (`_last`), so that a request for an item is never
+        merged before an earlier one's."""
         await asyncio.sleep(0)  # requests that arrived in the same turn of the loop join
         while self.waiting:
             group = self._take()
-            try:
-                await self._apply(group)
-            except Exception as exc:  # the database away after the tries: each is told
-                for w in group:
-                    if not w.future.done():
-                        w.future.set_exception(exc)
+            before, self._last = self._last, asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._answer(group, before, self._last))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            await wait_turn(before)
+            await asyncio.sleep(0)  # requests that came meanwhile join the next group
+
+    async def _answer(self, group: list[_Waiting], after: asyncio.Future[None] | None,
+                      applied: asyncio.Future[None]) -> None:
+        try:
+            await self._apply(group, after)
+        except Exception as exc:  # the database away after the tries: each is told
+            for w in group:
+                if not w.future.done():
+                    w.future.set_exception(exc)
+        finally:
+            await wait_turn(after)  # the next group merges after this one and the one before
+            if not applied.done():
+                applied.set_result(None)
 
     def _take(self) -> list[_Waiting]:
         """The next group: in arrival order, at most one request per item (a later one for
@@ -118,9 +138,9 @@ class GroupCommitter:
         self.waiting = later
         return group
 
-    async def _apply(self, group: list[_Waiting]) -> None:
+    async def _apply(self, group: list[_Waiting], after: asyncio.Future[None] | None) -> None:
         prepared = await prepare(self.settings, [w.envelope for w in group])
-        done = await self.applier.apply(prepared)
+        done = await self.applier.apply(prepared, after)
         self.groups += 1
         outcomes: dict[tuple[int, str], str] = {}
         rows: dict[tuple[int, str], asyncpg.Record] = {}
