@@ -202,15 +202,23 @@ STRUCTURED = {
 }
 
 
+async def stock_feed(pool: asyncpg.Pool, feed_server: FeedServer, resource_type: str,
+                     quantity_rule: dict[str, Any]) -> int:
+    """A feed of STRUCTURED's file of that type, with this quantity rule."""
+    body, content_type, where, _ = STRUCTURED[resource_type]
+    url = feed_server.add(f"/stock-{len(feed_server.routes)}.{resource_type}", body,
+                          content_type=content_type)
+    return await feeds.make_feed(pool, url, resource_type=resource_type, mapping={
+        **where, "fields": {"externalId": "id"}, "rules": {"quantity": quantity_rule}})
+
+
 @pytest.mark.parametrize("resource_type", ["xml", "json"])
 async def test_an_xml_or_json_pull_sums_its_warehouses(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
         resource_type: str) -> None:
-    body, content_type, where, paths = STRUCTURED[resource_type]
-    url = feed_server.add(f"/stock.{resource_type}", body, content_type=content_type)
-    mapping = {**where, "fields": {"externalId": "id"},
-               "rules": {"quantity": {"sum": paths, "locations": True, "buffer": 1}}}
-    feed_id = await feeds.make_feed(pool, url, resource_type=resource_type, mapping=mapping)
+    paths = STRUCTURED[resource_type][3]
+    feed_id = await stock_feed(pool, feed_server, resource_type,
+                               {"sum": paths, "locations": True, "buffer": 1})
     run = await feeds.pull_once(pool, settings, feed_id)
     assert run["status"] == "succeeded", run["error"]
     got = {x: (i["inventory_quantity"],
@@ -226,11 +234,9 @@ async def test_an_xml_or_json_pull_sums_its_warehouses(
 async def test_a_warehouse_path_that_matches_nothing_fails_the_run(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
         resource_type: str) -> None:
-    body, content_type, where, paths = STRUCTURED[resource_type]
-    url = feed_server.add(f"/typo.{resource_type}", body, content_type=content_type)
+    paths = STRUCTURED[resource_type][3]
     typo = {**paths, "east": "stock/wh[@code='e']" if resource_type == "xml" else "stock.east"}
-    feed_id = await feeds.make_feed(pool, url, resource_type=resource_type, mapping={
-        **where, "fields": {"externalId": "id"}, "rules": {"quantity": {"sum": typo}}})
+    feed_id = await stock_feed(pool, feed_server, resource_type, {"sum": typo})
     run = await feeds.pull_once(pool, settings, feed_id)
     assert run["status"] == "failed"
     assert "inventoryQuantity (east)" in run["error"]
