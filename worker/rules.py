@@ -134,18 +134,14 @@ class Applier:
                 n = sum(map(ne, before, xs))
                 self.count("price.rounding", n)
                 changed += n
-            if r.minimum is not None:
-                before = xs
-                xs = list(map(max, xs, repeat(r.minimum)))
-                n = sum(map(ne, before, xs))
-                self.count("price.min", n)
-                changed += n
-            if r.maximum is not None:
-                before = xs
-                xs = list(map(min, xs, repeat(r.maximum)))
-                n = sum(map(ne, before, xs))
-                self.count("price.max", n)
-                changed += n
+            for name, bound, pick in (("price.min", r.minimum, max),
+                                      ("price.max", r.maximum, min)):
+                if bound is not None:
+                    before = xs
+                    xs = list(map(pick, xs, repeat(bound)))
+                    n = sum(map(ne, before, xs))
+                    self.count(name, n)
+                    changed += n
             if not changed:
                 return None
             return list(map(format, xs, repeat("f")))

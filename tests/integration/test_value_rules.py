@@ -77,13 +77,18 @@ def details(run: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(d) if isinstance(d, str) else dict(d)
 
 
+async def rules_feed(pool: asyncpg.Pool, feed_server: FeedServer) -> int:
+    """A decimal-comma feed of CSV, served over HTTP, with RULES."""
+    url = feed_server.add(f"/rules-{len(feed_server.routes)}.csv", CSV.encode())
+    return await feeds.make_feed(
+        pool, url, decimal_notation="comma", delimiter=";",
+        mapping={"fields": {"externalId": "id", "barcode": "ean", "retailPrice": "price"},
+                 "rules": RULES})
+
+
 async def test_a_pull_applies_the_rules_and_counts_them(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
-    url = feed_server.add("/rules.csv", CSV.encode())
-    mapping = {"fields": {"externalId": "id", "barcode": "ean", "retailPrice": "price"},
-               "rules": RULES}
-    feed_id = await feeds.make_feed(pool, url, mapping=mapping, decimal_notation="comma",
-                                    delimiter=";")
+    feed_id = await rules_feed(pool, feed_server)
     run = await feeds.pull_once(pool, settings, feed_id)
     assert run["status"] == "succeeded", run["error"]
     assert (run["rows_read"], run["inserted"], run["rejected"]) == (6, 4, 2)
@@ -97,11 +102,7 @@ async def test_a_pull_applies_the_rules_and_counts_them(
 async def test_the_rules_counts_reach_the_run_completed_event(
         clean_broker: None, pool: asyncpg.Pool, settings: Settings,
         feed_server: FeedServer) -> None:
-    url = feed_server.add("/event.csv", CSV.encode())
-    mapping = {"fields": {"externalId": "id", "barcode": "ean", "retailPrice": "price"},
-               "rules": RULES}
-    feed_id = await feeds.make_feed(pool, url, mapping=mapping, decimal_notation="comma",
-                                    delimiter=";")
+    feed_id = await rules_feed(pool, feed_server)
     async with run_completed_events(settings) as next_event:
         await publish_pull(settings, feed_id)
         event = await next_event()
@@ -112,11 +113,7 @@ async def test_the_rules_counts_reach_the_run_completed_event(
 
 async def test_a_push_with_the_same_rules_stores_the_same_values(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
-    url = feed_server.add("/rules.csv", CSV.encode())
-    pulled = await feeds.make_feed(pool, url, decimal_notation="comma", delimiter=";",
-                                   mapping={"fields": {"externalId": "id", "barcode": "ean",
-                                                       "retailPrice": "price"},
-                                            "rules": RULES})
+    pulled = await rules_feed(pool, feed_server)
     pull_run = await feeds.pull_once(pool, settings, pulled)
     pushed = await feeds.make_feed(pool, None, resource_type="webhook",
                                    mapping={"rules": RULES})
@@ -163,11 +160,7 @@ async def test_rules_that_cannot_be_read_dead_letter_the_feeds_messages(
 
 async def test_a_dry_run_shows_what_the_rules_would_do(
         pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
-    url = feed_server.add("/rules.csv", CSV.encode())
-    feed_id = await feeds.make_feed(pool, url, decimal_notation="comma", delimiter=";",
-                                    mapping={"fields": {"externalId": "id", "barcode": "ean",
-                                                        "retailPrice": "price"},
-                                             "rules": RULES})
+    feed_id = await rules_feed(pool, feed_server)
     outcome = await feeds.dry_run(pool, settings, feed_id)
     assert outcome.status == "dry-run", outcome.error
     assert outcome.report.details["rules"] == COUNTS
