@@ -4,6 +4,7 @@ one at a time and in arrays, the status URL, items, runs, rejects, fetch."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from typing import Any
 
@@ -147,6 +148,23 @@ async def test_an_array_is_queued_applied_by_the_daemon_and_reported(
     status, got, _ = await admin.call("PUT", path, [{"externalId": "A"}],
                                       headers={"Idempotency-Key": "bad key!"})
     assert status == 400
+    # The same key sent several times at once: one message recorded, applied once.
+    answers = await asyncio.gather(*(admin.call(
+        "PUT", path, [{"externalId": "Z", "inventoryQuantity": 5}],
+        headers={"Idempotency-Key": "order-2"}) for _ in range(5)))
+    assert {(a[0], a[1]["messageId"]) for a in answers} == {(202, f"api-{f['id']}-order-2")}
+    assert await pool.fetchval("SELECT count(*) FROM api_messages WHERE message_id = $1",
+                               f"api-{f['id']}-order-2") == 1
+    twice = answers[0][1]["statusUrl"]
+
+    async def applied_z() -> dict[str, Any] | None:
+        _, b, _ = await admin.call("GET", twice)
+        return dict(b) if b["status"] != "queued" else None
+
+    z = await until(applied_z, what="the keyed message's outcome")
+    assert (z["status"], z["applied"], z.get("repeat")) == ("applied", 1, None)
+    assert (await feeds.items(pool, f["id"]))["Z"]["inventory_quantity"] == 5
+
     # Another provider's token does not see the message.
     other = admin.as_(await tokens.create(pool, await provider(admin, "Other")))
     status, got, _ = await other.call("GET", body["statusUrl"])

@@ -89,7 +89,7 @@ def test_no_module_outside_the_store_sends_sql(path: Path) -> None:
 FLOORS: list[tuple[str, ...]] = [
     # ground: shapes and vocabulary, no I/O
     ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
-     "messages", "deadletters", "gcpause", "health", "presets"),
+     "messages", "deadletters", "gcpause", "health", "presets", "coalesce"),
     # side by side: the database, the parsers and values, the transports
     ("store", "parsers", "sources", "values", "columnar", "rules", "ruleparse", "mapping",
      "columns", "pushmap", "feedmapping", "rowshape"),

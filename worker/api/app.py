@@ -111,6 +111,7 @@ async def serve(settings: Settings, *, handle_signals: bool = True) -> int:
     connection: AbstractRobustConnection | None = None
     runner: web.AppRunner | None = None
     committer: GroupCommitter | None = None
+    ctx: Context | None = None
     try:
         connection = await broker.connect(settings.amqp_url)
         channel = await connection.channel(publisher_confirms=True)
@@ -135,6 +136,8 @@ async def serve(settings: Settings, *, handle_signals: bool = True) -> int:
             await runner.cleanup()  # finishes requests in flight
         if committer is not None:
             await committer.close()
+        if ctx is not None:
+            await ctx.published.close()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()

@@ -11,12 +11,14 @@ import orjson
 from aio_pika.abc import AbstractExchange
 from aiohttp import web
 
+from worker import coalesce
 from worker.api.cache import TtlCache
 from worker.api.errors import ApiError
 from worker.api.limits import TokenBuckets
 from worker.api.tokens import Caller, TokenCache
 from worker.pipeline.syncpush import GroupCommitter
 from worker.settings import Settings
+from worker.store import api as store
 
 
 @dataclass
@@ -28,6 +30,14 @@ class Context:
     committer: GroupCommitter | None = None  # the synchronous pushes' group commit
     tokens: TokenCache = field(default_factory=lambda: TtlCache(0.0))
     feeds: TtlCache[int, asyncpg.Record] = field(default_factory=lambda: TtlCache(0.0))
+    # messages published and confirmed, recorded together (api_messages)
+    published: coalesce.Coalescer[store.PublishedMessage] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.published = coalesce.Coalescer(self._record_published)
+
+    async def _record_published(self, messages: list[store.PublishedMessage]) -> None:
+        await store.record_published(self.pool, messages)
 
     def forget_feeds(self, feed_id: int | None = None) -> None:
         """This replica changed a feed (or, None, a provider: its feeds and tokens)."""

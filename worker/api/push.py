@@ -4,8 +4,9 @@ One variant (an object) is applied at once through the push merge (pipeline/sync
 the consumer's decoding, checks and merge; the requests of the moment share one
 transaction, each with its own outcome) and the stored item comes back. An array of up to
 50 is published as one feed-update message, confirmed and `mandatory`, carrying
-x-status-id so that the daemon records what it came to (replay_outcomes); the status URL
-reads that record.
+x-status-id so that the daemon records what it came to (replay_outcomes); once confirmed,
+it is recorded in api_messages (the requests of the moment in one statement, see
+worker/coalesce.py), and the status URL reads both records.
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ async def _publish(request: web.Request, ctx: Context, who: Caller, feed_id: int
                        "A-Z a-z 0-9 . _ ~ : -")
     # Scoped by feed: two providers' keys never meet.
     message_id = f"api-{feed_id}-{key or uuid.uuid4()}"
-    row = await store.add_message(ctx.pool, message_id, feed_id, who.token_id, len(variants))
-    if row["published_at"] is None:  # new, or an earlier try was not confirmed
+    # A key sent before is not published again once it was confirmed; two requests with
+    # the same key at once may both publish: the daemon applies a message id once.
+    if key is None or await store.message_published_at(ctx.pool, message_id) is None:
         message = broker.json_message(encode_update(feed_id, variants), message_id,
                                       headers={C.HEADER_STATUS_ID: C.STATUS_ID_API})
         try:
@@ -164,7 +166,8 @@ async def _publish(request: web.Request, ctx: Context, who: Caller, feed_id: int
             raise ApiError(503, "broker_unavailable", "the message could not be queued; "
                            "send the request again (with the same Idempotency-Key)",
                            headers={"Retry-After": "1"}) from None
-        await store.message_published(ctx.pool, message_id)
+        # recorded with the other requests of the moment: one commit for them all
+        await ctx.published.add((message_id, feed_id, who.token_id, len(variants)))
     url = f"/api/push-messages/{message_id}.json"
     return json({"messageId": message_id, "status": "queued", "statusUrl": url},
                 status=202, headers={"Location": url})

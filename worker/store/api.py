@@ -102,18 +102,19 @@ async def get_item(db: Db, feed_id: int, external_id: str) -> asyncpg.Record | N
     return await db.fetchrow(q(_SQL, "get_item"), feed_id, external_id)
 
 
-async def add_message(db: Db, message_id: str, feed_id: int, token_id: int | None,
-                      variants: int) -> asyncpg.Record:
-    """The message's row, new (`fresh`) or the one an earlier request with the same id
-    made (its feed and whether it was published)."""
-    row = await db.fetchrow(q(_SQL, "add_message"), message_id, feed_id, token_id, variants)
-    if row is None:  # pragma: no cover - one of the two branches returns the row
-        raise RuntimeError("add_message returned no row")
-    return row
+async def message_published_at(db: Db, message_id: str) -> datetime | None:
+    """When the message of this id was published and confirmed (None: it was not)."""
+    at: datetime | None = await db.fetchval(q(_SQL, "message_published_at"), message_id)
+    return at
 
 
-async def message_published(db: Db, message_id: str) -> None:
-    await db.execute(q(_SQL, "message_published"), message_id)
+PublishedMessage = tuple[str, int, int | None, int]  # id, feed, token, variants
+
+
+async def record_published(db: Db, messages: list[PublishedMessage]) -> None:
+    """Messages published and confirmed, in one statement (the same id twice: one row)."""
+    unique = list({m[0]: m for m in messages}.values())
+    await db.execute(q(_SQL, "record_published"), *(list(c) for c in zip(*unique, strict=True)))
 
 
 async def message_status(db: Db, message_id: str,

@@ -92,22 +92,19 @@ SELECT id, inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_
 FROM inventory_feed_variants
 WHERE inventory_feed_id = $1 AND external_id = $2;
 
--- name: add_message
--- A feed-update message the API is about to publish; the existing row when the same
--- message id (Idempotency-Key) came before.
-WITH new AS (
-    INSERT INTO api_messages (message_id, inventory_feed_id, api_token_id, variants)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id, inventory_feed_id, published_at, true AS fresh
-)
-SELECT * FROM new
-UNION ALL
-SELECT message_id, inventory_feed_id, published_at, false FROM api_messages
-WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM new);
+-- name: message_published_at
+-- When a message of this id (an Idempotency-Key) was published and confirmed; no row when
+-- it was not.
+SELECT published_at FROM api_messages WHERE message_id = $1;
 
--- name: message_published
-UPDATE api_messages SET published_at = coalesce(published_at, now()) WHERE message_id = $1;
+-- name: record_published
+-- Messages published and confirmed ($1 ids, $2 feeds, $3 tokens, $4 variant counts), the
+-- requests of the moment in one statement; one published before keeps its first time.
+INSERT INTO api_messages (message_id, inventory_feed_id, api_token_id, variants, published_at)
+SELECT m, f, t, v, now() FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[])
+    AS u (m, f, t, v)
+ON CONFLICT (message_id) DO UPDATE SET
+    published_at = coalesce(api_messages.published_at, excluded.published_at);
 
 -- name: message_status
 -- A published message (of the caller's scope $2) and what the daemon recorded for it:
