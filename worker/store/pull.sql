@@ -69,10 +69,12 @@ WITH src AS (
         options, images, extra, currency
     FROM pull_staging
     ORDER BY external_id, pos DESC
-), joined AS MATERIALIZED (
+), paired AS MATERIALIZED (
     -- Each file row with the item it updates, if any, the quantity and price it will have,
-    -- and whether any mapped column of that item changes.
+    -- and whether any mapped column of that item changes; and (external_id NULL) each of
+    -- the feed's items that the file no longer has: the feed's items are read once.
     SELECT s.*, t.id AS target_id, t.missing_since,
+        t.inventory_quantity_override = 'manual' AS old_manual,
         t.inventory_quantity AS old_quantity, t.retail_price AS old_price,
         t.inventory_policy AS old_policy,
         CASE WHEN ($2::int & {bit.inventory_policy}) <> 0 OR t.id IS NULL THEN coalesce(s.inventory_policy, 'track')
@@ -108,8 +110,10 @@ WITH src AS (
             t.external_group_id, t.options, t.images, t.extra, t.currency
         )) AS changed
     FROM src s
-    LEFT JOIN inventory_feed_variants t
-        ON t.inventory_feed_id = $1 AND t.external_id = s.external_id
+    FULL JOIN (SELECT * FROM inventory_feed_variants WHERE inventory_feed_id = $1) t
+        ON t.external_id = s.external_id
+), joined AS NOT MATERIALIZED (
+    SELECT * FROM paired WHERE external_id IS NOT NULL
 ), fresh AS MATERIALIZED (
     -- Daily SKU limit: the writes of items not yet written today, in file order.
     SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
@@ -144,12 +148,11 @@ WITH src AS (
     SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at
 ), missing AS MATERIALIZED (
     -- Cleanup: the feed's items that the file no longer has.
-    SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
-           CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
-                ELSE 0 END AS new_quantity
-    FROM inventory_feed_variants t
-    WHERE $4::boolean AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
-      AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.external_id = t.external_id)
+    SELECT target_id AS id, old_quantity AS inventory_quantity,
+           old_policy AS inventory_policy, old_price AS retail_price,
+           CASE WHEN old_manual THEN old_quantity ELSE 0 END AS new_quantity
+    FROM paired
+    WHERE $4::boolean AND external_id IS NULL AND missing_since IS NULL
 ), ins AS (
     INSERT INTO inventory_feed_variants (
         inventory_feed_id, external_id, vendor_sku, barcode, name, inventory_quantity,
@@ -164,7 +167,7 @@ WITH src AS (
     FROM todo j
     CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
-    -- In key order without a sort: `joined` comes out of a merge join on external_id and
+    -- In key order without a sort: `paired` comes out of a join on external_id and
     -- the hash joins above keep that order (an insert into the unique index in key order
     -- writes less than one in file order).
     WHERE j.target_id IS NULL
