@@ -108,3 +108,25 @@ def snapshot_others(own_database: str, own_pids: frozenset[int]) -> Snapshot:
             comm = f"postgres ({database})"
         cpu[pid] = (comm, seconds)
     return Snapshot(cpu)
+
+
+def snapshot_database(database: str, ours: dict[int, str]) -> Snapshot:
+    """CPU seconds of `ours` (pid -> name), of the Postgres backends that serve `database`
+    (as `postgres (database)`) and of RabbitMQ (shared with whoever else uses it)."""
+    cpu: dict[int, tuple[str, float]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        got = _cpu_and_comm(pid)
+        if got is None:
+            continue
+        comm, seconds = got
+        who = ours.get(pid)
+        if who is None and comm == "postgres" and _postgres_database(pid) == database:
+            who = f"postgres ({database})"
+        elif who is None and comm == "beam.smp":
+            who = "rabbitmq"
+        if who is not None:
+            cpu[pid] = (who, seconds)
+    return Snapshot(cpu)
