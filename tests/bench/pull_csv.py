@@ -7,7 +7,10 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
   L  psql: \\copy into a typed temp table + INSERT ... ON CONFLICT ... WHERE IS DISTINCT FROM
   M  psql: \\copy into a typed temp table + MERGE (reference)
   E  feed-worker import of feed1.csv into an empty table (U: feed2.csv, 10% changed, full);
-     the store has no variants yet
+     the store has no variants yet. With L' (L inserting in key order: the stronger
+     reference), after VACUUM ANALYZE + CHECKPOINT before each run (E, U, L') and back to
+     back (Eb, Ub, L'b), the reference and feed-worker alternating (see refresh.py);
+     `--only E` runs this block alone (L2, L' and U name it too)
   V  the value rules' cost (mapping.rules): feed-rules.csv (feed1.csv with valid GTIN-13
      barcodes and each quantity split over three warehouse columns) into an empty table
      without rules (V0), then with a 20% markup, .99 rounding, the 3-column quantity sum
@@ -44,13 +47,14 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from tests.bench import db, feedgen, peers
+from tests.bench import db, feedgen, peers, refresh
 from tests.bench.children import ChildResult, run_child_async
 from tests.bench.httpserver import serve_files
-from tests.bench.report import Measurement, Report, format_run
+from tests.bench.report import TARGETS, Measurement, Report, format_run
 
 RUNS = ("L", "M", "E", "V", "X", "S", "N", "G", "R")
-FEEDS = ("L", "M", "E", "N", "R")
+RUN_ALIASES = {"L2": "E", "L'": "E", "U": "E"}  # E's block measures U and L' as well
+FEEDS = ("L", "L'", "M", "E", "N", "R")
 CHANGED_SHARE = 0.10
 SET_CONNECT = "UPDATE inventory_feeds SET automatically_connect = $2 WHERE id = $1"
 # The store: a quarter of the feed's SKUs (loaded by E0/U0) and as many of its own.
@@ -99,10 +103,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--db-name", default="feed_worker_bench", help="dropped and created at the start")
     add("--keep-db", action="store_true", help="use the database as it is: no drop or migrate")
     add("--skip", default="", help=f"comma-separated runs to leave out, of {', '.join(RUNS)}")
+    add("--only", default="", help="comma-separated runs to do, the others left out; E's "
+        "block (E, U and L', quiesced and back to back) is also named L2, L' or U")
     args = parser.parse_args(argv)
-    skip = frozenset(s.strip().upper() for s in args.skip.split(",") if s.strip())
-    if skip - set(RUNS):
-        parser.error(f"--skip takes runs of {RUNS}, not {sorted(skip - set(RUNS))}")
+    skip, only = run_names(parser, "--skip", args.skip), run_names(parser, "--only", args.only)
+    if only:
+        skip |= set(RUNS) - only
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     rss_rows = args.rss_rows
     if rss_rows is None:
@@ -117,6 +123,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep_db=args.keep_db,
         skip=skip,
     )
+
+
+def run_names(parser: argparse.ArgumentParser, option: str, text: str) -> frozenset[str]:
+    names = [s.strip().upper() for s in text.split(",") if s.strip()]
+    runs = frozenset(RUN_ALIASES.get(name, name) for name in names)
+    if runs - set(RUNS):
+        parser.error(f"{option} takes runs of {RUNS}, not {sorted(runs - set(RUNS))}")
+    return runs
 
 
 def feed_worker_binary() -> str | None:
@@ -197,27 +211,30 @@ class Bench:
 
     async def psql_pair(self, label: str, script: str, how: str) -> None:
         """Time `script` into an empty table (feed1.csv), then into the full one (feed2.csv)."""
-        rows = self.files.rows
         await self.fresh()
-        runs = (
-            ("empty", self.files.base, rows, f"psql \\copy + {how}, empty table"),
-            ("full", self.feed2, self.files.changed, f"psql \\copy + {how}, full, 10% changed"),
-        )
-        for step, path, expect_written, what in runs:
-            name = f"{label}-{step}"
-            if step == "full":
-                await db.quiesce(self.conn)
-            say(f"running {name} ...")
-            log = self.logs / f"{name}.log"
-            result, written = await peers.psql_load(script, self.url, self.feeds[label], path, log)
-            m = self.report.add(Measurement(name, what, rows))
-            if not result.ok:
-                self.failed(m, result)
-                return
-            m.seconds = result.seconds
-            m.note = f"wrote {written}"
-            m.ok = written == expect_written
-            await self.check(m, label, path, rows)
+        empty = f"psql \\copy + {how}, empty table"
+        if (await self.psql_run(f"{label}-empty", empty, script, label, False)).seconds:
+            await db.quiesce(self.conn)
+            full = f"psql \\copy + {how}, full, 10% changed"
+            await self.psql_run(f"{label}-full", full, script, label, True)
+
+    async def psql_run(self, name: str, what: str, script: str, feed: str,
+                       full: bool) -> Measurement:
+        """sql/`script` in psql, feed1.csv (or feed2.csv when `full`) into `feed`'s items."""
+        rows = self.files.rows
+        path, expect_written = (self.feed2, self.files.changed) if full else (self.files.base, rows)
+        say(f"running {name} ...")
+        log = self.logs / (name.replace("'", "2") + ".log")
+        result, written = await peers.psql_load(script, self.url, self.feeds[feed], path, log)
+        m = self.report.add(Measurement(name, what, rows))
+        if not result.ok:
+            self.failed(m, result)
+            return m
+        m.seconds = result.seconds
+        m.note = f"wrote {written}"
+        m.ok = written == expect_written
+        await self.check(m, feed, path, rows)
+        return m
 
     # -- E, U and R: feed-worker import ---------------------------------------------------------
 
@@ -315,22 +332,8 @@ class Bench:
     async def import_pair(self, suffix: str = "", env: tuple[tuple[str, str], ...] = (),
                           how: str = "", others: int = 0) -> None:
         """E and U (with `suffix`, `env`); `others`: items of another feed in the table."""
-        rows, changed = self.files.rows, self.files.changed
-        base, feed2 = self.files.base, self.feed2
-        empty = Import(
-            "E" + suffix, f"feed-worker import, empty table{how}", "E", "feed1.csv", base, rows,
-            f"inserted {rows}", env,
-        )
-        full = Import(
-            "U" + suffix,
-            f"feed-worker import, full, 10% changed{how}",
-            "E",
-            "feed2.csv",
-            feed2,
-            rows,
-            f"updated {changed}, unchanged {rows - changed}",
-            env,
-        )
+        rows = self.files.rows
+        empty, full = self.imports("E" + suffix, "U" + suffix, how, env)
         await self.fresh()
         if others:
             say(f"seeding {others:,} items of another feed ...")
@@ -342,6 +345,17 @@ class Bench:
             return
         await db.quiesce(self.conn)
         await self.feed_worker_import(full)
+
+    def imports(self, empty: str, full: str, how: str = "",
+                env: tuple[tuple[str, str], ...] = ()) -> tuple[Import, Import]:
+        """Feed E's imports: feed1.csv into an empty table, then feed2.csv (10% changed)."""
+        rows, changed = self.files.rows, self.files.changed
+        return (
+            Import(empty, f"feed-worker import, empty table{how}", "E", "feed1.csv",
+                   self.files.base, rows, f"inserted {rows}", env),
+            Import(full, f"feed-worker import, full, 10% changed{how}", "E", "feed2.csv",
+                   self.feed2, rows, f"updated {changed}, unchanged {rows - changed}", env),
+        )
 
     async def rss_run(self) -> None:
         if self.rss_file is None:
@@ -395,7 +409,7 @@ class Bench:
             "M": lambda: self.psql_pair("M", "merge.sql", "MERGE"),
             "X": self.rules,
             "S": self.shared,
-            "E": self.import_pair,
+            "E": lambda: refresh.run(self),
             "V": self.value_rules,
             "N": self.naive,
             "G": self.pgloader,
@@ -512,7 +526,7 @@ async def main(opts: Options) -> int:
             await bench.run_all()
     finally:
         await conn.close()
-    say(bench.report.render(("E", "R")))
+    say(bench.report.render(("E", "R"), targets=(*TARGETS[:2], *refresh.TARGETS, *TARGETS[2:])))
     say(f"\nbenchmark took {time.perf_counter() - start:.0f} s; logs in {opts.workdir / 'logs'}")
     if failed := bench.report.failed:
         labels = ", ".join(m.label for m in failed)
