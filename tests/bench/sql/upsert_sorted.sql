@@ -1,8 +1,11 @@
 -- (L') L written as a Postgres engineer would tune it: the staged rows inserted in key order
 -- (ORDER BY external_id), so the unique index is written in order rather than at random;
 -- the staging key has the target column's collation ("C"), so the sort matches the index.
+-- Its sort gets the memory the worker's merge gets (FEED_WORKER_MERGE_WORK_MEM's default),
+-- so that it does not spill to disk where the worker's does not.
 -- Run by psql with the CSV on standard input and -v feed_id=N.
 \set ON_ERROR_STOP on
+SET work_mem = '512MB';
 
 CREATE TEMP TABLE staging (
     external_id        text COLLATE "C",
