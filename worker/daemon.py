@@ -81,7 +81,8 @@ class Daemon:
 
     async def _serve(self) -> int:
         s = self.settings
-        self.pool = await db.create_pool(s.database_url, size=s.db_pool_size)
+        self.pool = await db.create_pool(s.database_url, size=s.db_pool_size,
+                                         keep_sessions=True)
         self.connection = await broker.connect(s.amqp_url)
         channel = await self.connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=s.pull_concurrency)

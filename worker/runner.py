@@ -121,8 +121,11 @@ class PullRunner:
     async def _run(self, job: PullJob, message_id: str | None) -> None:
         bound = log.bind(run_id=job.run_id, feed_id=job.feed.id, message_id=message_id)
         bound.info("run.started", **pull.describe(job))
+        held = True  # the run's slot: free once the run is recorded (the event goes on)
         try:
             outcome = await execute(self.pool, self.settings, job)
+            self.slots.release()
+            held = False
             metrics.RUNS.labels("pull", outcome.status).inc()
             r = outcome.report
             bound.info("run.completed", status=outcome.status, rows_read=r.rows_read,
@@ -142,7 +145,8 @@ class PullRunner:
         except Exception as exc:
             bound.error("run.interrupted", error=f"{type(exc).__name__}: {exc}")
         finally:
-            self.slots.release()
+            if held:
+                self.slots.release()
 
     async def _announce(self, run_id: int) -> None:
         """The run's figures as a feed.run-completed event; a broker hiccup is logged, not

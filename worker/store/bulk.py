@@ -43,7 +43,7 @@ class MergeCounts:
 
 
 async def create_staging(conn: Conn) -> None:
-    """A temp table that lives until the run's transaction ends."""
+    """The connection's temp table for a run's rows, emptied when the transaction ends."""
     await conn.execute(q(_SQL, "create_staging"))
 
 
@@ -76,14 +76,18 @@ async def daily_allowances(conn: Conn, limits: Mapping[int, int]
     return {p: max(0, limits[p] - used.get(p, 0)) for p in providers}, day
 
 
-LARGE_MERGE_ROWS = 20_000  # from here on, the merge is planned without nested loops
+# From here on, the merge is planned without nested loops, for its staged rows' statistics
+# (ANALYZE) and values; below, one plan per connection serves every merge.
+LARGE_MERGE_ROWS = 20_000
 
 
 async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
                      opts: MergeOptions, rows: int) -> MergeCounts:
-    await conn.execute(q(_SQL, "analyze_staging"))
-    await conn.fetchrow(q(_SQL, "merge_settings"), work_mem,
-                        "off" if rows >= LARGE_MERGE_ROWS else "on")
+    large = rows >= LARGE_MERGE_ROWS
+    if large:
+        await conn.execute(q(_SQL, "analyze_staging"))
+    await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
+                        "force_custom_plan" if large else "force_generic_plan")
     await lock_feed(conn, feed.id)
     limit = feed.daily_sku_limit
     allowances, day = await daily_allowances(

@@ -53,7 +53,7 @@ async def create_pool(dsn: str, *, size: int, keep_sessions: bool = False) -> as
     """`keep_sessions`: no reset query when a connection goes back to the pool (one round
     trip less per use), for code that sets nothing beyond its transactions (transaction
     locks and set_config(..., true) only, no LISTEN, no cursors left open), as the HTTP
-    API's; the session's temp tables stay, as they do anyway."""
+    API's and the daemon's; the session's temp tables stay, as they do anyway."""
     try:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0,

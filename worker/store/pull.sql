@@ -2,8 +2,9 @@
 
 -- name: create_staging
 -- Filled in file order; blanks arrive as NULL (COPY ... NULL ''). The values were
--- checked by the mapper, so the casts of COPY cannot fail.
-CREATE TEMP TABLE pull_staging (
+-- checked by the mapper, so the casts of COPY cannot fail. Made once per connection and
+-- emptied at commit: no catalog churn per run, and the merge's plan stays cached.
+CREATE TEMP TABLE IF NOT EXISTS pull_staging (
     pos                bigint NOT NULL,   -- the record's line (or record number) in the file
     external_id        text COLLATE "C" NOT NULL,
     vendor_sku         text,
@@ -21,7 +22,7 @@ CREATE TEMP TABLE pull_staging (
     images             jsonb,
     extra              jsonb,
     currency           text
-) ON COMMIT DROP;
+) ON COMMIT DELETE ROWS;
 
 -- name: analyze_staging
 ANALYZE pull_staging;
@@ -29,9 +30,12 @@ ANALYZE pull_staging;
 -- name: merge_settings
 -- $2 'off' for large files: the row estimates of the merge's CTEs are far too low for them,
 -- and nested loops over hundreds of thousands of rows (index probes into variants) are
--- what the planner would pick. No JIT: compiling the merge's expressions costs more than
--- it saves (the pull benchmark shows it).
-SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true),
+-- what the planner would pick. $3: a large file's merge is planned for its values and
+-- its staging table's statistics (force_custom_plan); a small one's plan is made once per
+-- connection and kept (force_generic_plan: planning the merge costs more than running it
+-- on a few rows). No JIT: compiling the merge's expressions costs more than it saves (the
+-- pull benchmark shows it).
+SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', $3, true),
        set_config('enable_nestloop', $2, true), set_config('jit', 'off', true);
 
 -- name: lock_feed
