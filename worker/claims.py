@@ -21,6 +21,7 @@ class Claim:
     run_id: int | None
     feed: Feed
     skipped: str | None = None  # reason, when no run was started
+    last_rows: int | None = None  # what the feed's last succeeded pull read
 
 
 def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
@@ -50,12 +51,12 @@ async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, o
         source = mask(url or feed.resource_location or "")
         try:
             async with conn.transaction():
-                run_id = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source,
-                                               force)
+                run_id, last_rows = await runs.claim_pull(conn, feed_id, message_id, owner,
+                                                          lease_s, source, force)
         except asyncpg.UniqueViolationError:
             running = await runs.running_pull(conn, feed_id)
             other = running["id"] if running is not None else "?"
             reason = f"a pull of feed {feed_id} is already running (run {other})"
             await runs.record_skipped(conn, feed_id, message_id, reason)
             return Claim(None, feed, reason)
-        return Claim(run_id, feed)
+        return Claim(run_id, feed, last_rows=last_rows)

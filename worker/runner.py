@@ -35,7 +35,11 @@ class PullRunner:
         self.pool = pool
         self.settings = settings
         self.announce = announce  # publishes feed.run-completed
+        # Two lanes: every pull takes a slot to be claimed; one of a feed that read
+        # FEED_WORKER_PULL_LARGE_ROWS or more last time moves to a large slot to run, so
+        # that big files never hold up the small feeds (and at most as many run at once).
         self.slots = asyncio.Semaphore(settings.pull_concurrency)
+        self.large = asyncio.Semaphore(settings.pull_concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
 
@@ -61,7 +65,8 @@ class PullRunner:
                 return Decision.ACK
             job = PullJob(claim.run_id, claim.feed, url, self.settings.worker_id,
                                force=request.force)
-            self._start(job, message.message_id)
+            large = (claim.last_rows or 0) >= self.settings.pull_large_rows
+            self._start(job, message.message_id, large)
             started = True
             return Decision.ACK
         finally:
@@ -113,19 +118,25 @@ class PullRunner:
             if pending:
                 await asyncio.wait(pending)
 
-    def _start(self, job: PullJob, message_id: str | None) -> None:
-        task = asyncio.create_task(self._run(job, message_id), name=f"run-{job.run_id}")
+    def _start(self, job: PullJob, message_id: str | None, large: bool = False) -> None:
+        """Run the job in a task; it holds a slot, which it gives up for a large one first
+        (`large`; waiting for one while all are taken)."""
+        task = asyncio.create_task(self._run(job, message_id, large), name=f"run-{job.run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, job: PullJob, message_id: str | None) -> None:
+    async def _run(self, job: PullJob, message_id: str | None, large: bool) -> None:
         bound = log.bind(run_id=job.run_id, feed_id=job.feed.id, message_id=message_id)
-        bound.info("run.started", **pull.describe(job))
-        held = True  # the run's slot: free once the run is recorded (the event goes on)
+        lane, holding = self.slots, True  # free once the run is recorded (the event goes on)
         try:
+            if large:
+                await self.large.acquire()
+                self.slots.release()
+                lane = self.large
+            bound.info("run.started", large=large, **pull.describe(job))
             outcome = await execute(self.pool, self.settings, job)
-            self.slots.release()
-            held = False
+            holding = False
+            lane.release()
             metrics.RUNS.labels("pull", outcome.status).inc()
             r = outcome.report
             bound.info("run.completed", status=outcome.status, rows_read=r.rows_read,
@@ -145,8 +156,8 @@ class PullRunner:
         except Exception as exc:
             bound.error("run.interrupted", error=f"{type(exc).__name__}: {exc}")
         finally:
-            if held:
-                self.slots.release()
+            if holding:
+                lane.release()
 
     async def _announce(self, run_id: int) -> None:
         """The run's figures as a feed.run-completed event; a broker hiccup is logged, not

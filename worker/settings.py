@@ -53,7 +53,14 @@ class Settings:
     )
     pull_concurrency: int = field(
         default=2,
-        metadata={"help": "pulls one replica runs at once"},
+        metadata={"help": "pulls one replica runs at once, of each size: as many small ones "
+                          "and as many large ones (see FEED_WORKER_PULL_LARGE_ROWS), so that "
+                          "a big file never holds up the small feeds"},
+    )
+    pull_large_rows: int = field(
+        default=100_000,
+        metadata={"help": "a feed whose last succeeded pull read at least this many rows is "
+                          "pulled in the large runs' lane"},
     )
     fetch_connect_timeout_s: float = field(
         default=10.0,
@@ -186,7 +193,7 @@ class Settings:
                           "that)"},
     )
     db_pool_size: int = field(
-        default=6,
+        default=8,
         metadata={"help": "Postgres connections per replica"},
     )
     merge_work_mem: str = field(
@@ -331,8 +338,8 @@ class Settings:
             raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
         if not 0 <= self.api_port <= 65535:
             raise ConfigError("FEED_WORKER_API_PORT must be 0 to 65535")
-        positive = ("pull_concurrency", "copy_batch_rows", "pipeline_queue_batches",
-                    "max_run_attempts", "delivery_limit", "db_pool_size",
+        positive = ("pull_concurrency", "pull_large_rows", "copy_batch_rows",
+                    "pipeline_queue_batches", "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
                     "max_field_chars", "retry_attempts", "pull_retry_attempts",
                     "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst")

@@ -228,3 +228,31 @@ async def test_a_held_pull_is_announced_and_a_forced_one_applies(
     zeroed = await pool.fetchval("SELECT count(*) FROM inventory_feed_variants "
                                  "WHERE inventory_quantity = 0 AND missing_since IS NOT NULL")
     assert zeroed == 8
+
+
+async def test_a_small_feed_is_not_held_up_by_a_large_one(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    # One run at once of each size; a feed that read 100 rows or more last time is large.
+    s = replace(settings, pull_concurrency=1, pull_large_rows=100)
+    feed_server.add("/big.csv", BODY)
+    feed_server.add("/small.csv", b"external_id,qty,name\nS1,1,item\n")
+    big = await feeds.make_feed(pool, feed_server.url("/big.csv"))
+    small = await feeds.make_feed(pool, feed_server.url("/small.csv"))
+    async with broker.running_daemon(s):
+        await publish_pull(s, big)
+        await _finished(pool, big)  # 200 rows read: from now on a large feed
+        feed_server.routes["/big.csv"].stall_after = 100
+        await publish_pull(s, big)
+
+        async def big_running() -> bool:
+            return any(r["status"] == "running" for r in await _runs(pool, big))
+
+        await until(big_running, what="the large feed's second pull running")
+        await publish_pull(s, small)
+        done = await _finished(pool, small)
+        assert done[0]["status"] == "succeeded"
+        assert any(r["status"] == "running" for r in await _runs(pool, big))
+        feed_server.routes["/big.csv"].released.set()
+        runs = await _finished(pool, big, 2)
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
