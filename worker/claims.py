@@ -49,14 +49,12 @@ async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, o
             if seen is not None:
                 return Claim(None, feed, f"message {message_id} already made run {seen['id']}")
         source = mask(url or feed.resource_location or "")
-        try:
-            async with conn.transaction():
-                run_id, last_rows = await runs.claim_pull(conn, feed_id, message_id, owner,
-                                                          lease_s, source, force)
-        except asyncpg.UniqueViolationError:
+        claimed = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source,
+                                        force)
+        if claimed is None:
             running = await runs.running_pull(conn, feed_id)
             other = running["id"] if running is not None else "?"
             reason = f"a pull of feed {feed_id} is already running (run {other})"
             await runs.record_skipped(conn, feed_id, message_id, reason)
             return Claim(None, feed, reason)
-        return Claim(run_id, feed, last_rows=last_rows)
+        return Claim(claimed[0], feed, last_rows=claimed[1])

@@ -40,15 +40,13 @@ async def running_pull(conn: Conn, feed_id: int) -> asyncpg.Record | None:
 
 async def claim_pull(conn: Conn, feed_id: int, message_id: str | None,
                      owner: str, lease_s: float, source: str | None, force: bool = False
-                     ) -> tuple[int, int | None]:
+                     ) -> tuple[int, int | None] | None:
     """The new run's id and the rows the feed's last succeeded pull read (None: none
-    did); raises asyncpg.UniqueViolationError when a pull of the feed is running."""
+    did); None when a pull of the feed is running (no error: the transaction goes on)."""
     row = await conn.fetchrow(
         q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source, force
     )
-    if row is None:  # pragma: no cover - INSERT ... RETURNING gives its row
-        raise RuntimeError("claim_pull returned no row")
-    return row["id"], row["last_rows"]
+    return None if row is None else (row["id"], row["last_rows"])
 
 
 async def record_skipped(conn: Conn, feed_id: int, message_id: str | None,

@@ -24,12 +24,14 @@ WHERE kind = 'pull' AND status = 'running' AND inventory_feed_id = $1;
 
 -- name: claim_pull
 -- $1 feed, $2 message id, $3 owner, $4 lease seconds, $5 masked source URL, $6 forced.
--- Fails with a unique violation when a pull of the feed is already running. With the new
--- run's id, the rows the feed's last succeeded pull read (as last_succeeded_pull).
+-- No row when a pull of the feed is already running (or this message made a run: the
+-- unique indexes of feed_runs). With the new run's id, the rows the feed's last succeeded
+-- pull read (as last_succeeded_pull).
 INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, owner, lease_expires_at,
                        source, details)
 VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5,
         CASE WHEN $6::boolean THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END)
+ON CONFLICT DO NOTHING
 RETURNING id, (SELECT rows_read FROM feed_runs
                WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
                ORDER BY id DESC LIMIT 1) AS last_rows;
