@@ -59,6 +59,7 @@ bench: venv services
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python -m tests.bench.pull_csv
 	$(BIN)/python -m tests.bench.push
+	$(BIN)/python -m tests.bench.push_latency
 	$(BIN)/python -m tests.bench.pull_formats
 	$(BIN)/python -m tests.bench.api
 	$(BIN)/python -m tests.bench.fleet

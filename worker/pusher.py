@@ -79,18 +79,23 @@ class PushConsumer:
 
     async def _collect(self, committing: asyncio.Future[None] | None
                        ) -> tuple[list[AbstractIncomingMessage], Group]:
-        """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, when no message
-        is waiting, once the previous group's transaction is over (until then nothing could
-        start anyway: collecting on makes fewer, larger transactions) and
-        FEED_WORKER_PUSH_BATCH_WAIT_S have passed since the group's first message.
+        """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, once the previous
+        group's transaction is over (until then nothing could start anyway: collecting on
+        makes fewer, larger transactions), as soon as no message comes: a lone message is
+        applied at once, and under light load each group takes what arrived while the one
+        before it was in the database. A stream that keeps coming (a backlog) is taken on
+        until FEED_WORKER_PUSH_BATCH_WAIT_S after the group's first message: larger groups,
+        less work per message, when the daemon is the limit.
         (The daemon runs with automatic garbage collection off: see gcpause.)"""
         first = await self.inbox.get()
         messages = [first]
         group = Group(self.settings)
-        group.add(_envelope(first, self.settings.max_future_skew_s))
+        skew = self.settings.max_future_skew_s
+        group.add(_envelope(first, skew))
         deadline = time.monotonic() + self.settings.push_batch_wait_s
-        added = 0
-        while group.variants < self.settings.push_batch_variants:
+        limit = self.settings.push_batch_variants
+        looked = time.perf_counter()
+        while group.variants < limit:
             try:
                 message = self.inbox.get_nowait()
             except asyncio.QueueEmpty:
@@ -98,12 +103,13 @@ class PushConsumer:
                 if waited is None:
                     break
                 message = waited
+                looked = time.perf_counter()
             else:
-                added += 1
-                if added % _YIELD_EVERY_MESSAGES == 0:
+                if time.perf_counter() - looked > _LOOK_EVERY_S:
                     await asyncio.sleep(0)  # let the transaction in flight move on
+                    looked = time.perf_counter()
             messages.append(message)
-            group.add(_envelope(message, self.settings.max_future_skew_s))
+            group.add(_envelope(message, skew))
         return messages, group
 
     async def _next(self, committing: asyncio.Future[None] | None,
@@ -120,25 +126,32 @@ class PushConsumer:
                 await getting
             if not getting.cancelled():
                 return getting.result()
-            # The transaction is over: a last look, until the group's deadline.
-        left = deadline - time.monotonic()
-        if left <= 0:
+            # The transaction is over: the group takes on a stream that keeps coming until
+            # its deadline; a pause closes it at once.
+        if time.monotonic() >= deadline:
             return None
-        try:
-            return await asyncio.wait_for(self.inbox.get(), left)
-        except TimeoutError:
-            return None
+        return await self._arrived()
+
+    async def _arrived(self) -> AbstractIncomingMessage | None:
+        """A message the client has already received but not handed over yet (each goes
+        through a few tasks: frames, channel, consumer), or None: the stream paused. No
+        clock is waited for: a lone message is applied at once, a burst is folded."""
+        for _ in range(_HANDOVER_LOOPS):
+            await asyncio.sleep(0)
+            if not self.inbox.empty():
+                return self.inbox.get_nowait()
+        return None
 
     async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
                       prepared: Prepared, applied: asyncio.Future[None],
                       after: asyncio.Future[None] | None,
                       previous: asyncio.Task[None] | None) -> None:
         """Apply the group once the previous group's transaction is over (`after`; its
-        COPY goes first); once its own is over the next group may merge, and its messages
-        are settled after the previous group's (acks use `multiple`)."""
+        COPY goes first); once its own has committed (`applied`) the next group may merge,
+        and its messages are settled after the previous group's (acks use `multiple`)."""
         started = time.perf_counter()
         try:
-            done = await self.applier.apply(prepared, after)
+            done = await self.applier.apply(prepared, after, applied)
         except asyncio.CancelledError:  # shutdown past its grace: all go back
             _signal(applied)
             await broker.requeue_all([m for m, _ in group])
@@ -213,5 +226,6 @@ def _envelope(message: AbstractIncomingMessage, max_skew_s: float) -> Envelope:
                     replay if isinstance(replay, str) and replay else None)
 
 
-_YIELD_EVERY_MESSAGES = 2  # messages folded between two looks at the event loop (the
-# transaction in flight makes a dozen round trips: each waits for the loop)
+_HANDOVER_LOOPS = 4  # turns of the event loop from a delivery's frames to on_message
+_LOOK_EVERY_S = 0.0005  # folding between two looks at the event loop (the transaction in
+# flight makes a dozen round trips: each waits for the loop)

@@ -179,7 +179,10 @@ class Settings:
     )
     push_batch_wait_s: float = field(
         default=0.02,
-        metadata={"help": "... or this long after its first message"},
+        metadata={"help": "... or, while messages keep coming, this long after its first "
+                          "message (once the batch before it is over; a pause in the stream "
+                          "closes it at once, a lone message is applied without waiting; 0: "
+                          "at the first pause)"},
     )
     push_prefetch: int = field(
         default=800,
@@ -324,7 +327,8 @@ class Settings:
             raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("retry_jitter", "min_attribute_match_share", "api_cache_s"):
+            if f.name in ("retry_jitter", "min_attribute_match_share", "api_cache_s",
+                          "push_batch_wait_s"):
                 continue  # 0 is allowed, checked below
             if isinstance(value, float) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
@@ -350,6 +354,8 @@ class Settings:
             raise ConfigError("FEED_WORKER_MAX_FIELD_CHARS must be at most 1073741824")
         if not (math.isfinite(self.api_cache_s) and self.api_cache_s >= 0):
             raise ConfigError("FEED_WORKER_API_CACHE_S must be 0 or more seconds")
+        if not (math.isfinite(self.push_batch_wait_s) and self.push_batch_wait_s >= 0):
+            raise ConfigError("FEED_WORKER_PUSH_BATCH_WAIT_S must be 0 or more seconds")
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
         try:

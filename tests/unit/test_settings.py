@@ -178,3 +178,12 @@ def test_describe_defaults_read_back_as_the_defaults() -> None:
     defaults = {name: default for name, default, _ in describe()}
     assert defaults.pop("FEED_WORKER_WORKER_ID") == "host-pid"
     assert Settings.from_env(defaults) == Settings()
+
+
+def test_the_push_batch_wait_may_be_zero_but_not_negative() -> None:
+    """0: a push group closes at the first pause of the stream."""
+    assert Settings.from_env({}).push_batch_wait_s == 0.02
+    assert Settings.from_env({"FEED_WORKER_PUSH_BATCH_WAIT_S": "0"}).push_batch_wait_s == 0.0
+    assert Settings.from_env({"FEED_WORKER_PUSH_BATCH_WAIT_S": "0.05"}).push_batch_wait_s == 0.05
+    with pytest.raises(ConfigError, match="FEED_WORKER_PUSH_BATCH_WAIT_S"):
+        Settings.from_env({"FEED_WORKER_PUSH_BATCH_WAIT_S": "-0.01"})

@@ -75,16 +75,18 @@ class Applier:
         self.hold, self.outcomes = hold, outcomes
 
     async def apply(self, prepared: Prepared,
-                    after: asyncio.Future[None] | None = None) -> Applied:
+                    after: asyncio.Future[None] | None = None,
+                    committed: asyncio.Future[None] | None = None) -> Applied:
         """Apply the group; every envelope's fate is decided when this returns (DEAD ones
-        carry their reason). Raises only CancelledError."""
+        carry their reason). `committed` is set as soon as its transaction has committed.
+        Raises only CancelledError."""
         done = Applied()
-        await self._apply(prepared, after, done)
+        await self._apply(prepared, after, done, committed)
         return done
 
     async def _apply(self, prepared: Prepared, after: asyncio.Future[None] | None,
-                     done: Applied) -> None:
-        failure = await self._try(prepared, after, done)
+                     done: Applied, committed: asyncio.Future[None] | None = None) -> None:
+        failure = await self._try(prepared, after, done, committed)
         if failure is None:
             return
         live = [e for e in prepared.envelopes if e.fate is Fate.APPLIED]
@@ -105,14 +107,15 @@ class Applier:
             await self._apply(await prepare(self.settings, half), None, done)
 
     async def _try(self, prepared: Prepared, after: asyncio.Future[None] | None,
-                   done: Applied) -> BaseException | None:
+                   done: Applied, committed: asyncio.Future[None] | None = None
+                   ) -> BaseException | None:
         """Commit with retries; the permanent failure that stopped it, or None."""
         attempt = 0
         while True:
             try:
                 done.transactions += 1
                 done.reports.append(await commit(self.pool, self.settings, prepared, after,
-                                                 self.outcomes))
+                                                 self.outcomes, committed))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
