@@ -47,6 +47,7 @@ from tests.bench.amqp import SetupError
 from tests.bench.children import run_child_async
 from tests.bench.pull_csv import feed_worker_binary, say
 from tests.bench.report import Measurement
+from tests.bench.services import create_vhost, delete_vhost, with_vhost
 from worker import constants as C
 from worker.settings import Settings
 
@@ -96,6 +97,7 @@ class Options:
     variants: int
     skip: frozenset[str]
     db_name: str
+    vhost: str
     workdir: Path
     r_prefetch: int
     p_prefetch: int
@@ -116,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--quick", action="store_true", help="smoke run: 2000 messages")
     add("--skip", default="", help=f"comma-separated runs to leave out, of {', '.join(RUNS)}")
     add("--db-name", default="feed_worker_push_bench", help="dropped and created at the start")
+    add("--vhost", default="feed_worker_push_bench",
+        help="a RabbitMQ vhost of the run's own, made and deleted by it (with rabbitmqctl); "
+        "'' for AMQP_URL's own, whose inventory.feed-update queue is then declared anew")
     add("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "feed-worker-bench")
     add("--r-prefetch", type=int, default=100, help="prefetch of the raw consumer R")
     add("--p-prefetch", type=int, default=100, help="prefetch of the naive peer P")
@@ -150,6 +155,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         variants=args.variants,
         skip=skip,
         db_name=args.db_name,
+        vhost=args.vhost,
         workdir=args.workdir,
         r_prefetch=args.r_prefetch,
         p_prefetch=args.p_prefetch,
@@ -674,12 +680,16 @@ async def main(opts: Options) -> int:
     start = time.perf_counter()
     feed_worker = feed_worker_binary()
     url = db.with_database(os.environ.get("DATABASE_URL", DEFAULT_PG_URL), opts.db_name)
-    amqp_url = os.environ.get("AMQP_URL", amqp.DEFAULT_AMQP_URL)
+    base_amqp = os.environ.get("AMQP_URL", amqp.DEFAULT_AMQP_URL)
+    amqp_url = with_vhost(base_amqp, opts.vhost) if opts.vhost else base_amqp
     delivery_limit = Settings.from_env().delivery_limit  # what the daemon will declare
     stack = contextlib.AsyncExitStack()
     try:
         async with stack:
             try:
+                if opts.vhost:
+                    await create_vhost(opts.vhost, base_amqp.split("//")[1].split(":")[0])
+                    stack.push_async_callback(delete_vhost, opts.vhost)
                 await setup_database(opts, url, feed_worker)
                 pg = await asyncpg.connect(url)
                 stack.push_async_callback(pg.close)

@@ -152,8 +152,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="50-variant messages of the reference drain (default 2000)")
     add("--db-name", default="feed_worker_push_latency_bench",
         help="dropped and created at the start")
-    add("--vhost", default="", help="a RabbitMQ vhost made and deleted by the run (with "
-        "rabbitmqctl); default: AMQP_URL's own, its inventory.feed-update queue declared anew")
+    add("--vhost", default="feed_worker_push_latency_bench",
+        help="a RabbitMQ vhost of the run's own, made and deleted by it (with rabbitmqctl); "
+        "'' for AMQP_URL's own, whose inventory.feed-update queue is then declared anew")
     add("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "feed-worker-bench")
     add("--set", action="append", default=[], metavar="NAME=VALUE",
         help="extra environment of the daemon, e.g. FEED_WORKER_PUSH_PREFETCH=2000")
