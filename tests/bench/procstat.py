@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,8 @@ class Snapshot:
     cpu: dict[int, tuple[str, float]]  # pid -> (who, CPU seconds)
 
 
-def snapshot(ours: dict[int, str] | None = None) -> Snapshot:
-    """CPU seconds of every Postgres and RabbitMQ process, and of `ours` (pid -> name)."""
-    ours = ours or {}
+def _walk(name: Callable[[int, str], str | None]) -> Snapshot:
+    """CPU seconds of every process that `name(pid, comm)` names (None: left out)."""
     cpu: dict[int, tuple[str, float]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -38,10 +38,16 @@ def snapshot(ours: dict[int, str] | None = None) -> Snapshot:
         if got is None:
             continue
         comm, seconds = got
-        who = ours.get(pid) or SERVERS.get(comm)
+        who = name(pid, comm)
         if who is not None:
             cpu[pid] = (who, seconds)
     return Snapshot(cpu)
+
+
+def snapshot(ours: dict[int, str] | None = None) -> Snapshot:
+    """CPU seconds of every Postgres and RabbitMQ process, and of `ours` (pid -> name)."""
+    ours = ours or {}
+    return _walk(lambda pid, comm: ours.get(pid) or SERVERS.get(comm))
 
 
 def used(before: Snapshot, after: Snapshot) -> dict[str, float]:
@@ -92,41 +98,31 @@ def snapshot_others(own_database: str, own_pids: frozenset[int]) -> Snapshot:
     `own_database` or the whole server: what else kept this box busy. Named by command,
     Postgres backends by their database. Taken before and after a run, `used()` tells
     (a lower bound: a process that starts and ends within the run is not seen)."""
-    cpu: dict[int, tuple[str, float]] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) in own_pids:
-            continue
-        pid = int(entry.name)
-        got = _cpu_and_comm(pid)
-        if got is None:
-            continue
-        comm, seconds = got
+
+    def name(pid: int, comm: str) -> str | None:
+        if pid in own_pids:
+            return None
         if comm == "postgres":
             database = _postgres_database(pid)
             if database is None or database == own_database:
-                continue
-            comm = f"postgres ({database})"
-        cpu[pid] = (comm, seconds)
-    return Snapshot(cpu)
+                return None
+            return f"postgres ({database})"
+        return comm
+
+    return _walk(name)
 
 
 def snapshot_database(database: str, ours: dict[int, str]) -> Snapshot:
     """CPU seconds of `ours` (pid -> name), of the Postgres backends that serve `database`
     (as `postgres (database)`) and of RabbitMQ (shared with whoever else uses it)."""
-    cpu: dict[int, tuple[str, float]] = {}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        got = _cpu_and_comm(pid)
-        if got is None:
-            continue
-        comm, seconds = got
+
+    def name(pid: int, comm: str) -> str | None:
         who = ours.get(pid)
         if who is None and comm == "postgres" and _postgres_database(pid) == database:
             who = f"postgres ({database})"
         elif who is None and comm == "beam.smp":
             who = "rabbitmq"
-        if who is not None:
-            cpu[pid] = (who, seconds)
-    return Snapshot(cpu)
+        return who
+
+    return _walk(name)
+
