@@ -55,11 +55,6 @@ async def copy_rows(
                              format="text", null="")
 
 
-async def lock_feed(conn: Conn, feed_id: int) -> None:
-    """Serialise writers of one feed (pulls and push batches) until the transaction ends."""
-    await conn.execute(q(_SQL, "lock_feed"), LOCK_CLASS_FEED_MERGE, feed_id % (2**31))
-
-
 async def daily_allowances(conn: Conn, limits: Mapping[int, int]
                            ) -> tuple[dict[int, int], dt.date]:
     """The items each provider (id -> daily SKU limit) may still write today, and the UTC
@@ -86,9 +81,10 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
     large = rows >= LARGE_MERGE_ROWS
     if large:
         await conn.execute(q(_SQL, "analyze_staging"))
+    # the merge's settings, and the feed's lock (writers of one feed, one at a time)
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
-                        "force_custom_plan" if large else "force_generic_plan")
-    await lock_feed(conn, feed.id)
+                        "force_custom_plan" if large else "force_generic_plan",
+                        LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     limit = feed.daily_sku_limit
     allowances, day = await daily_allowances(
         conn, {feed.provider_id: limit} if limit is not None else {})

@@ -35,11 +35,11 @@ ANALYZE pull_staging;
 -- connection and kept (force_generic_plan: planning the merge costs more than running it
 -- on a few rows). No JIT: compiling the merge's expressions costs more than it saves (the
 -- pull benchmark shows it).
+-- Then takes the feed's merge lock (lock class $4, key $5), which serialises the writers of
+-- one feed (pulls and push groups) until the transaction ends.
 SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', $3, true),
-       set_config('enable_nestloop', $2, true), set_config('jit', 'off', true);
-
--- name: lock_feed
-SELECT pg_advisory_xact_lock($1::int, $2::int);
+       set_config('enable_nestloop', $2, true), set_config('jit', 'off', true),
+       pg_advisory_xact_lock($4::int, $5::int);
 
 -- name: lock_provider
 -- Serialise the writers of one provider with a daily SKU limit (the day's count is shared).
