@@ -20,10 +20,10 @@ log = logs.get(__name__)
 
 class Lease:
     """The run's lease, renewed every lease_s / 3 on a connection of its own until the
-    run's last transaction. That transaction locks the run row and checks that the run is
-    still ours (runs.lock_own_run); a renewal waiting on that lock would then find the run
-    ended, which is the run's own doing, not another replica taking it over. So the
-    renewals end just before it (`end`)."""
+    run's last transaction. That transaction ends the run only while it is still ours
+    (runs.finish_run, which locks the run's row); a renewal waiting on that lock would
+    find the run ended, which is the run's own doing, not another replica taking it over.
+    So the renewals end just before it (`end`)."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, job: PullJob) -> None:
         self.pool, self.settings, self.job = pool, settings, job

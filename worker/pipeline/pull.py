@@ -85,10 +85,9 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
             report.details["dry_run"] = True
             raise DryRun
         await lease.end()
-        if not await runs.lock_own_run(conn, job.run_id, job.owner):
-            raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         report.timings["total_s"] = round(time.perf_counter() - t0, 3)
-        await runs.finish_run(conn, job.run_id, "succeeded", report)
+        if not await runs.finish_run(conn, job.run_id, job.owner, "succeeded", report):
+            raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         await runs.store_rejects(conn, job.run_id, rejects.kept)
 
 

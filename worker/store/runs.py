@@ -75,10 +75,6 @@ async def take_over(pool: asyncpg.Pool, owner: str, lease_s: float) -> asyncpg.R
     return await pool.fetchrow(q(_SQL, "take_over"), owner, lease_s)
 
 
-async def lock_own_run(conn: Conn, run_id: int, owner: str) -> bool:
-    return await conn.fetchval(q(_SQL, "lock_own_run"), run_id, owner) is not None
-
-
 def _figures(report: RunReport) -> tuple[Any, ...]:
     """The report as the $3.. parameters of finish_run and hold_run, without the error."""
     return (report.rows_read, report.inserted, report.updated, report.unchanged,
@@ -90,10 +86,12 @@ def _rule_counts(report: RunReport) -> tuple[int, int, int, int]:
     return report.zeroed, report.connected, report.ambiguous, report.skipped
 
 
-async def finish_run(conn: Conn, run_id: int, status: str, report: RunReport,
-                     error: str | None = None) -> None:
-    await conn.execute(q(_SQL, "finish_run"), run_id, status, *_figures(report), error,
-                       *_rule_counts(report))
+async def finish_run(conn: Conn, run_id: int, owner: str, status: str, report: RunReport,
+                     error: str | None = None) -> bool:
+    """Record the run's end; False when the run is no longer ours (nothing written)."""
+    row = await conn.fetchrow(q(_SQL, "finish_run"), run_id, status, *_figures(report), error,
+                              *_rule_counts(report), owner)
+    return row is not None
 
 
 async def hold_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:

@@ -70,17 +70,15 @@ WHERE r.id = (
 RETURNING r.id, r.inventory_feed_id, r.attempts, r.message_id,
           coalesce((r.details ->> 'force')::boolean, false) AS force;
 
--- name: lock_own_run
--- Taken first in a run's writing transaction: the run must still be ours.
-SELECT id FROM feed_runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE;
-
 -- name: finish_run
+-- The run's end, in its writing transaction, only while the run is still ours ($17 owner):
+-- no row when another replica took it over (the transaction then rolls back).
 UPDATE feed_runs SET
     status = $2, finished_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL,
     rows_read = $3, inserted = $4, updated = $5, unchanged = $6, rejected = $7,
     duplicates = $8, bytes = $9, timings = $10::jsonb, details = $11::jsonb, error = $12,
     zeroed = $13, connected = $14, ambiguous = $15, skipped = $16
-WHERE id = $1
+WHERE id = $1 AND owner = $17 AND status = 'running'
 RETURNING started_at, finished_at;
 
 -- name: hold_run
