@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from worker.errors import DEAD_FEED_DISABLED, DEAD_NOT_PULLABLE, DEAD_UNKNOWN_FEED, BadMessage
-from worker.model import Feed
+from worker.model import Feed, LastPull
 from worker.store import runs
 from worker.urls import mask
 
@@ -21,7 +21,7 @@ class Claim:
     run_id: int | None
     feed: Feed
     skipped: str | None = None  # reason, when no run was started
-    last_rows: int | None = None  # what the feed's last succeeded pull read
+    last: LastPull | None = None  # the feed's last succeeded pull, when a run was started
 
 
 def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
@@ -57,4 +57,4 @@ async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, o
             reason = f"a pull of feed {feed_id} is already running (run {other})"
             await runs.record_skipped(conn, feed_id, message_id, reason)
             return Claim(None, feed, reason)
-        return Claim(claimed[0], feed, last_rows=claimed[1])
+        return Claim(claimed[0], feed, last=claimed[1])

@@ -189,6 +189,10 @@ class PullJob:
     previous: dict[str, Any] | None = None  # validators of the last read (cache_imports)
     force: bool = False     # apply what the cleanup circuit breaker would hold
     dry_run: bool = False   # report what the run would do, then roll everything back
+    # The feed's last succeeded pull as the claim read it (`last_known`; None: there was
+    # none); else the run reads it itself.
+    last_known: bool = False
+    last_pull: LastPull | None = None
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ async def run_import(settings: Settings, feed_id: int, url: str | None,
             print(f"feed-worker import: error: {claim.skipped}", file=out)
             return 2
         job = PullJob(claim.run_id, claim.feed, target, settings.worker_id,
-                           local_files=url is not None, force=force, dry_run=dry_run)
+                           local_files=url is not None, force=force, dry_run=dry_run,
+                           last_known=not dry_run, last_pull=claim.last)
         what = "dry run" if dry_run else f"run {job.run_id}"
         print(f"{what}: pulling feed {feed_id} from {mask(target)}", file=out, flush=True)
         progress = _Progress(out)

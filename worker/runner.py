@@ -64,8 +64,8 @@ class PullRunner:
                 await self._fail_unstarted(claim.run_id, str(exc))
                 return Decision.ACK
             job = PullJob(claim.run_id, claim.feed, url, self.settings.worker_id,
-                               force=request.force)
-            large = (claim.last_rows or 0) >= self.settings.pull_large_rows
+                               force=request.force, last_known=True, last_pull=claim.last)
+            large = (claim.last.rows_read if claim.last else 0) >= self.settings.pull_large_rows
             self._start(job, message.message_id, large)
             started = True
             return Decision.ACK

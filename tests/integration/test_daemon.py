@@ -224,6 +224,9 @@ async def test_a_held_pull_is_announced_and_a_forced_one_applies(
         ("succeeded", 0), ("held", 8), ("succeeded", 8)]
     assert "zero 8 of the feed's 10 items" in got[1]["error"]
     assert [e["breaker"] and e["breaker"]["rule"] for e in got] == [None, "zeroed", "zeroed"]
+    # The rows rule compared with the first run, as the claim read the feed's last pull.
+    rows = [t for t in got[1]["breaker"].get("also", []) if t["rule"] == "rows"]
+    assert [(t["last_rows_read"], t["last_run_id"]) for t in rows] == [(10, got[0]["runId"])]
     assert (got[0]["delimiter"], got[0]["encoding"]) == (",", "utf-8")
     zeroed = await pool.fetchval("SELECT count(*) FROM inventory_feed_variants "
                                  "WHERE inventory_quantity = 0 AND missing_since IS NOT NULL")

@@ -11,7 +11,7 @@ import asyncpg
 
 from worker.errors import FeedError, Held, LeaseLost
 from worker.lease import Lease
-from worker.model import Feed, PullJob, RunReport
+from worker.model import Feed, LastPull, PullJob, RunReport
 from worker.pipeline import breaker, matches
 from worker.pipeline.rejects import RejectSink
 from worker.pipeline.stream import Progress, Stream
@@ -103,7 +103,7 @@ async def _judge(conn: Conn, settings: Settings, job: PullJob, report: RunReport
     if structured and stream.rows_read == 0 and report.bytes > 0:
         # With items already stored the circuit breaker holds an empty pull; before any
         # records were read there is nothing it could compare with.
-        last = await runs.last_succeeded_pull(conn, feed.id)
+        last = await _last_pull(conn, job)
         if last is None or last.rows_read == 0:
             raise FeedError(matches.no_records(feed.mapping, feed.resource_type))
     mapper = stream.mapper
@@ -123,10 +123,15 @@ async def _breaker(conn: Conn, settings: Settings, job: PullJob, report: RunRepo
                    counts: bulk.MergeCounts, stream: Stream) -> list[breaker.Trip]:
     """The circuit breaker's rules this pull trips (only with cleanup on: the zeroing is
     what they guard), against the feed's limits and its last succeeded pull."""
-    last = await runs.last_succeeded_pull(conn, job.feed.id)
+    last = await _last_pull(conn, job)
     this = breaker.ThisPull(stream.valid, stream.rows_read, report.bytes,
                             report.details.get("compression"))
     return breaker.check(counts, this, last, breaker.limits(job.feed, settings))
+
+
+async def _last_pull(conn: Conn, job: PullJob) -> LastPull | None:
+    """The feed's last succeeded pull: as the claim read it, else read now."""
+    return job.last_pull if job.last_known else await runs.last_succeeded_pull(conn, job.feed.id)
 
 
 def describe(job: PullJob) -> dict[str, object]:

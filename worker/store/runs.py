@@ -40,13 +40,18 @@ async def running_pull(conn: Conn, feed_id: int) -> asyncpg.Record | None:
 
 async def claim_pull(conn: Conn, feed_id: int, message_id: str | None,
                      owner: str, lease_s: float, source: str | None, force: bool = False
-                     ) -> tuple[int, int | None] | None:
-    """The new run's id and the rows the feed's last succeeded pull read (None: none
-    did); None when a pull of the feed is running (no error: the transaction goes on)."""
+                     ) -> tuple[int, LastPull | None] | None:
+    """The new run's id and the feed's last succeeded pull (None: none did); None when a
+    pull of the feed is running (no error: the transaction goes on)."""
     row = await conn.fetchrow(
         q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source, force
     )
-    return None if row is None else (row["id"], row["last_rows"])
+    if row is None:
+        return None
+    last = (None if row["last_id"] is None else
+            LastPull(row["last_id"], row["last_rows"], row["last_bytes"],
+                     row["last_compression"]))
+    return row["id"], last
 
 
 async def record_skipped(conn: Conn, feed_id: int, message_id: str | None,

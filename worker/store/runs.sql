@@ -25,16 +25,22 @@ WHERE kind = 'pull' AND status = 'running' AND inventory_feed_id = $1;
 -- name: claim_pull
 -- $1 feed, $2 message id, $3 owner, $4 lease seconds, $5 masked source URL, $6 forced.
 -- No row when a pull of the feed is already running (or this message made a run: the
--- unique indexes of feed_runs). With the new run's id, the rows the feed's last succeeded
--- pull read (as last_succeeded_pull).
+-- unique indexes of feed_runs). With the new run's id, the feed's last succeeded pull (as
+-- last_succeeded_pull; its id NULL when there is none): while this run is running, no
+-- other pull of the feed can succeed, so it stands until the run's breaker reads it.
+WITH last AS MATERIALIZED (
+    SELECT id, rows_read, bytes, details ->> 'compression' AS compression FROM feed_runs
+    WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
+    ORDER BY id DESC LIMIT 1
+)
 INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, owner, lease_expires_at,
                        source, details)
 VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5,
         CASE WHEN $6::boolean THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END)
 ON CONFLICT DO NOTHING
-RETURNING id, (SELECT rows_read FROM feed_runs
-               WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
-               ORDER BY id DESC LIMIT 1) AS last_rows;
+RETURNING id, (SELECT id FROM last) AS last_id, (SELECT rows_read FROM last) AS last_rows,
+          (SELECT bytes FROM last) AS last_bytes,
+          (SELECT compression FROM last) AS last_compression;
 
 -- name: record_skipped
 INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, finished_at, error)
