@@ -48,6 +48,7 @@ from tests.bench.fleetreport import Report, Row
 from tests.bench.httpserver import serve_files
 from tests.bench.pull_csv import feed_worker_binary, say
 from tests.bench.services import Child, StartError
+from tests.support.wait import poll
 from worker import constants as C
 
 PARTS = ("R", "A", "B", "L", "H", "T")
@@ -59,6 +60,11 @@ SCHEDULER_PIDS = ("SELECT pid FROM pg_stat_activity WHERE datname = $1 "
                   "AND application_name LIKE 'feed-worker scheduler%'")
 TIMINGS = ("total_s", "stream_s", "source_wait_s", "merge_s")  # pipeline/pull.apply's
 
+# The benchmark database's pulls streaming into their staging tables.
+COPYING = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY %pull_staging%'
+"""
 BIG_BEFORE = """
 INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, finished_at, rows_read)
 VALUES ($1, 'pull', 'succeeded', now() - interval '1 hour', now() - interval '1 hour', $2)
@@ -337,15 +343,14 @@ class Bench:
         return self.exchange
 
     async def big_underway(self, sent: pulls.Batch) -> bool:
-        """The big run is claimed and has been streaming for a second."""
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
+        """The big run is claimed and its rows are streaming into staging (its COPY runs)."""
+
+        async def copying() -> bool:
             row = await self.pg.fetchrow(pulls.PROGRESS, sent.ids)
-            if row is not None and row["claimed"]:
-                await asyncio.sleep(1.0)
-                return True
-            await asyncio.sleep(0.05)
-        return False
+            return (row is not None and row["claimed"] > 0
+                    and await self.pg.fetchval(COPYING, self.opts.db_name) > 0)
+
+        return await poll(copying, timeout_s=60) is not None
 
     async def round_trips(self) -> None:
         """A daemon whose every statement is logged: the lines of N one-row pulls."""
@@ -373,8 +378,15 @@ class Bench:
             skip = [r["pid"] for r in await self.pg.fetch(SCHEDULER_PIDS, name)]
             start = pglog.offset(log)
             await self.one_by_one(feed, self.opts.rt_pulls)
-            await asyncio.sleep(0.2)
-            entries = pglog.read_entries(log, start, name, skip)
+
+            async def logged() -> list[tuple[int, str, str, float]] | None:
+                """The lines, once the last run's last statement is in the log."""
+                got = pglog.read_entries(log, start, name, skip)
+                last = pglog.count(got).kinds.get("runs:get_run")
+                return got if last is not None and last.round_trips >= self.opts.rt_pulls \
+                    else None
+
+            entries = await poll(logged, timeout_s=10) or []
         finally:
             await self.pg.execute(f"ALTER DATABASE {quoted} RESET log_min_duration_statement")
         self.report.counted_pulls = self.opts.rt_pulls

@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from tests.support.wait import poll
 from worker import broker
 from worker import constants as C
 
@@ -99,13 +100,12 @@ async def wait_finished(pg: asyncpg.Connection, batch: Batch, deadline_s: float)
     """Until every pull-request of the batch made a run that finished; False at the
     deadline."""
     ids, want = batch.ids, len(batch.sent)
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
+
+    async def finished() -> bool:
         row = await pg.fetchrow(PROGRESS, ids)
-        if row is not None and row["done"] >= want:
-            return True
-        await asyncio.sleep(POLL_S)
-    return False
+        return row is not None and row["done"] >= want
+
+    return await poll(finished, timeout_s=deadline_s, every_s=POLL_S) is not None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ from tests.bench.services import (
     delete_vhost,
     with_vhost,
 )
+from tests.support.wait import poll
 from worker import constants as C
 from worker.gcpause import gc_paused
 from worker.settings import Settings
@@ -259,14 +260,15 @@ class Bench:
         daemon = await Child.start("daemon", [self.feed_worker, "run"], env,
                                    self.logs / f"push-latency-daemon-{self.starts}.log")
         self.daemon = daemon
-        end = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < end:
+
+        async def consuming() -> bool:
             if daemon.proc.returncode is not None:
                 raise StartError(f"the daemon exited {daemon.proc.returncode}: {daemon.tail()}")
-            if (await self.queue(C.QUEUE_UPDATE)).consumers:
-                return daemon
-            await asyncio.sleep(POLL_S)
-        raise StartError(f"the daemon does not consume after {START_DEADLINE_S:g} s")
+            return bool((await self.queue(C.QUEUE_UPDATE)).consumers)
+
+        if await poll(consuming, timeout_s=START_DEADLINE_S, every_s=POLL_S) is None:
+            raise StartError(f"the daemon does not consume after {START_DEADLINE_S:g} s")
+        return daemon
 
     async def stop_daemon(self) -> None:
         if self.daemon is None:
@@ -308,15 +310,15 @@ class Bench:
     async def wait_applied(self, ids: Sequence[str], deadline_s: float) -> int:
         """How many of `ids` (all of one phase) were committed, once all or at the deadline."""
         phase = ids[0].partition(".")[0]
-        end = time.monotonic() + deadline_s
-        while True:
-            done = self.commits.count(phase)
-            if done >= len(ids) or time.monotonic() >= end:
-                return done
+
+        async def over() -> bool:
             if self.daemon is not None and self.daemon.proc.returncode is not None:
                 self.problems.append(f"the daemon stopped by itself: {self.daemon.tail()}")
-                return done
-            await asyncio.sleep(POLL_S)
+                return True
+            return self.commits.count(phase) >= len(ids)
+
+        await poll(over, timeout_s=deadline_s, every_s=POLL_S)
+        return self.commits.count(phase)
 
     # -- steady rates ---------------------------------------------------------------------------
 
