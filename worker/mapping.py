@@ -34,6 +34,7 @@ from worker.columns import (
 )
 from worker.errors import FeedError
 from worker.feedmapping import missing_external_id, show_header, sum_field
+from worker.fingerprints import Fingerprints
 from worker.model import ATTRIBUTES, COLUMN_BIT, EXTRA_ATTRIBUTES, FeedMapping
 from worker.rowshape import column_of, shaper_for
 from worker.rules import Applier
@@ -70,6 +71,7 @@ class MappedBatch:
 
 _POSITIONED = "{}\t{}\n"
 _POSITIONED_BLANK = "{}\t{}\t\n"  # ... with an empty currency field
+_FINGERPRINTED = "{}\t{}\t{}\n"  # position, columns, fingerprint
 
 
 class Mapper:
@@ -130,6 +132,10 @@ class Mapper:
         if self._priced:
             self.columns.append("currency")
         self.mask = sum(COLUMN_BIT[c] for c in self.columns if c != "external_id")
+        self._key_at = self.columns.index("external_id")
+        # A pull's: each staged row then ends with its fingerprint (worker/fingerprints.py),
+        # and the rows it finds unchanged are left out.
+        self.fingerprints: Fingerprints | None = None
         self._needed = ([r.index for r in self._rules] + [i for _, i in self._extra]
                         + [r.index for r in self._sum])
         self._pick = itemgetter(*self._needed)
@@ -228,7 +234,9 @@ class Mapper:
             return out
         if self.positions:
             kept = [lines[i] for i in keep] if bad else lines
-            if changed:
+            if self.fingerprints is not None:
+                out.text = self._fingerprinted(cols, picked, changed, kept)
+            elif changed:
                 out.text = "".join(map(_POSITIONED.format, kept,
                                        map("\t".join, zip(*cols, strict=True))))
             elif self._priced:
@@ -242,6 +250,22 @@ class Mapper:
         else:
             out.text = "\n".join(map("\t".join, picked)) + "\n"
         return out
+
+    def _fingerprinted(self, cols: list[Sequence[str]], picked: Sequence[Sequence[str]],
+                       changed: bool, lines: Sequence[int]) -> str:
+        """The rows' COPY text with their fingerprints, without the rows found unchanged."""
+        assert self.fingerprints is not None
+        if changed:
+            bodies = list(map("\t".join, zip(*cols, strict=True)))
+        elif self._priced:  # the empty currency field, as the other batches' text has it
+            bodies = [b + "\t" for b in map("\t".join, picked)]
+        else:
+            bodies = list(map("\t".join, picked))
+        kept, fps = self.fingerprints.take(bodies, cols[self._key_at])
+        if kept is not None:
+            lines = [lines[i] for i in kept]
+            bodies = [bodies[i] for i in kept]
+        return "".join(map(_FINGERPRINTED.format, lines, bodies, fps))
 
     def mask_without(self, attrs: Collection[str]) -> int:
         """The merge's mask without the columns that only `attrs` fill: the stored values

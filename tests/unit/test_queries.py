@@ -86,10 +86,11 @@ def test_staging_columns_follow_mapping_columns() -> None:
     sql = _code(load("pull.sql")["create_staging"])
     body = sql[sql.index("(") + 1:sql.rindex(")")]
     columns = [line.split()[0] for line in body.splitlines() if line.strip()]
-    assert columns == ["pos", "external_id", *COLUMNS]
+    assert columns == ["pos", "external_id", *COLUMNS, "fingerprint"]
 
 
-@pytest.mark.parametrize(("filename", "name"), [("pull.sql", "merge"), ("push_merge.sql", "body")])
+@pytest.mark.parametrize(("filename", "name"), [("pull_merge.sql", "merge_paired"),
+                                                ("push_merge.sql", "body")])
 def test_merge_mask_bits_are_named_after_their_columns(filename: str, name: str) -> None:
     """The merges name each mask bit by its column ({bit.name}, filled in from COLUMN_BIT):
     no bit is written as a number, each names the column its CASE writes, and every column

@@ -5,10 +5,12 @@ around them (retries, deadlines, the lease, recording how a run ended) is the ru
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import asyncpg
 
+from worker import fingerprints
 from worker.errors import FeedError, Held, LeaseLost
 from worker.lease import Lease
 from worker.model import Feed, LastPull, PullJob, RunReport
@@ -19,6 +21,11 @@ from worker.settings import Settings
 from worker.store import bulk, runs
 from worker.store.db import Conn
 from worker.urls import mask
+
+# A feed whose last pull read this many rows loads its fingerprints first and leaves its
+# unchanged rows out (worker/fingerprints.py); a smaller one's merge reads its items
+# faster than they load.
+KNOWN_MIN_ROWS = bulk.LARGE_MERGE_ROWS
 
 
 class DryRun(Exception):
@@ -40,7 +47,10 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
     t0 = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         await bulk.create_staging(conn)
-        stream = Stream(settings, job, report, rejects, progress)
+        known = await _known(conn, job)
+        if known is not None:
+            report.timings["known_s"] = round(time.perf_counter() - t0, 3)
+        stream = Stream(settings, job, report, rejects, progress, known)
         await stream.run(conn)
         t1 = time.perf_counter()
         report.timings["stream_s"] = round(t1 - t0, 3)
@@ -62,8 +72,18 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         mask = stream.mapper.mask_without(unwritten) if stream.mapper is not None else 0
         opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
                                  settings.item_history)
+        prints = stream.fingerprints
+        seen = prints.seen() if prints is not None else None
+        left_out = prints.dropped if prints is not None else 0
+        if known is not None:
+            report.details["left_out"] = left_out  # rows found unchanged by fingerprint
+        # The fingerprints are true of an item only when the merge writes every column
+        # the mapper staged.
+        whole = stream.mapper is not None and mask == stream.mapper.mask
         counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts,
-                                       stream.valid)
+                                       stream.valid - left_out, whole, seen)
+        if seen is not None:
+            counts = _with_seen(counts, seen)
         t2 = time.perf_counter()
         report.timings["merge_s"] = round(t2 - t1, 3)
         report.inserted, report.updated = counts.inserted, counts.updated
@@ -89,6 +109,25 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         if not await runs.finish_run(conn, job.run_id, job.owner, "succeeded", report):
             raise LeaseLost(f"run {job.run_id} was taken over by another replica")
         await runs.store_rejects(conn, job.run_id, rejects.kept)
+
+
+async def _known(conn: Conn, job: PullJob) -> fingerprints.Known | None:
+    """The feed's fingerprints, for a feed whose last pull was large enough."""
+    last = await _last_pull(conn, job)
+    if last is None or last.rows_read < KNOWN_MIN_ROWS:
+        return None
+    return await bulk.load_known(conn, job.feed.id)
+
+
+def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:
+    """The merge's counts with the rows left out as unchanged: each stands for an
+    available item, before and after alike (less those a later row staged after all)."""
+    items, stock = fingerprints.overlap(seen, counts.matched_ids)
+    items, stock = seen.items - items, seen.stock - stock
+    return dataclasses.replace(
+        counts, distinct=counts.distinct + items, items_before=counts.items_before + items,
+        stock_before=counts.stock_before + stock, stock_after=counts.stock_after + stock,
+        matched_ids=())
 
 
 async def _judge(conn: Conn, settings: Settings, job: PullJob, report: RunReport,

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from worker.errors import DeadlineExceeded, FeedError
+from worker.fingerprints import Fingerprints, Known
 from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
@@ -40,8 +41,10 @@ class Stream:
     """The overlapped part of a run: a producer task parses, the COPY consumes."""
 
     def __init__(self, settings: Settings, job: PullJob, report: RunReport,
-                 rejects: RejectSink, progress: Progress | None) -> None:
+                 rejects: RejectSink, progress: Progress | None,
+                 known: Known | None = None) -> None:
         self.settings = settings
+        self.known = known  # the feed's fingerprints: rows found among them are left out
         self.job = job
         self.report = report
         self.rejects = rejects
@@ -204,7 +207,9 @@ class Stream:
         mapping = formats.mapping_for(feed)
         self.mapper = Mapper(mapping, header, feed.decimal_notation, self.records.delimiter,
                              positions=True)
-        ready.set_result(["pos", *self.mapper.columns])
+        self.mapper.fingerprints = Fingerprints(self.mapper.columns, self.mapper.mask,
+                                                self.known)
+        ready.set_result(["pos", *self.mapper.columns, "fingerprint"])
 
     def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:
@@ -229,6 +234,10 @@ class Stream:
         self.valid += mapped.count
         self._pending.append(mapped.text)
         self._pending_rows += mapped.count
+
+    @property
+    def fingerprints(self) -> Fingerprints | None:
+        return self.mapper.fingerprints if self.mapper is not None else None
 
     def _encode(self, final: bool) -> list[bytes]:
         if self._pending_rows < self.settings.copy_batch_rows and not final:

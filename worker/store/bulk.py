@@ -6,7 +6,10 @@ import datetime as dt
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
+from worker.fingerprints import Known, Seen
 from worker.model import Feed
 from worker.store.db import Conn
 from worker.store.queries import q
@@ -36,6 +39,7 @@ class MergeCounts:
     items_before: int = 0   # the feed's available items before the merge
     stock_before: int = 0   # ... and their tracked quantity
     stock_after: int = 0
+    matched_ids: tuple[int, ...] = ()  # available items the staged rows matched (overlap)
 
     @property
     def unchanged(self) -> int:
@@ -53,6 +57,56 @@ async def copy_rows(
     """Stream rows in COPY's text format (tab-separated, blank = NULL) into staging."""
     await conn.copy_to_table("pull_staging", source=chunks, columns=list(columns),
                              format="text", null="")
+
+
+# One row of load_known in COPY's binary format: a field count, then each field's length
+# and value (id bigint, fingerprint bigint, no fingerprint boolean, tracked integer).
+_KNOWN_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"),
+                       ("fp", ">i8"), ("l3", ">i4"), ("none", "u1"), ("l4", ">i4"),
+                       ("tracked", ">i4")])
+_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
+
+
+async def load_known(conn: Conn, feed_id: int) -> Known:
+    """The feed's available items' fingerprints, ids and tracked quantities, read as COPY
+    binary a piece at a time (no Python object per item)."""
+    ids: list[np.ndarray] = []
+    fps: list[np.ndarray] = []
+    nones: list[np.ndarray] = []
+    tracked: list[np.ndarray] = []
+    buf = bytearray()
+    header = [True]  # the COPY header is still to come
+
+    async def take(data: bytes) -> None:
+        buf.extend(data)
+        if header[0]:
+            if len(buf) < _COPY_HEADER:
+                return
+            del buf[:_COPY_HEADER]
+            header[0] = False
+        whole = len(buf) // _KNOWN_ROW.itemsize
+        if whole:
+            rows = np.frombuffer(buf, _KNOWN_ROW, whole)
+            ids.append(rows["id"].astype(np.int64))
+            fps.append(rows["fp"].astype(np.int64))
+            nones.append(rows["none"] != 0)
+            tracked.append(rows["tracked"].astype(np.int64))
+            del rows
+            del buf[:whole * _KNOWN_ROW.itemsize]
+
+    await conn.copy_from_query(q(_SQL, "load_known"), feed_id, output=take,
+                               format="binary")
+    if bytes(buf) != b"\xff\xff":  # the trailer: a field count of -1
+        raise RuntimeError(f"unexpected end of the fingerprints' COPY ({len(buf)} bytes)")
+    if not ids:
+        return Known.empty()
+    all_ids, all_fps = np.concatenate(ids), np.concatenate(fps)
+    none, all_tracked = np.concatenate(nones), np.concatenate(tracked)
+    has = ~none
+    known_fps = all_fps[has]
+    order = np.argsort(known_fps)
+    return Known(known_fps[order], all_ids[has][order], all_tracked[has][order],
+                 all_ids[none])
 
 
 async def daily_allowances(conn: Conn, limits: Mapping[int, int]
@@ -77,7 +131,11 @@ LARGE_MERGE_ROWS = 20_000
 
 
 async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
-                     opts: MergeOptions, rows: int) -> MergeCounts:
+                     opts: MergeOptions, rows: int, fingerprinted: bool = False,
+                     seen: Seen | None = None) -> MergeCounts:
+    """The merge of the staged rows (`rows` of them). fingerprinted: store their
+    fingerprints with the items. seen: the unchanged rows left out of staging (merge_seen
+    then reads only the feed's items that the file's other rows or the cleanup need)."""
     large = rows >= LARGE_MERGE_ROWS
     if large:
         await conn.execute(q(_SQL, "analyze_staging"))
@@ -88,15 +146,19 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
     limit = feed.daily_sku_limit
     allowances, day = await daily_allowances(
         conn, {feed.provider_id: limit} if limit is not None else {})
-    row = await conn.fetchrow(q(_SQL, "merge"), feed.id, column_mask, opts.run_id,
-                              opts.cleanup, opts.history, allowances.get(feed.provider_id),
-                              feed.provider_id, day, feed.automatically_connect,
+    query = q(_SQL, "merge" if seen is None else "merge_seen")
+    row = await conn.fetchrow(query, feed.id, column_mask, opts.run_id, opts.cleanup,
+                              opts.history, allowances.get(feed.provider_id), feed.provider_id,
+                              day, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",
-                              feed.case_insensitive_skus)
+                              feed.case_insensitive_skus, fingerprinted,
+                              None if seen is None else seen.unseen_ids.tolist(),
+                              seen is not None and seen.overlap_possible)
     if row is None:  # pragma: no cover - the query always returns one row
         raise RuntimeError("merge returned no row")
     return MergeCounts(
         row["distinct_rows"], row["inserted"], row["updated"], row["held"], row["zeroed"],
         row["connected"], row["ambiguous"], tuple(row["ambiguous_skus"] or ()),
-        row["items_before"], row["stock_before"], row["stock_after"])
+        row["items_before"], row["stock_before"], row["stock_after"],
+        tuple(row["matched_ids"] or ()))

@@ -1,0 +1,222 @@
+"""A refresh that leaves its unchanged rows out (worker/fingerprints.py).
+
+Each scenario runs the same files through two feeds: one pulled as a large feed is (its
+fingerprints loaded, rows found among them never staged), one through the merge alone. The
+items and the runs' counts must come out the same; the fingerprinted feed must also have
+left rows out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.support import feeds
+from tests.support.feedserver import FeedServer
+from worker.pipeline import pull
+from worker.settings import Settings
+
+HEADER = "external_id,vendor_sku,barcode,name,retail_price,compare_at_price,qty,grams\n"
+COUNTS = ("status", "rows_read", "inserted", "updated", "unchanged", "zeroed", "duplicates",
+          "rejected")
+# what a pull writes of an item
+COMPARED = ("external_id", "vendor_sku", "barcode", "name", "inventory_quantity",
+            "inventory_policy", "retail_price", "cost_price", "compare_at_price", "grams",
+            "mpn", "external_group_id", "options", "images", "extra", "currency")
+# ... and whether it is available (missing_since IS NULL)
+
+
+def rows(n: int, start: int = 0, price: str = "{i}.50", qty: int = 5) -> list[str]:
+    return [f"E{i},SKU{i},{10**11 + i},Item {i},{price.format(i=i)},,{qty},{i % 7}\n"
+            for i in range(start, start + n)]
+
+
+def details(run: dict[str, Any]) -> dict[str, Any]:
+    d = run["details"]
+    return orjson.loads(d) if isinstance(d, str) else dict(d or {})
+
+
+class Twins:
+    """One feed pulled with fingerprints, one without, the same files through both."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, server: FeedServer,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pool, self.settings, self.server = pool, settings, server
+        self.monkeypatch = monkeypatch
+        self.files = 0
+        self.ids: tuple[int, int] = (0, 0)
+
+    async def make(self, **columns: Any) -> None:
+        self.ids = (await feeds.make_feed(self.pool, **columns),
+                    await feeds.make_feed(self.pool, **columns))
+
+    async def pull(self, body: str | bytes, **kwargs: Any) -> dict[str, Any]:
+        """Both feeds pull the file; their counts and items must agree. The fingerprinted
+        feed's run."""
+        self.files += 1
+        data = body.encode() if isinstance(body, str) else body
+        url = self.server.add(f"/twin{self.files}", data, **kwargs)
+        runs = []
+        for feed_id, threshold in zip(self.ids, (1, 10**9), strict=True):
+            self.monkeypatch.setattr(pull, "KNOWN_MIN_ROWS", threshold)
+            run = await feeds.pull_once(self.pool, self.settings, feed_id, url)
+            assert run["status"] == "succeeded", run["error"]
+            runs.append(run)
+        printed, plain = runs
+        assert [printed[k] for k in COUNTS] == [plain[k] for k in COUNTS]
+        assert "left_out" not in details(plain)
+        assert await self.items(0) == await self.items(1)
+        return printed
+
+    async def items(self, which: int) -> dict[str, tuple[Any, ...]]:
+        got = await feeds.items(self.pool, self.ids[which])
+        return {k: (*(v[c] for c in COMPARED), v["missing_since"] is None)
+                for k, v in got.items()}
+
+    async def fingerprints(self) -> dict[str, int | None]:
+        got = await feeds.items(self.pool, self.ids[0])
+        return {k: v["fingerprint"] for k, v in got.items()}
+
+
+@pytest.fixture
+def twins(pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+          monkeypatch: pytest.MonkeyPatch) -> Twins:
+    return Twins(pool, settings, feed_server, monkeypatch)
+
+
+def left_out(run: dict[str, Any]) -> int:
+    n: int = details(run)["left_out"]
+    return n
+
+
+async def test_a_refresh_stages_what_changed_and_counts_the_rest(twins: Twins,
+                                                                 pool: asyncpg.Pool) -> None:
+    await twins.make(fetch_cleanup="enabled")
+    first = rows(300)
+    run = await twins.pull(HEADER + "".join(first))
+    assert run["inserted"] == 300
+    before = await pool.fetch(
+        "SELECT external_id, xmin::text AS x FROM inventory_feed_variants "
+        "WHERE inventory_feed_id = $1", twins.ids[0])
+    second = list(first)
+    for i in range(0, 300, 10):  # 30 changed
+        second[i] = rows(1, i, qty=7)[0]
+    del second[290:]  # 10 gone: zeroed
+    second += rows(4, 1000)  # 4 new
+    run = await twins.pull(HEADER + "".join(second))
+    assert (run["inserted"], run["updated"], run["zeroed"]) == (4, 29, 10)
+    assert run["unchanged"] == 261
+    assert 200 <= left_out(run) <= 261  # a few may be staged after all; never more
+    after = {r["external_id"]: r["x"] for r in await pool.fetch(
+        "SELECT external_id, xmin::text AS x FROM inventory_feed_variants "
+        "WHERE inventory_feed_id = $1", twins.ids[0])}
+    untouched = [r["external_id"] for r in before
+                 if int(r["external_id"][1:]) % 10 and int(r["external_id"][1:]) < 290]
+    assert all(after[k] == next(b["x"] for b in before if b["external_id"] == k)
+               for k in untouched[:20])
+    # the breaker saw the whole feed: 300 available items before, 10 zeroed
+    prints = await twins.fingerprints()
+    assert prints["E1"] is not None
+    assert prints["E295"] is None  # zeroed: forgotten
+
+
+async def test_duplicates_keep_the_last_occurrence_either_way_round(twins: Twins) -> None:
+    await twins.make()
+    first = rows(6000)  # about 300 KiB: the file is parsed in several batches
+    await twins.pull(HEADER + "".join(first))
+    body = [rows(1, 10, qty=1)[0],  # E10 changed in the first batch ...
+            *first,  # (E20 unchanged in the first batch ...)
+            rows(1, 20, qty=2)[0],  # ... and changed in the last
+            first[10]]  # ... and unchanged in the last
+    run = await twins.pull(HEADER + "".join(body))
+    assert run["duplicates"] == 3
+    items = await twins.items(0)
+    assert (items["E10"][4], items["E20"][4]) == (5, 2)
+    assert run["updated"] == 1
+    assert left_out(run) > 5000
+
+
+async def test_a_number_spelled_otherwise_is_unchanged_and_then_left_out(twins: Twins
+                                                                       ) -> None:
+    await twins.make()
+    await twins.pull(HEADER + "".join(rows(40, price="{i}.5")))
+    run = await twins.pull(HEADER + "".join(rows(40, price="{i}.50")))
+    # 1.5 and 1.50 are the same price: nothing to write but the new text's fingerprint
+    assert (run["updated"], run["unchanged"]) == (0, 40)
+    assert left_out(run) == 0
+    run = await twins.pull(HEADER + "".join(rows(40, price="{i}.50")))
+    assert left_out(run) == 40
+
+
+async def test_a_value_from_null_to_empty(twins: Twins) -> None:
+    await twins.make(resource_type="json", mapping={"fields": {"externalId": "id"}})
+    docs: list[dict[str, Any]] = [{"id": f"J{i}", "name": f"n{i}", "mpn": None,
+                                   "inventoryQuantity": 3} for i in range(30)]
+    await twins.pull(orjson.dumps(docs), content_type="application/json")
+    for d in docs[:10]:
+        d["mpn"] = ""
+    await twins.pull(orjson.dumps(docs), content_type="application/json")
+    for d in docs[:5]:
+        d["mpn"] = "M"
+    run = await twins.pull(orjson.dumps(docs), content_type="application/json")
+    assert run["updated"] == 5
+    assert (await twins.items(0))["J1"][10] == "M"
+
+
+async def test_a_mapping_that_adds_an_attribute_rewrites_every_row_once(
+        twins: Twins, pool: asyncpg.Pool) -> None:
+    header = HEADER.rstrip("\n") + ",part\n"  # `part` maps to nothing by itself
+    body = header + "".join(r.rstrip("\n") + f",{'M' if n % 3 else ''}{n}\n"
+                            for n, r in enumerate(rows(60)))
+    await twins.make()
+    await twins.pull(body)
+    assert all(v[10] is None for v in (await twins.items(0)).values())
+    run = await twins.pull(body)
+    assert left_out(run) == 60
+    for feed_id in twins.ids:
+        await pool.execute("""UPDATE inventory_feeds SET mapping = '{"fields": {"mpn": "part"}}'
+                              WHERE id = $1""", feed_id)
+    run = await twins.pull(body)  # every row staged once, and written: mpn is new
+    assert (left_out(run), run["updated"]) == (0, 60)
+    assert (await twins.items(0))["E4"][10] == "M4"
+    run = await twins.pull(body)
+    assert left_out(run) == 60
+
+
+async def test_any_other_write_forgets_the_fingerprint(twins: Twins,
+                                                      pool: asyncpg.Pool) -> None:
+    await twins.make()
+    body = HEADER + "".join(rows(30))
+    await twins.pull(body)
+    for feed_id in twins.ids:
+        await pool.execute(
+            "UPDATE inventory_feed_variants SET inventory_quantity = 99 "
+            "WHERE inventory_feed_id = $1 AND external_id = 'E3'", feed_id)
+        await pool.execute(
+            "UPDATE inventory_feed_variants SET inventory_quantity_override = 'manual' "
+            "WHERE inventory_feed_id = $1 AND external_id = 'E4'", feed_id)
+    prints = await twins.fingerprints()
+    assert (prints["E3"], prints["E4"]) == (None, None)
+    assert prints["E5"] is not None
+    run = await twins.pull(body)
+    assert run["updated"] == 1  # E3 back to the file's 5; E4's override keeps its own
+    assert left_out(run) == 28
+    items = await twins.items(0)
+    assert items["E3"][4] == 5
+
+
+async def test_columns_left_unwritten_store_no_fingerprint(twins: Twins) -> None:
+    await twins.make(resource_type="json", mapping={"fields": {"externalId": "code"}})
+    first: Sequence[dict[str, Any]] = [
+        {"code": f"K{i}", "inventoryQuantity": 5, "name": "Lamp"} for i in range(20)]
+    await twins.pull(orjson.dumps(first), content_type="application/json")
+    later = [{"code": f"K{i}", "inventoryQuantity": 2} for i in range(20)]  # no name
+    run = await twins.pull(orjson.dumps(later), content_type="application/json")
+    assert "name" in details(run)["unwritten"]
+    assert run["updated"] == 20
+    assert set((await twins.fingerprints()).values()) == {None}
+    run = await twins.pull(orjson.dumps(later), content_type="application/json")
+    assert (run["unchanged"], left_out(run)) == (20, 0)
