@@ -42,34 +42,38 @@ def seed(columns: Sequence[str], mask: int) -> int:
 
 @dataclass(frozen=True)
 class Known:
-    """A feed's available items when the pull starts: those with a fingerprint, sorted by
-    it (fps, their ids and tracked quantities), and the ids of those without one."""
+    """A feed's available items when the pull starts: the fingerprints, sorted; for each,
+    where its item's id is in `ids` (`order`: 4 bytes an item where the feed allows); the
+    ids of the items without a fingerprint; how many items are available and their
+    tracked stock (the circuit breaker's totals before the run). About 20 bytes an item."""
 
     fps: Int64s
+    order: npt.NDArray[np.int32] | Int64s
     ids: Int64s
-    tracked: Int64s      # the quantity when tracked and positive, else 0 (breaker totals)
-    unknown_ids: Int64s  # available items without a fingerprint
+    unknown_ids: Int64s
+    available: int
+    stock: int
 
     @staticmethod
     def empty() -> Known:
         none = np.zeros(0, np.int64)
-        return Known(none, none, none, none)
-
-    @property
-    def available(self) -> int:
-        return len(self.fps) + len(self.unknown_ids)
+        return Known(none, none, none, none, 0, 0)
 
 
 @dataclass(frozen=True)
 class Seen:
     """What the dropped rows stand for, for the merge and the counts."""
 
-    items: int          # distinct stored items dropped as unchanged
-    stock: int          # their tracked quantity (the same before and after)
-    ids: Int64s         # those items' ids
-    tracked: Int64s     # ... and tracked quantities
-    unseen_ids: Int64s  # the feed's other available items: the missing ones are among them
-    overlap_possible: bool  # a key dropped earlier may have been staged later
+    known: Known
+    mask: npt.NDArray[np.bool_]  # over known.fps: the items a dropped row stood for
+    items: int                   # how many (distinct stored items)
+    overlap_possible: bool       # a key dropped earlier may have been staged later
+
+    @property
+    def unseen_ids(self) -> Int64s:
+        """The feed's other available items: the missing ones are among them."""
+        known = self.known
+        return np.concatenate((known.ids[known.order[~self.mask]], known.unknown_ids))
 
 
 class Fingerprints:
@@ -126,10 +130,7 @@ class Fingerprints:
         known = self.known
         if known is None or not self.dropped:
             return None
-        seen = self._seen
-        tracked = known.tracked[seen]
-        return Seen(int(seen.sum()), int(tracked.sum()), known.ids[seen], tracked,
-                    np.concatenate((known.ids[~seen], known.unknown_ids)), self._overlap)
+        return Seen(known, self._seen, int(self._seen.sum()), self._overlap)
 
 
 def _has(bits: npt.NDArray[np.uint8], slots: Int64s) -> npt.NDArray[np.bool_]:
@@ -141,10 +142,11 @@ def _add(bits: npt.NDArray[np.uint8], slots: Int64s) -> None:
     np.bitwise_or.at(bits, slots >> 3, np.left_shift(1, slots & 7).astype(np.uint8))
 
 
-def overlap(seen: Seen, matched_ids: Sequence[int]) -> tuple[int, int]:
-    """Dropped items that a later row of their key staged after all (the merge counted
-    them): how many, and their tracked quantity."""
+def overlap(seen: Seen, matched_ids: Sequence[int]) -> int:
+    """Dropped items that a later row of their key staged after all: the merge counted
+    them too."""
     if not matched_ids:
-        return 0, 0
-    both = np.isin(seen.ids, np.asarray(matched_ids, np.int64))
-    return int(both.sum()), int(seen.tracked[both].sum())
+        return 0
+    known = seen.known
+    ids = known.ids[known.order[seen.mask]]
+    return int(np.isin(ids, np.asarray(matched_ids, np.int64)).sum())

@@ -116,18 +116,20 @@ async def _known(conn: Conn, job: PullJob) -> fingerprints.Known | None:
     last = await _last_pull(conn, job)
     if last is None or last.rows_read < KNOWN_MIN_ROWS:
         return None
-    return await bulk.load_known(conn, job.feed.id)
+    return await bulk.load_known(conn, job.feed.id, last.rows_read + last.rows_read // 8)
 
 
 def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:
-    """The merge's counts with the rows left out as unchanged: each stands for an
-    available item, before and after alike (less those a later row staged after all)."""
-    items, stock = fingerprints.overlap(seen, counts.matched_ids)
-    items, stock = seen.items - items, seen.stock - stock
+    """The merge's counts with the rows left out as unchanged. Each stands for an item
+    (less those a later row of its key staged after all: the merge counted them); the
+    circuit breaker's totals before are the feed's as loaded, and after, those less what
+    the merge changed (an item left out is the same before and after)."""
+    known = seen.known
     return dataclasses.replace(
-        counts, distinct=counts.distinct + items, items_before=counts.items_before + items,
-        stock_before=counts.stock_before + stock, stock_after=counts.stock_after + stock,
-        matched_ids=())
+        counts, distinct=counts.distinct + seen.items - fingerprints.overlap(
+            seen, counts.matched_ids),
+        items_before=known.available, stock_before=known.stock,
+        stock_after=known.stock + counts.stock_after - counts.stock_before, matched_ids=())
 
 
 async def _judge(conn: Conn, settings: Settings, job: PullJob, report: RunReport,

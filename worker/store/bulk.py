@@ -67,46 +67,56 @@ _KNOWN_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4")
 _COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
 
 
-async def load_known(conn: Conn, feed_id: int) -> Known:
-    """The feed's available items' fingerprints, ids and tracked quantities, read as COPY
-    binary a piece at a time (no Python object per item)."""
-    ids: list[np.ndarray] = []
-    fps: list[np.ndarray] = []
-    nones: list[np.ndarray] = []
-    tracked: list[np.ndarray] = []
+async def load_known(conn: Conn, feed_id: int, expect: int = 0) -> Known:
+    """The feed's available items' fingerprints and ids (`expect`: about how many), read
+    as COPY binary a piece at a time into arrays, with no Python object per item: about
+    28 bytes an item at the peak, 20 after."""
+    fps = np.empty(max(expect, 1024), np.int64)
+    ids = np.empty_like(fps)
+    unknown: list[np.ndarray] = []
     buf = bytearray()
-    header = [True]  # the COPY header is still to come
+    state = {"header": 1, "n": 0, "available": 0, "stock": 0}
 
     async def take(data: bytes) -> None:
+        nonlocal fps, ids
         buf.extend(data)
-        if header[0]:
+        if state["header"]:
             if len(buf) < _COPY_HEADER:
                 return
             del buf[:_COPY_HEADER]
-            header[0] = False
+            state["header"] = 0
         whole = len(buf) // _KNOWN_ROW.itemsize
-        if whole:
-            rows = np.frombuffer(buf, _KNOWN_ROW, whole)
-            ids.append(rows["id"].astype(np.int64))
-            fps.append(rows["fp"].astype(np.int64))
-            nones.append(rows["none"] != 0)
-            tracked.append(rows["tracked"].astype(np.int64))
-            del rows
-            del buf[:whole * _KNOWN_ROW.itemsize]
+        if not whole:
+            return
+        rows = np.frombuffer(buf, _KNOWN_ROW, whole)
+        has = rows["none"] == 0
+        n, k = state["n"], int(has.sum())
+        if n + k > len(fps):
+            size = max(len(fps) + len(fps) // 4, n + k)
+            fps, ids = np.resize(fps, size), np.resize(ids, size)
+        fps[n:n + k] = rows["fp"][has]
+        ids[n:n + k] = rows["id"][has]
+        if k < whole:
+            unknown.append(rows["id"][~has].astype(np.int64))
+        state["n"] = n + k
+        state["available"] += whole
+        state["stock"] += int(rows["tracked"].sum(dtype=np.int64))
+        del rows, has
+        del buf[:whole * _KNOWN_ROW.itemsize]
 
     await conn.copy_from_query(q(_SQL, "load_known"), feed_id, output=take,
                                format="binary")
     if bytes(buf) != b"\xff\xff":  # the trailer: a field count of -1
         raise RuntimeError(f"unexpected end of the fingerprints' COPY ({len(buf)} bytes)")
-    if not ids:
-        return Known.empty()
-    all_ids, all_fps = np.concatenate(ids), np.concatenate(fps)
-    none, all_tracked = np.concatenate(nones), np.concatenate(tracked)
-    has = ~none
-    known_fps = all_fps[has]
-    order = np.argsort(known_fps)
-    return Known(known_fps[order], all_ids[has][order], all_tracked[has][order],
-                 all_ids[none])
+    n = state["n"]
+    order: np.ndarray = np.argsort(fps[:n])
+    if n < 2**31:
+        order = order.astype(np.int32)
+    sorted_fps = fps[order]
+    del fps
+    return Known(sorted_fps, order, ids[:n],
+                 np.concatenate(unknown) if unknown else np.zeros(0, np.int64),
+                 state["available"], state["stock"])
 
 
 async def daily_allowances(conn: Conn, limits: Mapping[int, int]
