@@ -12,7 +12,8 @@ counted here (`Seen`), so the run's counts and the circuit breaker's totals stay
 Duplicates keep "the last occurrence wins": a row is dropped only when no earlier row of
 its key was staged (a bit set per staged key hash: a false positive stages a row more,
 never less), and never when its key repeats within the batch. A key dropped earlier and
-staged later is counted once (`overlap`: the merge tells which items it matched).
+staged later is counted once (`overlap`: the merge tells which of the items it matched
+were not among the unseen ones).
 """
 
 from __future__ import annotations
@@ -42,13 +43,11 @@ def seed(columns: Sequence[str], mask: int) -> int:
 
 @dataclass(frozen=True)
 class Known:
-    """A feed's available items when the pull starts: the fingerprints, sorted; for each,
-    where its item's id is in `ids` (`order`: 4 bytes an item where the feed allows); the
-    ids of the items without a fingerprint; how many items are available and their
-    tracked stock (the circuit breaker's totals before the run). About 20 bytes an item."""
+    """A feed's available items when the pull starts: the fingerprints, sorted, and their
+    items' ids (16 bytes an item); the ids of the items without a fingerprint; how many
+    items are available and their tracked stock (the circuit breaker's totals before)."""
 
     fps: Int64s
-    order: npt.NDArray[np.int32] | Int64s
     ids: Int64s
     unknown_ids: Int64s
     available: int
@@ -57,7 +56,7 @@ class Known:
     @staticmethod
     def empty() -> Known:
         none = np.zeros(0, np.int64)
-        return Known(none, none, none, none, 0, 0)
+        return Known(none, none, none, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -67,13 +66,12 @@ class Seen:
     known: Known
     mask: npt.NDArray[np.bool_]  # over known.fps: the items a dropped row stood for
     items: int                   # how many (distinct stored items)
-    overlap_possible: bool       # a key dropped earlier may have been staged later
 
     @property
     def unseen_ids(self) -> Int64s:
         """The feed's other available items: the missing ones are among them."""
         known = self.known
-        return np.concatenate((known.ids[known.order[~self.mask]], known.unknown_ids))
+        return np.concatenate((known.ids[~self.mask], known.unknown_ids))
 
 
 class Fingerprints:
@@ -86,13 +84,11 @@ class Fingerprints:
         self.dropped = 0  # rows dropped (duplicates of a dropped key included)
         if self.known is not None:
             self._seen = np.zeros(len(self.known.fps), np.bool_)
-            # Bits per key hash: 16 per known item, at most 2**25 (4 MiB a set): a refresh
+            # Bits per key hash: 16 per known item, at most 2**25 (4 MiB): a refresh
             # of 1M items with 10% changed stages 0.3% of its unchanged rows more.
             bits = 1 << min(MAX_BITS, max(16, (16 * len(self.known.fps)).bit_length()))
             self._slot_mask = bits - 1
             self._staged = np.zeros(bits >> 3, np.uint8)  # keys of staged rows
-            self._gone = np.zeros(bits >> 3, np.uint8)    # ... and of dropped rows
-            self._overlap = False
 
     def take(self, bodies: Sequence[str], keys: Sequence[str]
              ) -> tuple[list[int] | None, list[int]]:
@@ -113,13 +109,9 @@ class Fingerprints:
             if len(counts) < n:  # a key twice in the batch: stage each occurrence
                 drop &= counts[inverse] == 1
         keep = ~drop
-        kept_slots = slot[keep]
-        _add(self._staged, kept_slots)
-        if not self._overlap and _has(self._gone, kept_slots).any():
-            self._overlap = True
+        _add(self._staged, slot[keep])
         if not drop.any():
             return None, fps.tolist()
-        _add(self._gone, slot[drop])
         self._seen[at[drop]] = True
         self.dropped += int(drop.sum())
         kept = np.flatnonzero(keep)
@@ -130,7 +122,7 @@ class Fingerprints:
         known = self.known
         if known is None or not self.dropped:
             return None
-        return Seen(known, self._seen, int(self._seen.sum()), self._overlap)
+        return Seen(known, self._seen, int(self._seen.sum()))
 
 
 def _has(bits: npt.NDArray[np.uint8], slots: Int64s) -> npt.NDArray[np.bool_]:
@@ -142,11 +134,9 @@ def _add(bits: npt.NDArray[np.uint8], slots: Int64s) -> None:
     np.bitwise_or.at(bits, slots >> 3, np.left_shift(1, slots & 7).astype(np.uint8))
 
 
-def overlap(seen: Seen, matched_ids: Sequence[int]) -> int:
-    """Dropped items that a later row of their key staged after all: the merge counted
-    them too."""
-    if not matched_ids:
+def overlap(seen: Seen, candidates: Sequence[int]) -> int:
+    """Dropped items that a later row of their key staged after all (the merge counted
+    them too), among the items the merge matched that were not unseen."""
+    if not candidates:
         return 0
-    known = seen.known
-    ids = known.ids[known.order[seen.mask]]
-    return int(np.isin(ids, np.asarray(matched_ids, np.int64)).sum())
+    return int(np.isin(np.asarray(candidates, np.int64), seen.known.ids[seen.mask]).sum())

@@ -24,7 +24,8 @@ failed or loaded the wrong data, 2 when the benchmark could not be set up.
      the table holding three times as many items of another feed: ES, US
   N  asyncpg executemany upsert of the first 100,000 rows, scaled to all rows
   G  pgloader plain load of feed1.csv into a table without keys
-  R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's
+  R  peak RSS of feed-worker import with --rss-rows rows (3M), to compare with E's, and of
+     its refresh (RU, 10% changed), to compare with U's
 """
 
 from __future__ import annotations
@@ -360,12 +361,17 @@ class Bench:
     async def rss_run(self) -> None:
         if self.rss_file is None:
             return
-        rows = self.rss_file.rows
+        rows, changed = self.rss_file.rows, self.rss_file.changed
         what = f"feed-worker import, {rows:,} rows, empty table"
         await self.fresh()
         await self.feed_worker_import(
             Import("R", what, "R", "feed-rss.csv", self.rss_file.base, rows, f"inserted {rows}")
         )
+        if self.rss_file.updated is not None:  # the refresh of as many rows, 10% changed
+            await self.feed_worker_import(Import(
+                "RU", f"feed-worker import, {rows:,} rows, full, 10% changed", "R",
+                "feed-rss2.csv", self.rss_file.updated, rows,
+                f"updated {changed}, unchanged {rows - changed}"))
 
     # -- N and G: the naive peers ---------------------------------------------------------------
 
@@ -473,8 +479,8 @@ def generate(opts: Options) -> tuple[feedgen.FeedFiles, feedgen.FeedFiles | None
     rss: feedgen.FeedFiles | None = None
     if opts.rss_rows and "R" not in opts.skip:
         rss, made_rss = feedgen.ensure_feed(
-            opts.workdir, opts.rss_rows, opts.seed, with_update=False, changed_share=0
-        )
+            opts.workdir, opts.rss_rows, opts.seed, with_update=True,
+            changed_share=CHANGED_SHARE)
         made = made or made_rss
     state = "generated" if made else "reused"
     say(f"feeds {state} in {time.perf_counter() - start:.1f} s under {opts.workdir}")
@@ -513,6 +519,7 @@ async def main(opts: Options) -> int:
     served = {"feed1.csv": files.base, "feed2.csv": files.updated or files.base}
     if rss_file is not None:
         served["feed-rss.csv"] = rss_file.base
+        served["feed-rss2.csv"] = rss_file.updated or rss_file.base
     rules_file = generate_rules_file(opts, files)
     if rules_file is not None:
         served["feed-rules.csv"] = rules_file
@@ -526,7 +533,8 @@ async def main(opts: Options) -> int:
             await bench.run_all()
     finally:
         await conn.close()
-    say(bench.report.render(("E", "R"), targets=(*TARGETS[:2], *refresh.TARGETS, *TARGETS[2:])))
+    targets = (*TARGETS[:2], *refresh.TARGETS, *TARGETS[2:])
+    say(bench.report.render(("E", "R"), ("U", "RU"), targets=targets))
     say(f"\nbenchmark took {time.perf_counter() - start:.0f} s; logs in {opts.workdir / 'logs'}")
     if failed := bench.report.failed:
         labels = ", ".join(m.label for m in failed)

@@ -19,6 +19,7 @@ from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from worker.pipeline import pull
 from worker.settings import Settings
+from worker.store import bulk
 
 HEADER = "external_id,vendor_sku,barcode,name,retail_price,compare_at_price,qty,grams\n"
 COUNTS = ("status", "rows_read", "inserted", "updated", "unchanged", "zeroed", "duplicates",
@@ -100,8 +101,11 @@ def left_out(run: dict[str, Any]) -> int:
     return n
 
 
-async def test_a_refresh_stages_what_changed_and_counts_the_rest(twins: Twins,
-                                                                 pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("sorted_by", ["worker", "postgres"])
+async def test_a_refresh_stages_what_changed_and_counts_the_rest(
+        twins: Twins, pool: asyncpg.Pool, sorted_by: str) -> None:
+    if sorted_by == "postgres":  # as for a feed of millions of items
+        twins.monkeypatch.setattr(bulk, "SORT_HERE_BYTES", 0)
     await twins.make(fetch_cleanup="enabled")
     first = rows(300)
     run = await twins.pull(HEADER + "".join(first))

@@ -47,7 +47,7 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
     t0 = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         await bulk.create_staging(conn)
-        known = await _known(conn, job)
+        known = await _known(conn, settings, job)
         if known is not None:
             report.timings["known_s"] = round(time.perf_counter() - t0, 3)
         stream = Stream(settings, job, report, rejects, progress, known)
@@ -111,12 +111,14 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         await runs.store_rejects(conn, job.run_id, rejects.kept)
 
 
-async def _known(conn: Conn, job: PullJob) -> fingerprints.Known | None:
+async def _known(conn: Conn, settings: Settings, job: PullJob
+                 ) -> fingerprints.Known | None:
     """The feed's fingerprints, for a feed whose last pull was large enough."""
     last = await _last_pull(conn, job)
     if last is None or last.rows_read < KNOWN_MIN_ROWS:
         return None
-    return await bulk.load_known(conn, job.feed.id, last.rows_read + last.rows_read // 8)
+    return await bulk.load_known(conn, job.feed.id, last.rows_read + last.rows_read // 8,
+                                 settings.merge_work_mem)
 
 
 def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:

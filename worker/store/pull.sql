@@ -1,5 +1,9 @@
 -- The bulk core of a pull: COPY into a temp staging table, then one set-based merge.
 
+-- name: create_unseen
+-- merge_seen's: the ids of the feed's items no row left out stands for.
+CREATE TEMP TABLE IF NOT EXISTS pull_unseen (id bigint NOT NULL) ON COMMIT DELETE ROWS
+
 -- name: create_staging
 -- Filled in file order; blanks arrive as NULL (COPY ... NULL ''). The values were
 -- checked by the mapper, so the casts of COPY cannot fail. Made once per connection and
@@ -54,13 +58,16 @@ SELECT p AS provider_id,
 FROM unnest($1::bigint[]) AS p;
 
 -- name: load_known
--- The feed's available items for a refresh that leaves out unchanged rows: id,
--- fingerprint (0 when none), whether it has none, quantity when tracked and positive.
-SELECT id, coalesce(fingerprint, 0), fingerprint IS NULL,
-       CASE WHEN inventory_policy = 'track' AND inventory_quantity > 0
-            THEN inventory_quantity ELSE 0 END
-FROM inventory_feed_variants
-WHERE inventory_feed_id = $1 AND missing_since IS NULL
+-- include: pull_merge.sql:known_items
+
+-- name: load_known_sorted
+-- The same in fingerprint order, for a feed too large to sort in the worker's memory
+-- (the sort's memory: set_work_mem first).
+-- include: pull_merge.sql:known_items
+ORDER BY 2
+
+-- name: set_work_mem
+SELECT set_config('work_mem', $1, true)
 
 -- name: merge
 -- $1 feed id; $2 bit mask of the columns the feed maps (bit n = n-th column after
@@ -71,8 +78,7 @@ WHERE inventory_feed_id = $1 AND missing_since IS NULL
 -- $8 the UTC day; $9..$13 the feed's connecting settings: by SKU, by barcode, the
 -- provider's SKU prefix, prefix only, case-insensitive SKUs. $14 store the staged rows'
 -- fingerprints with the items (false when the mask leaves some of the mapper's columns
--- unwritten: the item is then not what its text alone makes). $15 NULL here (merge_seen).
--- $16 return the ids of the available items the file's rows matched (merge_seen).
+-- unwritten: the item is then not what its text alone makes). $15 false (merge_seen: true).
 -- Duplicates: the last occurrence in the file wins. Unchanged rows are not written.
 -- New rows go in key order (see `ins`). A manual quantity override wins over the feed.
 -- New or re-keyed items connect to the store's variants in the same statement
@@ -94,16 +100,16 @@ WITH
            old_policy AS inventory_policy, old_price AS retail_price,
            CASE WHEN old_manual THEN old_quantity ELSE 0 END AS new_quantity
     FROM paired
-    WHERE $4::boolean AND external_id IS NULL AND missing_since IS NULL AND $15::bigint[] IS NULL
+    WHERE $4::boolean AND external_id IS NULL AND missing_since IS NULL
 ),
 -- include: pull_merge.sql:merge_tail
 
 -- name: merge_seen
 -- The merge of a refresh that left out its unchanged rows (worker/fingerprints.py): the
--- parameters of `merge`, and $15 the ids of the feed's available items that no dropped
--- row stands for: the items the file no longer has are among them, and only they are read
--- for the cleanup. An item a push adds while the file streams is not among them: it is
--- left for the next pull (it is newer than the file).
+-- parameters of `merge` ($15 true). pull_unseen holds the ids of the feed's available
+-- items that no dropped row stands for: the items the file no longer has are among them,
+-- and only they are read for the cleanup. An item a push adds while the file streams is
+-- not among them: it is left for the next pull (it is newer than the file).
 WITH
 -- include: pull_merge.sql:merge_src
 , paired AS MATERIALIZED (
@@ -120,7 +126,7 @@ WITH
     SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
            CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
                 ELSE 0 END AS new_quantity
-    FROM unnest($15::bigint[]) AS u (id)
+    FROM pull_unseen u
     -- those no row of the file matched (NOT IN over a subquery: one hash of the matched
     -- ids, whatever the estimates), each read by its id
     CROSS JOIN LATERAL (

@@ -1,4 +1,14 @@
--- The pieces the pull's two merges (pull.sql: merge, merge_seen) share, in order.
+-- The pieces the pull's queries share: its two merges (pull.sql: merge, merge_seen), in
+-- order, and the loads of a feed's fingerprints.
+
+-- name: known_items
+-- The feed's available items for a refresh that leaves out unchanged rows: id,
+-- fingerprint (0 when none), whether it has none, quantity when tracked and positive.
+SELECT id, coalesce(fingerprint, 0), fingerprint IS NULL,
+       CASE WHEN inventory_policy = 'track' AND inventory_quantity > 0
+            THEN inventory_quantity ELSE 0 END
+FROM inventory_feed_variants
+WHERE inventory_feed_id = $1 AND missing_since IS NULL
 
 -- name: merge_src
 -- The file's rows, one per key: the last occurrence in the file wins.
@@ -215,7 +225,11 @@ SELECT count(*) AS distinct_rows,
            + (SELECT coalesce(sum(new_quantity) FILTER (WHERE inventory_policy = 'track'
                                   AND new_quantity > 0), 0) FROM missing)
            AS stock_after,
-       -- merge_seen: the items a dropped row may also stand for (fingerprints.overlap)
-       CASE WHEN $16::boolean THEN array_agg(j.target_id) FILTER (
-           WHERE j.target_id IS NOT NULL AND j.missing_since IS NULL) END AS matched_ids
+       -- merge_seen: the available items the file's rows matched that were not among the
+       -- unseen ones: a dropped row may stand for them too (fingerprints.overlap); as a
+       -- rule none
+       CASE WHEN $15::boolean THEN (
+           SELECT array_agg(target_id) FROM joined
+           WHERE target_id IS NOT NULL AND missing_since IS NULL
+             AND target_id NOT IN (SELECT id FROM pull_unseen)) END AS matched_ids
 FROM joined j;
