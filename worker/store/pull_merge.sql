@@ -150,9 +150,6 @@ ins AS (
     CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
     WHERE t.id = j.target_id AND t.inventory_feed_id = $1
-      -- the rows to write read by their ids (one index probe each), not by a scan of the
-      -- feed's items: a refresh's changed rows are a few of them
-      AND t.id = ANY (ARRAY(SELECT target_id FROM todo WHERE target_id IS NOT NULL))
 ), settle AS (
     -- An unchanged item whose text differs from the one it was written from (no
     -- fingerprint yet, "1.0" for 1, a new mapping of the same values): the new text's
