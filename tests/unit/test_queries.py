@@ -84,7 +84,7 @@ def test_every_query_the_code_asks_for_exists() -> None:
 
 def test_staging_columns_follow_mapping_columns() -> None:
     sql = _code(load("pull.sql")["create_staging"])
-    body = sql[sql.index("(") + 1:sql.rindex(")")]
+    body = sql[sql.index("pull_staging (") + len("pull_staging ("):sql.index(") ON COMMIT")]
     columns = [line.split()[0] for line in body.splitlines() if line.strip()]
     assert columns == ["pos", "external_id", *COLUMNS, "fingerprint"]
 

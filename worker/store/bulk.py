@@ -60,7 +60,7 @@ class MergeCounts:
 async def create_staging(conn: Conn) -> None:
     """The connection's temp tables for a run's rows (and merge_seen's unseen items),
     emptied when the transaction ends: one round trip."""
-    await conn.execute(f'{q(_SQL, "create_staging")};\n{q(_SQL, "create_unseen")}')
+    await conn.execute(q(_SQL, "create_staging"))
 
 
 async def copy_unseen(conn: Conn, ids: np.ndarray) -> None:

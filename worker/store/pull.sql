@@ -1,9 +1,5 @@
 -- The bulk core of a pull: COPY into a temp staging table, then one set-based merge.
 
--- name: create_unseen
--- merge_seen's: the ids of the feed's items no row left out stands for.
-CREATE TEMP TABLE IF NOT EXISTS pull_unseen (id bigint NOT NULL) ON COMMIT DELETE ROWS
-
 -- name: create_staging
 -- Filled in file order; blanks arrive as NULL (COPY ... NULL ''). The values were
 -- checked by the mapper, so the casts of COPY cannot fail. Made once per connection and
@@ -28,6 +24,8 @@ CREATE TEMP TABLE IF NOT EXISTS pull_staging (
     currency           text,
     fingerprint        bigint             -- of the row's text (worker/fingerprints.py)
 ) ON COMMIT DELETE ROWS;
+-- ... and merge_seen's: the ids of the feed's items no row left out stands for.
+CREATE TEMP TABLE IF NOT EXISTS pull_unseen (id bigint NOT NULL) ON COMMIT DELETE ROWS;
 
 -- name: analyze_staging
 ANALYZE pull_staging;
