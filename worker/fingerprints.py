@@ -38,7 +38,7 @@ Int64s = npt.NDArray[np.int64]
 
 def seed(columns: Sequence[str], mask: int) -> int:
     """The fingerprints' seed: the staged columns, in order, and the merge's mask."""
-    return _hash(f"{VERSION}:{mask}:{','.join(columns)}")
+    return _hash(f"{VERSION}:{mask}:{','.join(columns)}".encode())
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class Fingerprints:
              ) -> tuple[list[int] | None, list[int]]:
         """The rows to stage (indexes into bodies; None: all) and their fingerprints."""
         n = len(bodies)
-        fps = np.fromiter(map(_hash, bodies, repeat(self.seed)), np.uint64, n).view(np.int64)
+        fps = np.fromiter(map(_hash, map(str.encode, bodies), repeat(self.seed)), np.uint64,
+                          n).view(np.int64)
         known = self.known
         if known is None or n == 0:
             return None, fps.tolist()
