@@ -52,6 +52,9 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):
         raise FeedError("mapping.zipEntry must be the name of a file in the zip")
+    sheet = data.get("sheet")
+    if sheet is not None and (not isinstance(sheet, str) or not sheet.strip()):
+        raise FeedError("mapping.sheet must be the name of a tab of the spreadsheet")
     auto = data.get("auto", True)
     if not isinstance(auto, bool):
         raise FeedError("mapping.auto must be true or false")
@@ -69,7 +72,7 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
         mapping = _csv(data, header, zip_entry)
         kind = "push" if resource_type == "webhook" else "csv" if header else "csv-index"
         return _with_rules(replace(mapping, optional=frozenset(mapping.fields) - named,
-                                   auto=auto, preset=data.get("preset") or ""),
+                                   auto=auto, preset=data.get("preset") or "", sheet=sheet),
                            data, kind, named)
     if not isinstance(data.get("values") or {}, dict):
         raise FeedError("mapping.values must be an object")
@@ -77,8 +80,8 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
         raise FeedError(missing_external_id(list(mapping.fields)))
     return _with_rules(FeedMapping(mapping.fields, _values(data), mapping.record,
                                    mapping.namespaces, mapping.ndjson, mapping.next, zip_entry,
-                                   optional=frozenset(mapping.fields) - named, auto=auto,
-                                   preset=data.get("preset") or ""),
+                                   sheet, optional=frozenset(mapping.fields) - named,
+                                   auto=auto, preset=data.get("preset") or ""),
                        data, "paths", named, _path_check(resource_type, mapping))
 
 

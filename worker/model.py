@@ -102,6 +102,7 @@ class FeedMapping:
     ndjson: bool = False      # JSON: newline-delimited (mapping.format ndjson or jsonl)
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
+    sheet: str | None = None  # a Google Sheets link's tab, by name (sources/sheets.py)
     rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
     # The fields that come from the preset or (XML, JSON) the template names rather than
     # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV

@@ -136,6 +136,11 @@ class Settings:
                           "than this many characters is rejected, the rest of the file or message "
                           "goes on"},
     )
+    sheets_origin: str = field(
+        default="https://docs.google.com",
+        metadata={"help": "where Google Sheets links live: a spreadsheet's link there (edit, "
+                          "share or published) is read as its tab's CSV export"},
+    )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
         metadata={"help": "known_hosts file that SFTP servers' host keys are checked against (an "

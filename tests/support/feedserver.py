@@ -24,6 +24,7 @@ class Route:
     failures: int = 0                # answer `status` to this many requests, then the body
     pace_s: float = 0.0              # pause between chunks (a slow or trickling server)
     requests: int = 0
+    queries: list[str] = field(default_factory=list)  # each request's query string
     sent: int = 0                    # body bytes written to clients (all requests)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,6 +66,7 @@ class FeedServer:
         if route is None:
             return web.Response(status=404, text="not found")
         route.requests += 1
+        route.queries.append(request.query_string)
         route.started.set()
         if route.auth is not None:
             expected = "Basic " + base64.b64encode(":".join(route.auth).encode()).decode()

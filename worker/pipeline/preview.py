@@ -118,7 +118,8 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     sample = _Sample(feed, settings, min(max(1, rows), MAX_ROWS), out)
     deadline_s = feed.download_deadline_s or settings.download_deadline_s
     download = open_source(FeedUrl.parse(url), settings, local_files=local_files,
-                           token=feed.authentication_token, zip_entry=feed.mapping.zip_entry)
+                           token=feed.authentication_token, zip_entry=feed.mapping.zip_entry,
+                           sheet=feed.mapping.sheet)
     inflated = 0
     try:
         async with asyncio.timeout(deadline_s), contextlib.aclosing(download):

@@ -104,7 +104,8 @@ class Stream:
                                    local_files=self.job.local_files,
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
-                                   zip_entry=feed.mapping.zip_entry, meter=self._counted)
+                                   zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
+                                   meter=self._counted)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
