@@ -124,8 +124,8 @@ async def _known(conn: Conn, settings: Settings, job: PullJob
 def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:
     """The merge's counts with the rows left out as unchanged. Each stands for an item
     (less those a later row of its key staged after all: the merge counted them); the
-    circuit breaker's totals before are the feed's as loaded, and after, those less what
-    the merge changed (an item left out is the same before and after)."""
+    circuit breaker's totals before are the feed's as loaded, and after, those with the
+    merge's changes (an item left out is the same before and after)."""
     known = seen.known
     return dataclasses.replace(
         counts, distinct=counts.distinct + seen.items - fingerprints.overlap(
