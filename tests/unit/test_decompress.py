@@ -35,17 +35,35 @@ async def inflate(data: bytes, size: int = 4096, cap: int = 10**9,
     return out, found[0] if found else "none"
 
 
+class _Sink:
+    """Where a zip is written as a stream is: no seeking back, so each entry's sizes and
+    CRC-32 follow its data (a data descriptor) instead of standing in its header."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 def zipped(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED,
            stream: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=method) as z:
+    sink = _Sink()
+    out: io.BytesIO | _Sink = sink if stream else io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=method) as z:  # type: ignore[arg-type]
         for name, data in files.items():
             if stream:  # written without sizes in the header (a data descriptor follows)
-                with z.open(zipfile.ZipInfo(name), "w") as f:
+                info = zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                with z.open(info, "w") as f:
                     f.write(data)
             else:
                 z.writestr(name, data)
-    return buf.getvalue()
+    return bytes(sink.buf) if stream else out.getvalue()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("size", [1, 7, 4096, 1 << 20])
@@ -249,3 +267,26 @@ async def test_the_size_cap_still_comes_first() -> None:
 async def test_plain_bytes_have_no_ratio() -> None:
     data = bytes(RATIO_FLOOR_BYTES + MiB)
     assert await inflate(data, MiB, ratio=1) == (data, "none")
+
+
+def _corrupt_crc(data: bytes, stream: bool) -> bytes:
+    """The zip with its first entry's CRC-32 changed where a reader checks it: the local
+    header's, or (stream) the data descriptor's after the entry's data."""
+    out = bytearray(data)
+    # the local header's CRC-32 follows signature 4, version 2, flags 2, method 2, time 4
+    at = data.index(b"PK\x07\x08") + 4 if stream else 14
+    out[at] ^= 0xFF
+    return bytes(out)
+
+
+# (a stored entry needs its size in its header: one streamed is refused before its CRC)
+@pytest.mark.parametrize(("method", "stream"), [(zipfile.ZIP_DEFLATED, False),
+                                                (zipfile.ZIP_STORED, False),
+                                                (zipfile.ZIP_DEFLATED, True)])
+async def test_a_zip_entry_whose_bytes_fail_their_crc_fails_the_run(method: int,
+                                                                   stream: bool) -> None:
+    data = zipped({"feed.csv": DATA, "other.csv": b"x"}, method, stream=stream)
+    assert await inflate(data) == (DATA, "zip")  # as written: checked and good
+    with pytest.raises(FeedError, match=r"zip entry 'feed.csv' is corrupt: its bytes' "
+                                        r"CRC-32 is [0-9a-f]{8}, the zip says [0-9a-f]{8}"):
+        await inflate(_corrupt_crc(data, stream))

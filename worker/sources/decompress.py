@@ -225,7 +225,7 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
         if header != ZIP_MAGIC:
             wanted = f"entry {entry!r}" if entry else "a file"
             raise FeedError(f"the zip file has no {wanted} (entries: {', '.join(names)})")
-        (_, _, flags, method, _, _, _, csize, _, name_len, extra_len) = _LOCAL_HEADER.unpack(
+        (_, _, flags, method, _, _, crc, csize, _, name_len, extra_len) = _LOCAL_HEADER.unpack(
             header + await need(_LOCAL_HEADER.size - 4))
         name = (await need(name_len)).decode("utf-8" if flags & 0x800 else "cp437")
         await need(extra_len)
@@ -236,6 +236,7 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                             "only stored and deflated entries are read")
         if method == 0 and flags & 0x08:
             raise FeedError(f"zip entry {name!r} is stored with no size in its header")
+        got = 0  # the CRC-32 of the taken entry's bytes, checked against the zip's own
         if method == 0:
             remaining = csize
             while remaining:
@@ -243,6 +244,7 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                 remaining -= len(piece)
                 if take:
                     cap.add(len(piece), len(piece))
+                    got = zlib.crc32(piece, got)
                     yield piece
         else:
             d = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -258,15 +260,23 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                     pieces = _inflate(d, data, cap) if take else _skip(d, data)
                     for piece in pieces:
                         if piece:
+                            got = zlib.crc32(piece, got)
                             yield piece
                     buf = d.unused_data + buf
             except zlib.error as exc:
                 raise FeedError(f"zip entry {name!r} is corrupt: {exc}") from None
-        if take:
-            return
         if flags & 0x08:  # a data descriptor follows the data: optional signature + 12 bytes
             sig = await need(4)
-            await need(12 if sig == b"PK\x07\x08" else 8)
+            if sig == b"PK\x07\x08":
+                sig = await need(4)
+            crc = int.from_bytes(sig, "little")
+            if not take:
+                await need(8)
+        if take:
+            if got != crc:
+                raise FeedError(f"zip entry {name!r} is corrupt: its bytes' CRC-32 is "
+                                f"{got:08x}, the zip says {crc:08x}")
+            return
 
 
 def _skip(d: zlib._Decompress, data: bytes) -> list[bytes]:
