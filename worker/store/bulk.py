@@ -89,57 +89,68 @@ async def copy_rows(
 SORT_HERE_BYTES = 48 * 2**20
 
 
-async def load_known(conn: Conn, feed_id: int, expect: int, work_mem: str) -> Known:
-    """The feed's available items' fingerprints and ids (`expect`: about how many), read
-    as COPY binary a piece at a time into arrays, with no Python object per item."""
-    fps = np.empty(max(expect, 1024), np.int64)
-    ids = np.empty_like(fps)
-    unknown: list[np.ndarray] = []
-    buf = bytearray()
-    state = {"header": 1, "n": 0, "available": 0, "stock": 0}
+class _KnownReader:
+    """load_known's COPY output, taken a piece at a time into growing arrays."""
 
-    async def take(data: bytes) -> None:
-        nonlocal fps, ids
+    def __init__(self, expect: int) -> None:
+        self.fps = np.empty(max(expect, 1024), np.int64)
+        self.ids = np.empty_like(self.fps)
+        self.n = 0  # items with a fingerprint so far
+        self.unknown: list[np.ndarray] = []  # ids of the items without one
+        self.available = 0
+        self.stock = 0
+        self.buf = bytearray()
+        self.header = True  # the COPY header is still to come
+
+    async def take(self, data: bytes) -> None:
+        buf = self.buf
         buf.extend(data)
-        if state["header"]:
+        if self.header:
             if len(buf) < _COPY_HEADER:
                 return
             del buf[:_COPY_HEADER]
-            state["header"] = 0
+            self.header = False
         whole = len(buf) // _KNOWN_ROW.itemsize
         if not whole:
             return
         rows = np.frombuffer(buf, _KNOWN_ROW, whole)
         has = rows["none"] == 0
-        n, k = state["n"], int(has.sum())
-        if n + k > len(fps):
-            size = max(len(fps) + len(fps) // 4, n + k)
-            fps, ids = np.resize(fps, size), np.resize(ids, size)
-        fps[n:n + k] = rows["fp"][has]
-        ids[n:n + k] = rows["id"][has]
+        n, k = self.n, int(has.sum())
+        if n + k > len(self.fps):
+            size = max(len(self.fps) + len(self.fps) // 4, n + k)
+            self.fps, self.ids = np.resize(self.fps, size), np.resize(self.ids, size)
+        self.fps[n:n + k] = rows["fp"][has]
+        self.ids[n:n + k] = rows["id"][has]
         if k < whole:
-            unknown.append(rows["id"][~has].astype(np.int64))
-        state["n"] = n + k
-        state["available"] += whole
-        state["stock"] += int(rows["tracked"].sum(dtype=np.int64))
-        del rows, has
+            self.unknown.append(rows["id"][~has].astype(np.int64))
+        self.n = n + k
+        self.available += whole
+        self.stock += int(rows["tracked"].sum(dtype=np.int64))
+        del rows, has  # no view of the buffer may remain when it shrinks
         del buf[:whole * _KNOWN_ROW.itemsize]
 
+    def known(self, sort: bool) -> Known:
+        if bytes(self.buf) != b"\xff\xff":  # the trailer: a field count of -1
+            raise RuntimeError(
+                f"unexpected end of the fingerprints' COPY ({len(self.buf)} bytes)")
+        fps, ids = self.fps[:self.n], self.ids[:self.n]
+        if sort:
+            order = np.argsort(fps)
+            fps, ids = fps[order], ids[order]
+        unknown = np.concatenate(self.unknown) if self.unknown else np.zeros(0, np.int64)
+        return Known(fps, ids, unknown, self.available, self.stock)
+
+
+async def load_known(conn: Conn, feed_id: int, expect: int, work_mem: str) -> Known:
+    """The feed's available items' fingerprints and ids (`expect`: about how many), read
+    as COPY binary a piece at a time into arrays, with no Python object per item."""
+    reader = _KnownReader(expect)
     sort_here = expect * 32 <= SORT_HERE_BYTES
     if not sort_here:
         await conn.execute(q(_SQL, "set_work_mem"), work_mem)
     await conn.copy_from_query(q(_SQL, "load_known" if sort_here else "load_known_sorted"),
-                               feed_id, output=take, format="binary")
-    if bytes(buf) != b"\xff\xff":  # the trailer: a field count of -1
-        raise RuntimeError(f"unexpected end of the fingerprints' COPY ({len(buf)} bytes)")
-    n = state["n"]
-    fps, ids = fps[:n], ids[:n]
-    if sort_here:
-        order = np.argsort(fps)
-        fps = fps[order]
-        ids = ids[order]
-    return Known(fps, ids, np.concatenate(unknown) if unknown else np.zeros(0, np.int64),
-                 state["available"], state["stock"])
+                               feed_id, output=reader.take, format="binary")
+    return reader.known(sort=sort_here)
 
 
 async def daily_allowances(conn: Conn, limits: Mapping[int, int]
