@@ -32,6 +32,7 @@ from worker.columns import (
     mapped_through,
     rule_for,
 )
+from worker.direct import DirectRows
 from worker.errors import FeedError
 from worker.feedmapping import missing_external_id, show_header, sum_field
 from worker.fingerprints import Fingerprints
@@ -136,6 +137,8 @@ class Mapper:
         # A pull's: each staged row then ends with its fingerprint (worker/fingerprints.py),
         # and the rows it finds unchanged are left out.
         self.fingerprints: Fingerprints | None = None
+        # A first import's: rows go straight into the items table (worker/direct.py).
+        self.direct: DirectRows | None = None
         self._needed = ([r.index for r in self._rules] + [i for _, i in self._extra]
                         + [r.index for r in self._sum])
         self._pick = itemgetter(*self._needed)
@@ -262,6 +265,9 @@ class Mapper:
         else:
             bodies = list(map("\t".join, picked))
         kept, fps = self.fingerprints.take(bodies, cols[self._key_at])
+        direct = self.direct
+        if direct is not None and direct.take(cols[self._key_at]):
+            return "".join(map(direct.row, direct.bodies(cols, bodies), fps))
         if kept is not None:
             lines = [lines[i] for i in kept]
             bodies = [bodies[i] for i in kept]

@@ -50,7 +50,8 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         known = await _known(conn, settings, job)
         if known is not None:
             report.timings["known_s"] = round(time.perf_counter() - t0, 3)
-        stream = Stream(settings, job, report, rejects, progress, known)
+        ordered_at = await _first_import(conn, job) if known is None else None
+        stream = Stream(settings, job, report, rejects, progress, known, ordered_at)
         await stream.run(conn)
         t1 = time.perf_counter()
         report.timings["stream_s"] = round(t1 - t0, 3)
@@ -80,8 +81,13 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         # The fingerprints are true of an item only when the merge writes every column
         # the mapper staged.
         whole = stream.mapper is not None and mask == stream.mapper.mask
-        counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem, opts,
-                                       stream.valid - left_out, whole, seen)
+        direct = stream.direct
+        if direct is not None:
+            counts = await _finish_direct(conn, settings, job, stream, mask, whole, opts)
+            report.details["copied"] = direct.rows  # straight into the items table
+        else:
+            counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem,
+                                           opts, stream.valid - left_out, whole, seen)
         if seen is not None:
             counts = _with_seen(counts, seen)
         t2 = time.perf_counter()
@@ -119,6 +125,33 @@ async def _known(conn: Conn, settings: Settings, job: PullJob
         return None
     return await bulk.load_known(conn, job.feed.id, last.rows_read + last.rows_read // 8,
                                  settings.merge_work_mem)
+
+
+async def _first_import(conn: Conn, job: PullJob) -> str | None:
+    """For the first pull of a feed with no items (and no daily SKU limit, which
+    judges rows in the merge): its order time; its rows then go straight into the items
+    table (worker/direct.py) under the feed's merge lock."""
+    if job.feed.daily_sku_limit is not None or await _last_pull(conn, job) is not None:
+        return None
+    return await bulk.start_direct(conn, job.feed.id, None if job.dry_run else job.run_id)
+
+
+async def _finish_direct(conn: Conn, settings: Settings, job: PullJob, stream: Stream,
+                         mask: int, whole: bool, opts: bulk.MergeOptions
+                         ) -> bulk.MergeCounts:
+    """A first import's rows are in: those staged after a key repeated are merged
+    (into items all new in this run: no cleanup, no history; they connect with the
+    rest), then every item connects and is counted as inserted."""
+    direct = stream.direct
+    assert direct is not None
+    feed = job.feed
+    if direct.spilled:
+        rest = dataclasses.replace(feed, automatically_connect=False,
+                                   automatically_connect_by_barcode=False)
+        await bulk.merge_pull(conn, rest, mask, settings.merge_work_mem,
+                              dataclasses.replace(opts, cleanup=False, history=False),
+                              stream.valid - direct.rows, whole)
+    return await bulk.finish_direct(conn, feed, whole)
 
 
 def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:

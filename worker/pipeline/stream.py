@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
+from worker.direct import DirectRows
 from worker.errors import DeadlineExceeded, FeedError
 from worker.fingerprints import Fingerprints, Known
 from worker.gcpause import gc_paused
@@ -32,6 +33,9 @@ from worker.urls import FeedUrl
 Progress = Callable[[int, int, int, int | None], None]
 
 _PAGE_COUNTS = ("nul_lines", "nul_records")
+# Between a first import's rows copied straight into the items table and those staged
+# after a key repeated (never a batch of rows: those are never empty).
+_SPILL = b""
 # Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
 # CPU's caches behind; a piece of this size keeps them in (the pull benchmarks show it).
 PARSE_PIECE = 128 * 1024
@@ -42,9 +46,13 @@ class Stream:
 
     def __init__(self, settings: Settings, job: PullJob, report: RunReport,
                  rejects: RejectSink, progress: Progress | None,
-                 known: Known | None = None) -> None:
+                 known: Known | None = None, ordered_at: str | None = None) -> None:
         self.settings = settings
         self.known = known  # the feed's fingerprints: rows found among them are left out
+        # A first import's order time: its rows go straight into the items table
+        # (worker/direct.py) until a key repeats.
+        self._ordered_at = ordered_at
+        self.direct: DirectRows | None = None
         self.job = job
         self.report = report
         self.rejects = rejects
@@ -55,6 +63,7 @@ class Stream:
         self.valid = 0
         self._pending: list[str] = []  # COPY text of mapped rows not yet sent
         self._pending_rows = 0
+        self._out: list[bytes] = []  # ... sent at the next chance (_SPILL: staged after)
         self._parse_s = 0.0
         self._wait_source_s = 0.0
         self._wait_copy_s = 0.0
@@ -65,14 +74,17 @@ class Stream:
         ready: asyncio.Future[list[str] | None] = asyncio.get_running_loop().create_future()
 
         async def chunks() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
+            while (item := await queue.get()) is not None and item is not _SPILL:
                 yield item
 
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._produce(queue, ready), name=f"parse-{self.job.run_id}")
                 columns = await ready
-                if columns is not None:
+                direct = self.direct
+                if direct is not None:
+                    await bulk.copy_items(conn, direct.columns, chunks())
+                if columns is not None and (direct is None or direct.spilled):
                     await bulk.copy_rows(conn, columns, chunks())
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
@@ -210,6 +222,9 @@ class Stream:
                              positions=True)
         self.mapper.fingerprints = Fingerprints(self.mapper.columns, self.mapper.mask,
                                                 self.known)
+        if self._ordered_at is not None:
+            self.direct = DirectRows(feed.id, self.mapper.columns, self._ordered_at)
+            self.mapper.direct = self.direct
         ready.set_result(["pos", *self.mapper.columns, "fingerprint"])
 
     def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
@@ -229,7 +244,12 @@ class Stream:
         if self.rows_read > self.settings.max_records:
             raise FeedError(f"more than {self.settings.max_records} records "
                             "(FEED_WORKER_MAX_RECORDS)")
+        direct = self.direct is not None and not self.direct.spilled
         mapped = self.mapper.map(rows, lines)
+        if direct and self.direct is not None and self.direct.spilled:
+            # the rows so far went straight in; these and the rest are staged
+            self._flush()
+            self._out.append(_SPILL)
         for r in mapped.rejects:
             self.rejects.add(r.position, r.raw, r.reason)
         self.valid += mapped.count
@@ -240,13 +260,18 @@ class Stream:
     def fingerprints(self) -> Fingerprints | None:
         return self.mapper.fingerprints if self.mapper is not None else None
 
-    def _encode(self, final: bool) -> list[bytes]:
-        if self._pending_rows < self.settings.copy_batch_rows and not final:
-            return []
+    def _flush(self) -> None:
         data = "".join(self._pending).encode()
         self._pending = []
         self._pending_rows = 0
-        return [data] if data else []
+        if data:
+            self._out.append(data)
+
+    def _encode(self, final: bool) -> list[bytes]:
+        if final or self._pending_rows >= self.settings.copy_batch_rows:
+            self._flush()
+        out, self._out = self._out, []
+        return out
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -81,6 +81,42 @@ async def copy_rows(
                              format="text", null="")
 
 
+async def copy_items(
+    conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes]
+) -> None:
+    """A first import's rows, in COPY's text format, straight into the items table
+    (worker/direct.py)."""
+    await conn.copy_to_table("inventory_feed_variants", source=chunks, columns=list(columns),
+                             format="text", null="")
+
+
+async def start_direct(conn: Conn, feed_id: int, run_id: int | None) -> str | None:
+    """For a feed with no items: takes its merge lock and, if it is still empty, returns
+    the order time of what the run writes (COPY text): its rows may then go straight
+    in. None (and no lock) for a feed with items."""
+    if not await conn.fetchval(q(_SQL, "feed_empty"), feed_id):
+        return None
+    await conn.execute(q(_SQL, "lock_feed"), LOCK_CLASS_FEED_MERGE, feed_id % (2**31))
+    row = await conn.fetchrow(q(_SQL, "direct_start"), feed_id, run_id)
+    assert row is not None
+    return str(row["ordered_at"]) if row["empty"] else None
+
+
+async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool) -> MergeCounts:
+    """After a first import's rows went in (worker/direct.py): its items connect to the
+    store's variants, and its counts (each of the feed's items is new). fingerprinted:
+    false when the merge would not have kept the staged rows' fingerprints."""
+    if not fingerprinted:
+        await conn.execute(q(_SQL, "unprint_feed"), feed.id)
+    row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
+                              feed.automatically_connect_by_barcode, feed.sku_prefix,
+                              feed.automatically_connect_prefix == "prefixOnly",
+                              feed.case_insensitive_skus)
+    assert row is not None
+    return MergeCounts(row["items"], row["items"], 0, connected=row["connected"],
+                       ambiguous=row["ambiguous"],
+                       ambiguous_skus=tuple(row["ambiguous_skus"] or ()),
+                       stock_after=row["stock"])
 
 
 # Up to this many bytes, the fingerprints are sorted in the worker (32 bytes an item at

@@ -133,3 +133,58 @@ WITH
       AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
 ),
 -- include: pull_merge.sql:merge_tail
+
+-- name: feed_empty
+-- Whether feed $1 has no items: its first import may then copy its rows straight in.
+SELECT NOT EXISTS (SELECT 1 FROM inventory_feed_variants WHERE inventory_feed_id = $1)
+
+-- name: lock_feed
+-- The feed's merge lock (class $1, key $2), as merge_settings takes it, for a first
+-- import: taken before its rows are copied, held until the transaction ends.
+SELECT pg_advisory_xact_lock($1::int, $2::int)
+
+-- name: direct_start
+-- Under the lock: whether feed $1 is still empty, and the order time of what run $2 writes
+-- (as `pulled` in the merge), as COPY's text.
+SELECT NOT EXISTS (SELECT 1 FROM inventory_feed_variants WHERE inventory_feed_id = $1)
+           AS empty,
+       coalesce((SELECT started_at FROM feed_runs WHERE id = $2::bigint), now())::text
+           AS ordered_at
+
+-- name: unprint_feed
+-- A first import whose merge would not have kept fingerprints (some of the mapper's
+-- columns unwritten): none.
+UPDATE inventory_feed_variants SET fingerprint = NULL
+WHERE inventory_feed_id = $1 AND fingerprint IS NOT NULL
+
+-- name: direct_finish
+-- After a first import copied its rows straight in (and merged those staged after a key
+-- repeated): its items connect to the store's variants as a merge's inserts would ($2..$6:
+-- by SKU, by barcode, the provider's SKU prefix, prefix only, case-insensitive SKUs), and
+-- its counts. Every item of feed $1 is one it inserted (the feed's lock was held). A
+-- connected item keeps its fingerprint (0014_fingerprint_connect.sql).
+WITH conf AS NOT MATERIALIZED (
+    SELECT $1::bigint AS inventory_feed_id, $2::boolean AS by_sku,
+           $3::boolean AS by_barcode, $4::text AS prefix, $5::boolean AS prefix_only,
+           $6::boolean AS fold
+), cand AS NOT MATERIALIZED (
+    SELECT inventory_feed_id, external_id, vendor_sku, barcode
+    FROM inventory_feed_variants
+    WHERE inventory_feed_id = $1 AND ($2::boolean OR $3::boolean)
+),
+-- include: connect.sql:links
+, linked AS (
+    UPDATE inventory_feed_variants t SET variant_id = l.variant_id
+    FROM links l
+    WHERE l.unique_match AND t.inventory_feed_id = $1 AND t.external_id = l.external_id
+)
+SELECT count(*) AS items,
+       coalesce(sum(inventory_quantity) FILTER (WHERE inventory_policy = 'track'
+                AND inventory_quantity > 0), 0) AS stock,
+       (SELECT count(*) FROM links WHERE unique_match) AS connected,
+       (SELECT count(*) FROM links WHERE NOT unique_match) AS ambiguous,
+       (SELECT array_agg(vendor_sku ORDER BY vendor_sku) FROM (
+           SELECT DISTINCT vendor_sku FROM links WHERE NOT unique_match
+           ORDER BY vendor_sku LIMIT 20) a) AS ambiguous_skus
+FROM inventory_feed_variants
+WHERE inventory_feed_id = $1
