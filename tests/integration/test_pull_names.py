@@ -20,6 +20,9 @@ from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from tests.support.ftpserver import CertBundle, FTPTestServer, make_test_certs
 from tests.support.sftpserver import SFTPTestServer
+from worker.feedmapping import parse_mapping
+from worker.model import Feed
+from worker.pipeline.preview import preview as run_preview
 from worker.settings import Settings
 from worker.sources.names import FileRule
 from worker.urls import mask
@@ -289,3 +292,16 @@ async def test_a_bad_pattern_setting_fails_before_any_download(
     assert run["status"] == "failed"
     assert "%H is not a date's directive" in run["error"]
     assert ftp.journal.snapshot("connects") == []
+
+
+async def test_preview_reads_the_file_a_pattern_takes(settings: Settings,
+                                                      ftp: FTPTestServer) -> None:
+    feed = Feed(id=7, name="f", enabled=True, resource_type="ftp_csv",
+                resource_location=None, delimiter=None, csv_has_header=True,
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping({"pick": "newest"}, "ftp_csv"), provider_archived=False)
+    result = await run_preview(feed, ftp.url("out/stock_*.csv"), settings, 3)
+    assert result.ok, result.problems
+    oldest_name = dated(today() - timedelta(days=4))
+    assert result.source == mask(ftp.url(f"out/{oldest_name}"))
+    assert result.rows[0].values["name"] == oldest_name
