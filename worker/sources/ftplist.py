@@ -78,9 +78,10 @@ async def _listing(session: Session, command: str) -> str:
 
 def _mlsd_entry(line: str) -> Entry | None:
     """One MLSD line (`type=file;size=12;modify=20261205060000; stock.csv`: facts, a
-    space, the name); None for the directory itself, its parent, or no name."""
+    space, the name); None for the directory itself, its parent, or a line that is not
+    one."""
     facts_part, sep, name = line.rstrip("\r\n").partition(" ")
-    if not sep or not name:
+    if not sep or not name or (facts_part and "=" not in facts_part):
         return None
     facts = {}
     for fact in facts_part.split(";"):
