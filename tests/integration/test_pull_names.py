@@ -305,3 +305,19 @@ async def test_preview_reads_the_file_a_pattern_takes(settings: Settings,
     oldest_name = dated(today() - timedelta(days=4))
     assert result.source == mask(ftp.url(f"out/{oldest_name}"))
     assert result.rows[0].values["name"] == oldest_name
+
+
+async def test_absolute_and_home_relative_directories(
+        pool: asyncpg.Pool, settings: Settings, ftp: FTPTestServer,
+        sftp: tuple[SFTPTestServer, Settings]) -> None:
+    """ftp://host/%2Fout/... lists /out; sftp://host/~/... the login directory."""
+    last = dated(today() - timedelta(days=2))
+    feed_id = await feeds.make_feed(pool, ftp.url("%2Fout/stock_*.csv"))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert await taken(pool, feed_id) == last
+    server, sftp_settings = sftp
+    home = await feeds.make_feed(pool, server.url("/~/out/stock_*.csv"))
+    run = await feeds.pull_once(pool, sftp_settings, home)
+    assert run["status"] == "succeeded", run["error"]
+    assert await taken(pool, home) == last
