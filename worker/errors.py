@@ -57,6 +57,10 @@ class SourceError(FeedError):
     """The feed's file could not be downloaded (HTTP status, refused, timeout, too big)."""
 
 
+class NoSuchFile(SourceError):
+    """The server says the file is not there (HTTP 404, 410)."""
+
+
 class TransientSourceError(SourceError, TransientError):
     """A download failure that may pass (timeouts, 5xx, refused connections); a server's
     Retry-After, when it gave one, in seconds."""

@@ -12,7 +12,8 @@ those off). Only the feed's own fields must match (the others are FeedMapping.op
 
 The keys, by resource type:
   all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`,
-           `rules` (value rules: price, quantity, barcode; worker/rules.py)
+           `rules` (value rules: price, quantity, barcode; worker/rules.py), `pick` and
+           `timeZone` (a file name that is a pattern; worker/sources/names.py)
   CSV      `fields`: attribute -> header name or 0-based column index
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
@@ -34,6 +35,7 @@ from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset, preset_for
 from worker.ruleparse import parse_rules
+from worker.sources import names
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
 JSON_FORMATS = ("", "json", "ndjson", "jsonl")
@@ -48,6 +50,12 @@ def has_header_row(resource_type: str, csv_has_header: bool) -> bool:
 def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> FeedMapping:
     """The feed's mapping JSON (None or not an object: an empty mapping), checked in the
     order its consumers read it; raises FeedError with the first problem."""
+    rule = names.parse_rule(raw)
+    mapping = _parse(raw, resource_type, csv_has_header)
+    return replace(mapping, pick=rule.pick, time_zone=rule.zone)
+
+
+def _parse(raw: Any, resource_type: str, csv_has_header: bool) -> FeedMapping:
     data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):

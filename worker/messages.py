@@ -109,4 +109,5 @@ def encode_run_completed(run: dict[str, Any]) -> bytes:
         "matched": details.get("matched"),
         "rules": details.get("rules") or {},
         "rowsSkipped": details.get("skipped") or {},
+        "file": details.get("file"),
     })

@@ -103,6 +103,11 @@ class FeedMapping:
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
     sheet: str | None = None  # a Google Sheets link's tab, by name (sources/sheets.py)
+    # A file name that is a pattern (sources/names.py): which matching file is taken
+    # ("name": the last by name, "newest": by modification time), and the time zone of
+    # its date templates.
+    pick: str = "name"
+    time_zone: str = "UTC"
     rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
     # The fields that come from the preset or (XML, JSON) the template names rather than
     # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import feeds
 from tests.support.feedserver import FeedServer
+from tests.unit.test_decompress import zipped
 from worker.settings import Settings
 
 TEXT = "external_id;name;qty\nA;Café Crème;3\nB;Ünïcödé ✓;4\n"
@@ -88,6 +89,29 @@ async def test_compressed_feeds_by_magic_bytes(pool: asyncpg.Pool, settings: Set
     assert run["inserted"] == 5000, run["error"]
     assert orjson.loads(run["details"])["compression"] == packing
     assert run["bytes"] == len(body)
+
+
+async def test_a_zip64_zip_lands_and_a_corrupt_one_changes_nothing(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    """Entries in the zip64 format (written as a stream: a skipped entry's data descriptor
+    has 8-byte sizes); then the same zip with one byte of the entry's data changed."""
+    data = ("external_id,qty\n" + "".join(f"Z{i},{i}\n" for i in range(5000))).encode()
+    body = zipped({"readme.txt": b"not the feed\n" * 100, "stock.csv": data},
+                  stream=True, zip64=True)
+    url = feed_server.add("/z64", body)
+    feed_id = await feeds.make_feed(pool, url, mapping={"zipEntry": "stock.csv"})
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert (run["status"], run["inserted"]) == ("succeeded", 5000), run["error"]
+    before = await feeds.table_state(pool)
+    broken = bytearray(zipped({"stock.csv": data.replace(b"Z1,1", b"Z1,7")}, zipfile.ZIP_STORED,
+                              zip64=True))
+    at = broken.index(b"Z1,7")
+    broken[at + 3] = ord("1")  # the bytes no longer match the entry's CRC-32
+    feed_server.add("/z64", bytes(broken))
+    run = await feeds.pull_once(pool, settings, feed_id)
+    assert run["status"] == "failed"
+    assert "zip entry 'stock.csv' is corrupt: its bytes' CRC-32 is" in run["error"]
+    assert await feeds.table_state(pool) == before
 
 
 async def test_a_gzip_bomb_fails_its_run(pool: asyncpg.Pool, settings: Settings,

@@ -51,15 +51,18 @@ class _Sink:
 
 
 def zipped(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED,
-           stream: bool = False) -> bytes:
+           stream: bool = False, zip64: bool = False) -> bytes:
+    """A zip of the files; `stream`: written to an unseekable sink (data descriptors);
+    `zip64`: every entry in the zip64 format (sizes in the zip64 extra field, a data
+    descriptor's sizes 8 bytes each), as zipfile writes entries over 4 GiB."""
     sink = _Sink()
     out: io.BytesIO | _Sink = sink if stream else io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=method) as z:  # type: ignore[arg-type]
         for name, data in files.items():
-            if stream:  # written without sizes in the header (a data descriptor follows)
+            if stream or zip64:  # stream: no sizes in the header (a data descriptor follows)
                 info = zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0))
                 info.compress_type = method
-                with z.open(info, "w") as f:
+                with z.open(info, "w", force_zip64=zip64) as f:
                     f.write(data)
             else:
                 z.writestr(name, data)
@@ -290,3 +293,54 @@ async def test_a_zip_entry_whose_bytes_fail_their_crc_fails_the_run(method: int,
     with pytest.raises(FeedError, match=r"zip entry 'feed.csv' is corrupt: its bytes' "
                                         r"CRC-32 is [0-9a-f]{8}, the zip says [0-9a-f]{8}"):
         await inflate(_corrupt_crc(data, stream))
+
+
+ZIP64_EXTRA = b"\x01\x00\x10\x00"  # a local header's zip64 field: kind 1, 16 bytes
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
+@pytest.mark.parametrize("size", [1, 999, 1 << 20])
+async def test_a_zip64_entry_is_read_with_its_sizes_from_the_extra_field(method: int,
+                                                                         size: int) -> None:
+    data = zipped({"feed.csv": DATA, "other.csv": b"x"}, method, zip64=True)
+    # really zip64: the header's sizes are 0xFFFFFFFF, the real ones in the extra field
+    assert data[18:26] == b"\xff" * 8
+    assert data[30 + len("feed.csv"):][:4] == ZIP64_EXTRA
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert z.read("feed.csv") == DATA
+    assert await inflate(data, size) == (DATA, "zip")
+
+
+@pytest.mark.parametrize("size", [1, 333, 1 << 20])
+async def test_a_skipped_zip64_entry_with_a_data_descriptor_of_8_byte_sizes(
+        size: int) -> None:
+    first = b"not this\n" * 1000
+    data = zipped({"a.csv": first, "b.csv": DATA}, stream=True, zip64=True)
+    # the first entry's descriptor: signature, CRC-32, then two 8-byte sizes, and the
+    # next entry's header right after it
+    at = data.index(b"PK\x07\x08")
+    assert int.from_bytes(data[at + 16:at + 24], "little") == len(first)
+    assert data[at + 24:at + 28] == b"PK\x03\x04"
+    assert await inflate(data, size, entry="b.csv") == (DATA, "zip")
+    assert await inflate(data, size) == (first, "zip")
+
+
+async def test_a_zip64_entry_that_fails_its_crc_or_size_fails_the_run() -> None:
+    data = zipped({"feed.csv": DATA}, stream=True, zip64=True)
+    with pytest.raises(FeedError, match=r"zip entry 'feed.csv' is corrupt: its bytes' "
+                                        r"CRC-32 is [0-9a-f]{8}, the zip says"):
+        await inflate(_corrupt_crc(data, stream=True))
+    wrong = bytearray(data)
+    at = data.index(b"PK\x07\x08") + 16  # the descriptor's (uncompressed) size
+    wrong[at:at + 8] = (len(DATA) + 1).to_bytes(8, "little")
+    with pytest.raises(FeedError, match=f"zip entry 'feed.csv' is corrupt: it inflates to "
+                                        f"{len(DATA):,} bytes, the zip says {len(DATA) + 1:,}"):
+        await inflate(bytes(wrong))
+
+
+async def test_a_zip64_size_without_its_extra_field_fails_the_run() -> None:
+    data = bytearray(zipped({"feed.csv": DATA}, zipfile.ZIP_STORED, zip64=True))
+    name_end = 30 + len("feed.csv")
+    data[name_end:name_end + 2] = b"\x99\x99"  # the zip64 field becomes an unknown one
+    with pytest.raises(FeedError, match="gives its size as 0xFFFFFFFF without a zip64"):
+        await inflate(bytes(data))

@@ -116,10 +116,12 @@ def test_warnings_and_matches_in_the_run_completed_event() -> None:
            "updated": 0, "unchanged": 0, "rejected": 0, "duplicates": 0, "bytes": 10,
            "timings": "{}",
            "details": orjson.dumps({"matched": {"name": 1},
-                                   "warnings": ["few names"]}).decode()}
+                                   "warnings": ["few names"],
+                                   "file": "sftp://acme:***@h/out/s_20260101.csv"}).decode()}
     event = orjson.loads(encode_run_completed(run))
     jsonschema.Draft202012Validator(SCHEMA).validate(event)
     assert (event["warnings"], event["matched"]) == (["few names"], {"name": 1})
+    assert event["file"] == "sftp://acme:***@h/out/s_20260101.csv"
     bare = orjson.loads(encode_run_completed({**run, "details": "{}"}))
     jsonschema.Draft202012Validator(SCHEMA).validate(bare)
-    assert (bare["warnings"], bare["matched"]) == ([], None)
+    assert (bare["warnings"], bare["matched"], bare["file"]) == ([], None, None)

@@ -28,6 +28,7 @@ from worker.pipeline.stream import PARSE_PIECE
 from worker.presets import preset_for
 from worker.settings import Settings
 from worker.sources import open_source
+from worker.sources.names import file_rule
 from worker.urls import FeedUrl, mask
 
 # Document bytes (inflated) read at most while looking for the sample's records: a record
@@ -119,7 +120,7 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     deadline_s = feed.download_deadline_s or settings.download_deadline_s
     download = open_source(FeedUrl.parse(url), settings, local_files=local_files,
                            token=feed.authentication_token, zip_entry=feed.mapping.zip_entry,
-                           sheet=feed.mapping.sheet)
+                           sheet=feed.mapping.sheet, rule=file_rule(feed.mapping))
     inflated = 0
     try:
         async with asyncio.timeout(deadline_s), contextlib.aclosing(download):
@@ -142,6 +143,7 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     except JsonShapeError as exc:  # the document has no array at mapping.record
         out.problems.append(str(exc))
     out.compression = download.compression
+    out.source = download.chosen.get("file", out.source)  # the file a pattern took
     if sample.records.details.get("format") == "ndjson":  # recognised by its lines
         out.format = "ndjson"
     sample.judge(head_bytes if not out.complete and inflated >= head_bytes else None)

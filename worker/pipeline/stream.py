@@ -23,6 +23,7 @@ from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source
+from worker.sources.names import file_rule
 from worker.sources.transfer import Transfer
 from worker.store import bulk
 from worker.store.db import Conn
@@ -117,7 +118,7 @@ class Stream:
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
-                                   meter=self._counted)
+                                   meter=self._counted, rule=file_rule(feed.mapping))
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
@@ -146,6 +147,8 @@ class Stream:
             offset = self.rows_read
             if pages == 1 and any(download.validators.values()):
                 self.report.details["validators"] = download.validators
+            if pages == 1:
+                self.report.details.update(download.chosen)  # the file a pattern took
             details = self.report.details
             counted = {k: details.get(k, 0) + v for k, v in records.details.items()
                        if k in _PAGE_COUNTS}  # summed over the pages of an API pull

@@ -11,11 +11,14 @@ from typing import Any, Protocol
 
 from worker.errors import FeedError, NotModified
 from worker.settings import Settings
+from worker.sources import names
 from worker.sources.decompress import decompressed
 from worker.sources.download import Download, capped
 from worker.sources.guard import Policy
 from worker.sources.http import http_stream
 from worker.sources.local import file_stream
+from worker.sources.names import FileRule
+from worker.sources.patterned import Lister, choose_file, dated_http
 from worker.sources.sheets import export_url
 from worker.urls import FeedUrl
 
@@ -27,7 +30,7 @@ Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
                 previous: dict[str, Any] | None = None, token: str | None = None,
                 zip_entry: str | None = None, sheet: str | None = None,
-                meter: Meter | None = None) -> Download:
+                meter: Meter | None = None, rule: FileRule | None = None) -> Download:
     """The file at the URL, as a Download. file:// only where a person asked for it
     (feed-worker import --url), never for a URL that came from a feed's settings or a
     message. With `previous` validators of the last read, an unchanged file raises
@@ -36,11 +39,13 @@ def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
     through `meter` as downloaded, then are inflated when gzip or zip (`zip_entry`: the
     entry to take). A download shorter than the length the transport announced raises
     TruncatedError. A Google Sheets link is read as its CSV export (`sheet`: the tab's name,
-    when the link names none; sources/sheets.py)."""
+    when the link names none; sources/sheets.py). A file name that is a pattern (a glob
+    or a date template; sources/names.py) takes the file `rule` chooses."""
     if url.scheme in ("http", "https"):
         url = export_url(url, settings.sheets_origin, sheet)
     download = Download(url, settings.max_file_bytes)
-    raw = capped(_open(download, settings, local_files, previous, token), download)
+    rule = rule if rule is not None else FileRule()
+    raw = capped(_open(download, settings, local_files, previous, token, rule), download)
     download.chunks = decompressed(meter(raw) if meter is not None else raw,
                                    settings.max_decompressed_bytes, zip_entry,
                                    on_kind=functools.partial(_found, download),
@@ -53,24 +58,29 @@ def _found(download: Download, kind: str) -> None:
 
 
 def _open(download: Download, settings: Settings, local_files: bool,
-          previous: dict[str, Any] | None, token: str | None) -> AsyncIterator[bytes]:
+          previous: dict[str, Any] | None, token: str | None,
+          rule: FileRule) -> AsyncIterator[bytes]:
     url = download.url
     scheme = url.scheme
     if scheme in ("http", "https"):
+        if names.has_template(url.path) or names.has_template(url.parsed.query_string):
+            return dated_http(download, settings, previous, token, rule)
         return http_stream(url, settings, previous=previous, token=token, download=download)
     # FTP and SFTP clients are imported when a feed needs them: importing asyncssh is a
     # noticeable part of the start of every `feed-worker import`.
     if scheme in ("ftp", "ftps"):
         from worker.sources.ftp import ftp_stat, ftp_stream
+        from worker.sources.ftplist import ftp_list
 
-        return _guarded(download, settings, ftp_stream, ftp_stat, previous)
+        return _guarded(download, settings, ftp_stream, ftp_stat, previous, (ftp_list, rule))
     if scheme == "sftp":
-        from worker.sources.sftp import sftp_stat, sftp_stream
+        from worker.sources.sftp import sftp_list, sftp_stat, sftp_stream
 
         known_hosts = os.path.expanduser(settings.sftp_known_hosts)
         return _guarded(download, settings,
                         functools.partial(sftp_stream, known_hosts=known_hosts),
-                        functools.partial(sftp_stat, known_hosts=known_hosts), previous)
+                        functools.partial(sftp_stat, known_hosts=known_hosts), previous,
+                        (functools.partial(sftp_list, known_hosts=known_hosts), rule))
     if scheme == "file" and local_files:
         return file_stream(url, settings, download=download)
     raise FeedError(
@@ -96,20 +106,29 @@ class Stat(Protocol):
 
 
 async def _guarded(download: Download, settings: Settings, stream: Stream, stat: Stat,
-                   previous: dict[str, Any] | None) -> AsyncIterator[bytes]:
+                   previous: dict[str, Any] | None,
+                   pattern: tuple[Lister, FileRule]) -> AsyncIterator[bytes]:
     """FTP(S) and SFTP: the host must resolve to allowed addresses only, and the client
     connects to exactly those addresses (no second lookup that DNS rebinding could
-    answer differently), as the HTTP client does through GuardedResolver. The file's
-    size and modification time are its validators."""
+    answer differently), as the HTTP client does through GuardedResolver. A file name
+    that is a pattern takes the file the directory's listing and the rule choose. The
+    file's size and modification time (and the file a pattern took) are its validators."""
     url = download.url
     policy = Policy(settings.networks())
     policy.check_literal(url.host or "")
     addresses = [address for _, address in await policy.resolve(url.host or "", url.port or 0)]
+    if names.is_pattern(names.split(url.raw_path)[1]):
+        await choose_file(download, settings, *pattern, addresses=addresses)
+        url = download.url
     size, mtime = await stat(url, settings, addresses=addresses)
+    file = download.chosen.get("file")
     if previous and size is not None and mtime is not None and \
-            (previous.get("size"), previous.get("mtime")) == (size, mtime):
+            (previous.get("size"), previous.get("mtime"), previous.get("file")) == \
+            (size, mtime, file):
         raise NotModified(f"{url.shown} is unchanged (size {size}, modified {mtime})")
     download.validators.update(size=size, mtime=mtime)
+    if file is not None:
+        download.validators["file"] = file
     inner = stream(url, settings, addresses=addresses, download=download)
     async with contextlib.aclosing(inner):  # type: ignore[type-var]
         async for chunk in inner:

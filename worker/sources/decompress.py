@@ -26,6 +26,8 @@ from worker.errors import FeedError, SourceError, TruncatedError
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
+_EXTRA_HEADER = struct.Struct("<HH")  # an extra field's kind and length
+_ZIP64_MARK = 0xFFFFFFFF  # a local header's size field: the size is in the zip64 field
 _STEP = 1 << 20  # inflate at most this much per call: memory stays flat
 # Below this much output the ratio is not judged (16 MiB: a few seconds of parsing).
 RATIO_FLOOR_BYTES = 16 * 1024 * 1024
@@ -204,7 +206,9 @@ async def _gunzip(chunks: AsyncIterator[bytes], cap: _Cap,
 
 async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                  received: _Received) -> AsyncIterator[bytes]:
-    """The named entry, or the first file, of a zip read front to back."""
+    """The named entry, or the first file, of a zip read front to back. Entries in the
+    zip64 format are read too: their sizes in the zip64 extra field, and their data
+    descriptor's sizes 8 bytes each."""
     buf = b""
     it = aiter(chunks)
 
@@ -225,10 +229,10 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
         if header != ZIP_MAGIC:
             wanted = f"entry {entry!r}" if entry else "a file"
             raise FeedError(f"the zip file has no {wanted} (entries: {', '.join(names)})")
-        (_, _, flags, method, _, _, crc, csize, _, name_len, extra_len) = _LOCAL_HEADER.unpack(
-            header + await need(_LOCAL_HEADER.size - 4))
+        (_, _, flags, method, _, _, crc, csize, usize, name_len,
+         extra_len) = _LOCAL_HEADER.unpack(header + await need(_LOCAL_HEADER.size - 4))
         name = (await need(name_len)).decode("utf-8" if flags & 0x800 else "cp437")
-        await need(extra_len)
+        zip64, csize, usize = _zip64_sizes(await need(extra_len), csize, usize, name)
         names.append(name)
         take = not name.endswith("/") and (entry is None or name == entry)
         if method not in (0, 8):
@@ -237,6 +241,8 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
         if method == 0 and flags & 0x08:
             raise FeedError(f"zip entry {name!r} is stored with no size in its header")
         got = 0  # the CRC-32 of the taken entry's bytes, checked against the zip's own
+        size = 0  # and their number, against the entry's size
+        consumed = csize  # compressed bytes of the entry (deflated: counted as read)
         if method == 0:
             remaining = csize
             while remaining:
@@ -245,9 +251,11 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                 if take:
                     cap.add(len(piece), len(piece))
                     got = zlib.crc32(piece, got)
+                    size += len(piece)
                     yield piece
         else:
             d = zlib.decompressobj(-zlib.MAX_WBITS)
+            consumed = 0
             try:
                 while not d.eof:
                     if not buf:
@@ -257,30 +265,74 @@ async def _unzip(chunks: AsyncIterator[bytes], cap: _Cap, entry: str | None,
                             raise TruncatedError(received.total, f"zip entry {name!r} ends "
                                                  "inside its deflated data") from None
                     data, buf = buf, b""
-                    pieces = _inflate(d, data, cap) if take else _skip(d, data)
-                    for piece in pieces:
-                        if piece:
-                            got = zlib.crc32(piece, got)
-                            yield piece
+                    if take:
+                        for piece in _inflate(d, data, cap):
+                            if piece:
+                                got = zlib.crc32(piece, got)
+                                size += len(piece)
+                                yield piece
+                    else:
+                        size += _skip(d, data)
+                    consumed += len(data) - len(d.unused_data)
                     buf = d.unused_data + buf
             except zlib.error as exc:
                 raise FeedError(f"zip entry {name!r} is corrupt: {exc}") from None
-        if flags & 0x08:  # a data descriptor follows the data: optional signature + 12 bytes
+        if flags & 0x08:
+            # A data descriptor follows the data: an optional signature, the CRC-32, then
+            # the two sizes (8 bytes each in the zip64 format, else 4).
             sig = await need(4)
             if sig == b"PK\x07\x08":
                 sig = await need(4)
             crc = int.from_bytes(sig, "little")
-            if not take:
-                await need(8)
+            # Some writers (Java's) give no zip64 extra field and still write 8-byte sizes
+            # once an entry passes 4 GiB.
+            width = 8 if zip64 or max(size, consumed) > _ZIP64_MARK else 4
+            sizes = await need(2 * width)
+            usize = int.from_bytes(sizes[width:], "little")
         if take:
             if got != crc:
                 raise FeedError(f"zip entry {name!r} is corrupt: its bytes' CRC-32 is "
                                 f"{got:08x}, the zip says {crc:08x}")
+            if size != usize:
+                raise FeedError(f"zip entry {name!r} is corrupt: it inflates to {size:,} "
+                                f"bytes, the zip says {usize:,}")
             return
 
 
-def _skip(d: zlib._Decompress, data: bytes) -> list[bytes]:
+def _zip64_sizes(extra: bytes, csize: int, usize: int,
+                 name: str) -> tuple[bool, int, int]:
+    """(zip64, compressed size, size) of a local header: a header field of 0xFFFFFFFF
+    stands for the 8-byte value in the zip64 extra field (0x0001; the size first, then
+    the compressed size, each present only when its field says so). An entry with that
+    extra field has a data descriptor with 8-byte sizes."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = _EXTRA_HEADER.unpack_from(extra, at)
+        body = extra[at + 4:at + 4 + length]
+        at += 4 + length
+        if kind != 0x0001:
+            continue
+        values = [int.from_bytes(body[i:i + 8], "little")
+                  for i in range(0, len(body) - len(body) % 8, 8)]
+        wanted = [usize == _ZIP64_MARK, csize == _ZIP64_MARK]
+        if len(values) < sum(wanted):
+            raise FeedError(f"zip entry {name!r} has a zip64 extra field too short for "
+                            "its sizes")
+        if wanted[0]:
+            usize = values.pop(0)
+        if wanted[1]:
+            csize = values.pop(0)
+        return True, csize, usize
+    if _ZIP64_MARK in (csize, usize):
+        raise FeedError(f"zip entry {name!r} gives its size as 0xFFFFFFFF without a zip64 "
+                        "extra field")
+    return False, csize, usize
+
+
+def _skip(d: zlib._Decompress, data: bytes) -> int:
+    """Inflate an entry that is not taken, for its length only (the bytes inflated)."""
+    n = 0
     while data and not d.eof:
-        d.decompress(data, _STEP)
+        n += len(d.decompress(data, _STEP))
         data = d.unconsumed_tail
-    return []
+    return n

@@ -25,7 +25,10 @@ class Download:
       file too short to tell);
     - `taken`: the file the bytes come from, as errors name it (the masked URL, a local
       file's path);
-    - `transfer`: the bytes received and whether the transport vouched for them all.
+    - `transfer`: the bytes received and whether the transport vouched for them all;
+    - `chosen`: for a URL whose file name is a pattern (sources/names.py), which file it
+      took (`file`: its URL, masked; `file_date`: the day its template was rendered for;
+      `file_matches`: how many files a glob matched), for the run's details.
     """
 
     url: FeedUrl
@@ -35,6 +38,7 @@ class Download:
     validators: dict[str, Any] = field(default_factory=dict)
     link_next: str | None = None
     compression: str | None = None
+    chosen: dict[str, Any] = field(default_factory=dict)
     chunks: AsyncIterator[bytes] | None = None
 
     def __post_init__(self) -> None:

@@ -145,8 +145,10 @@ class Session:
             raise BadReply(f"PASV reply {info[-1]!r} has an invalid port")
         return port
 
-    async def retrieve(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open the data connection (to the control peer) and start RETR on it."""
+    async def retrieve(self, command: str | None = None
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open the data connection (to the control peer) and start RETR on it (or
+        `command`, a listing: MLSD, NLST)."""
         client, t, settings = self.client, self.t, self.settings
         self.stage = "passive mode"
         port = await self._passive_port()
@@ -156,8 +158,8 @@ class Session:
             asyncio.open_connection(host, port), settings.fetch_connect_timeout_s
         )
         try:
-            self.stage = "RETR"
-            await client.command("RETR " + t.path, "1xx")
+            self.stage = command.split(" ", 1)[0] if command else "RETR"
+            await client.command(command or "RETR " + t.path, "1xx")
             control_tls = client.stream.writer.get_extra_info("ssl_object")
             if control_tls is not None:
                 # PROT P: TLS on the data connection too, after the 1xx (some servers accept

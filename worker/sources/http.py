@@ -16,6 +16,7 @@ from yarl import URL
 from worker import __version__
 from worker.errors import (
     FeedError,
+    NoSuchFile,
     NotModified,
     SourceError,
     TransientSourceError,
@@ -171,7 +172,7 @@ def _check_status(resp: aiohttp.ClientResponse, shown: str) -> None:
         message = f"HTTP {resp.status} {resp.reason or ''} from {shown}"
         if resp.status >= 500 or resp.status in (408, 429):
             raise TransientSourceError(message, retry_after(resp.headers.get("Retry-After")))
-        raise SourceError(message)
+        raise NoSuchFile(message) if resp.status in (404, 410) else SourceError(message)
 
 
 MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is waited for this long at most

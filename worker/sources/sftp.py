@@ -34,6 +34,7 @@ from asyncssh.known_hosts import KnownHostsArg
 from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
 from worker.settings import Settings
 from worker.sources.download import Download
+from worker.sources.names import Entry
 from worker.urls import FeedUrl
 
 CHUNK_BYTES = 1 << 20
@@ -243,6 +244,36 @@ async def sftp_stat(url: FeedUrl, settings: Settings, *, known_hosts: KnownHosts
         if attrs.permissions is not None and stat_module.S_ISDIR(attrs.permissions):
             raise SourceError(f"{t.shown} is a directory, not a file")
         return attrs.size, _iso(attrs.mtime)
+    except _HANDLED as exc:
+        converted = _convert(exc, t, stage, settings)
+        if converted is None:
+            raise
+        raise converted from None
+    finally:
+        await _close(conn)
+
+
+async def sftp_list(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                    addresses: Sequence[str] | None = None) -> list[Entry]:
+    """The entries of the directory of the URL's file (its name is not looked at), for a
+    file name that is a pattern (sources/names.py)."""
+    t = _target(url)
+    head, sep, _ = t.path.rpartition("/")
+    directory = head or sep or "."
+    read_s = settings.fetch_read_timeout_s
+    stage = "connect"
+    conn: asyncssh.SSHClientConnection | None = None
+    try:
+        conn = await _connect(t, settings, known_hosts, addresses)
+        stage = "SFTP start"
+        sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
+        stage = "directory listing"
+        found = await asyncio.wait_for(sftp.readdir(directory), read_s)
+        return [Entry(name, _iso(n.attrs.mtime), n.attrs.size,
+                      is_file=not (n.attrs.permissions is not None
+                                   and stat_module.S_ISDIR(n.attrs.permissions)))
+                for n in found
+                if (name := str(n.filename)) not in (".", "..")]
     except _HANDLED as exc:
         converted = _convert(exc, t, stage, settings)
         if converted is None:
