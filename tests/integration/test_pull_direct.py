@@ -177,3 +177,23 @@ async def test_a_dry_run_and_a_failed_first_import_leave_nothing(
     assert run["status"] == "failed"
     assert "no valid rows" in run["error"]
     assert await feeds.items(pool, feed_id) == {}
+
+
+async def test_a_large_feed_emptied_since_its_last_pull_is_copied_again(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pull, "KNOWN_MIN_ROWS", 1)  # its fingerprints are loaded
+    feed_id = await feeds.make_feed(pool, mapping=MAPPING, fetch_cleanup="enabled")
+    body = (HEADER + "".join(rows(30))).encode()
+    first = await feeds.pull_once(pool, settings, feed_id, feed_server.add("/e1", body))
+    assert details(first)["copied"] == 30
+    await pool.execute("DELETE FROM inventory_feed_variants WHERE inventory_feed_id = $1",
+                       feed_id)
+    again = await feeds.pull_once(pool, settings, feed_id, feed_server.add("/e2", body))
+    assert (again["inserted"], details(again)["copied"]) == (30, 30)
+    # every item missing (none available) but still there: merged, as any refresh
+    await pool.execute("UPDATE inventory_feed_variants SET missing_since = now() "
+                       "WHERE inventory_feed_id = $1", feed_id)
+    back = await feeds.pull_once(pool, settings, feed_id, feed_server.add("/e3", body))
+    assert (back["status"], back["inserted"], back["updated"]) == ("succeeded", 0, 30)
+    assert "copied" not in details(back)

@@ -50,7 +50,7 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         known = await _known(conn, settings, job)
         if known is not None:
             report.timings["known_s"] = round(time.perf_counter() - t0, 3)
-        ordered_at = await _first_import(conn, job) if known is None else None
+        ordered_at = await _first_import(conn, job, known)
         stream = Stream(settings, job, report, rejects, progress, known, ordered_at)
         await stream.run(conn)
         t1 = time.perf_counter()
@@ -127,11 +127,18 @@ async def _known(conn: Conn, settings: Settings, job: PullJob
                                  settings.merge_work_mem)
 
 
-async def _first_import(conn: Conn, job: PullJob) -> str | None:
-    """For the first pull of a feed with no items (and no daily SKU limit, which
-    judges rows in the merge): its order time; its rows then go straight into the items
-    table (worker/direct.py) under the feed's merge lock."""
-    if job.feed.daily_sku_limit is not None or await _last_pull(conn, job) is not None:
+async def _first_import(conn: Conn, job: PullJob, known: fingerprints.Known | None
+                        ) -> str | None:
+    """For a pull into a feed with no items (and no daily SKU limit, which judges rows
+    in the merge): its order time; its rows then go straight into the items table
+    (worker/direct.py) under the feed's merge lock. Looked for in a feed never pulled, or
+    one whose last pull was large and that has no available items now."""
+    if job.feed.daily_sku_limit is not None:
+        return None
+    if known is not None:
+        if known.available:
+            return None
+    elif await _last_pull(conn, job) is not None:
         return None
     return await bulk.start_direct(conn, job.feed.id, None if job.dry_run else job.run_id)
 
