@@ -63,6 +63,7 @@ bench: venv services
 	$(BIN)/python -m tests.bench.pull_formats
 	$(BIN)/python -m tests.bench.api
 	$(BIN)/python -m tests.bench.fleet
+	$(BIN)/python -m tests.bench.joined
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from worker.errors import FeedError
-from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
+from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules, Secondary
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset, preset_for
 from worker.ruleparse import parse_rules
@@ -52,7 +52,51 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     order its consumers read it; raises FeedError with the first problem."""
     rule = names.parse_rule(raw)
     mapping = _parse(raw, resource_type, csv_has_header)
-    return replace(mapping, pick=rule.pick, time_zone=rule.zone)
+    second = raw.get("secondary") if isinstance(raw, dict) else None
+    return replace(mapping, pick=rule.pick, time_zone=rule.zone,
+                   secondary=None if second is None else _secondary(second, resource_type))
+
+
+SECONDARY_FORMATS = {"csv": "ftp_csv", "xml": "xml", "json": "json"}
+JOIN_KEYS = ("externalId", "vendorSku")
+
+
+def _secondary(raw: Any, resource_type: str) -> Secondary:
+    """mapping.secondary: {url, format (csv, xml, json), joinOn (externalId or
+    vendorSku), mapping (the second file's own), delimiter, header}."""
+    what = "mapping.secondary"
+    if resource_type == "webhook":
+        raise FeedError(f"{what}: a webhook feed is not pulled")
+    if not isinstance(raw, dict):
+        raise FeedError(f"{what} must be an object with the second file's url")
+    url = raw.get("url")
+    if not isinstance(url, str) or "://" not in url:
+        raise FeedError(f"{what}.url must be the second file's URL")
+    kind = SECONDARY_FORMATS.get(raw.get("format", "csv"))
+    if kind is None:
+        raise FeedError(f"{what}.format must be one of {', '.join(SECONDARY_FORMATS)}")
+    key = raw.get("joinOn", "externalId")
+    if key not in JOIN_KEYS:
+        raise FeedError(f"{what}.joinOn must be externalId or vendorSku")
+    header = raw.get("header", True)
+    delimiter = raw.get("delimiter")
+    if not isinstance(header, bool):
+        raise FeedError(f"{what}.header must be true or false")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        raise FeedError(f"{what}.delimiter must be one character")
+    data = raw.get("mapping") or {}
+    if not isinstance(data, dict) or "secondary" in data:
+        raise FeedError(f"{what}.mapping must be the second file's mapping (no secondary)")
+    fields = dict(data.get("fields") or {})
+    if key != "externalId":  # the join key goes where the mapper wants a key
+        if key not in fields:
+            raise FeedError(f"{what}.mapping.fields must name {key}, the join key")
+        fields["externalId"] = fields.pop(key)
+    try:
+        mapping = parse_mapping({**data, "fields": fields}, kind, header)
+    except FeedError as exc:
+        raise FeedError(f"{what}: {exc}") from None
+    return Secondary(url, kind, key, mapping, delimiter, header)
 
 
 def _parse(raw: Any, resource_type: str, csv_has_header: bool) -> FeedMapping:

@@ -88,6 +88,19 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class Secondary:
+    """A feed's second file (mapping.secondary), joined to its own rows by a key: its
+    attributes (but the key) are its own. Its mapping maps the key as `externalId`."""
+
+    url: str
+    resource_type: str        # ftp_csv, xml or json
+    join_on: str              # the key's attribute in the feed's file: externalId, vendorSku
+    mapping: FeedMapping
+    delimiter: str | None = None
+    csv_has_header: bool = True
+
+
+@dataclass(frozen=True)
 class FeedMapping:
     """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it: the feed's
     own fields over its preset's over the template names (for XML and JSON, every reference
@@ -109,6 +122,7 @@ class FeedMapping:
     pick: str = "name"
     time_zone: str = "UTC"
     rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
+    secondary: Secondary | None = None  # a second file joined to the feed's (pulls)
     # The fields that come from the preset or (XML, JSON) the template names rather than
     # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV
     # column in the header; an XML/JSON path in some record).

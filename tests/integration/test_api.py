@@ -135,6 +135,27 @@ async def test_providers_and_feeds_are_saved_checked_and_their_secrets_masked(
     assert FEED_TOKEN not in everything
 
 
+async def test_a_second_files_password_is_masked_and_kept(
+        api: ApiProcess, admin: Client, pool: asyncpg.Pool) -> None:
+    p = await provider(admin)
+    second = {"url": f"sftp://stock:{SECRET}@files.example.com/stock.csv", "joinOn": "externalId"}
+    f = await feed(admin, p, resourceType="ftp_csv",
+                   resourceLocation="https://feeds.example.com/cat.csv",
+                   mapping={"secondary": second})
+    assert f["mapping"]["secondary"]["url"] == "sftp://stock:***@files.example.com/stock.csv"
+    status, body, _ = await admin.call("PUT", f"/api/inventory-feeds/{f['id']}.json",
+                                       {**f, "name": "renamed"})
+    assert status == 200, body
+    stored = await pool.fetchval("SELECT mapping FROM inventory_feeds WHERE id = $1", f["id"])
+    assert SECRET in stored  # kept, as sent the first time
+    moved = {**f, "mapping": {"secondary": {**f["mapping"]["secondary"],
+                                            "url": "sftp://stock:***@other.example.com/s.csv"}}}
+    status, body, _ = await admin.call("PUT", f"/api/inventory-feeds/{f['id']}.json", moved)
+    assert status == 422
+    assert error(body, "invalid")["details"][0]["pointer"] == "/mapping/secondary/url"
+    assert SECRET not in orjson.dumps([f, body]).decode() + api.log_text()
+
+
 @pytest.mark.parametrize(("body", "pointer"), [
     ({"name": 5}, "/name"),
     ({"name": "x", "resourceType": "ftp"}, "/resourceType"),

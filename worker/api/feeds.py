@@ -71,6 +71,9 @@ def render(row: asyncpg.Record) -> dict[str, Any]:
     out["mapping"] = orjson.loads(row["mapping"]) if row["mapping"] else {}
     if out["resourceLocation"] is not None:
         out["resourceLocation"] = mask(out["resourceLocation"])
+    second = out["mapping"].get("secondary") if isinstance(out["mapping"], dict) else None
+    if isinstance(second, dict) and isinstance(second.get("url"), str):
+        second["url"] = mask(second["url"])
     if out["authenticationToken"] is not None:
         out["authenticationToken"] = MASK
     out["createdAt"] = row["created_at"].isoformat()
@@ -96,6 +99,29 @@ def _location(v: Any, stored: str | None) -> str | None:
                           "differs: send the password")
         return stored
     return text
+
+
+def _with_secondary_url(mapping: Any, stored: str | None) -> Any:
+    """The mapping, its second file's URL sent back masked (password ***) replaced by
+    the stored one of the same address."""
+    second = mapping.get("secondary") if isinstance(mapping, dict) else None
+    text = second.get("url") if isinstance(second, dict) else None
+    if not isinstance(text, str) or "://" not in text:
+        return mapping
+    where = pointer("mapping", "secondary", "url")
+    try:
+        url = URL(text)
+    except (ValueError, TypeError):
+        raise invalid(where, "is not a URL") from None
+    if url.password != MASK:
+        return mapping
+    old = (orjson.loads(stored) or {}).get("secondary") if stored else None
+    old_url = old.get("url") if isinstance(old, dict) else None
+    if not isinstance(old_url, str) or mask(old_url) != mask(url):
+        raise invalid(where, "has the masked password *** but the stored URL differs: "
+                      "send the password")
+    assert isinstance(second, dict)
+    return {**mapping, "secondary": {**second, "url": old_url}}
 
 
 def _token(v: Any, stored: str | None) -> str | None:
@@ -152,7 +178,8 @@ def columns(merged: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
                                      ("decimal", "comma")),
         "encoding": _encoding(merged["encoding"]),
         "mapping": orjson.dumps(check_mapping(
-            merged["mapping"], resource_type, has_header,
+            _with_secondary_url(merged["mapping"], stored.get("mapping")), resource_type,
+            has_header,
             f.choice("decimalNotation", merged["decimalNotation"], ("decimal", "comma"))
         )).decode(),
         "automatically_connect": f.boolean("automaticallyConnect",

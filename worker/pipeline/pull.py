@@ -13,7 +13,7 @@ import asyncpg
 from worker import fingerprints
 from worker.errors import FeedError, Held, LeaseLost
 from worker.lease import Lease
-from worker.model import Feed, LastPull, PullJob, RunReport
+from worker.model import COLUMN_BIT, Feed, LastPull, PullJob, RunReport, Secondary
 from worker.pipeline import breaker, matches
 from worker.pipeline.rejects import RejectSink
 from worker.pipeline.stream import Progress, Stream
@@ -71,6 +71,11 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
             raise FeedError(f"no valid rows: all {rejects.count} rows were rejected "
                             f"(first: {rejects.first()})")
         mask = stream.mapper.mask_without(unwritten) if stream.mapper is not None else 0
+        second = job.feed.mapping.secondary
+        if second is not None and stream.mapper is not None:
+            mask |= await _join_secondary(conn, settings, job, report, rejects, second)
+            report.rejected = rejects.count  # the second file's too
+            t1 = time.perf_counter()  # the merge's time from here
         opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
                                  settings.item_history)
         prints = stream.fingerprints
@@ -80,7 +85,8 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
             report.details["left_out"] = left_out  # rows found unchanged by fingerprint
         # The fingerprints are true of an item only when the merge writes every column
         # the mapper staged.
-        whole = stream.mapper is not None and mask == stream.mapper.mask
+        whole = (stream.mapper is not None and mask == stream.mapper.mask
+                 and second is None)
         direct = stream.direct
         if direct is not None:
             counts = await _finish_direct(conn, settings, job, stream, mask, whole, opts)
@@ -120,6 +126,8 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
 async def _known(conn: Conn, settings: Settings, job: PullJob
                  ) -> fingerprints.Known | None:
     """The feed's fingerprints, for a feed whose last pull was large enough."""
+    if job.feed.mapping.secondary is not None:  # an item is not what its row alone makes
+        return None
     last = await _last_pull(conn, job)
     if last is None or last.rows_read < KNOWN_MIN_ROWS:
         return None
@@ -133,7 +141,7 @@ async def _first_import(conn: Conn, job: PullJob, known: fingerprints.Known | No
     in the merge): its order time; its rows then go straight into the items table
     (worker/direct.py) under the feed's merge lock. Looked for in a feed never pulled, or
     one whose last pull was large and that has no available items now."""
-    if job.feed.daily_sku_limit is not None:
+    if job.feed.daily_sku_limit is not None or job.feed.mapping.secondary is not None:
         return None
     if known is not None:
         if known.available:
@@ -159,6 +167,39 @@ async def _finish_direct(conn: Conn, settings: Settings, job: PullJob, stream: S
                               dataclasses.replace(opts, cleanup=False, history=False),
                               stream.valid - direct.rows, whole)
     return await bulk.finish_direct(conn, feed, whole)
+
+
+async def _join_secondary(conn: Conn, settings: Settings, job: PullJob, report: RunReport,
+                          rejects: RejectSink, second: Secondary) -> int:
+    """The feed's second file (mapping.secondary), streamed into its own table and
+    joined into the staged rows by its key (details.secondary: what it read and
+    matched). Returns the mask of the columns it owns."""
+    t0 = time.perf_counter()
+    feed = dataclasses.replace(job.feed, resource_type=second.resource_type,
+                               resource_location=second.url, mapping=second.mapping,
+                               delimiter=second.delimiter,
+                               csv_has_header=second.csv_has_header, encoding=None,
+                               cache_imports=False, authentication_token=None)
+    sub_report = RunReport()
+    sub_rejects = RejectSink(settings.max_stored_rejects, settings.max_reject_raw_chars)
+    sub = Stream(settings, dataclasses.replace(job, feed=feed, url=second.url, previous=None),
+                 sub_report, sub_rejects, None)
+    sub.table = "pull_secondary"
+    await sub.run(conn)
+    rejects.take(sub_rejects, "second file: ")
+    if sub.mapper is None or sub.valid == 0:
+        raise FeedError("the second file (mapping.secondary) has no valid rows"
+                        + (f" (first: {sub_rejects.first()})" if sub_rejects.count else ""))
+    by_sku = second.join_on == "vendorSku"
+    owned = sub.mapper.mask & ~(COLUMN_BIT["vendor_sku"] if by_sku else 0)
+    matched, unmatched, unmatched_second = await bulk.join_secondary(
+        conn, job.feed.id, owned, by_sku)
+    report.details["secondary"] = {
+        "join_on": second.join_on, "rows_read": sub.rows_read, "rejected": sub_rejects.count,
+        "bytes": sub_report.bytes, "columns": sub.mapper.columns, "matched": matched,
+        "unmatched": unmatched, "unmatched_secondary": unmatched_second}
+    report.timings["secondary_s"] = round(time.perf_counter() - t0, 3)
+    return owned
 
 
 def _with_seen(counts: bulk.MergeCounts, seen: fingerprints.Seen) -> bulk.MergeCounts:

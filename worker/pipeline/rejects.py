@@ -24,3 +24,9 @@ class RejectSink:
             return ""
         r = self.kept[0]
         return f"position {r.position}: {r.reason}"
+
+    def take(self, other: RejectSink, prefix: str) -> None:
+        """Another file's rejects (a feed's second file), their reasons prefixed."""
+        for r in other.kept:
+            self.add(r.position, r.raw, prefix + r.reason, r.message_id)
+        self.count += other.count - len(other.kept)

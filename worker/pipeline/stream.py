@@ -54,6 +54,7 @@ class Stream:
         # (worker/direct.py) until a key repeats.
         self._ordered_at = ordered_at
         self.direct: DirectRows | None = None
+        self.table = "pull_staging"  # where the rows are copied (a second file's: its own)
         self.job = job
         self.report = report
         self.rejects = rejects
@@ -86,7 +87,7 @@ class Stream:
                 if direct is not None:
                     await bulk.copy_items(conn, direct.columns, chunks())
                 if columns is not None and (direct is None or direct.spilled):
-                    await bulk.copy_rows(conn, columns, chunks())
+                    await bulk.copy_rows(conn, columns, chunks(), self.table)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
         if self.mapper is not None and self.mapper.applier is not None:

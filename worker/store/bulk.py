@@ -74,11 +74,14 @@ async def copy_unseen(conn: Conn, ids: np.ndarray) -> None:
 
 
 async def copy_rows(
-    conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes]
+    conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes],
+    table: str = "pull_staging"
 ) -> None:
-    """Stream rows in COPY's text format (tab-separated, blank = NULL) into staging."""
-    await conn.copy_to_table("pull_staging", source=chunks, columns=list(columns),
-                             format="text", null="")
+    """Stream rows in COPY's text format (tab-separated, blank = NULL) into staging (or
+    pull_secondary: a feed's second file)."""
+    assert table in ("pull_staging", "pull_secondary")
+    await conn.copy_to_table(table, source=chunks, columns=list(columns), format="text",
+                             null="")
 
 
 async def copy_items(
@@ -117,6 +120,18 @@ async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool) -> MergeCou
                        ambiguous=row["ambiguous"],
                        ambiguous_skus=tuple(row["ambiguous_skus"] or ()),
                        stock_after=row["stock"])
+
+
+async def join_secondary(conn: Conn, feed_id: int, owned: int, by_sku: bool
+                         ) -> tuple[int, int, int]:
+    """The second file's rows (pull_secondary, keyed by external_id) joined into
+    staging: the columns it owns (`owned`, a mask) from its row of the key (the last
+    occurrence), else from the stored item, else as staged. by_sku: the key is the
+    staged rows' vendor_sku. Returns the staged rows it matched and did not, and its keys
+    no staged row has."""
+    row = await conn.fetchrow(q(_SQL, "join_secondary"), feed_id, owned, by_sku)
+    assert row is not None
+    return row["matched"], row["unmatched"], row["unmatched_secondary"]
 
 
 # Up to this many bytes, the fingerprints are sorted in the worker (32 bytes an item at

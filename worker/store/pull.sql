@@ -26,6 +26,8 @@ CREATE TEMP TABLE IF NOT EXISTS pull_staging (
 ) ON COMMIT DELETE ROWS;
 -- ... and merge_seen's: the ids of the feed's items no row left out stands for.
 CREATE TEMP TABLE IF NOT EXISTS pull_unseen (id bigint NOT NULL) ON COMMIT DELETE ROWS;
+-- ... and a feed's second file's rows (mapping.secondary), external_id holding the key.
+CREATE TEMP TABLE IF NOT EXISTS pull_secondary (LIKE pull_staging) ON COMMIT DELETE ROWS;
 
 -- name: analyze_staging
 ANALYZE pull_staging;
@@ -188,3 +190,75 @@ SELECT count(*) AS items,
            ORDER BY vendor_sku LIMIT 20) a) AS ambiguous_skus
 FROM inventory_feed_variants
 WHERE inventory_feed_id = $1
+
+-- name: join_secondary
+-- A feed's second file (pull_secondary, its key in external_id) joined into the staged
+-- rows of feed $1: each column it owns (mask $2, bits as `merge`) comes from its row of
+-- the key (the last occurrence in its file), else the stored item keeps its value, else
+-- (a new item) what the feed's file had. $3: the key is the staged rows' vendor_sku (else
+-- their external_id). Counts the staged rows it matched and did not, and its keys no
+-- staged row has.
+WITH sec AS MATERIALIZED (
+    SELECT DISTINCT ON (external_id) * FROM pull_secondary ORDER BY external_id, pos DESC
+), j AS MATERIALIZED (
+    SELECT s.ctid AS sid, c.external_id IS NOT NULL AS matched, t.id IS NOT NULL AS stored,
+           c.vendor_sku AS c_vendor_sku, t.vendor_sku AS t_vendor_sku,
+           c.barcode AS c_barcode, t.barcode AS t_barcode,
+           c.name AS c_name, t.name AS t_name,
+           c.inventory_quantity AS c_inventory_quantity, t.inventory_quantity AS t_inventory_quantity,
+           c.inventory_policy AS c_inventory_policy, t.inventory_policy AS t_inventory_policy,
+           c.retail_price AS c_retail_price, t.retail_price AS t_retail_price,
+           c.cost_price AS c_cost_price, t.cost_price AS t_cost_price,
+           c.compare_at_price AS c_compare_at_price, t.compare_at_price AS t_compare_at_price,
+           c.grams AS c_grams, t.grams AS t_grams,
+           c.mpn AS c_mpn, t.mpn AS t_mpn,
+           c.external_group_id AS c_external_group_id, t.external_group_id AS t_external_group_id,
+           c.options AS c_options, t.options AS t_options,
+           c.images AS c_images, t.images AS t_images,
+           c.extra AS c_extra, t.extra AS t_extra,
+           c.currency AS c_currency, t.currency AS t_currency
+    FROM pull_staging s
+    LEFT JOIN sec c
+        ON c.external_id = CASE WHEN $3::boolean THEN s.vendor_sku ELSE s.external_id END
+    LEFT JOIN inventory_feed_variants t
+        ON t.inventory_feed_id = $1 AND t.external_id = s.external_id
+), upd AS (
+    UPDATE pull_staging s SET
+    vendor_sku = CASE WHEN ($2::int & {bit.vendor_sku}) = 0 THEN s.vendor_sku WHEN j.matched THEN j.c_vendor_sku
+                      WHEN j.stored THEN j.t_vendor_sku ELSE s.vendor_sku END,
+    barcode = CASE WHEN ($2::int & {bit.barcode}) = 0 THEN s.barcode WHEN j.matched THEN j.c_barcode
+                   WHEN j.stored THEN j.t_barcode ELSE s.barcode END,
+    name = CASE WHEN ($2::int & {bit.name}) = 0 THEN s.name WHEN j.matched THEN j.c_name
+                WHEN j.stored THEN j.t_name ELSE s.name END,
+    inventory_quantity = CASE WHEN ($2::int & {bit.inventory_quantity}) = 0 THEN s.inventory_quantity WHEN j.matched THEN j.c_inventory_quantity
+                              WHEN j.stored THEN j.t_inventory_quantity ELSE s.inventory_quantity END,
+    inventory_policy = CASE WHEN ($2::int & {bit.inventory_policy}) = 0 THEN s.inventory_policy WHEN j.matched THEN j.c_inventory_policy
+                            WHEN j.stored THEN j.t_inventory_policy ELSE s.inventory_policy END,
+    retail_price = CASE WHEN ($2::int & {bit.retail_price}) = 0 THEN s.retail_price WHEN j.matched THEN j.c_retail_price
+                        WHEN j.stored THEN j.t_retail_price ELSE s.retail_price END,
+    cost_price = CASE WHEN ($2::int & {bit.cost_price}) = 0 THEN s.cost_price WHEN j.matched THEN j.c_cost_price
+                      WHEN j.stored THEN j.t_cost_price ELSE s.cost_price END,
+    compare_at_price = CASE WHEN ($2::int & {bit.compare_at_price}) = 0 THEN s.compare_at_price WHEN j.matched THEN j.c_compare_at_price
+                            WHEN j.stored THEN j.t_compare_at_price ELSE s.compare_at_price END,
+    grams = CASE WHEN ($2::int & {bit.grams}) = 0 THEN s.grams WHEN j.matched THEN j.c_grams
+                 WHEN j.stored THEN j.t_grams ELSE s.grams END,
+    mpn = CASE WHEN ($2::int & {bit.mpn}) = 0 THEN s.mpn WHEN j.matched THEN j.c_mpn
+               WHEN j.stored THEN j.t_mpn ELSE s.mpn END,
+    external_group_id = CASE WHEN ($2::int & {bit.external_group_id}) = 0 THEN s.external_group_id WHEN j.matched THEN j.c_external_group_id
+                             WHEN j.stored THEN j.t_external_group_id ELSE s.external_group_id END,
+    options = CASE WHEN ($2::int & {bit.options}) = 0 THEN s.options WHEN j.matched THEN j.c_options
+                   WHEN j.stored THEN j.t_options ELSE s.options END,
+    images = CASE WHEN ($2::int & {bit.images}) = 0 THEN s.images WHEN j.matched THEN j.c_images
+                  WHEN j.stored THEN j.t_images ELSE s.images END,
+    extra = CASE WHEN ($2::int & {bit.extra}) = 0 THEN s.extra WHEN j.matched THEN j.c_extra
+                 WHEN j.stored THEN j.t_extra ELSE s.extra END,
+    currency = CASE WHEN ($2::int & {bit.currency}) = 0 THEN s.currency WHEN j.matched THEN j.c_currency
+                    WHEN j.stored THEN j.t_currency ELSE s.currency END
+    FROM j WHERE s.ctid = j.sid
+)
+SELECT (SELECT count(*) FROM j WHERE matched) AS matched,
+       (SELECT count(*) FROM j WHERE NOT matched) AS unmatched,
+       (SELECT count(*) FROM sec c WHERE NOT EXISTS (
+           SELECT 1 FROM pull_staging s
+           WHERE c.external_id = CASE WHEN $3::boolean THEN s.vendor_sku
+                                      ELSE s.external_id END)) AS unmatched_secondary
