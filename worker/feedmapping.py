@@ -12,7 +12,9 @@ those off). Only the feed's own fields must match (the others are FeedMapping.op
 
 The keys, by resource type:
   all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`,
-           `rules` (value rules: price, quantity, barcode; worker/rules.py)
+           `rules` (value rules: price, quantity, barcode; worker/rules.py), the source
+           options `sftpKey`, `sftpHostKey`, `ftpsMode`, `caBundle`, `tlsVerify`
+           (worker/sourceopts.py)
   CSV      `fields`: attribute -> header name or 0-based column index
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
@@ -34,6 +36,7 @@ from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset, preset_for
 from worker.ruleparse import parse_rules
+from worker.sourceopts import parse_source_options
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
 JSON_FORMATS = ("", "json", "ndjson", "jsonl")
@@ -49,6 +52,12 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     """The feed's mapping JSON (None or not an object: an empty mapping), checked in the
     order its consumers read it; raises FeedError with the first problem."""
     data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    source = parse_source_options(data)
+    mapping = _parse(data, resource_type, csv_has_header)
+    return replace(mapping, source=source) if source != mapping.source else mapping
+
+
+def _parse(data: Mapping[str, Any], resource_type: str, csv_has_header: bool) -> FeedMapping:
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):
         raise FeedError("mapping.zipEntry must be the name of a file in the zip")

@@ -88,6 +88,19 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class SourceOptions:
+    """How a feed's server is reached, from its mapping (worker/sourceopts.py): names and
+    public facts only; the secrets themselves (private keys, passphrases) are given to the
+    worker by its settings and never stored with the feed."""
+
+    sftp_key: str | None = None      # mapping.sftpKey: the name of a key the worker holds
+    host_keys: tuple[str, ...] = ()  # mapping.sftpHostKey: pinned SHA256 fingerprints
+    ftps_mode: str = ""              # mapping.ftpsMode: "", "explicit" or "implicit"
+    ca_bundle: str | None = None     # mapping.caBundle: PEM certificates trusted for TLS
+    tls_verify: bool = True          # mapping.tlsVerify: false skips certificate checks
+
+
+@dataclass(frozen=True)
 class FeedMapping:
     """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it: the feed's
     own fields over its preset's over the template names (for XML and JSON, every reference
@@ -103,6 +116,7 @@ class FeedMapping:
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
     sheet: str | None = None  # a Google Sheets link's tab, by name (sources/sheets.py)
+    source: SourceOptions = field(default_factory=SourceOptions)  # keys, host keys, TLS
     rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
     # The fields that come from the preset or (XML, JSON) the template names rather than
     # the feed's own `fields`: the file may lack them. The feed's own must match (a CSV

@@ -1,4 +1,5 @@
-"""A real FTP / FTPS (explicit TLS) server on loopback, pyftpdlib in a background thread.
+"""A real FTP / FTPS (explicit or implicit TLS) server on loopback, pyftpdlib in a
+background thread.
 
 Each server has its own pyftpdlib IOLoop, polled by its own thread until stop(); the thread
 closes every socket it opened before stop() returns. A test CA and a server certificate
@@ -105,6 +106,41 @@ def make_test_certs(directory: Path, names: tuple[str, ...] = ("localhost", HOST
     return CertBundle(ca_file=ca_file, cert_file=cert_file, names=names)
 
 
+def make_self_signed_cert(directory: Path,
+                          names: tuple[str, ...] = ("localhost", HOST)) -> CertBundle:
+    """A server certificate that signs itself (no CA): its own file is the only bundle that
+    trusts it."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    ca_file = directory / "self-signed.pem"
+    ca_file.write_bytes(pem)
+    cert_file = directory / "self-signed-server.pem"
+    cert_file.write_bytes(pem + key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return CertBundle(ca_file=ca_file, cert_file=cert_file, names=names)
+
+
 @dataclass
 class Journal:
     """What the server saw, written by the server thread, read by tests."""
@@ -173,6 +209,7 @@ class FTPTestServer:
     """One pyftpdlib server on 127.0.0.1 with one user (home: `root`) and no anonymous login.
 
     tls: explicit FTPS (AUTH TLS) that *requires* TLS on control and data connections.
+    implicit: with certs, implicit FTPS instead: TLS from the first byte (as on port 990).
     masquerade_address: the address put in PASV replies instead of the real one.
     passive_port: the only port used for passive data connections.
     disable: commands (EPSV, SIZE, MLST, ...) answered with 502.
@@ -188,11 +225,13 @@ class FTPTestServer:
                  certs: CertBundle | None = None, masquerade_address: str | None = None,
                  passive_port: int | None = None, disable: tuple[str, ...] = (),
                  fail_after: int | None = None, stall_after: int | None = None,
-                 end_after: int | None = None, tls_resumption: bool = True) -> None:
+                 end_after: int | None = None, tls_resumption: bool = True,
+                 implicit: bool = False) -> None:
         self.root = root
         self.user = user
         self.password = password
         self.tls = certs is not None
+        self.implicit = implicit and certs is not None
         self.journal = Journal()
         authorizer = DummyAuthorizer()
         authorizer.add_user(user, password, str(root), perm="elr")
@@ -238,6 +277,16 @@ class FTPTestServer:
         def on_connect(handler: Any) -> None:
             journal.add("connects", str(handler.remote_ip))
 
+        if self.implicit:
+            # The handshake first; the 220 greeting once it is done, over TLS.
+            def handle(handler: Any) -> None:
+                handler.secure_connection(handler.ssl_context)
+
+            def handle_ssl_established(handler: Any) -> None:
+                base.handle(handler)
+
+            attrs["handle"] = handle
+            attrs["handle_ssl_established"] = handle_ssl_established
         attrs["pre_process_command"] = pre_process_command
         attrs["respond"] = respond
         attrs["on_disconnect"] = on_disconnect

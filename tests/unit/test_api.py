@@ -89,6 +89,8 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
     ({"record": "data..items"}, "json", True, "/mapping/record"),
     ({"format": "csv"}, "json", True, "/mapping/format"),
     ({"zipEntry": 5}, "ftp_csv", True, "/mapping/zipEntry"),
+    ({"sftpKey": "../id_rsa"}, "ftp_csv", True, "/mapping/sftpKey"),
+    ({"ftpsMode": "both"}, "xml", True, "/mapping/ftpsMode"),
     ([], "ftp_csv", True, "/mapping"),
     ({"preset": "shopify"}, "xml", True, "/mapping/preset"),
     ({"preset": "nope"}, "ftp_csv", True, "/mapping/preset"),

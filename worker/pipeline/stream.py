@@ -105,7 +105,7 @@ class Stream:
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
-                                   meter=self._counted)
+                                   meter=self._counted, source=feed.mapping.source)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
