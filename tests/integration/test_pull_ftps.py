@@ -9,12 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aioftp
 import asyncpg
 import pytest
 import structlog
 
 from tests.support import feeds
 from tests.support.ftpserver import (
+    HOST,
     PASSWORD,
     CertBundle,
     FTPTestServer,
@@ -149,6 +151,42 @@ async def test_explicit_tls_against_an_implicit_server_fails(
     feed_id = await feeds.make_feed(pool, implicit.url("stock.csv"), mapping={
         "ftpsMode": "explicit", "caBundle": self_signed.ca_file.read_text()})
     assert "timed out during connect" in await _failed(pool, replace_timeouts(settings), feed_id)
+
+
+async def test_a_server_that_starts_data_tls_only_after_retr(
+        pool: asyncpg.Pool, settings: Settings, root: Path, self_signed: CertBundle) -> None:
+    """As vsftpd: the worker sends RETR on the plain data connection and shakes hands after
+    the 1xx reply, resuming the control connection's TLS session."""
+    bundle = self_signed.ca_file.read_text()
+    for implicit in (False, True):
+        server = _start(root, self_signed, implicit=implicit, late_data_tls=True)
+        try:
+            feed_id = await feeds.make_feed(pool, server.url("stock.csv"), mapping={
+                "caBundle": bundle, "ftpsMode": "implicit" if implicit else "explicit"})
+            run = await feeds.pull_once(pool, settings, feed_id)
+            assert run["status"] == "succeeded", run["error"]
+            assert run["inserted"] == 40
+        finally:
+            server.stop()
+
+
+async def test_aioftps_own_data_connection_cannot_read_from_such_a_server(
+        root: Path, self_signed: CertBundle) -> None:
+    """Why the worker opens its data connections itself: aioftp's shakes hands before it
+    sends RETR, which such a server does not take (vsftpd: a handshake that never ends)."""
+    server = _start(root, self_signed, late_data_tls=True)
+    client = aioftp.Client(socket_timeout=1, connection_timeout=1)
+    try:
+        await client.connect(HOST, server.port)
+        await client.upgrade_to_tls(self_signed.client_context())
+        await client.login(server.user, server.password)
+        with pytest.raises((TimeoutError, ConnectionResetError)):
+            async with client.download_stream("stock.csv") as stream:
+                await stream.read()
+        assert "RETR" not in server.journal.snapshot("commands")
+    finally:
+        client.close()
+        server.stop()
 
 
 def replace_timeouts(settings: Settings) -> Settings:

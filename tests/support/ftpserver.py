@@ -205,11 +205,44 @@ def _breaking_fs(limit: int, stall: threading.Event | None,
     return type("BreakingFS", (AbstractedFS,), {"open": open_})
 
 
+def _late_tls_dtp(dtp: type[Any]) -> type[Any]:
+    """A TLS data handler that secures its connection when the transfer starts, not when
+    the connection is made (pyftpdlib's own does it at once)."""
+
+    def init(handler: Any, sock: Any, cmd_channel: Any) -> None:
+        protected, cmd_channel._prot = cmd_channel._prot, False
+        try:
+            dtp.__init__(handler, sock, cmd_channel)
+        finally:
+            cmd_channel._prot = protected
+
+    def secure(handler: Any) -> None:
+        if handler.cmd_channel._prot and not handler._ssl_requested:
+            handler.secure_connection(handler.cmd_channel.ssl_context)
+
+    def push(handler: Any, data: Any) -> None:
+        secure(handler)
+        dtp.push(handler, data)
+
+    def push_with_producer(handler: Any, producer: Any) -> None:
+        secure(handler)
+        dtp.push_with_producer(handler, producer)
+
+    return type("LateTLSDTP", (dtp,), {
+        "__init__": init, "push": push, "push_with_producer": push_with_producer,
+        "use_sendfile": lambda handler: False,  # never in clear past the TLS
+    })
+
+
 class FTPTestServer:
     """One pyftpdlib server on 127.0.0.1 with one user (home: `root`) and no anonymous login.
 
     tls: explicit FTPS (AUTH TLS) that *requires* TLS on control and data connections.
     implicit: with certs, implicit FTPS instead: TLS from the first byte (as on port 990).
+    late_data_tls: with certs, a data connection's TLS starts only once the transfer command
+    came, as vsftpd's does (it takes the data connection up while it handles RETR): a client
+    that shakes hands on the data connection before it sends RETR fails (here the server
+    closes a data connection that speaks first; vsftpd leaves it waiting).
     masquerade_address: the address put in PASV replies instead of the real one.
     passive_port: the only port used for passive data connections.
     disable: commands (EPSV, SIZE, MLST, ...) answered with 502.
@@ -226,7 +259,7 @@ class FTPTestServer:
                  passive_port: int | None = None, disable: tuple[str, ...] = (),
                  fail_after: int | None = None, stall_after: int | None = None,
                  end_after: int | None = None, tls_resumption: bool = True,
-                 implicit: bool = False) -> None:
+                 implicit: bool = False, late_data_tls: bool = False) -> None:
         self.root = root
         self.user = user
         self.password = password
@@ -307,7 +340,10 @@ class FTPTestServer:
             journal.add("data_peers", str(sock.getpeername()[0]))
             dtp_base.__init__(dtp, sock, cmd_channel)
 
-        attrs["dtp_handler"] = type("JournalDTP", (dtp_base,), {"__init__": dtp_init})
+        dtp: type[Any] = type("JournalDTP", (dtp_base,), {"__init__": dtp_init})
+        if late_data_tls and certs is not None:
+            dtp = _late_tls_dtp(dtp)
+        attrs["dtp_handler"] = dtp
         # A subclass per server: pyftpdlib keeps its settings (and the SSL context) on the
         # handler class.
         handler = type("TestFTPHandler", (base,), attrs)

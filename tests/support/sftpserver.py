@@ -3,8 +3,11 @@ with a password, an authorized key, or both, SFTP rooted (chroot) at a directory
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import asyncssh
@@ -28,13 +31,16 @@ class _Auth(asyncssh.SSHServer):
         if self._server.both:
             send_success = conn.send_userauth_success
 
-            async def after_both() -> None:
-                # The auth that succeeded is the key's: ask for the password too.
-                if type(conn.auth).__name__ == "_ServerPublicKeyAuth":
-                    self._key_accepted = True
-                    conn.send_userauth_failure(True)
-                    return
-                await send_success()
+            def after_both() -> Any:
+                # The auth that succeeded is the key's: ask for the password too. (Newer
+                # asyncssh keeps the auth at work in `auth`, older in `_auth`; newer sends
+                # success with a coroutine, older with a plain call.)
+                auth = getattr(conn, "auth", None) or getattr(conn, "_auth", None)
+                if type(auth).__name__ != "_ServerPublicKeyAuth":
+                    return send_success()
+                self._key_accepted = True
+                conn.send_userauth_failure(True)
+                return asyncio.sleep(0) if inspect.iscoroutinefunction(send_success) else None
 
             conn.send_userauth_success = after_both  # type: ignore[method-assign]
 

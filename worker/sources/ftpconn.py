@@ -8,8 +8,8 @@ its `upgrade_to_tls` (AUTH TLS, the handshake, PBSZ 0 / PROT P), and a data conn
 resumes the control connection's session through its SSLSessionBoundContext. The data
 connection itself stays ours: aioftp's would do its TLS handshake before RETR is sent,
 where servers such as vsftpd accept a data connection, and begin its TLS, only after the
-transfer command (a deadlock until the timeout); and it would check the certificate
-against the address connected to rather than the URL's host name.
+transfer command (a deadlock until the timeout); and, after AUTH TLS, it would check the
+certificate against the address connected to rather than the URL's host name.
 """
 
 from __future__ import annotations
@@ -116,7 +116,6 @@ class Session:
                  addresses: Sequence[str] | None) -> None:
         self.t = t
         self.settings = settings
-        self.ssl_context = ssl_context
         self.addresses = addresses
         self.stage = "connect"
         context = tls_context(t, ssl_context) if t.tls else None
