@@ -121,7 +121,7 @@ async def _connect_to(host: str, t: _Target, settings: Settings, known_hosts: Kn
             host_key_alias=t.host if host != t.host else None,
             username=t.user,
             password=t.password,
-            # Pinned fingerprints replace known_hosts: an empty list leaves every key to
+            # Pinned fingerprints replace known_hosts: an empty one leaves every key to
             # HostKeyCheck.
             known_hosts=asyncssh.import_known_hosts("") if t.pins else known_hosts,
             client_keys=keys,
