@@ -13,7 +13,9 @@ those off). Only the feed's own fields must match (the others are FeedMapping.op
 The keys, by resource type:
   all      `values` (attribute -> {source text -> value}), `zipEntry`, `preset`, `auto`,
            `rules` (value rules: price, quantity, barcode; worker/rules.py), `pick` and
-           `timeZone` (a file name that is a pattern; worker/sources/names.py)
+           `timeZone` (a file name that is a pattern; worker/sources/names.py), the source
+           options `sftpKey`, `sftpHostKey`, `ftpsMode`, `caBundle`, `tlsVerify`
+           (worker/sourceopts.py), `secondary` (a second file joined by a key)
   CSV      `fields`: attribute -> header name or 0-based column index
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
@@ -35,6 +37,7 @@ from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, FeedMapping, Rules, Secon
 from worker.parsers import xmlpaths
 from worker.presets import PRESETS, Preset, preset_for
 from worker.ruleparse import parse_rules
+from worker.sourceopts import parse_source_options
 from worker.sources import names
 
 _KNOWN = frozenset((*ATTRIBUTES, *EXTRA_ATTRIBUTES))
@@ -51,7 +54,7 @@ def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> 
     """The feed's mapping JSON (None or not an object: an empty mapping), checked in the
     order its consumers read it; raises FeedError with the first problem."""
     rule = names.parse_rule(raw)
-    mapping = _parse(raw, resource_type, csv_has_header)
+    mapping = _with_source(raw, resource_type, csv_has_header)
     second = raw.get("secondary") if isinstance(raw, dict) else None
     return replace(mapping, pick=rule.pick, time_zone=rule.zone,
                    secondary=None if second is None else _secondary(second, resource_type))
@@ -99,8 +102,14 @@ def _secondary(raw: Any, resource_type: str) -> Secondary:
     return Secondary(url, kind, key, mapping, delimiter, header)
 
 
-def _parse(raw: Any, resource_type: str, csv_has_header: bool) -> FeedMapping:
+def _with_source(raw: Any, resource_type: str, csv_has_header: bool) -> FeedMapping:
     data: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    source = parse_source_options(data)
+    mapping = _parse(data, resource_type, csv_has_header)
+    return replace(mapping, source=source) if source != mapping.source else mapping
+
+
+def _parse(data: Mapping[str, Any], resource_type: str, csv_has_header: bool) -> FeedMapping:
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):
         raise FeedError("mapping.zipEntry must be the name of a file in the zip")

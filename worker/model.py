@@ -101,6 +101,19 @@ class Secondary:
 
 
 @dataclass(frozen=True)
+class SourceOptions:
+    """How a feed's server is reached, from its mapping (worker/sourceopts.py): names and
+    public facts only; the secrets themselves (private keys, passphrases) are given to the
+    worker by its settings and never stored with the feed."""
+
+    sftp_key: str | None = None      # mapping.sftpKey: the name of a key the worker holds
+    host_keys: tuple[str, ...] = ()  # mapping.sftpHostKey: pinned SHA256 fingerprints
+    ftps_mode: str = ""              # mapping.ftpsMode: "", "explicit" or "implicit"
+    ca_bundle: str | None = None     # mapping.caBundle: PEM certificates trusted for TLS
+    tls_verify: bool = True          # mapping.tlsVerify: false skips certificate checks
+
+
+@dataclass(frozen=True)
 class FeedMapping:
     """A feed's mapping JSON, as worker/feedmapping.py parsed and checked it: the feed's
     own fields over its preset's over the template names (for XML and JSON, every reference
@@ -121,6 +134,7 @@ class FeedMapping:
     # its date templates.
     pick: str = "name"
     time_zone: str = "UTC"
+    source: SourceOptions = field(default_factory=SourceOptions)  # keys, host keys, TLS
     rules: Rules = field(default_factory=Rules)  # value rules, pull and push alike
     secondary: Secondary | None = None  # a second file joined to the feed's (pulls)
     # The fields that come from the preset or (XML, JSON) the template names rather than

@@ -144,7 +144,26 @@ class Settings:
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",
         metadata={"help": "known_hosts file that SFTP servers' host keys are checked against (an "
-                          "unknown key fails the run)"},
+                          "unknown key fails the run), unless a feed pins its server's key "
+                          "(mapping.sftpHostKey)"},
+    )
+    sftp_key_dir: str = field(
+        default="",
+        metadata={"help": "directory of the SFTP private keys that feeds name (mapping.sftpKey): "
+                          "the file NAME holds the key (OpenSSH or PEM format), NAME.passphrase "
+                          "its passphrase when it has one"},
+    )
+    # The key and its passphrase are secrets: never shown by repr() (a log of the settings).
+    sftp_key: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "an SFTP private key that feeds name as default (mapping.sftpKey): "
+                          "its text (OpenSSH or PEM format) or the path of its file"},
+    )
+    sftp_key_passphrase: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "the passphrase of FEED_WORKER_SFTP_KEY, when it has one"},
     )
     copy_batch_rows: int = field(
         default=5000,

@@ -1,4 +1,5 @@
-"""A real FTP / FTPS (explicit TLS) server on loopback, pyftpdlib in a background thread.
+"""A real FTP / FTPS (explicit or implicit TLS) server on loopback, pyftpdlib in a
+background thread.
 
 Each server has its own pyftpdlib IOLoop, polled by its own thread until stop(); the thread
 closes every socket it opened before stop() returns. A test CA and a server certificate
@@ -105,6 +106,41 @@ def make_test_certs(directory: Path, names: tuple[str, ...] = ("localhost", HOST
     return CertBundle(ca_file=ca_file, cert_file=cert_file, names=names)
 
 
+def make_self_signed_cert(directory: Path,
+                          names: tuple[str, ...] = ("localhost", HOST)) -> CertBundle:
+    """A server certificate that signs itself (no CA): its own file is the only bundle that
+    trusts it."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    ca_file = directory / "self-signed.pem"
+    ca_file.write_bytes(pem)
+    cert_file = directory / "self-signed-server.pem"
+    cert_file.write_bytes(pem + key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return CertBundle(ca_file=ca_file, cert_file=cert_file, names=names)
+
+
 @dataclass
 class Journal:
     """What the server saw, written by the server thread, read by tests."""
@@ -169,10 +205,44 @@ def _breaking_fs(limit: int, stall: threading.Event | None,
     return type("BreakingFS", (AbstractedFS,), {"open": open_})
 
 
+def _late_tls_dtp(dtp: type[Any]) -> type[Any]:
+    """A TLS data handler that secures its connection when the transfer starts, not when
+    the connection is made (pyftpdlib's own does it at once)."""
+
+    def init(handler: Any, sock: Any, cmd_channel: Any) -> None:
+        protected, cmd_channel._prot = cmd_channel._prot, False
+        try:
+            dtp.__init__(handler, sock, cmd_channel)
+        finally:
+            cmd_channel._prot = protected
+
+    def secure(handler: Any) -> None:
+        if handler.cmd_channel._prot and not handler._ssl_requested:
+            handler.secure_connection(handler.cmd_channel.ssl_context)
+
+    def push(handler: Any, data: Any) -> None:
+        secure(handler)
+        dtp.push(handler, data)
+
+    def push_with_producer(handler: Any, producer: Any) -> None:
+        secure(handler)
+        dtp.push_with_producer(handler, producer)
+
+    return type("LateTLSDTP", (dtp,), {
+        "__init__": init, "push": push, "push_with_producer": push_with_producer,
+        "use_sendfile": lambda handler: False,  # never in clear past the TLS
+    })
+
+
 class FTPTestServer:
     """One pyftpdlib server on 127.0.0.1 with one user (home: `root`) and no anonymous login.
 
     tls: explicit FTPS (AUTH TLS) that *requires* TLS on control and data connections.
+    implicit: with certs, implicit FTPS instead: TLS from the first byte (as on port 990).
+    late_data_tls: with certs, a data connection's TLS starts only once the transfer command
+    came, as vsftpd's does (it takes the data connection up while it handles RETR): a client
+    that shakes hands on the data connection before it sends RETR fails (here the server
+    closes a data connection that speaks first; vsftpd leaves it waiting).
     masquerade_address: the address put in PASV replies instead of the real one.
     passive_port: the only port used for passive data connections.
     disable: commands (EPSV, SIZE, MLST, ...) answered with 502.
@@ -188,11 +258,13 @@ class FTPTestServer:
                  certs: CertBundle | None = None, masquerade_address: str | None = None,
                  passive_port: int | None = None, disable: tuple[str, ...] = (),
                  fail_after: int | None = None, stall_after: int | None = None,
-                 end_after: int | None = None, tls_resumption: bool = True) -> None:
+                 end_after: int | None = None, tls_resumption: bool = True,
+                 implicit: bool = False, late_data_tls: bool = False) -> None:
         self.root = root
         self.user = user
         self.password = password
         self.tls = certs is not None
+        self.implicit = implicit and certs is not None
         self.journal = Journal()
         authorizer = DummyAuthorizer()
         authorizer.add_user(user, password, str(root), perm="elr")
@@ -238,6 +310,16 @@ class FTPTestServer:
         def on_connect(handler: Any) -> None:
             journal.add("connects", str(handler.remote_ip))
 
+        if self.implicit:
+            # The handshake first; the 220 greeting once it is done, over TLS.
+            def handle(handler: Any) -> None:
+                handler.secure_connection(handler.ssl_context)
+
+            def handle_ssl_established(handler: Any) -> None:
+                base.handle(handler)
+
+            attrs["handle"] = handle
+            attrs["handle_ssl_established"] = handle_ssl_established
         attrs["pre_process_command"] = pre_process_command
         attrs["respond"] = respond
         attrs["on_disconnect"] = on_disconnect
@@ -258,7 +340,10 @@ class FTPTestServer:
             journal.add("data_peers", str(sock.getpeername()[0]))
             dtp_base.__init__(dtp, sock, cmd_channel)
 
-        attrs["dtp_handler"] = type("JournalDTP", (dtp_base,), {"__init__": dtp_init})
+        dtp: type[Any] = type("JournalDTP", (dtp_base,), {"__init__": dtp_init})
+        if late_data_tls and certs is not None:
+            dtp = _late_tls_dtp(dtp)
+        attrs["dtp_handler"] = dtp
         # A subclass per server: pyftpdlib keeps its settings (and the SSL context) on the
         # handler class.
         handler = type("TestFTPHandler", (base,), attrs)

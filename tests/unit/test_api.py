@@ -91,6 +91,8 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
     ({"zipEntry": 5}, "ftp_csv", True, "/mapping/zipEntry"),
     ({"timeZone": "Mars/Olympus"}, "ftp_csv", True, "/mapping/timeZone"),
     ({"pick": "oldest"}, "xml", True, "/mapping/pick"),
+    ({"sftpKey": "../id_rsa"}, "ftp_csv", True, "/mapping/sftpKey"),
+    ({"ftpsMode": "both"}, "xml", True, "/mapping/ftpsMode"),
     ([], "ftp_csv", True, "/mapping"),
     ({"preset": "shopify"}, "xml", True, "/mapping/preset"),
     ({"preset": "nope"}, "ftp_csv", True, "/mapping/preset"),

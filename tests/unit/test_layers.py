@@ -92,7 +92,8 @@ FLOORS: list[tuple[str, ...]] = [
      "messages", "deadletters", "gcpause", "health", "presets", "coalesce"),
     # side by side: the database, the parsers and values, the transports
     ("store", "parsers", "sources", "values", "columnar", "rules", "ruleparse", "mapping",
-     "columns", "pushmap", "feedmapping", "rowshape", "fingerprints", "direct"),
+     "columns", "pushmap", "feedmapping", "rowshape", "fingerprints", "direct",
+     "sourceopts"),
     # a pull's and a push's stages, and the broker
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies

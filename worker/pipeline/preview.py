@@ -120,7 +120,8 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     deadline_s = feed.download_deadline_s or settings.download_deadline_s
     download = open_source(FeedUrl.parse(url), settings, local_files=local_files,
                            token=feed.authentication_token, zip_entry=feed.mapping.zip_entry,
-                           sheet=feed.mapping.sheet, rule=file_rule(feed.mapping))
+                           sheet=feed.mapping.sheet, rule=file_rule(feed.mapping),
+                           source=feed.mapping.source)
     inflated = 0
     try:
         async with asyncio.timeout(deadline_s), contextlib.aclosing(download):

@@ -119,7 +119,8 @@ class Stream:
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
-                                   meter=self._counted, rule=file_rule(feed.mapping))
+                                   meter=self._counted, rule=file_rule(feed.mapping),
+                                   source=feed.mapping.source)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:

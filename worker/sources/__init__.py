@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from worker.errors import FeedError, NotModified
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources import names
 from worker.sources.decompress import decompressed
@@ -30,7 +31,8 @@ Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
                 previous: dict[str, Any] | None = None, token: str | None = None,
                 zip_entry: str | None = None, sheet: str | None = None,
-                meter: Meter | None = None, rule: FileRule | None = None) -> Download:
+                meter: Meter | None = None, rule: FileRule | None = None,
+                source: SourceOptions | None = None) -> Download:
     """The file at the URL, as a Download. file:// only where a person asked for it
     (feed-worker import --url), never for a URL that came from a feed's settings or a
     message. With `previous` validators of the last read, an unchanged file raises
@@ -40,12 +42,15 @@ def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
     entry to take). A download shorter than the length the transport announced raises
     TruncatedError. A Google Sheets link is read as its CSV export (`sheet`: the tab's name,
     when the link names none; sources/sheets.py). A file name that is a pattern (a glob
-    or a date template; sources/names.py) takes the file `rule` chooses."""
+    or a date template; sources/names.py) takes the file `rule` chooses. `source`: the
+    feed's SFTP key and pinned host keys, FTPS mode and certificates (mapping;
+    worker/sourceopts.py)."""
     if url.scheme in ("http", "https"):
         url = export_url(url, settings.sheets_origin, sheet)
     download = Download(url, settings.max_file_bytes)
     rule = rule if rule is not None else FileRule()
-    raw = capped(_open(download, settings, local_files, previous, token, rule), download)
+    raw = capped(_open(download, settings, local_files, previous, token, rule,
+                       source or SourceOptions()), download)
     download.chunks = decompressed(meter(raw) if meter is not None else raw,
                                    settings.max_decompressed_bytes, zip_entry,
                                    on_kind=functools.partial(_found, download),
@@ -59,7 +64,7 @@ def _found(download: Download, kind: str) -> None:
 
 def _open(download: Download, settings: Settings, local_files: bool,
           previous: dict[str, Any] | None, token: str | None,
-          rule: FileRule) -> AsyncIterator[bytes]:
+          rule: FileRule, source: SourceOptions) -> AsyncIterator[bytes]:
     url = download.url
     scheme = url.scheme
     if scheme in ("http", "https"):
@@ -72,15 +77,19 @@ def _open(download: Download, settings: Settings, local_files: bool,
         from worker.sources.ftp import ftp_stat, ftp_stream
         from worker.sources.ftplist import ftp_list
 
-        return _guarded(download, settings, ftp_stream, ftp_stat, previous, (ftp_list, rule))
+        return _guarded(download, settings, functools.partial(ftp_stream, options=source),
+                        functools.partial(ftp_stat, options=source), previous,
+                        (functools.partial(ftp_list, options=source), rule))
     if scheme == "sftp":
         from worker.sources.sftp import sftp_list, sftp_stat, sftp_stream
 
         known_hosts = os.path.expanduser(settings.sftp_known_hosts)
         return _guarded(download, settings,
-                        functools.partial(sftp_stream, known_hosts=known_hosts),
-                        functools.partial(sftp_stat, known_hosts=known_hosts), previous,
-                        (functools.partial(sftp_list, known_hosts=known_hosts), rule))
+                        functools.partial(sftp_stream, known_hosts=known_hosts, options=source),
+                        functools.partial(sftp_stat, known_hosts=known_hosts, options=source),
+                        previous,
+                        (functools.partial(sftp_list, known_hosts=known_hosts, options=source),
+                         rule))
     if scheme == "file" and local_files:
         return file_stream(url, settings, download=download)
     raise FeedError(

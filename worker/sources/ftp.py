@@ -1,8 +1,9 @@
 """FTP and FTPS downloads with aioftp: credentials from the URL, passive mode, a byte cap.
 
-`ftp://user:password@host:port/path/file.csv` and `ftps://...` (explicit TLS: AUTH TLS on
-the control connection, then PBSZ 0 / PROT P so the data connections are encrypted too).
-Implicit FTPS (TLS from the first byte, port 990) is not supported.
+`ftp://user:password@host:port/path/file.csv` and `ftps://...`: explicit TLS (AUTH TLS on
+the control connection, then PBSZ 0 / PROT P so the data connections are encrypted too),
+or implicit TLS (TLS from the first byte) for `ftps://host:990/...` or a feed whose
+mapping.ftpsMode is implicit (sources/ftpconn.py).
 
 Paths follow RFC 1738 (and curl): `ftp://host/dir/file.csv` is `dir/file.csv` relative to
 the login directory; `ftp://host/%2Fdir/file.csv` is the absolute `/dir/file.csv`.
@@ -14,7 +15,9 @@ Guard rails:
 - A PASV reply names an address to connect to; it is never followed. Data connections go
   to the address the control connection is connected to, with the port of the EPSV/PASV
   reply (a server cannot make the worker connect elsewhere: FTP bounce / SSRF).
-- Certificates are verified (against the URL's host name) by default for ftps.
+- Certificates are verified (against the URL's host name) for ftps: against the system's
+  CAs, or the feed's own (mapping.caBundle); mapping.tlsVerify false turns the check off,
+  and every connection then logs the warning source.tls_unverified.
 - Passwords never appear in errors: the URL is masked and library text is scrubbed.
 """
 
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 import aioftp
 
 from worker.errors import SourceError, TransientSourceError, TruncatedError
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources.download import Download
 from worker.sources.ftpconn import HANDLED, Session, close_writers, int_or_none, target
@@ -39,19 +43,20 @@ MIN_CHUNK_BYTES = 256 << 10    # reads are gathered into chunks at least this la
 
 async def ftp_stream(url: FeedUrl, settings: Settings, *,
                      ssl_context: ssl.SSLContext | None = None,
+                     options: SourceOptions | None = None,
                      addresses: Sequence[str] | None = None,
                      download: Download | None = None) -> AsyncIterator[bytes]:
     """The file at an ftp:// or ftps:// URL, in chunks of 256 KiB to about 1 MiB.
 
-    `ssl_context` (ftps only) replaces `ssl.create_default_context()`, for tests with a
-    self-signed certificate. `addresses`: connect to these (checked) addresses of the
-    URL's host instead of looking its name up. `download.transfer.vouched`: the server
-    reported the file's SIZE, and fewer bytes than that raise TruncatedError (a 226 alone
-    does not vouch: a server may send it for a data connection that a middlebox cut). A
-    SIZE over the cap fails before RETR.
+    `ssl_context` (ftps only) replaces the context the feed's options make (tests).
+    `options`: the feed's TLS mode, CA bundle and opt-out. `addresses`: connect to these
+    (checked) addresses of the URL's host instead of looking its name up.
+    `download.transfer.vouched`: the server reported the file's SIZE, and fewer bytes than
+    that raise TruncatedError (a 226 alone does not vouch: a server may send it for a data
+    connection that a middlebox cut). A SIZE over the cap fails before RETR.
     """
     download = download if download is not None else Download(url, settings.max_file_bytes)
-    t = target(url)
+    t = target(url, options)
     session = Session(t, settings, ssl_context, addresses)
     data: asyncio.StreamWriter | None = None
     try:
@@ -124,13 +129,14 @@ def _mlst_facts(info: list[str]) -> dict[str, str]:
 
 async def ftp_stat(url: FeedUrl, settings: Settings, *,
                    ssl_context: ssl.SSLContext | None = None,
+                   options: SourceOptions | None = None,
                    addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z).
 
     MLST when the server has it, else SIZE and MDTM; either part is None when the server
     does not say. A missing file is a SourceError.
     """
-    t = target(url)
+    t = target(url, options)
     session = Session(t, settings, ssl_context, addresses)
     client = session.client
     try:

@@ -1,7 +1,16 @@
-"""An FTP(S) session for sources/ftp.py: the target named by the URL, the control
-connection (to the checked addresses), explicit TLS and login, the passive data connection
-(always to the control peer), closing, and library errors converted into the worker's,
-naming the step the session was at."""
+"""An FTP(S) session for sources/ftp.py: the target named by the URL and the feed's source
+options, the control connection (to the checked addresses), TLS (explicit or implicit) and
+login, the passive data connection (always to the control peer), closing, and library
+errors converted into the worker's, naming the step the session was at.
+
+TLS is aioftp's: implicit TLS is its `ssl` client (TLS from the first byte), explicit TLS
+its `upgrade_to_tls` (AUTH TLS, the handshake, PBSZ 0 / PROT P), and a data connection
+resumes the control connection's session through its SSLSessionBoundContext. The data
+connection itself stays ours: aioftp's would do its TLS handshake before RETR is sent,
+where servers such as vsftpd accept a data connection, and begin its TLS, only after the
+transfer command (a deadlock until the timeout); and, after AUTH TLS, it would check the
+certificate against the address connected to rather than the URL's host name.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +24,15 @@ from urllib.parse import unquote
 import aioftp
 from aioftp.common import SSLSessionBoundContext
 
+from worker import logs
 from worker.errors import FeedError, SourceError, TransientSourceError
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.urls import FeedUrl
 
 DEFAULT_PORT = 21
+IMPLICIT_PORT = 990
+log = logs.get(__name__)
 _CLOSE_WAIT_S = 2.0
 _ANONYMOUS = ("anonymous", "anonymous@")
 
@@ -34,6 +47,9 @@ class Target:
     password: str
     path: str
     tls: bool
+    implicit: bool = False  # TLS from the first byte (implicit FTPS), not AUTH TLS
+    ca_bundle: str | None = None  # PEM certificates trusted instead of the system's
+    verify: bool = True     # False: no certificate check (mapping.tlsVerify false)
 
 
 class BadReply(Exception):
@@ -44,10 +60,17 @@ class BadReply(Exception):
 HANDLED = (aioftp.StatusCodeError, BadReply, OSError, EOFError)
 
 
-def target(u: FeedUrl) -> Target:
+def target(u: FeedUrl, options: SourceOptions | None = None) -> Target:
+    """What the URL and the feed's source options name. ftps:// is implicit TLS on port
+    990 (or with mapping.ftpsMode implicit, where port 990 is then the default) and
+    explicit TLS otherwise."""
+    options = options or SourceOptions()
     shown = u.shown
     scheme = u.scheme
-    host, port = u.server(("ftp", "ftps"), DEFAULT_PORT)
+    tls = scheme == "ftps"
+    implicit = tls and (options.ftps_mode == "implicit" or (
+        options.ftps_mode == "" and u.explicit_port == IMPLICIT_PORT))
+    host, port = u.server(("ftp", "ftps"), IMPLICIT_PORT if implicit else DEFAULT_PORT)
     segments = [unquote(s) for s in u.raw_path.split("/")[1:]]
     if not segments or not segments[-1]:
         raise FeedError(f"feed URL {shown} names no file")
@@ -59,8 +82,30 @@ def target(u: FeedUrl) -> Target:
         user, password = u.user, u.password or ""
     if any(c in user + password for c in "\r\n\0"):
         raise FeedError(f"feed URL {shown} has control characters in its credentials")
-    return Target(url=u, shown=shown, host=host, port=port, user=user,
-                  password=password, path=path, tls=scheme == "ftps")
+    return Target(url=u, shown=shown, host=host, port=port, user=user, password=password,
+                  path=path, tls=tls, implicit=implicit, ca_bundle=options.ca_bundle,
+                  verify=options.tls_verify)
+
+
+def tls_context(t: Target, given: ssl.SSLContext | None = None) -> ssl.SSLContext:
+    """The context that checks the server's certificate: `given` (tests), else the feed's
+    CA bundle, else the system's CAs; with mapping.tlsVerify false one that checks nothing,
+    logged as a warning (source.tls_unverified) on every connection."""
+    if given is not None:
+        return given
+    if not t.verify:
+        log.warning("source.tls_unverified", source=t.shown, server=f"{t.host}:{t.port}",
+                    reason="mapping.tlsVerify is false: the server's certificate is not "
+                           "checked")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cadata=t.ca_bundle)
+    except (ssl.SSLError, ValueError) as exc:
+        raise FeedError(f"mapping.caBundle cannot be read as PEM certificates "
+                        f"({getattr(exc, 'reason', None) or exc})") from None
 
 
 class Session:
@@ -71,15 +116,20 @@ class Session:
                  addresses: Sequence[str] | None) -> None:
         self.t = t
         self.settings = settings
-        self.ssl_context = ssl_context
         self.addresses = addresses
         self.stage = "connect"
+        context = tls_context(t, ssl_context) if t.tls else None
+        self.context = context
+        implicit: dict[str, object] = {}
+        if t.implicit:
+            # aioftp hands these to asyncio.open_connection: the handshake checks the URL's
+            # host name (the connection goes to a checked address) within the connect time.
+            implicit = {"ssl": context, "server_hostname": t.host,
+                        "ssl_handshake_timeout": settings.fetch_connect_timeout_s}
         self.client = aioftp.Client(
             socket_timeout=settings.fetch_read_timeout_s,
             connection_timeout=settings.fetch_connect_timeout_s,
-            # Only EPSV/PASV replies are read from the server; the address in a PASV reply
-            # is ignored anyway (see retrieve), this is aioftp's own guard too.
-            trust_server_pasv_ipv4_address=False,
+            **implicit,  # type: ignore[arg-type]
         )
 
     async def _connect(self) -> None:
@@ -99,22 +149,20 @@ class Session:
         await client.connect(last, t.port)
 
     async def login(self) -> None:
-        client, t, settings = self.client, self.t, self.settings
-        self.stage = "connect"
+        client, t = self.client, self.t
+        self.stage = "connect" if not t.implicit else "connect (implicit TLS)"
         await self._connect()
-        if t.tls:
-            self.stage = "AUTH TLS"
-            await client.command("AUTH TLS", "234")
-            self.stage = "TLS handshake"
-            context = (self.ssl_context if self.ssl_context is not None
-                       else ssl.create_default_context())
-            await client.stream.writer.start_tls(
-                context, server_hostname=t.host,
-                ssl_handshake_timeout=settings.fetch_connect_timeout_s,
-            )
+        if t.implicit:
             self.stage = "PBSZ/PROT"
             await client.command("PBSZ 0", "200")
             await client.command("PROT P", "200")
+        elif t.tls:
+            self.stage = "AUTH TLS"
+            # upgrade_to_tls checks the certificate against client.server_host: the URL's
+            # host name, not the checked address connected to (nothing else of aioftp's that
+            # reads server_host is used: data connections go to the control peer).
+            client.server_host = t.host
+            await client.upgrade_to_tls(self.context)
         self.stage = "login"
         await client.login(t.user, t.password)
 
@@ -210,10 +258,13 @@ class Session:
             code = str(exc.received_codes[-1]) if exc.received_codes else "???"
             reply = t.url.scrub(f"{code} {_reply_text(exc)}".strip())
             if stage == "AUTH TLS" and code.startswith("5"):
-                return SourceError(
-                    f"{shown}: the FTP server at {where} does not support explicit TLS "
-                    f"(AUTH TLS answered {reply})"
-                )
+                if "234" in [str(c) for c in exc.expected_codes]:
+                    return SourceError(
+                        f"{shown}: the FTP server at {where} does not support explicit TLS "
+                        f"(AUTH TLS answered {reply})"
+                    )
+                return SourceError(f"{shown}: the FTP server at {where} refused to protect "
+                                   f"data connections (PBSZ/PROT answered {reply})")
             if code.startswith("4"):
                 return TransientSourceError(f"{shown}: {stage} failed, FTP {reply}")
             if code == "530" or stage == "login":
@@ -228,6 +279,11 @@ class Session:
             return SourceError(
                 f"{shown}: TLS certificate of {where} not trusted "
                 f"({t.url.scrub(str(exc.verify_message or exc.reason or exc))})"
+            )
+        if isinstance(exc, ssl.SSLError) and t.implicit and stage.startswith("connect"):
+            return SourceError(
+                f"{shown}: no implicit TLS at {where} ({t.url.scrub(str(exc.reason or exc))});"
+                " a server that expects AUTH TLS needs mapping.ftpsMode explicit"
             )
         if isinstance(exc, ssl.SSLError):
             return TransientSourceError(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import aioftp
 
 from worker.errors import SourceError
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources.ftp import CHUNK_BYTES, _ftp_time
 from worker.sources.ftpconn import HANDLED, Session, close_writers, int_or_none, target
@@ -33,9 +34,11 @@ def directory_of(path: str) -> str:
 
 async def ftp_list(url: FeedUrl, settings: Settings, *,
                    ssl_context: ssl.SSLContext | None = None,
+                   options: SourceOptions | None = None,
                    addresses: Sequence[str] | None = None) -> list[Entry]:
-    """The entries of the directory of the URL's file (its name is not looked at)."""
-    t = target(url)
+    """The entries of the directory of the URL's file (its name is not looked at);
+    `options` as for ftp_stream."""
+    t = target(url, options)
     session = Session(t, settings, ssl_context, addresses)
     directory = directory_of(t.path)
     try:

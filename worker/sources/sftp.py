@@ -1,16 +1,22 @@
-"""SFTP downloads with asyncssh: password auth from the URL, host-key checking, a byte cap.
+"""SFTP downloads with asyncssh: a private key and/or the URL's password, host-key
+checking, a byte cap.
 
 `sftp://user:password@host:port/path/file.csv`: the path is absolute on the server;
 `sftp://host/~/file.csv` is relative to the login directory (as in curl).
 
-Only password (and keyboard-interactive with that password) authentication is tried: no
-keys from ~/.ssh, no ssh-agent, no GSSAPI, no ~/.ssh/config, so what a feed does depends
-on its URL alone and not on the account the worker runs as.
+Authentication: the private key the feed names (mapping.sftpKey; sources/sshkeys.py
+loads it from what the worker was given), then the URL's password (and
+keyboard-interactive with it); both for a server that asks for both (OpenSSH's
+`AuthenticationMethods publickey,password`). Nothing else: no keys from ~/.ssh, no
+ssh-agent, no GSSAPI, no ~/.ssh/config, so what a feed does depends on its settings alone
+and not on the account the worker runs as.
 
-Host keys: `known_hosts` is passed to asyncssh as is. Its default, `()`, is asyncssh's:
-the worker user's ~/.ssh/known_hosts, and a host not in it is refused. Production should
-point it at a known_hosts file it manages (a setting); `None` accepts any host key and is
-for tests only (it gives no protection against a man in the middle).
+Host keys: a feed that pins its server's key (mapping.sftpHostKey: SHA256 fingerprints)
+trusts those alone; otherwise `known_hosts` is passed to asyncssh as is. Its default,
+`()`, is asyncssh's: the worker user's ~/.ssh/known_hosts, and a host not in it is
+refused. Production points it at a known_hosts file it manages (a setting); `None`
+accepts any host key and is for tests only (it gives no protection against a man in the
+middle). A refused key fails the run naming the fingerprint the server presented.
 
 With `addresses` (what sources/guard.py resolved the host to and checked), the connection
 goes to those addresses, in order, and the host name is not looked up again (no DNS
@@ -32,9 +38,11 @@ import asyncssh
 from asyncssh.known_hosts import KnownHostsArg
 
 from worker.errors import FeedError, SourceError, TransientSourceError, TruncatedError
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources.download import Download
 from worker.sources.names import Entry
+from worker.sources.sshkeys import HostKeyCheck, client_key
 from worker.urls import FeedUrl
 
 CHUNK_BYTES = 1 << 20
@@ -60,9 +68,11 @@ class _Target:
     user: str
     password: str | None
     path: str
+    key: str | None = None         # the name of the private key offered (mapping.sftpKey)
+    pins: tuple[str, ...] = ()     # pinned host key fingerprints (mapping.sftpHostKey)
 
 
-def _target(u: FeedUrl) -> _Target:
+def _target(u: FeedUrl, options: SourceOptions | None = None) -> _Target:
     shown = u.shown
     host, port = u.server(("sftp",), DEFAULT_PORT)
     if not u.user:
@@ -74,8 +84,10 @@ def _target(u: FeedUrl) -> _Target:
         raise FeedError(f"feed URL {shown} names no file")
     if "\0" in path:
         raise FeedError(f"feed URL {shown} has a NUL character in its path")
+    options = options or SourceOptions()
     return _Target(url=u, shown=shown, host=host, port=port, user=u.user,
-                   password=u.password, path=path)
+                   password=u.password, path=path, key=options.sftp_key,
+                   pins=options.host_keys)
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -88,33 +100,53 @@ async def _connect(t: _Target, settings: Settings, known_hosts: KnownHostsArg,
                    addresses: Sequence[str] | None) -> asyncssh.SSHClientConnection:
     """To the checked addresses in turn (one that refuses or cannot be reached gives way to
     the next; a timeout has spent the budget), else to the host name."""
+    keys = [client_key(t.key, settings)] if t.key else None
     *others, last = list(addresses) if addresses else [t.host]
     for host in others:
         try:
-            return await _connect_to(host, t, settings, known_hosts)
+            return await _connect_to(host, t, settings, known_hosts, keys)
         except TimeoutError:
             raise
         except OSError:
             continue
-    return await _connect_to(last, t, settings, known_hosts)
+    return await _connect_to(last, t, settings, known_hosts, keys)
 
 
-async def _connect_to(host: str, t: _Target, settings: Settings,
-                      known_hosts: KnownHostsArg) -> asyncssh.SSHClientConnection:
-    return await asyncssh.connect(
-        host, t.port,
-        host_key_alias=t.host if host != t.host else None,
-        username=t.user,
-        password=t.password,
-        known_hosts=known_hosts,
-        client_keys=None,
-        agent_path=None,
-        gss_host=None,
-        config=None,
-        preferred_auth=("password", "keyboard-interactive"),
-        connect_timeout=settings.fetch_connect_timeout_s,
-        login_timeout=settings.fetch_connect_timeout_s,
-    )
+async def _connect_to(host: str, t: _Target, settings: Settings, known_hosts: KnownHostsArg,
+                      keys: list[asyncssh.SSHKey] | None) -> asyncssh.SSHClientConnection:
+    check = HostKeyCheck(t.pins)
+    try:
+        return await asyncssh.connect(
+            host, t.port,
+            client_factory=lambda: check,
+            host_key_alias=t.host if host != t.host else None,
+            username=t.user,
+            password=t.password,
+            # Pinned fingerprints replace known_hosts: an empty one leaves every key to
+            # HostKeyCheck.
+            known_hosts=asyncssh.import_known_hosts("") if t.pins else known_hosts,
+            client_keys=keys,
+            agent_path=None,
+            gss_host=None,
+            config=None,
+            preferred_auth=("publickey", "password", "keyboard-interactive") if keys
+            else ("password", "keyboard-interactive"),
+            connect_timeout=settings.fetch_connect_timeout_s,
+            login_timeout=settings.fetch_connect_timeout_s,
+        )
+    except asyncssh.HostKeyNotVerifiable:
+        raise _untrusted(t, check.presented, known_hosts) from None
+
+
+def _untrusted(t: _Target, presented: str | None, known_hosts: KnownHostsArg) -> SourceError:
+    where = f"{t.host}:{t.port}"
+    key = f"the host key of {where} ({presented or 'not shown'})"
+    if t.pins:
+        return SourceError(f"{t.shown}: {key} is not the one the feed pins "
+                           f"(mapping.sftpHostKey: {', '.join(t.pins)})")
+    listed = f"known_hosts {known_hosts}" if isinstance(known_hosts, str) else "known_hosts"
+    return SourceError(f"{t.shown}: {key} is not trusted: {listed} does not have it and the "
+                       "feed pins none (mapping.sftpHostKey)")
 
 
 async def _close(conn: asyncssh.SSHClientConnection | None) -> None:
@@ -134,7 +166,10 @@ def _convert(exc: BaseException, t: _Target, stage: str,
         return t.url.scrub(str(reason))
 
     if isinstance(exc, asyncssh.PermissionDenied):
-        return SourceError(f"{shown}: login as {t.user!r} refused by {where} ({text(exc)})")
+        offered = " and ".join(([f"the key {t.key!r}"] if t.key else [])
+                               + (["the password"] if t.password else [])) or "no credentials"
+        return SourceError(f"{shown}: login as {t.user!r} with {offered} refused by {where} "
+                           f"({text(exc)})")
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return SourceError(
             f"{shown}: the host key of {where} is not trusted (known_hosts): {text(exc)}"
@@ -170,19 +205,21 @@ _HANDLED = (asyncssh.Error, OSError)
 
 
 async def sftp_stream(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                      options: SourceOptions | None = None,
                       addresses: Sequence[str] | None = None,
                       download: Download | None = None) -> AsyncIterator[bytes]:
     """The file at an sftp:// URL, in chunks of 1 MiB (the last one shorter).
 
     `known_hosts`: see the module doc; the default checks ~/.ssh/known_hosts, production
-    should pass its own known_hosts file, tests pass None. `addresses`: connect to these
+    should pass its own known_hosts file, tests pass None. `options`: the feed's key and
+    pinned host keys (mapping.sftpKey, mapping.sftpHostKey). `addresses`: connect to these
     (checked) addresses of the URL's host instead of looking its name up.
     `download.transfer.vouched`: the open file's stat gave its size, and fewer bytes than
     that raise TruncatedError (the file shrank, or was being rewritten, as it was read).
     A file over the cap fails before it is read.
     """
     download = download if download is not None else Download(url, settings.max_file_bytes)
-    t = _target(url)
+    t = _target(url, options)
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
@@ -229,9 +266,10 @@ def _check_size(t: _Target, received: int, size: int | None) -> None:
 
 
 async def sftp_stat(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                    options: SourceOptions | None = None,
                     addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z)."""
-    t = _target(url)
+    t = _target(url, options)
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
@@ -254,10 +292,11 @@ async def sftp_stat(url: FeedUrl, settings: Settings, *, known_hosts: KnownHosts
 
 
 async def sftp_list(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
+                    options: SourceOptions | None = None,
                     addresses: Sequence[str] | None = None) -> list[Entry]:
     """The entries of the directory of the URL's file (its name is not looked at), for a
-    file name that is a pattern (sources/names.py)."""
-    t = _target(url)
+    file name that is a pattern (sources/names.py); `options` as for sftp_stream."""
+    t = _target(url, options)
     head, sep, _ = t.path.rpartition("/")
     directory = head or sep or "."
     read_s = settings.fetch_read_timeout_s
