@@ -78,6 +78,12 @@ class JsonRecords:
         """Records read (rows and errors)."""
         return self._rows.records
 
+    @property
+    def on_fast_path(self) -> bool:
+        """Whether the fast path reads the document: a top-level array or lines, none of
+        it handed to ijson (so far)."""
+        return self._runs is not None or (self._mode == "ndjson" and self._fast)
+
     # -- public
 
     def feed(self, data: bytes) -> RecordBatch:
