@@ -25,9 +25,10 @@ def xml_records(raw: dict[str, Any],
     return XmlRecords(parse_mapping(just_fields(raw), "xml"), max_field_chars)
 
 
-def json_records(raw: dict[str, Any],
-                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> JsonRecords:
-    return JsonRecords(parse_mapping(just_fields(raw), "json"), max_field_chars)
+def json_records(raw: dict[str, Any], max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+                 fast: bool = True) -> JsonRecords:
+    """Not `fast`: ijson reads everything, as before the fast path."""
+    return JsonRecords(parse_mapping(just_fields(raw), "json"), max_field_chars, fast=fast)
 
 
 def csv_mapper(raw: dict[str, Any], header: Sequence[str] | None, *args: Any,

@@ -5,6 +5,10 @@ the top level (mapping {}), fed whole and a byte at a time:
 - y_ (JSON): never a parse error (a shape error is fine: most are not arrays of records);
 - i_ (either): a FeedError or records, never another exception, never a hang.
 
+A top-level array takes the fast path (msgspec, jsonchunk): every file also gives there
+what ijson alone gives (the same records, errors and failure), fed whole and a byte at a
+time, as a document and as newline-delimited JSON.
+
 The corpus lives outside the repository (../shared/corpus beside the checkout, or
 TEST_CORPUS_DIR) and is used as it is.
 """
@@ -19,6 +23,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.support.corpus import CORPUS as SHARED
+from tests.unit.jsonhelp import assert_same
 from tests.unit.recordhelp import json_records
 from worker.errors import FeedError
 from worker.parsers import RecordBatch
@@ -138,3 +143,12 @@ def test_shape_verdicts() -> None:
     assert isinstance(result, RecordBatch)
     assert result.rows == []
     assert [n for n, _, _ in result.errors] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_fast_path_gives_what_ijson_gives(name: str) -> None:
+    data = (CORPUS / name).read_bytes()
+    for mapping in ({}, {"format": "ndjson"}):
+        for sizes in ([], [1] * len(data)):
+            for vouched in (True, False):
+                assert_same(data, mapping, sizes, vouched)

@@ -2,38 +2,27 @@
 
 The records are the elements of an array: the whole document (`[...]`), or the array at
 `mapping.record` (a dotted path, `data.items`); or the lines of newline-delimited JSON.
-ijson's C backend (yajl) does the parsing, driven through its async API by hand, behind
-guards against what yajl alone would let through (see worker/parsers/jsonstream.py).
-Values become texts in jsonrows.py; what is refused, and why, is said in jsonshape.py.
+A top-level array and lines take the fast path (jsonchunk.py: whole records cut out of the
+bytes, decoded in runs by msgspec); records at a path, and whatever the fast path is not
+sure of, are read by ijson's C backend (yajl), driven through its async API by hand. Both
+run behind guards against what the parsers alone would let through (jsonstream.py).
+Values become rows in jsontake.py and texts in jsonrows.py; what is refused, and why, is
+said in jsonshape.py.
 """
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any
-
-import orjson
 
 from worker.errors import FeedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS, FeedMapping
-from worker.parsers import CutShort, RecordBatch, field_cap_reason, jsonrows, jsonshape
+from worker.parsers import CutShort, RecordBatch, jsonrows, jsonshape
+from worker.parsers.jsonchunk import ArrayRuns, Unsure, decode_lines
 from worker.parsers.jsonshape import JsonShapeError
 from worker.parsers.jsonstream import PIECE, Guard, JsonSyntaxError, Stream
+from worker.parsers.jsontake import Out, Rows
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of newline-delimited JSON
-_PROBE = 16 * 1024                 # bytes at a time for the parser that looks for the array
-
-
-class _Out:
-    """A batch being filled (RecordBatch's lines are a Sequence: ranges for the CSV parser)."""
-
-    def __init__(self) -> None:
-        self.rows: list[list[str]] = []
-        self.lines: list[int] = []
-        self.errors: list[tuple[int, str, str]] = []
-
-    def batch(self) -> RecordBatch:
-        return RecordBatch(self.rows, self.lines, self.errors)
 
 
 _WHITESPACE = b" \t\r\n"
@@ -46,19 +35,20 @@ class JsonRecords:
     record numbers (1-based); a record that is not an object, holds a NUL (counted in
     `details["nul_records"]`) or a field longer than `max_field_chars` lands in `errors` and
     the rest go on. Malformed JSON raises JsonSyntaxError (a FeedError) naming the byte; JSON
-    without records where the mapping says raises JsonShapeError."""
+    without records where the mapping says raises JsonShapeError. Not `fast`: ijson reads
+    everything (the fast path gives the same rows, errors and failures)."""
 
     def __init__(self, mapping: FeedMapping,
-                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS, fast: bool = True) -> None:
         self.max_field_chars = max_field_chars
         self.header = list(mapping.fields)
-        self._row = jsonrows.row_maker([tuple(str(p).split(".")) for p in mapping.fields.values()])
+        self.details: dict[str, Any] = {}
+        self._rows = Rows(self.header, [tuple(str(p).split(".")) for p in mapping.fields.values()],
+                          max_field_chars, self.details)
         self._record = mapping.record
         self._ndjson = mapping.ndjson
         self._next_path = mapping.next
         self.next_url: str | None = None
-        self.records = 0        # records read (rows and errors)
-        self.details: dict[str, Any] = {}
         self._mode = ""         # "", array, path, ndjson, guess (maybe ndjson), single
         self._head = b""        # the first bytes, until they are known not to be a BOM
         self._bom_checked = False
@@ -76,9 +66,23 @@ class JsonRecords:
         self._values = 0        # values read (one a line)
         self._kept: list[bytes] | None = None  # guess mode: bytes read, to read again
         self._held: list[Any] = []           # guess mode: the first value
-        self._nul = False       # a \u0000 was seen
         self._last = b""        # the end of the last piece (an escape may straddle)
         self._failed: FeedError | None = None
+        # the fast path (jsonchunk): a top-level array's runs, lines by msgspec
+        self._fast = fast
+        self._runs: ArrayRuns | None = None
+        self._line_at = 0       # document offset of the next block of lines
+
+    @property
+    def records(self) -> int:
+        """Records read (rows and errors)."""
+        return self._rows.records
+
+    @property
+    def on_fast_path(self) -> bool:
+        """Whether the fast path reads the document: a top-level array or lines, none of
+        it handed to ijson (so far)."""
+        return self._runs is not None or (self._mode == "ndjson" and self._fast)
 
     # -- public
 
@@ -98,10 +102,15 @@ class JsonRecords:
     def _guarded(self, data: bytes, final: bool, vouched: bool = True) -> RecordBatch:
         if self._failed is not None:
             raise self._failed
-        out = _Out()
+        out = Out()
         try:
             for i in range(0, len(data), PIECE):
                 self._take(data[i:i + PIECE], out)
+            if final and self._runs is not None:
+                try:  # ijson reads what is held as it would have before the end
+                    self._runs.finish()
+                except Unsure as unsure:
+                    self._hand_over(unsure, out)
             if final and vouched:
                 self._finish(out)
             elif final:
@@ -111,22 +120,25 @@ class JsonRecords:
             raise
         return out.batch()
 
-    def _take(self, data: bytes, out: _Out) -> None:
+    def _take(self, data: bytes, out: Out) -> None:
         if not self._mode:
             data = self._start(data)
             if not self._mode:
                 return
         if not data:
             return
-        if not self._nul:
-            window = self._last + data
-            self._nul = b"\\u0000" in window  # rows are checked for NUL from then on
-            self._last = window[-5:]
+        if not self._rows.nul:  # rows are checked for NUL from then on
+            head = self._last + data[:5]  # an escape may straddle two pieces
+            self._rows.nul = b"\\u0000" in head or b"\\u0000" in data
+            self._last = (head if len(data) < 5 else data)[-5:]
         bad = self._guard.check(data)
         if bad is not None:
             cut, reason = bad
             offset = self._offset + cut
-            self._dispatch(data[:cut], out)
+            if self._runs is not None:  # an error before the byte is the one to report
+                self._hand_over(self._runs.surrender(data[:cut]), out)
+            else:
+                self._dispatch(data[:cut], out)
             raise JsonSyntaxError(reason, offset)
         self._dispatch(data, out)
 
@@ -160,7 +172,10 @@ class JsonRecords:
             self._main = Stream("", multiple_values=True)
         elif first == "[":
             self._mode = "array"
-            self._main = Stream("item")
+            if self._fast:
+                self._runs = ArrayRuns(self._offset)
+            else:
+                self._main = Stream("item")
         elif first == "{":
             self._mode = "guess"
             self._main = Stream("", multiple_values=True)
@@ -169,6 +184,7 @@ class JsonRecords:
             self._single()
         for stream in self._streams():
             stream.end = self._offset
+        self._line_at = self._offset
         return body
 
     def _streams(self) -> list[Stream]:
@@ -181,13 +197,23 @@ class JsonRecords:
         # A prefix no document has (ijson joins keys with dots): nothing is built.
         self._main = Stream("\x00\x00not-a-path\x00\x00")
 
-    def _dispatch(self, data: bytes, out: _Out) -> None:
+    def _dispatch(self, data: bytes, out: Out) -> None:
         if not data:
             return
         self._offset += len(data)
         mode = self._mode
         if mode in ("ndjson", "guess"):
             self._lines_in(data, out)
+            return
+        if self._runs is not None:
+            guard = self._guard
+            try:
+                found = self._runs.feed(data, guard.depth, guard.in_string, guard.lowest)
+            except Unsure as unsure:
+                self._hand_over(unsure, out)
+                return
+            if found:
+                self._rows.emit(found, out)
             return
         values: list[Any] = []
         if self._main is not None:
@@ -198,12 +224,12 @@ class JsonRecords:
             if values:
                 self._found = True
                 self._probe = None
-            elif self._probe is not None:
-                self._look(data)
+            elif self._probe is not None and jsonshape.look(self._probe, data, self._record):
+                self._found, self._probe = True, None
         if values:
-            self._emit(values, out)
+            self._rows.emit(values, out)
 
-    def _finish_cut(self, out: _Out) -> None:
+    def _finish_cut(self, out: Out) -> None:
         """_finish, where an error at the end (everything before it was read well) is
         the document's end missing."""
         try:
@@ -216,7 +242,7 @@ class JsonRecords:
                     else "the JSON document is not closed")
             raise CutShort(f"{what} ({exc.reason}{at})") from None
 
-    def _finish(self, out: _Out) -> None:
+    def _finish(self, out: Out) -> None:
         if not self._mode:
             raise JsonSyntaxError("the document is empty" if not self._head
                                   else "no JSON value", self._offset + len(self._head))
@@ -232,42 +258,31 @@ class JsonRecords:
             self._main.close(values)
         if self._next is not None:
             self._next_value(b"", final=True)
-        if self._mode == "path" and not values and self._probe is not None:
-            self._look(b"", final=True)
+        if (self._mode == "path" and not values and self._probe is not None
+                and jsonshape.look(self._probe, b"", self._record, final=True)):
+            self._found, self._probe = True, None
         if values:
             self._found = self._found or self._mode == "path"
-            self._emit(values, out)
+            self._rows.emit(values, out)
         if self._mode == "single":
             raise JsonShapeError(jsonshape.document_message(self._first))
         if self._mode == "path" and not self._found:
             raise JsonShapeError(f"the document has no array at {self._record!r} "
                                  "(mapping.record)")
 
+    def _hand_over(self, unsure: Unsure, out: Out) -> None:
+        """The fast path's bytes from here on go to ijson (see jsonchunk)."""
+        self._runs = None
+        if unsure.values:
+            self._rows.emit(unsure.values, out)
+        stream = self._main = Stream("item")
+        stream.end = unsure.offset
+        values: list[Any] = []
+        stream.send(unsure.data, values)
+        if values[unsure.skip:]:
+            self._rows.emit(values[unsure.skip:], out)
+
     # -- path mode: what is at mapping.record, the next page's link
-
-    def _look(self, data: bytes, final: bool = False) -> None:
-        """Feeds the event parser (a small piece at a time: it is slow) until it meets
-        mapping.record: an array there is what we want, anything else is refused."""
-        probe, record = self._probe, self._record
-        if probe is None:
-            return
-        pieces = [data[i:i + _PROBE] for i in range(0, len(data), _PROBE)]
-        for piece in pieces:
-            events: list[tuple[str, str, Any]] = []
-            probe.send(piece, events)
-            if self._decide(events, record):
-                return
-        if final:
-            events = []
-            probe.close(events)
-            self._decide(events, record)
-
-    def _decide(self, events: list[tuple[str, str, Any]], record: str) -> bool:
-        if not jsonshape.array_at(events, record):
-            return False
-        self._found = True
-        self._probe = None
-        return True
 
     def _next_value(self, data: bytes, final: bool = False) -> None:
         found: list[Any] = []
@@ -281,54 +296,9 @@ class JsonRecords:
             value = found[0]
             self.next_url = None if value is None else jsonrows.value_text(value) or None
 
-    # -- records
-
-    def _emit(self, values: list[Any], out: _Out) -> None:
-        base = self.records
-        self.records += len(values)
-        row = self._row
-        rows, lines = out.rows, out.lines
-        try:
-            if all(v.__class__ is dict for v in values):
-                new = list(map(row, values))
-                if ((not self._nul or "\x00" not in "".join(chain.from_iterable(new)))
-                        and max(map(len, chain.from_iterable(new)), default=0)
-                        <= self.max_field_chars):
-                    rows += new
-                    lines += range(base + 1, base + 1 + len(values))
-                    return
-        except (TypeError, ValueError, KeyError, orjson.JSONEncodeError):
-            pass  # one of them is bad: record by record, below
-        for i, value in enumerate(values, base + 1):
-            self._one(i, value, out)
-
-    def _one(self, n: int, value: Any, out: _Out) -> None:
-        if not isinstance(value, dict):
-            out.errors.append((n, jsonrows.raw(value),
-                               f"record {n} is {jsonrows.kind(value)}, not an object"))
-            return
-        try:
-            row = self._row(value)
-        except (TypeError, ValueError, KeyError, orjson.JSONEncodeError) as exc:
-            out.errors.append((n, jsonrows.raw(value), f"record {n} cannot be read: {exc}"))
-            return
-        if "\x00" in "".join(row):
-            self.details["nul_records"] = self.details.get("nul_records", 0) + 1
-            out.errors.append((n, jsonrows.raw(value),
-                               "a value holds a NUL character (\\u0000)"))
-            return
-        longest = max(map(len, row), default=0)
-        if longest > self.max_field_chars:
-            name = self.header[[len(v) for v in row].index(longest)]
-            out.errors.append((n, jsonrows.raw(value),
-                               field_cap_reason(name, longest, self.max_field_chars)))
-            return
-        out.rows.append(row)
-        out.lines.append(n)
-
     # -- newline-delimited JSON
 
-    def _lines_in(self, data: bytes, out: _Out) -> None:
+    def _lines_in(self, data: bytes, out: Out) -> None:
         """Whole lines go to the parser; each must hold exactly one value."""
         if self._kept is not None:
             self._kept.append(data)
@@ -350,18 +320,34 @@ class JsonRecords:
         self._partial_size = len(rest)
         self._block(block, out, final=False)
 
-    def _last_line(self, out: _Out) -> None:
+    def _last_line(self, out: Out) -> None:
         block = b"".join(self._partial)
         self._partial, self._partial_size = [], 0
         self._block(block, out, final=True)
 
-    def _block(self, block: bytes, out: _Out, final: bool) -> None:
+    def _block(self, block: bytes, out: Out, final: bool) -> None:
         stream = self._main
         if stream is None:
             return
         lines = block.split(b"\n")
         if not final:
             lines.pop()  # after the last \n
+        at, self._line_at = self._line_at, self._line_at + len(block)
+        if self._mode == "ndjson" and self._fast:
+            found = decode_lines(lines)
+            if found is not None:
+                self._lines += len(lines)
+                self._values += len(found)
+                if found:
+                    self._rows.emit(found, out)
+                return
+            # ijson from here on: says which line is wrong, and how
+            self._fast = False
+            stream = self._main = Stream("", multiple_values=True)
+            stream.end = at
+            if self._values:  # in the state after a value, as the document's parser is
+                stream.end = at - 2
+                stream.send(b"0\n", [])
         expected = sum(map(bool, map(bytes.strip, lines)))
         values: list[Any] = []
         try:
@@ -394,7 +380,7 @@ class JsonRecords:
             self.details["format"] = "ndjson"
         self._values += len(values)
         if values:
-            self._emit(values, out)
+            self._rows.emit(values, out)
 
     def _not_lines(self) -> None:
         """A document opening with `{` that is not lines of JSON: one value (parsed again

@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 
 from worker.errors import FeedError
-from worker.parsers.jsonstream import JsonSyntaxError
+from worker.parsers.jsonstream import JsonSyntaxError, Stream
+
+PROBE = 16 * 1024  # bytes at a time for the parser that looks for the array
 
 
 class JsonShapeError(FeedError):
@@ -38,6 +40,21 @@ def array_at(events: list[tuple[str, str, Any]], record: str) -> bool:
                                      "array of records")
             return True
     return False
+
+
+def look(probe: Stream, data: bytes, record: str, final: bool = False) -> bool:
+    """Feeds the event parser `probe` (a small piece at a time: it is slow) until it meets
+    `record` (mapping.record): True for an array there; anything else is refused."""
+    for i in range(0, len(data), PROBE):
+        events: list[tuple[str, str, Any]] = []
+        probe.send(data[i:i + PROBE], events)
+        if array_at(events, record):
+            return True
+    if not final:
+        return False
+    events = []
+    probe.close(events)
+    return array_at(events, record)
 
 
 def bad_line(lines: list[bytes], start: int, before: int) -> JsonSyntaxError:

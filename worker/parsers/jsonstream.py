@@ -172,7 +172,7 @@ def _yajl_position(message: str | bytes, data: bytes) -> tuple[str, int | None]:
 
 
 _CONTROL = re.compile(rb"[\x00\x0b\x0c]")
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_ESCAPE = re.compile(rb'\\[\\"]')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _STEP = [0] * 256
 for _c in b"[{":
@@ -191,6 +191,7 @@ class Guard:
         self.depth = 0
         self.in_string = False
         self.escaped = False  # the last piece ended inside a string, on a backslash
+        self.lowest = 0       # the shallowest level the last piece reached (its start too)
 
     def check(self, data: bytes) -> tuple[int, str] | None:
         bad = None
@@ -210,19 +211,26 @@ class Guard:
         if self.escaped and data:
             data = data[1:]
             self.escaped = False
-        if b"\\" in data:
+        # Only a backslash before a quote can hide one: escaped backslashes and quotes go
+        # (a run of backslashes leaves one, when odd, or none before the next character).
+        if b'\\"' in data:
             data = _ESCAPE.sub(b"", data)
-            if data.endswith(b"\\"):  # only a lone trailing backslash survives
-                data = data[:-1]
-                self.escaped = True
-        parts = data.translate(None, _NOT_STRUCTURE).split(b'"')
+        if data.endswith(b"\\"):  # an odd run escapes the next piece's first byte
+            run = len(data) - len(data.rstrip(b"\\"))
+            data = data[:-run]
+            self.escaped = bool(run & 1)
+        # Two quotes side by side (an empty string, the end of one and the start of the
+        # next) go too: that leaves every bracket as much in or out of a string as it was.
+        parts = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"").split(b'"')
         outside = parts[1::2] if self.in_string else parts[::2]
         self.in_string ^= bool((len(parts) - 1) & 1)
         brackets = b"".join(outside)
         if not brackets:
+            self.lowest = self.depth
             return self.depth
         levels = list(accumulate(map(_STEP.__getitem__, brackets), initial=self.depth))
         self.depth = max(levels[-1], 0)
+        self.lowest = min(levels)
         return max(levels)
 
     def _slow(self, data: bytes) -> int:
