@@ -23,6 +23,7 @@ from worker.mapping import Mapper
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, Feed
 from worker.parsers import RecordBatch
 from worker.parsers.jsonshape import JsonShapeError
+from worker.parsers.spreadsheet import FORMAT_NAMES as SPREADSHEET_FORMATS
 from worker.pipeline import formats, matches
 from worker.pipeline.stream import PARSE_PIECE
 from worker.presets import preset_for
@@ -119,7 +120,9 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     deadline_s = feed.download_deadline_s or settings.download_deadline_s
     download = open_source(FeedUrl.parse(url), settings, local_files=local_files,
                            token=feed.authentication_token, zip_entry=feed.mapping.zip_entry,
-                           sheet=feed.mapping.sheet)
+                           sheet=feed.mapping.sheet, export=formats.sheets_export(feed))
+    if formats.whole_file(feed):  # a spreadsheet: no record before its last byte
+        head_bytes = settings.max_file_bytes
     inflated = 0
     try:
         async with asyncio.timeout(deadline_s), contextlib.aclosing(download):
@@ -132,6 +135,10 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
                 out.bytes_read = download.transfer.received
                 sample.take(formats.finish(sample.records, download.transfer,
                                            download.compression))
+                for batch in formats.rest(sample.records):
+                    sample.take(batch)
+                    if sample.count >= sample.limit:
+                        break
                 out.complete = True
     except TimeoutError:
         raise DeadlineExceeded(f"the preview's download took longer than {deadline_s:g} s "
@@ -142,8 +149,9 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     except JsonShapeError as exc:  # the document has no array at mapping.record
         out.problems.append(str(exc))
     out.compression = download.compression
-    if sample.records.details.get("format") == "ndjson":  # recognised by its lines
-        out.format = "ndjson"
+    found = sample.records.details.get("format")
+    if found == "ndjson" or found in SPREADSHEET_FORMATS:  # recognised by its lines, bytes
+        out.format = found
     sample.judge(head_bytes if not out.complete and inflated >= head_bytes else None)
     return out
 

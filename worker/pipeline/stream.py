@@ -105,7 +105,7 @@ class Stream:
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
-                                   meter=self._counted)
+                                   export=formats.sheets_export(feed), meter=self._counted)
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
@@ -130,6 +130,7 @@ class Stream:
             # A download cut short fails here, before its last records are taken.
             self._take(formats.finish(records, download.transfer, compression), ready, offset)
             self._parse_s += clock() - t1
+            await self._rest(records, queue, ready, offset)
             self._tell(pages, page_start, download.transfer)  # the page's last records
             offset = self.rows_read
             if pages == 1 and any(download.validators.values()):
@@ -151,6 +152,23 @@ class Stream:
         await queue.put(None)
         if self.progress is not None:  # the whole download: its total is what was read
             self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
+
+    async def _rest(self, records: formats.Records, queue: asyncio.Queue[bytes | None],
+                    ready: asyncio.Future[list[str] | None], offset: int) -> None:
+        """The records a parser gives once the file is whole (a spreadsheet's rows)."""
+        clock = time.perf_counter
+        t = clock()
+        for batch in formats.rest(records):
+            with gc_paused():
+                self._take(batch, ready, offset)
+                out = self._encode(final=False)
+            t1 = clock()
+            self._parse_s += t1 - t
+            for data in out:
+                await queue.put(data)
+            t = clock()
+            self._wait_copy_s += t - t1
+        self._parse_s += clock() - t
 
     def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
         if self.progress is not None:

@@ -26,8 +26,8 @@ Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
                 previous: dict[str, Any] | None = None, token: str | None = None,
-                zip_entry: str | None = None, sheet: str | None = None,
-                meter: Meter | None = None) -> Download:
+                zip_entry: str | None = None, sheet: str | int | None = None,
+                export: str = "csv", meter: Meter | None = None) -> Download:
     """The file at the URL, as a Download. file:// only where a person asked for it
     (feed-worker import --url), never for a URL that came from a feed's settings or a
     message. With `previous` validators of the last read, an unchanged file raises
@@ -35,10 +35,12 @@ def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
     Every transport's bytes are held to FEED_WORKER_MAX_FILE_BYTES (capped), then go
     through `meter` as downloaded, then are inflated when gzip or zip (`zip_entry`: the
     entry to take). A download shorter than the length the transport announced raises
-    TruncatedError. A Google Sheets link is read as its CSV export (`sheet`: the tab's name,
-    when the link names none; sources/sheets.py)."""
+    TruncatedError. A Google Sheets link is read as its `export` ("csv": `sheet` is the
+    tab's name, when the link names none; "xlsx": the workbook; sources/sheets.py). A
+    spreadsheet (an XLSX or ODS is a zip) is left whole."""
     if url.scheme in ("http", "https"):
-        url = export_url(url, settings.sheets_origin, sheet)
+        url = export_url(url, settings.sheets_origin,
+                         sheet if isinstance(sheet, str) else None, export)
     download = Download(url, settings.max_file_bytes)
     raw = capped(_open(download, settings, local_files, previous, token), download)
     download.chunks = decompressed(meter(raw) if meter is not None else raw,
