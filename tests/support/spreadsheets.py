@@ -124,12 +124,16 @@ def ods() -> bytes:
     header = "".join([*map(_ods_cell, HEADER[:3]), _ods_cell("Stock", 2),
                       "<table:covered-table-cell/>", *map(_ods_cell, HEADER[5:])])
     rows = [title, header] + ["".join(_ods_cell(v) for v in (row or [None])) for row in ROWS]
+    return ods_package(_ods_table(SHEET, rows) + _ods_table("Other", [_ods_cell("x")])
+                       + _ods_table("Empty", []))
+
+
+def ods_package(tables: str) -> bytes:
+    """An ODS file of these <table:table> elements."""
     content = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<office:document-content {_ODS_NS}><office:body><office:spreadsheet>"
-        + _ods_table(SHEET, rows) + _ods_table("Other", [_ods_cell("x")])
-        + _ods_table("Empty", [])
-        + "</office:spreadsheet></office:body></office:document-content>"
+        f"{tables}</office:spreadsheet></office:body></office:document-content>"
     )
     manifest = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<manifest:manifest xmlns:manifest='

@@ -9,10 +9,10 @@ feed's rows are. Positions are the sheet's row numbers; empty rows are skipped.
 
 The sheet: `mapping.sheet` by name or 0-based index, else the first visible one. The
 header: `mapping.headerRow` (the sheet's row number), else the first row that is not a
-title (a single cell, in a sheet of several columns). In an XLSX or XLS file, a header
-cell merged down from a row above takes that row's text, and one merged across several
-columns names each of them (the second `Stock 2`, and so on); calamine does not report an
-ODS file's merged cells: the columns a merged header cell covers there have no name.
+title (a single cell, in a sheet of several columns). A header cell merged down from a row
+above takes that row's text, and one merged across several columns names each of them
+(the second `Stock 2`, and so on); an ODS file's merged cells, which calamine does not
+report, are read from its first HEAD_ROWS rows (worker/parsers/odsmerges.py).
 
 calamine holds the sheet's cells in memory while it is read (about ten times the size of
 an XLSX file); the rows it hands over go on in batches, as a CSV's do.
@@ -32,13 +32,19 @@ from worker.errors import FeedError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import CutShort, RecordBatch, field_cap_reason
 from worker.parsers.cells import row_texts
+from worker.parsers.odsmerges import ods_merges
 from worker.parsers.sniff import OLE2_MAGIC, ZIP_MAGIC
 
 BATCH_ROWS = 2048
+HEAD_ROWS = 100  # an ODS's merged cells are read in its first rows only (the header's)
 _ZIP_KINDS = (("xl/workbook.bin", "xlsb"), ("xl/workbook.xml", "xlsx"),
               ("content.xml", "ods"))
 FORMATS = "XLSX, XLSM, XLSB, XLS or ODS"
 FORMAT_NAMES = ("xlsx", "xlsb", "xls", "ods")  # details.format, as read
+
+
+class Unreadable(FeedError):
+    """The file is no workbook the reader can open (corrupt, or cut short)."""
 
 
 class SpreadsheetRecords:
@@ -85,7 +91,7 @@ class SpreadsheetRecords:
                             f"{head!r}")
         try:
             self._open(kind)
-        except FeedError:
+        except Unreadable:
             if not vouched and kind != "xls":
                 raise CutShort("the spreadsheet ends before its zip directory") from None
             raise
@@ -127,7 +133,8 @@ class SpreadsheetRecords:
     def _open(self, kind: str) -> None:
         from python_calamine import CalamineError, CalamineWorkbook
 
-        assert self._file is not None
+        if self._file is None:  # pragma: no cover - close() checked it
+            raise RuntimeError("no file to open")
         path = self._file.name
         try:
             if kind == "office-zip":
@@ -142,10 +149,18 @@ class SpreadsheetRecords:
             workbook = CalamineWorkbook.from_path(named)
             sheet = self._sheet(workbook)
             merged = sheet.merged_cell_ranges or []
+            if kind == "ods" and self.has_header:  # calamine has none of an ODS's
+                merged = ods_merges(named, sheet.name, self.header_row or HEAD_ROWS)
             start = sheet.start or (0, 0)
             rows = enumerate(sheet.iter_rows(), start=start[0] + 1)
         except CalamineError as exc:
-            raise FeedError(f"the {kind.upper()} file cannot be read: {exc}") from None
+            raise Unreadable(f"the {kind.upper()} file cannot be read: {exc}") from None
+        except BaseException as exc:
+            # a Rust panic inside the reader (on a malformed file) is a BaseException
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise Unreadable(f"the {kind.upper()} file cannot be read: the reader "
+                             f"failed on it ({exc})") from None
         finally:
             os.unlink(named)
             self._drop()
@@ -154,7 +169,7 @@ class SpreadsheetRecords:
         self._width = start[1] + sheet.width
         self._rows = rows
         if self.has_header:
-            self.header = self._header(rows, merged)
+            self.header = self._header(rows, merged)  # None: the sheet is empty
 
     def _sheet(self, workbook: Any) -> Any:
         names: list[str] = workbook.sheet_names
@@ -178,7 +193,7 @@ class SpreadsheetRecords:
         return workbook.get_sheet_by_name(visible[0] if visible else names[0])
 
     def _header(self, rows: Iterator[tuple[int, list[Any]]],
-                merged: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[str]:
+                merged: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[str] | None:
         """Reads up to the header row: `mapping.headerRow`, else the first row that is
         neither empty nor a title (a single cell, in a sheet of several columns)."""
         above: dict[int, list[str]] = {}
@@ -198,7 +213,7 @@ class SpreadsheetRecords:
             return _merged_names(number, texts, above, merged)
         if self.header_row is not None:
             raise FeedError(f"mapping.headerRow {self.header_row}: the sheet has no such row")
-        return []
+        return None
 
     def _drop(self) -> None:
         if self._closer is not None:
@@ -242,7 +257,7 @@ def _zip_kind(path: str) -> str:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise FeedError(f"the spreadsheet is not a readable zip: {exc}") from None
+        raise Unreadable(f"the spreadsheet is not a readable zip: {exc}") from None
     for part, kind in _ZIP_KINDS:
         if part in names:
             return kind
