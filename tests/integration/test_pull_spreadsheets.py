@@ -9,6 +9,7 @@ import gzip
 import io
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from tests.support import feeds, spreadsheets
+from tests.support.commands import feed_worker
 from tests.support.feedserver import FeedServer
 from worker.feedmapping import parse_mapping
 from worker.model import Feed
@@ -143,3 +145,20 @@ async def test_a_preview_reads_the_whole_workbook_then_its_first_rows(
     assert [(r.position, r.values["barcode"], r.values["retailPrice"],
              r.values["inventoryQuantity"]) for r in result.rows] == [
         (3, "4006381333931", "19.9", "7"), (5, "12345678", "0.3", "1")]
+
+
+async def test_import_of_a_local_workbook_prints_its_rows(
+        pool: asyncpg.Pool, db_url: str, tmp_path: Path) -> None:
+    """`feed-worker import --url file:///...ods`: the progress counts the sheet's rows (read
+    once the file is whole), the summary the run's."""
+    path = tmp_path / "stock.ods"
+    path.write_bytes(spreadsheets.ods())
+    feed_id = await feeds.make_feed(pool, None, resource_type="spreadsheet",
+                                    mapping=spreadsheets.MAPPING)
+    code, _, err = await feed_worker("import", "--feed", str(feed_id), "--url", path.as_uri(),
+                                     database_url=db_url)
+    assert code == 0, err
+    progress = [line for line in err.splitlines() if line.startswith("progress ")]
+    assert progress[-1].endswith("rows_read=4"), progress
+    assert "succeeded: rows_read=4 inserted=3" in err
+    assert "rejected=1" in err

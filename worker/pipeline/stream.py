@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -130,7 +131,9 @@ class Stream:
             # A download cut short fails here, before its last records are taken.
             self._take(formats.finish(records, download.transfer, compression), ready, offset)
             self._parse_s += clock() - t1
-            await self._rest(records, queue, ready, offset)
+            await self._rest(records, queue, ready, offset,
+                             functools.partial(self._tell, pages, page_start,
+                                               download.transfer))
             self._tell(pages, page_start, download.transfer)  # the page's last records
             offset = self.rows_read
             if pages == 1 and any(download.validators.values()):
@@ -154,7 +157,8 @@ class Stream:
             self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
 
     async def _rest(self, records: formats.Records, queue: asyncio.Queue[bytes | None],
-                    ready: asyncio.Future[list[str] | None], offset: int) -> None:
+                    ready: asyncio.Future[list[str] | None], offset: int,
+                    tell: Callable[[], None]) -> None:
         """The records a parser gives once the file is whole (a spreadsheet's rows)."""
         clock = time.perf_counter
         t = clock()
@@ -168,6 +172,7 @@ class Stream:
                 await queue.put(data)
             t = clock()
             self._wait_copy_s += t - t1
+            tell()
         self._parse_s += clock() - t
 
     def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
