@@ -79,6 +79,7 @@ async def test_a_csv_feed_whose_file_is_a_spreadsheet(
     ("ods", {"sheet": 7}, "mapping.sheet 7: the workbook has 3 sheet(s)"),
     ("corrupt", {}, "the spreadsheet is not a readable zip"),
     ("damaged", {}, "the XLSX file cannot be read"),
+    ("bomb", {}, "the spreadsheet's parts inflate more than 100 times"),
     ("csv", {}, "the file is not a spreadsheet (XLSX, XLSM, XLSB, XLS or ODS)"),
 ])
 async def test_a_bad_sheet_or_file_fails_and_changes_nothing(
@@ -92,7 +93,8 @@ async def test_a_bad_sheet_or_file_fails_and_changes_nothing(
     whole = spreadsheets.xlsx()
     body = {"xlsx": whole, "ods": spreadsheets.ods(),
             "corrupt": whole[:len(whole) - 200],  # the zip's directory is gone
-            "damaged": damaged(whole), "csv": b"external_id,qty\nA-1,3\n"}[kind]
+            "damaged": damaged(whole), "csv": b"external_id,qty\nA-1,3\n",
+            "bomb": spreadsheets.bomb() if kind == "bomb" else b""}[kind]
     bad = feed_server.add(f"/bad.{kind}", body)
     await pool.execute("UPDATE inventory_feeds SET resource_location = $2, mapping = $3 "
                        "WHERE id = $1", feed_id, bad,

@@ -151,4 +151,18 @@ def ods_package(tables: str) -> bytes:
     return out.getvalue()
 
 
+def bomb(inflated: int = 20 * 1024 * 1024) -> bytes:
+    """The XLSX workbook with a sheet part padded by `inflated` bytes of blanks: a zip that
+    inflates over a thousand times."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(xlsx())) as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            part = src.read(info)
+            if info.filename.endswith("sheet1.xml"):
+                part = part.replace(b"<sheetData>", b"<sheetData>" + b" " * inflated, 1)
+            dst.writestr(info.filename, part)
+    return out.getvalue()
+
+
 WORKBOOKS = {"xlsx": xlsx, "xls": xls, "ods": ods}

@@ -12,12 +12,12 @@ import pytest
 
 from tests.support import spreadsheets
 from tests.unit.test_decompress import inflate
-from worker.errors import FeedError
+from worker.errors import FeedError, SourceError
 from worker.feedmapping import parse_mapping
 from worker.parsers import CutShort, RecordBatch
 from worker.parsers.cells import cell_text, number_text
 from worker.parsers.sniff import spreadsheet_kind, spreadsheet_undecided
-from worker.parsers.spreadsheet import SpreadsheetRecords, letters
+from worker.parsers.spreadsheet import SpreadsheetRecords, ZipLimits, letters
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -241,3 +241,16 @@ def test_a_two_row_header_with_merged_cells(make: object) -> None:
     assert rows_of(batches) == {3: ["A-1", "3", "4", "9.5"]}
     records, _ = read(data, header_row=1)
     assert records.header == ["SKU", "Stock", "Stock 2", "Price"]
+
+
+def test_a_zip_bomb_is_refused_before_it_is_opened() -> None:
+    data = spreadsheets.xlsx()
+    with pytest.raises(SourceError, match=r"parts inflate to [\d,]+ bytes, past 1,000 "
+                                          r"\(FEED_WORKER_MAX_DECOMPRESSED_BYTES\)"):
+        read(data, limits=ZipLimits(1000))
+    bomb = spreadsheets.bomb()
+    with pytest.raises(SourceError, match=r"inflate more than 100 times: [\d,]+ bytes to "
+                                          r"[\d,]+ bytes \(FEED_WORKER_MAX_INFLATION_RATIO\)"):
+        read(bomb, limits=ZipLimits(10**10, 100))
+    records, _ = read(data, limits=ZipLimits(10**10, 100))  # a workbook as it comes: read
+    assert records.header == spreadsheets.EXPECTED_HEADER

@@ -26,9 +26,10 @@ import tempfile
 import weakref
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
-from worker.errors import FeedError
+from worker.errors import FeedError, SourceError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import CutShort, RecordBatch, field_cap_reason
 from worker.parsers.cells import row_texts
@@ -36,11 +37,33 @@ from worker.parsers.odsmerges import ods_merges
 from worker.parsers.sniff import OLE2_MAGIC, ZIP_MAGIC
 
 BATCH_ROWS = 2048
+# Below this much declared, the ratio is not judged (as for gzip and zip feeds).
+RATIO_FLOOR_BYTES = 16 * 1024 * 1024
 HEAD_ROWS = 100  # an ODS's merged cells are read in its first rows only (the header's)
 _ZIP_KINDS = (("xl/workbook.bin", "xlsb"), ("xl/workbook.xml", "xlsx"),
               ("content.xml", "ods"))
 FORMATS = "XLSX, XLSM, XLSB, XLS or ODS"
 FORMAT_NAMES = ("xlsx", "xlsb", "xls", "ods")  # details.format, as read
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """How far an XLSX's or ODS's parts may inflate, as its zip directory declares them
+    (FEED_WORKER_MAX_DECOMPRESSED_BYTES, FEED_WORKER_MAX_INFLATION_RATIO): the reader
+    inflates them in memory, so a zip bomb is refused before it is opened."""
+
+    max_bytes: int
+    max_ratio: int | None = None
+
+    def check(self, inflated: int, packed: int) -> None:
+        if inflated > self.max_bytes:
+            raise SourceError(f"the spreadsheet's parts inflate to {inflated:,} bytes, past "
+                              f"{self.max_bytes:,} (FEED_WORKER_MAX_DECOMPRESSED_BYTES)")
+        ratio = self.max_ratio
+        if ratio is not None and inflated > RATIO_FLOOR_BYTES and inflated > ratio * packed:
+            raise SourceError(f"the spreadsheet's parts inflate more than {ratio} times: "
+                              f"{packed:,} bytes to {inflated:,} bytes "
+                              "(FEED_WORKER_MAX_INFLATION_RATIO)")
 
 
 class Unreadable(FeedError):
@@ -54,8 +77,10 @@ class SpreadsheetRecords:
 
     def __init__(self, sheet: str | int | None = None, header_row: int | None = None,
                  has_header: bool = True,
-                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> None:
+                 max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+                 limits: ZipLimits | None = None) -> None:
         self.sheet = sheet
+        self.limits = limits
         self.header_row = header_row
         self.has_header = has_header
         self.max_field_chars = max_field_chars
@@ -138,7 +163,7 @@ class SpreadsheetRecords:
         path = self._file.name
         try:
             if kind == "office-zip":
-                kind = _zip_kind(path)
+                kind = _zip_kind(path, self.limits)
         except FeedError:
             self._drop()
             raise
@@ -252,12 +277,15 @@ def _kind(head: bytes) -> str | None:
     return None
 
 
-def _zip_kind(path: str) -> str:
+def _zip_kind(path: str, limits: ZipLimits | None) -> str:
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
+            infos = z.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise Unreadable(f"the spreadsheet is not a readable zip: {exc}") from None
+    if limits is not None:
+        limits.check(sum(i.file_size for i in infos), os.path.getsize(path))
+    names = {i.filename for i in infos}
     for part, kind in _ZIP_KINDS:
         if part in names:
             return kind

@@ -11,8 +11,9 @@ from worker.feedmapping import has_header_row
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
 from worker.parsers import CutShort, RecordBatch, sniff
 from worker.parsers.csv import CsvParser
-from worker.parsers.spreadsheet import SpreadsheetRecords
+from worker.parsers.spreadsheet import SpreadsheetRecords, ZipLimits
 from worker.parsers.text import TextDecoder
+from worker.settings import Settings
 from worker.sources.transfer import Transfer
 from worker.urls import FeedUrl
 
@@ -120,9 +121,11 @@ class CsvRecords:
         return self._parser.delimiter if self._parser is not None else (self._delimiter or ",")
 
 
-def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Records:
+def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+                limits: ZipLimits | None = None) -> Records:
     """The parser of the feed's resource type; a record with a field longer than
-    `max_field_chars` (FEED_WORKER_MAX_FIELD_CHARS) is a reject."""
+    `max_field_chars` (FEED_WORKER_MAX_FIELD_CHARS) is a reject; a spreadsheet's parts may
+    inflate within `limits` (zip_limits)."""
     if feed.resource_type == "xml":
         from worker.parsers.xml import XmlRecords
 
@@ -134,8 +137,13 @@ def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> R
     mapping = feed.mapping.check()
     if feed.resource_type == "spreadsheet":
         return SpreadsheetRecords(mapping.sheet, mapping.header_row, feed.csv_has_header,
-                                  max_field_chars)
-    return _Sniffed(feed, max_field_chars)
+                                  max_field_chars, limits)
+    return _Sniffed(feed, max_field_chars, limits)
+
+
+def zip_limits(settings: Settings) -> ZipLimits:
+    """How far a spreadsheet's zip may inflate: as far as a zip feed's."""
+    return ZipLimits(settings.max_decompressed_bytes, settings.max_inflation_ratio)
 
 
 def rest(records: Records) -> Iterator[RecordBatch]:
@@ -160,9 +168,10 @@ class _Sniffed:
     (XLS, or the zip of an XLSX or ODS) is read as one, its sheet and header row as the
     mapping says."""
 
-    def __init__(self, feed: Feed, max_field_chars: int) -> None:
+    def __init__(self, feed: Feed, max_field_chars: int, limits: ZipLimits | None) -> None:
         self._feed = feed
         self.max_field_chars = max_field_chars
+        self._limits = limits
         self._head = b""
         self._records: Records | None = None
         self._details: dict[str, Any] = {}
@@ -209,7 +218,8 @@ class _Sniffed:
         if sniff.spreadsheet_kind(self._head) is not None:
             mapping = feed.mapping
             self._records = SpreadsheetRecords(mapping.sheet, mapping.header_row,
-                                               feed.csv_has_header, self.max_field_chars)
+                                               feed.csv_has_header, self.max_field_chars,
+                                               self._limits)
         else:
             self._records = CsvRecords(feed, self.max_field_chars)
         return self._records

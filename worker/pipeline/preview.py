@@ -172,7 +172,8 @@ class _Sample:
         self.settings = settings
         self.limit = limit
         self.out = out
-        self.records: formats.Records = formats.records_for(feed, settings.max_field_chars)
+        self.records: formats.Records = formats.records_for(feed, settings.max_field_chars,
+                                                            formats.zip_limits(settings))
         self.mapper: Mapper | None = None
         self.count = 0  # records taken, rejected ones included
 

@@ -50,7 +50,8 @@ class Stream:
         self.report = report
         self.rejects = rejects
         self.progress = progress
-        self.records: formats.Records = formats.records_for(job.feed, settings.max_field_chars)
+        self.records: formats.Records = formats.records_for(job.feed, settings.max_field_chars,
+                                                            formats.zip_limits(settings))
         self.mapper: Mapper | None = None
         self.rows_read = 0
         self.valid = 0
@@ -97,7 +98,8 @@ class Stream:
         clock = time.perf_counter
         while pages == 0 or url is not None:
             pages += 1
-            records = formats.records_for(feed, settings.max_field_chars)
+            records = formats.records_for(feed, settings.max_field_chars,
+                                          formats.zip_limits(settings))
             self.records = records
             inflated = 0
             page_start = self.report.bytes
