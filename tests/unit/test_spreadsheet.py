@@ -254,3 +254,18 @@ def test_a_zip_bomb_is_refused_before_it_is_opened() -> None:
         read(bomb, limits=ZipLimits(10**10, 100))
     records, _ = read(data, limits=ZipLimits(10**10, 100))  # a workbook as it comes: read
     assert records.header == spreadsheets.EXPECTED_HEADER
+
+
+def test_error_cells_and_formulas_without_a_saved_result_are_empty() -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["external_id", "retail_price", "in_stock"])
+    ws.append(["A", "#N/A", True])
+    ws["B2"].data_type = "e"  # an error cell, as Excel saves #N/A
+    ws.append(["B", "=1+1", False])  # openpyxl saves no result
+    out = io.BytesIO()
+    wb.save(out)
+    _, batches = read(out.getvalue())
+    assert rows_of(batches) == {2: ["A", "", "TRUE"], 3: ["B", "", "FALSE"]}
