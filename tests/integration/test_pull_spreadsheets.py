@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from tests.support import feeds, spreadsheets
+from tests.support.apiprocess import ApiProcess, Client, feed, provider
 from tests.support.commands import feed_worker
 from tests.support.feedserver import FeedServer
 from worker.feedmapping import parse_mapping
@@ -164,3 +165,25 @@ async def test_import_of_a_local_workbook_prints_its_rows(
     assert progress[-1].endswith("rows_read=4"), progress
     assert "succeeded: rows_read=4 inserted=3" in err
     assert "rejected=1" in err
+
+
+async def test_a_spreadsheet_feed_made_and_previewed_through_the_api(
+        api: ApiProcess, admin: Client, pool: asyncpg.Pool, feed_server: FeedServer) -> None:
+    url = feed_server.add("/stock.xlsx", spreadsheets.xlsx(), content_type=XLSX)
+    p = await provider(admin)
+    f = await feed(admin, p, resourceType="spreadsheet", resourceLocation=url,
+                   mapping={**spreadsheets.MAPPING, "headerRow": 2})
+    assert f["resourceType"] == "spreadsheet"
+    status, got, _ = await admin.call("GET", f"/api/inventory-feeds/{f['id']}/preview.json"
+                                             "?rows=2")
+    assert status == 200, got
+    assert (got["format"], got["header"], got["ok"]) == (
+        "xlsx", spreadsheets.EXPECTED_HEADER, True)
+    assert [(r["position"], r["values"]["barcode"]) for r in got["rows"]] == [
+        (3, "4006381333931"), (5, "12345678")]
+    status, got, _ = await admin.call("POST", "/api/inventory-feeds.json", {
+        "dropshipProviderId": p, "name": "bad", "resourceType": "spreadsheet",
+        "mapping": {"sheet": -2}})
+    assert status == 422
+    assert got["error"]["details"][0]["pointer"] == "/mapping/sheet"
+    assert await feeds.items(pool, f["id"]) == {}
