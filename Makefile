@@ -62,6 +62,7 @@ bench: venv services
 	$(BIN)/python -m tests.bench.push_latency
 	$(BIN)/python -m tests.bench.pull_formats
 	$(BIN)/python -m tests.bench.json_paths
+	$(BIN)/python -m tests.bench.pull_spreadsheets
 	$(BIN)/python -m tests.bench.api
 	$(BIN)/python -m tests.bench.fleet
 	$(BIN)/python -m tests.bench.joined

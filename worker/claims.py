@@ -11,7 +11,7 @@ from worker.model import Feed, LastPull
 from worker.store import runs
 from worker.urls import mask
 
-PULL_TYPES = ("ftp_csv", "xml", "json")
+PULL_TYPES = ("ftp_csv", "spreadsheet", "xml", "json")
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "with routing key 'feed.pull', persistent, with a fresh message_id, and waits "
                  "for the broker's confirm. A running daemon pulls the feed; read the outcome "
                  "in feed_runs. The feed is checked first: it must exist, be enabled, of a "
-                 "provider not archived, and pulled (resource_type ftp_csv, xml or json). "
+                 "provider not archived, and pulled (resource_type ftp_csv, spreadsheet, xml "
+                 "or json). "
                  "Prints the message_id.",
                  "exit status: 0 confirmed; 1 the broker did not confirm or could not route it "
                  "(start `feed-worker run` once to declare the queues); 2 the feed cannot be "
@@ -203,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="variants per message (default 50; the daemon takes at most 10,000 "
                          "in one)")
     pu.add_argument("--to-pulled-feed", action="store_true",
-                    help="also to a feed that is pulled (ftp_csv, xml, json); its next pull "
-                         "sets the items back to what its file says")
+                    help="also to a feed that is pulled (ftp_csv, spreadsheet, xml, json); its "
+                         "next pull sets the items back to what its file says")
     ph = command(pub_sub, "held", "apply what a run held back by the daily SKU limit",
                  "Publishes the items run N held back by its provider's daily SKU limit "
                  "(its 'daily limit' rejects) as feed-update messages to the run's feed, "

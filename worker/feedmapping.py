@@ -16,7 +16,9 @@ The keys, by resource type:
            `timeZone` (a file name that is a pattern; worker/sources/names.py), the source
            options `sftpKey`, `sftpHostKey`, `ftpsMode`, `caBundle`, `tlsVerify`
            (worker/sourceopts.py), `secondary` (a second file joined by a key)
-  CSV      `fields`: attribute -> header name or 0-based column index
+  CSV      `fields`: attribute -> header name or 0-based column index; `sheet` (a Google
+           Sheets link's tab by name; a spreadsheet file's sheet), `headerRow`
+  spreadsheet  as CSV; `sheet` by name or 0-based index, `headerRow` (its row number)
   XML      `record` (absolute path of the record element), `namespaces` (prefix -> URI),
            `fields`: attribute -> XPath relative to the record
   JSON     `record` (dotted path of the array of records), `format` (json | ndjson),
@@ -47,7 +49,7 @@ JSON_FORMATS = ("", "json", "ndjson", "jsonl")
 def has_header_row(resource_type: str, csv_has_header: bool) -> bool:
     """Whether records come with names: only a CSV without a header row has none (its
     mapping gives column indexes)."""
-    return resource_type not in ("ftp_csv", "webhook") or csv_has_header
+    return resource_type not in ("ftp_csv", "webhook", "spreadsheet") or csv_has_header
 
 
 def parse_mapping(raw: Any, resource_type: str, csv_has_header: bool = True) -> FeedMapping:
@@ -113,9 +115,8 @@ def _parse(data: Mapping[str, Any], resource_type: str, csv_has_header: bool) ->
     zip_entry = data.get("zipEntry")
     if zip_entry is not None and not isinstance(zip_entry, str):
         raise FeedError("mapping.zipEntry must be the name of a file in the zip")
-    sheet = data.get("sheet")
-    if sheet is not None and (not isinstance(sheet, str) or not sheet.strip()):
-        raise FeedError("mapping.sheet must be the name of a tab of the spreadsheet")
+    sheet = _sheet(data.get("sheet"), resource_type)
+    header_row = _header_row(data.get("headerRow"), resource_type, csv_has_header)
     auto = data.get("auto", True)
     if not isinstance(auto, bool):
         raise FeedError("mapping.auto must be true or false")
@@ -133,7 +134,8 @@ def _parse(data: Mapping[str, Any], resource_type: str, csv_has_header: bool) ->
         mapping = _csv(data, header, zip_entry)
         kind = "push" if resource_type == "webhook" else "csv" if header else "csv-index"
         return _with_rules(replace(mapping, optional=frozenset(mapping.fields) - named,
-                                   auto=auto, preset=data.get("preset") or "", sheet=sheet),
+                                   auto=auto, preset=data.get("preset") or "", sheet=sheet,
+                                   header_row=header_row),
                            data, kind, named)
     if not isinstance(data.get("values") or {}, dict):
         raise FeedError("mapping.values must be an object")
@@ -144,6 +146,31 @@ def _parse(data: Mapping[str, Any], resource_type: str, csv_has_header: bool) ->
                                    sheet, optional=frozenset(mapping.fields) - named,
                                    auto=auto, preset=data.get("preset") or ""),
                        data, "paths", named, _path_check(resource_type, mapping))
+
+
+def _sheet(sheet: Any, resource_type: str) -> str | int | None:
+    """A tab by name; in a spreadsheet feed also by 0-based index."""
+    if sheet is None or (isinstance(sheet, str) and sheet.strip()):
+        return sheet
+    if resource_type == "spreadsheet":
+        if isinstance(sheet, int) and not isinstance(sheet, bool) and sheet >= 0:
+            return sheet
+        raise FeedError("mapping.sheet must be the name of a sheet of the spreadsheet or "
+                        "its 0-based index")
+    raise FeedError("mapping.sheet must be the name of a tab of the spreadsheet")
+
+
+def _header_row(value: Any, resource_type: str, csv_has_header: bool) -> int | None:
+    """A spreadsheet's header row (a CSV feed's file may turn out to be one)."""
+    if value is None:
+        return None
+    if resource_type not in ("spreadsheet", "ftp_csv"):
+        raise FeedError(f"mapping.headerRow applies to spreadsheets, not {resource_type!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FeedError("mapping.headerRow must be the header's row number (1 is the first)")
+    if not csv_has_header:
+        raise FeedError("mapping.headerRow names a header row but csv_has_header is false")
+    return value
 
 
 def _with_rules(mapping: FeedMapping, data: Mapping[str, Any], kind: str,

@@ -128,7 +128,9 @@ class FeedMapping:
     ndjson: bool = False      # JSON: newline-delimited (mapping.format ndjson or jsonl)
     next: str = ""            # JSON: dotted path of the next page's URL ("": none)
     zip_entry: str | None = None  # the file to read from a zip (None: its first file)
-    sheet: str | None = None  # a Google Sheets link's tab, by name (sources/sheets.py)
+    # A spreadsheet's sheet by name or 0-based index; a Google Sheets link's tab by name.
+    sheet: str | int | None = None
+    header_row: int | None = None  # a spreadsheet's header row, its row number (from 1)
     # A file name that is a pattern (sources/names.py): which matching file is taken
     # ("name": the last by name, "newest": by modification time), and the time zone of
     # its date templates.

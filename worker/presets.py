@@ -50,7 +50,7 @@ class Preset:
     rows: Rows | None = None         # CSV: how rows depend on each other
 
 
-CSV = ("ftp_csv",)
+CSV = ("ftp_csv", "spreadsheet")  # a spreadsheet's rows are mapped as a CSV's
 GOOGLE_NS = "http://base.google.com/ns/1.0"
 
 # Shopify's product CSV export: one row per variant, grouped by `Handle`; the product's

@@ -139,7 +139,8 @@ class Settings:
     sheets_origin: str = field(
         default="https://docs.google.com",
         metadata={"help": "where Google Sheets links live: a spreadsheet's link there (edit, "
-                          "share or published) is read as its tab's CSV export"},
+                          "share or published) is read as its export: its tab's CSV (a CSV "
+                          "feed), its workbook's XLSX (a spreadsheet feed)"},
     )
     sftp_known_hosts: str = field(
         default="~/.ssh/known_hosts",

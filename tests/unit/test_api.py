@@ -101,6 +101,9 @@ def test_each_bad_field_of_a_variant_has_its_reason() -> None:
     ({"rules": {"quantity": {"sum": ["s1", "s2"]}},
       "values": {"inventoryQuantity": {"x": "lots"}}}, "ftp_csv", True,
      "/mapping/values/inventoryQuantity/x"),
+    ({"sheet": -1}, "spreadsheet", True, "/mapping/sheet"),
+    ({"headerRow": 0}, "spreadsheet", True, "/mapping/headerRow"),
+    ({"fields": {"externalId": "Item no."}}, "spreadsheet", False, "/mapping/fields/externalId"),
 ])
 def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, header: bool,
                                                  where: str) -> None:
@@ -127,6 +130,9 @@ def test_a_mapping_is_checked_by_the_real_mapper(raw: Any, resource_type: str, h
     ({"rules": {"quantity": {"sum": ["stock.eu"]}}}, "webhook", True),
     ({"rules": {"price": {"markupPercent": 10, "rounding": ".99"}},
       "values": {"retailPrice": {"free": 0}}}, "ftp_csv", True),
+    ({"sheet": 1, "headerRow": 3, "fields": {"externalId": "Item no."}}, "spreadsheet", True),
+    ({"sheet": "Stock", "fields": {"externalId": 0}}, "spreadsheet", False),
+    ({"preset": "woocommerce", "sheet": "Export"}, "spreadsheet", True),
 ])
 def test_a_good_mapping_is_kept_as_sent(raw: Any, resource_type: str, header: bool) -> None:
     assert check_mapping(raw, resource_type, header) == raw

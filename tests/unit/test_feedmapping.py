@@ -235,12 +235,14 @@ def test_only_the_feeds_own_fields_are_required() -> None:
     ({"preset": "magento"}, "ftp_csv", "mapping.preset 'magento' is not one of bigcommerce, "
                                        "google-merchant, shopify, woocommerce"),
     ({"preset": ["shopify"]}, "ftp_csv", "mapping.preset ['shopify'] is not one of"),
-    ({"preset": "shopify"}, "xml", "mapping.preset 'shopify' reads resource_type ftp_csv, "
-                                   "not 'xml'"),
+    ({"preset": "shopify"}, "xml", "mapping.preset 'shopify' reads resource_type ftp_csv or "
+                                   "spreadsheet, not 'xml'"),
     ({"preset": "google-merchant"}, "json", "mapping.preset 'google-merchant' reads "
-                                            "resource_type xml or ftp_csv, not 'json'"),
+                                            "resource_type xml or ftp_csv or spreadsheet, "
+                                            "not 'json'"),
     ({"preset": "google-merchant"}, "webhook", "mapping.preset 'google-merchant' reads "
-                                               "resource_type xml or ftp_csv, not 'webhook'"),
+                                               "resource_type xml or ftp_csv or spreadsheet, "
+                                               "not 'webhook'"),
 ])
 def test_unknown_or_misplaced_presets(raw: dict[str, Any], resource_type: str,
                                       expected: str) -> None:

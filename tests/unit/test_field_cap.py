@@ -89,9 +89,10 @@ def test_json_cap_counts_nested_values_as_their_text() -> None:
     assert "options is 13 characters long" in got.errors[0][2]
 
 
-@pytest.mark.parametrize("resource_type", ["ftp_csv", "xml", "json"])
+@pytest.mark.parametrize("resource_type", ["ftp_csv", "spreadsheet", "xml", "json"])
 def test_records_for_passes_the_cap_on(resource_type: str) -> None:
-    mapping = {"ftp_csv": {}, "xml": XML_MAPPING, "json": JSON_MAPPING}[resource_type]
+    mapping = {"ftp_csv": {}, "spreadsheet": {}, "xml": XML_MAPPING,
+               "json": JSON_MAPPING}[resource_type]
     feed = make_feed(resource_type, mapping)
     assert _cap_of(formats.records_for(feed)) == DEFAULT_MAX_FIELD_CHARS
     assert _cap_of(formats.records_for(feed, 77)) == 77
@@ -99,8 +100,8 @@ def test_records_for_passes_the_cap_on(resource_type: str) -> None:
 
 def _cap_of(records: formats.Records) -> int:
     inner: Any = getattr(records, "_parser", None)
-    if isinstance(records, formats.CsvRecords):
-        return records.max_field_chars
+    if hasattr(records, "max_field_chars"):  # CSV (or a spreadsheet), spreadsheet
+        return int(records.max_field_chars)
     return int(inner.max_field_chars)
 
 

@@ -56,3 +56,15 @@ def test_a_link_keeps_its_credentials_masked() -> None:
                      "http://127.0.0.1:8080")
     assert "secret" not in str(url)
     assert url.parsed.path == "/spreadsheets/d/X/export"
+
+
+@pytest.mark.parametrize(("link", "expected"), [
+    (f"{DOC}/edit", f"{DOC}/export?format=xlsx"),
+    (f"{DOC}/edit#gid=1234", f"{DOC}/export?format=xlsx&gid=1234"),
+    ("https://docs.google.com/spreadsheets/d/e/2PACX-1x/pubhtml?gid=9",
+     "https://docs.google.com/spreadsheets/d/e/2PACX-1x/pub?output=xlsx&gid=9&single=true"),
+    (f"{DOC}/export?format=csv", f"{DOC}/export?format=csv"),  # an export is read as it is
+])
+def test_a_spreadsheet_feed_reads_the_xlsx_export(link: str, expected: str) -> None:
+    """The whole workbook (the sheet is picked in it by mapping.sheet: no gviz by name)."""
+    assert str(export_url(FeedUrl.parse(link), ORIGIN, "Stock", "xlsx").parsed) == expected

@@ -26,7 +26,7 @@ from worker.urls import mask
 
 MASK = "***"
 SCHEMES = ("http", "https", "ftp", "ftps", "sftp")
-RESOURCE_TYPES = ("webhook", "ftp_csv", "xml", "json")
+RESOURCE_TYPES = ("webhook", "ftp_csv", "spreadsheet", "xml", "json")
 FREQUENCIES = ("never", "hourly", "daily", "custom", "webhook")
 
 # camelCase field -> column, in the order a feed is shown.

@@ -1,8 +1,9 @@
-"""A feed's bytes -> records, whatever its format: the same batches for CSV, XML and JSON,
-so one mapper and one bulk core serve them all."""
+"""A feed's bytes -> records, whatever its format: the same batches for CSV, spreadsheets,
+XML and JSON, so one mapper and one bulk core serve them all."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from worker.errors import FeedError, TruncatedError
@@ -10,7 +11,9 @@ from worker.feedmapping import has_header_row
 from worker.model import DEFAULT_MAX_FIELD_CHARS, Feed, FeedMapping
 from worker.parsers import CutShort, RecordBatch, sniff
 from worker.parsers.csv import CsvParser
+from worker.parsers.spreadsheet import SpreadsheetRecords, ZipLimits
 from worker.parsers.text import TextDecoder
+from worker.settings import Settings
 from worker.sources.transfer import Transfer
 from worker.urls import FeedUrl
 
@@ -21,8 +24,11 @@ class Records(Protocol):
     """Bytes in, batches of records out; `header` names the values of each record once
     known (None for a CSV without a header row: its mapping gives column indexes)."""
 
-    header: list[str] | None
-    details: dict[str, Any]
+    @property
+    def header(self) -> list[str] | None: ...
+
+    @property
+    def details(self) -> dict[str, Any]: ...
 
     @property
     def delimiter(self) -> str:
@@ -115,9 +121,11 @@ class CsvRecords:
         return self._parser.delimiter if self._parser is not None else (self._delimiter or ",")
 
 
-def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> Records:
+def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+                limits: ZipLimits | None = None) -> Records:
     """The parser of the feed's resource type; a record with a field longer than
-    `max_field_chars` (FEED_WORKER_MAX_FIELD_CHARS) is a reject."""
+    `max_field_chars` (FEED_WORKER_MAX_FIELD_CHARS) is a reject; a spreadsheet's parts may
+    inflate within `limits` (zip_limits)."""
     if feed.resource_type == "xml":
         from worker.parsers.xml import XmlRecords
 
@@ -126,8 +134,95 @@ def records_for(feed: Feed, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> R
         from worker.parsers.json import JsonRecords
 
         return _Structured(JsonRecords(feed.mapping.check(), max_field_chars))
-    feed.mapping.check()
-    return CsvRecords(feed, max_field_chars)
+    mapping = feed.mapping.check()
+    if feed.resource_type == "spreadsheet":
+        return SpreadsheetRecords(mapping.sheet, mapping.header_row, feed.csv_has_header,
+                                  max_field_chars, limits)
+    return _Sniffed(feed, max_field_chars, limits)
+
+
+def zip_limits(settings: Settings) -> ZipLimits:
+    """How far a spreadsheet's zip may inflate: as far as a zip feed's."""
+    return ZipLimits(settings.max_decompressed_bytes, settings.max_inflation_ratio)
+
+
+def rest(records: Records) -> Iterator[RecordBatch]:
+    """The records a parser gives only once the file is whole, after `finish` (a
+    spreadsheet's rows, in batches); none for the others."""
+    more = getattr(records, "rest", None)
+    return iter(()) if more is None else more()
+
+
+def whole_file(feed: Feed) -> bool:
+    """Whether no record can be read before the whole file is in (a spreadsheet)."""
+    return feed.resource_type == "spreadsheet"
+
+
+def sheets_export(feed: Feed) -> str:
+    """The format a Google Sheets link is exported as (sources/sheets.py)."""
+    return "xlsx" if feed.resource_type == "spreadsheet" else "csv"
+
+
+class _Sniffed:
+    """A CSV feed's records; a file that turns out to be a spreadsheet by its first bytes
+    (XLS, or the zip of an XLSX or ODS) is read as one, its sheet and header row as the
+    mapping says."""
+
+    def __init__(self, feed: Feed, max_field_chars: int, limits: ZipLimits | None) -> None:
+        self._feed = feed
+        self.max_field_chars = max_field_chars
+        self._limits = limits
+        self._head = b""
+        self._records: Records | None = None
+        self._details: dict[str, Any] = {}
+
+    @property
+    def header(self) -> list[str] | None:
+        return self._records.header if self._records is not None else None
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self._records.details if self._records is not None else self._details
+
+    @property
+    def delimiter(self) -> str:
+        return self._records.delimiter if self._records is not None else ","
+
+    def feed(self, data: bytes) -> RecordBatch:
+        records = self._records
+        if records is None:
+            self._head += data
+            if sniff.spreadsheet_undecided(self._head):
+                return RecordBatch()
+            records = self._choose()
+            data, self._head = self._head, b""
+        return records.feed(data)
+
+    def close(self, vouched: bool = True) -> RecordBatch:
+        records = self._records
+        if records is None:
+            records = self._choose()
+            if self._head:
+                head, self._head = self._head, b""
+                first = records.feed(head)
+                last = records.close(vouched)
+                return RecordBatch([*first.rows, *last.rows], [*first.lines, *last.lines],
+                                   [*first.errors, *last.errors])
+        return records.close(vouched)
+
+    def rest(self) -> Iterator[RecordBatch]:
+        return rest(self._records) if self._records is not None else iter(())
+
+    def _choose(self) -> Records:
+        feed = self._feed
+        if sniff.spreadsheet_kind(self._head) is not None:
+            mapping = feed.mapping
+            self._records = SpreadsheetRecords(mapping.sheet, mapping.header_row,
+                                               feed.csv_has_header, self.max_field_chars,
+                                               self._limits)
+        else:
+            self._records = CsvRecords(feed, self.max_field_chars)
+        return self._records
 
 
 def needs_header(feed: Feed) -> bool:

@@ -23,6 +23,7 @@ from worker.mapping import Mapper
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, Feed
 from worker.parsers import RecordBatch
 from worker.parsers.jsonshape import JsonShapeError
+from worker.parsers.spreadsheet import FORMAT_NAMES as SPREADSHEET_FORMATS
 from worker.pipeline import formats, matches
 from worker.pipeline.stream import PARSE_PIECE
 from worker.presets import preset_for
@@ -121,7 +122,10 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
     download = open_source(FeedUrl.parse(url), settings, local_files=local_files,
                            token=feed.authentication_token, zip_entry=feed.mapping.zip_entry,
                            sheet=feed.mapping.sheet, rule=file_rule(feed.mapping),
-                           source=feed.mapping.source)
+                           source=feed.mapping.source,
+                           export=formats.sheets_export(feed))
+    if formats.whole_file(feed):  # a spreadsheet: no record before its last byte
+        head_bytes = settings.max_file_bytes
     inflated = 0
     try:
         async with asyncio.timeout(deadline_s), contextlib.aclosing(download):
@@ -134,6 +138,10 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
                 out.bytes_read = download.transfer.received
                 sample.take(formats.finish(sample.records, download.transfer,
                                            download.compression))
+                for batch in formats.rest(sample.records):
+                    sample.take(batch)
+                    if sample.count >= sample.limit:
+                        break
                 out.complete = True
     except TimeoutError:
         raise DeadlineExceeded(f"the preview's download took longer than {deadline_s:g} s "
@@ -145,8 +153,9 @@ async def preview(feed: Feed, url: str, settings: Settings, rows: int = DEFAULT_
         out.problems.append(str(exc))
     out.compression = download.compression
     out.source = download.chosen.get("file", out.source)  # the file a pattern took
-    if sample.records.details.get("format") == "ndjson":  # recognised by its lines
-        out.format = "ndjson"
+    found = sample.records.details.get("format")
+    if found == "ndjson" or found in SPREADSHEET_FORMATS:  # recognised by its lines, bytes
+        out.format = found
     sample.judge(head_bytes if not out.complete and inflated >= head_bytes else None)
     return out
 
@@ -167,7 +176,8 @@ class _Sample:
         self.settings = settings
         self.limit = limit
         self.out = out
-        self.records: formats.Records = formats.records_for(feed, settings.max_field_chars)
+        self.records: formats.Records = formats.records_for(feed, settings.max_field_chars,
+                                                            formats.zip_limits(settings))
         self.mapper: Mapper | None = None
         self.count = 0  # records taken, rejected ones included
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -59,7 +60,8 @@ class Stream:
         self.report = report
         self.rejects = rejects
         self.progress = progress
-        self.records: formats.Records = formats.records_for(job.feed, settings.max_field_chars)
+        self.records: formats.Records = formats.records_for(job.feed, settings.max_field_chars,
+                                                            formats.zip_limits(settings))
         self.mapper: Mapper | None = None
         self.rows_read = 0
         self.valid = 0
@@ -110,7 +112,8 @@ class Stream:
         clock = time.perf_counter
         while pages == 0 or url is not None:
             pages += 1
-            records = formats.records_for(feed, settings.max_field_chars)
+            records = formats.records_for(feed, settings.max_field_chars,
+                                          formats.zip_limits(settings))
             self.records = records
             inflated = 0
             page_start = self.report.bytes
@@ -120,7 +123,8 @@ class Stream:
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
                                    meter=self._counted, rule=file_rule(feed.mapping),
-                                   source=feed.mapping.source)
+                                   source=feed.mapping.source,
+                                   export=formats.sheets_export(feed))
             t = clock()
             async with contextlib.aclosing(download):
                 async for chunk in download:
@@ -145,6 +149,9 @@ class Stream:
             # A download cut short fails here, before its last records are taken.
             self._take(formats.finish(records, download.transfer, compression), ready, offset)
             self._parse_s += clock() - t1
+            await self._rest(records, queue, ready, offset,
+                             functools.partial(self._tell, pages, page_start,
+                                               download.transfer))
             self._tell(pages, page_start, download.transfer)  # the page's last records
             offset = self.rows_read
             if pages == 1 and any(download.validators.values()):
@@ -168,6 +175,25 @@ class Stream:
         await queue.put(None)
         if self.progress is not None:  # the whole download: its total is what was read
             self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
+
+    async def _rest(self, records: formats.Records, queue: asyncio.Queue[bytes | None],
+                    ready: asyncio.Future[list[str] | None], offset: int,
+                    tell: Callable[[], None]) -> None:
+        """The records a parser gives once the file is whole (a spreadsheet's rows)."""
+        clock = time.perf_counter
+        t = clock()
+        for batch in formats.rest(records):
+            with gc_paused():
+                self._take(batch, ready, offset)
+                out = self._encode(final=False)
+            t1 = clock()
+            self._parse_s += t1 - t
+            for data in out:
+                await queue.put(data)
+            t = clock()
+            self._wait_copy_s += t - t1
+            tell()
+        self._parse_s += clock() - t
 
     def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
         if self.progress is not None:

@@ -30,8 +30,9 @@ Meter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
                 previous: dict[str, Any] | None = None, token: str | None = None,
-                zip_entry: str | None = None, sheet: str | None = None,
-                meter: Meter | None = None, rule: FileRule | None = None,
+                zip_entry: str | None = None, sheet: str | int | None = None,
+                export: str = "csv", meter: Meter | None = None,
+                rule: FileRule | None = None,
                 source: SourceOptions | None = None) -> Download:
     """The file at the URL, as a Download. file:// only where a person asked for it
     (feed-worker import --url), never for a URL that came from a feed's settings or a
@@ -40,13 +41,15 @@ def open_source(url: FeedUrl, settings: Settings, *, local_files: bool = False,
     Every transport's bytes are held to FEED_WORKER_MAX_FILE_BYTES (capped), then go
     through `meter` as downloaded, then are inflated when gzip or zip (`zip_entry`: the
     entry to take). A download shorter than the length the transport announced raises
-    TruncatedError. A Google Sheets link is read as its CSV export (`sheet`: the tab's name,
-    when the link names none; sources/sheets.py). A file name that is a pattern (a glob
-    or a date template; sources/names.py) takes the file `rule` chooses. `source`: the
-    feed's SFTP key and pinned host keys, FTPS mode and certificates (mapping;
-    worker/sourceopts.py)."""
+    TruncatedError. A Google Sheets link is read as its `export` ("csv": `sheet` is the
+    tab's name, when the link names none; "xlsx": the workbook; sources/sheets.py). A
+    spreadsheet (an XLSX or ODS is a zip) is left whole. A file name that is a pattern
+    (a glob or a date template; sources/names.py) takes the file `rule` chooses.
+    `source`: the feed's SFTP key and pinned host keys, FTPS mode and certificates
+    (mapping; worker/sourceopts.py)."""
     if url.scheme in ("http", "https"):
-        url = export_url(url, settings.sheets_origin, sheet)
+        url = export_url(url, settings.sheets_origin,
+                         sheet if isinstance(sheet, str) else None, export)
     download = Download(url, settings.max_file_bytes)
     rule = rule if rule is not None else FileRule()
     raw = capped(_open(download, settings, local_files, previous, token, rule,

@@ -22,9 +22,10 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 
 from worker.errors import FeedError, SourceError, TruncatedError
+from worker.parsers.sniff import OFFICE_HEAD_BYTES, spreadsheet_kind
 
 GZIP_MAGIC = b"\x1f\x8b"
-ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = b"PK\x03\x04"  # a zip whose first entry is a spreadsheet's part is left whole
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
 _EXTRA_HEADER = struct.Struct("<HH")  # an extra field's kind and length
 _ZIP64_MARK = 0xFFFFFFFF  # a local header's size field: the size is in the zip64 field
@@ -50,9 +51,10 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
         head = b""
         async for chunk in chunks:
             head += chunk
-            if len(head) >= 4:
+            # a zip's first entry name tells a spreadsheet (an XLSX, an ODS) from a zip feed
+            if len(head) >= (OFFICE_HEAD_BYTES if head.startswith(ZIP_MAGIC) else 4):
                 break
-        else:
+        if len(head) < 4:
             if head:
                 yield head
             return
@@ -66,7 +68,8 @@ async def decompressed(chunks: AsyncIterator[bytes], max_bytes: int,
 
         if head.startswith(GZIP_MAGIC):
             kind, stream = "gzip", _gunzip(rest(), cap, received)
-        elif head.startswith(ZIP_MAGIC):
+        elif head.startswith(ZIP_MAGIC) and (entry is not None
+                                             or spreadsheet_kind(head) is None):
             kind, stream = "zip", _unzip(rest(), cap, entry, received)
         else:
             kind, stream = "none", rest()
