@@ -132,7 +132,7 @@ class Daemon:
             self._watch("scheduler", self.scheduler.run)
         connection = self.connection
         with contextlib.suppress(Exception):  # the side task logs why, if it cannot
-            await gauges.read_queues(connection)
+            await asyncio.wait_for(gauges.read_queues(connection), 10.0)
         self._watch("gauges", lambda: gauges.refresh(connection, pool, self._leading,
                                                     s.metrics_refresh_s))
         if self.notifier.watchdog_s is not None:

@@ -29,8 +29,9 @@ RUN_SECONDS = Histogram("feed_worker_run_seconds", "Runs' durations, start to en
                         ["kind"], buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
                                            300.0, 600.0, 1800.0, 3600.0))
 PUSH_GROUP_SECONDS = Histogram("feed_worker_push_group_seconds",
-                               "Push groups' time from their transaction's start to their "
-                               "messages settled",
+                               "Push groups' time from being handed to the database (the "
+                               "wait for the group before included) to their messages "
+                               "settled",
                                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                                         5.0, 10.0, 30.0))
 QUEUE_MESSAGES = Gauge("feed_worker_queue_messages",
