@@ -60,6 +60,7 @@ promtool:
 
 rules: promtool
 	promtool check rules deploy/prometheus/rules.yaml
+	promtool test rules deploy/prometheus/rules.test.yaml
 
 check: lint typecheck rules test
 

@@ -135,7 +135,7 @@ class Daemon:
             await asyncio.wait_for(gauges.read_queues(connection), 10.0)
         self._watch("gauges", lambda: gauges.refresh(connection, pool, self._leading,
                                                     s.metrics_refresh_s))
-        if self.notifier.watchdog_s is not None:
+        if self.notifier.enabled and self.notifier.watchdog_s is not None:
             self._watch("watchdog", self._ping_watchdog)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
+import aio_pika
 import aiohttp
 import asyncpg
 import pytest
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import deployfiles, feeds
 from tests.support.process import DaemonProcess
+from tests.support.services import AMQP_URL
 from tests.support.wait import until
 from worker import constants as C
 from worker.settings import Settings
@@ -57,7 +59,9 @@ async def test_systemd_hears_ready_watchdog_and_stopping(
     await daemon.start()
     seen: list[str] = []
     await _next_state(sock, "READY=1", seen)
-    assert seen[0].startswith("READY=1")  # nothing before the consumers are attached
+    assert seen[0].startswith("READY=1")
+    for queue in (C.QUEUE_PULL, C.QUEUE_UPDATE):  # ready: its consumers are attached
+        assert await _consumers(queue) >= 1, queue
     await _next_state(sock, "WATCHDOG=1", seen)
     await _next_state(sock, "WATCHDOG=1", seen)  # pinged again: from the loop, repeatedly
     assert not any("STOPPING=1" in s for s in seen)
@@ -65,6 +69,14 @@ async def test_systemd_hears_ready_watchdog_and_stopping(
     await _next_state(sock, "STOPPING=1", seen)
     assert await daemon.wait() == 0
     assert [e["event"] for e in daemon.events].index("daemon.stopped") > 0
+
+
+async def _consumers(queue: str) -> int:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.consumer_count or 0)
 
 
 def _free_port() -> int:

@@ -11,8 +11,10 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yaml"
+RULE_TESTS = DEPLOY / "prometheus" / "rules.test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "feed-worker.json"
 KUBERNETES = DEPLOY / "kubernetes"
+KUSTOMIZATION = KUBERNETES / "kustomization.yaml"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "feed-worker.service"
 
 _METRIC = re.compile(r"\bfeed_worker_[a-z0-9_]+\b")
@@ -38,9 +40,15 @@ def metric_names(exprs: list[str]) -> set[str]:
 
 
 def manifests() -> list[tuple[Path, dict[str, Any]]]:
-    """Every document of every file in deploy/kubernetes/, with its file."""
-    return [(path, doc) for path in sorted(KUBERNETES.glob("*.yaml"))
+    """Every document of every file in deploy/kubernetes/ (but the kustomization, which
+    lists them), with its file."""
+    return [(path, doc) for path in sorted(KUBERNETES.glob("*.yaml")) if path != KUSTOMIZATION
             for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def kustomization() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(KUSTOMIZATION.read_text(encoding="utf-8"))
+    return data
 
 
 def systemd_unit() -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 
 from tests.support import deployfiles
@@ -147,14 +148,35 @@ def test_the_systemd_unit_is_notified_and_drains() -> None:
     assert unit["KillSignal"] == ["SIGTERM"]
 
 
-def test_promtool_passes_the_rules() -> None:
+def _promtool(*args: str) -> str:
     promtool = shutil.which("promtool")
     assert promtool, ("promtool is missing: `make promtool` installs it (Debian's prometheus "
                       "package)")
-    done = subprocess.run([promtool, "check", "rules", str(deployfiles.RULES)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"SUCCESS: {len(deployfiles.rule_exprs())} rules found" in done.stdout
+    return done.stdout
+
+
+def test_promtool_passes_the_rules() -> None:
+    out = _promtool("check", "rules", str(deployfiles.RULES))
+    assert f"SUCCESS: {len(deployfiles.rule_exprs())} rules found" in out
+
+
+def test_the_alerts_fire_on_a_failing_fleet_and_not_before() -> None:
+    """deploy/prometheus/rules.test.yaml: series in, alerts (labels and words) out."""
+    tests = yaml.safe_load(deployfiles.RULE_TESTS.read_text(encoding="utf-8"))
+    tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]}
+    promised = {"FeedWorkerDeadLettersGrowing", "FeedWorkerPushGroupsFailing",
+                "FeedWorkerRunsFailing", "FeedWorkerFeedsStale", "FeedWorkerConsumerMissing",
+                "FeedWorkerSchedulerLeaderless"}
+    assert promised <= tested
+    assert "SUCCESS" in _promtool("test", "rules", str(deployfiles.RULE_TESTS))
+
+
+def test_the_kustomization_lists_every_manifest() -> None:
+    listed = deployfiles.kustomization()["resources"]
+    assert sorted(listed) == sorted({p.name for p, _ in MANIFESTS})
 
 
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
