@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,21 @@ def test_the_systemd_unit_is_notified_and_drains() -> None:
     assert int(unit["TimeoutStopSec"][0]) > Settings().shutdown_grace_s + 10
     assert unit["ExecStart"][0].endswith("feed-worker run")
     assert unit["KillSignal"] == ["SIGTERM"]
+
+
+def test_systemd_reads_the_unit_without_a_complaint(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the unit (its binary pointed at this checkout's): an
+    unknown key or a bad value is a warning on stderr, so stderr must stay empty."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: apt-get install systemd"
+    installed = Path(sys.executable).parent / "feed-worker"
+    unit = tmp_path / deployfiles.SYSTEMD_UNIT.name
+    unit.write_text(deployfiles.SYSTEMD_UNIT.read_text(encoding="utf-8").replace(
+        "/opt/feed-worker/bin/feed-worker", str(installed)), encoding="utf-8")
+    done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
 
 
 def _promtool(*args: str) -> str:
