@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 export DATABASE_URL ?= postgresql://localhost/feed_worker
 export AMQP_URL ?= amqp://guest:guest@localhost:5672/
 
-.PHONY: help venv services run migrate test faults check lint typecheck bench clean
+.PHONY: help venv services run migrate test faults check lint typecheck promtool rules bench clean
 
 help:
 	@echo "make run     - install, migrate, start the daemon in the foreground"
 	@echo "make test    - install and run the whole test suite against real services"
 	@echo "make faults  - fault injection against private Postgres and RabbitMQ (not in make test)"
-	@echo "make check   - ruff + mypy --strict + the test suite"
+	@echo "make check   - ruff + mypy --strict + promtool on the alert rules + the test suite"
 	@echo "make bench   - benchmarks (not part of make test)"
 
 $(STAMP): pyproject.toml
@@ -35,7 +35,8 @@ run: migrate
 	@echo "starting the daemon; in another terminal: $(BIN)/feed-worker --help"
 	exec $(BIN)/feed-worker run
 
-test: venv services
+# The deploy tests run promtool (tests/unit/test_deploy.py): installed here when missing.
+test: venv services promtool
 	$(BIN)/pytest
 
 # Starts its own Postgres cluster and RabbitMQ node (never the shared 5432/5672 ones).
@@ -52,7 +53,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy worker
 
-check: lint typecheck test
+# promtool comes with Debian's prometheus package (installing it does not start a server).
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
+	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install prometheus"; exit 1; }
+
+rules: promtool
+	promtool check rules deploy/prometheus/rules.yaml
+	promtool test rules deploy/prometheus/rules.test.yaml
+
+check: lint typecheck rules test
 
 bench: venv services
 	@command -v pgloader >/dev/null || { apt-get update -q && apt-get install -y -q pgloader; }

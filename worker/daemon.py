@@ -16,7 +16,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
-from worker import __version__, broker, gcpause, health, logs, retention
+from worker import __version__, broker, gauges, gcpause, health, logs, retention, sdnotify
 from worker import constants as C
 from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
@@ -62,6 +62,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self._side: list[asyncio.Task[Any]] = []
         self._http: web.AppRunner | None = None
+        self.notifier = sdnotify.Notifier()  # systemd's Type=notify; nothing without it
 
     def stop(self) -> None:
         """Ask for a graceful stop; safe to call any number of times, from a signal too."""
@@ -129,6 +130,13 @@ class Daemon:
             # Pull-requests of due feeds go out on the confirmed channel, like announcements.
             self.scheduler = Scheduler(s, topology.exchange)
             self._watch("scheduler", self.scheduler.run)
+        connection = self.connection
+        with contextlib.suppress(Exception):  # the side task logs why, if it cannot
+            await asyncio.wait_for(gauges.read_queues(connection), 10.0)
+        self._watch("gauges", lambda: gauges.refresh(connection, pool, self._leading,
+                                                    s.metrics_refresh_s))
+        if self.notifier.enabled and self.notifier.watchdog_s is not None:
+            self._watch("watchdog", self._ping_watchdog)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)
         log.info(
@@ -140,7 +148,9 @@ class Daemon:
         )
         log.info("daemon.send_work", **SEND_WORK)
         self.started.set()
+        self.notifier.ready(f"consuming {C.QUEUE_PULL} and {C.QUEUE_UPDATE}")
         exit_code = await self._wait()
+        self.notifier.stopping()
         if self.scheduler is not None:
             await self.scheduler.stop()  # no new pull-requests from a replica that drains
         for queue, tag in consumers:
@@ -165,6 +175,17 @@ class Daemon:
                           error=f"{type(exc).__name__}: {exc}" if exc else "returned")
                 return 1
         return 0
+
+    def _leading(self) -> bool:
+        return self.scheduler is not None and self.scheduler.leading
+
+    async def _ping_watchdog(self) -> None:
+        """Side task: WATCHDOG=1 at half systemd's period, from the event loop, so a loop
+        that is stuck misses it and systemd restarts the service."""
+        assert self.notifier.watchdog_s is not None
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(self.notifier.watchdog_s)
 
     def _watch(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         async def guarded() -> None:

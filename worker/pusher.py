@@ -172,6 +172,7 @@ class PushConsumer:
                                if e.fate is Fate.DEAD).items():
             metrics.DEAD_LETTERS.labels(C.QUEUE_UPDATE, kind).inc(n)
         metrics.ROWS.labels("pushed").inc(done.items)
+        metrics.PUSH_GROUP_SECONDS.observe(time.perf_counter() - started)
         log.debug("push.group_applied", messages=len(group), items=done.items,
                   inserted=done.total("inserted"), updated=done.total("updated"),
                   rejected=done.total("rejected"), transactions=done.transactions,

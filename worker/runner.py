@@ -7,6 +7,7 @@ around the stages of pipeline/pull.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -134,11 +135,15 @@ class PullRunner:
                 self.slots.release()
                 lane = self.large
             bound.info("run.started", large=large, **pull.describe(job))
+            started = time.perf_counter()
             outcome = await execute(self.pool, self.settings, job)
             holding = False
             lane.release()
             metrics.RUNS.labels("pull", outcome.status).inc()
+            metrics.RUN_SECONDS.labels("pull").observe(time.perf_counter() - started)
             r = outcome.report
+            metrics.ROWS.labels("pulled").inc(r.rows_read)
+            metrics.ROWS.labels("rejected").inc(r.rejected)
             bound.info("run.completed", status=outcome.status, rows_read=r.rows_read,
                        inserted=r.inserted, updated=r.updated, unchanged=r.unchanged,
                        rejected=r.rejected, duplicates=r.duplicates, zeroed=r.zeroed,

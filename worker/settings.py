@@ -51,6 +51,12 @@ class Settings:
         default=9187,
         metadata={"help": "health/metrics port; 0 turns it off"},
     )
+    metrics_refresh_s: float = field(
+        default=15.0,
+        metadata={"help": "how often the daemon reads its queues' depths and consumers from "
+                          "RabbitMQ and, on the scheduler's leader, the stale feeds from "
+                          "Postgres, for /metrics"},
+    )
     pull_concurrency: int = field(
         default=2,
         metadata={"help": "pulls one replica runs at once, of each size: as many small ones "

@@ -89,7 +89,7 @@ def test_no_module_outside_the_store_sends_sql(path: Path) -> None:
 FLOORS: list[tuple[str, ...]] = [
     # ground: shapes and vocabulary, no I/O
     ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
-     "messages", "deadletters", "gcpause", "health", "presets", "coalesce"),
+     "messages", "deadletters", "gcpause", "health", "presets", "coalesce", "sdnotify"),
     # side by side: the database, the parsers and values, the transports
     ("store", "parsers", "sources", "values", "columnar", "rules", "ruleparse", "mapping",
      "columns", "pushmap", "feedmapping", "rowshape", "fingerprints", "direct",
@@ -98,7 +98,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("pipeline", "lease", "claims", "broker"),
     # the workers: who runs what, and the commands' bodies
     ("runner", "envelope", "pusher", "scheduler", "publish", "replay", "retention", "oneshot",
-     "admin", "api", "preview"),
+     "admin", "api", "preview", "gauges"),
     # the process: the daemon's lifecycle and the command line
     ("daemon", "commands", "cli", "__main__"),
 ]
