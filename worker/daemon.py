@@ -18,6 +18,7 @@ from aiohttp import web
 
 from worker import __version__, broker, gcpause, health, logs, retention
 from worker import constants as C
+from worker.notify.notifier import Notifier
 from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
@@ -60,6 +61,7 @@ class Daemon:
         self.runner: PullRunner | None = None
         self.pusher: PushConsumer | None = None
         self.scheduler: Scheduler | None = None
+        self.notifier: Notifier | None = None
         self._side: list[asyncio.Task[Any]] = []
         self._http: web.AppRunner | None = None
 
@@ -91,7 +93,8 @@ class Daemon:
             await topology.exchange.publish(broker.json_message(body),
                                             routing_key=C.ROUTING_RUN_COMPLETED)
 
-        self.runner = runner = PullRunner(self.pool, s, announce)
+        self.notifier = notifier = Notifier(self.pool, s)
+        self.runner = runner = PullRunner(self.pool, s, announce, notifier)
 
         pull_queue = topology.queues[C.QUEUE_PULL]
 
@@ -121,13 +124,14 @@ class Daemon:
         consumers = [(pull_queue, await pull_queue.consume(on_pull))]
         self._watch("collector", gcpause.collect_periodically)
         self._watch("reaper", runner.reaper)
+        self._watch("notifier", notifier.run)
         self._watch("pusher", pusher.run)
         self._watch("message-retention", pusher.forget_old_messages)
         pool = self.pool
         self._watch("history-retention", lambda: retention.run(pool, s))
         if s.scheduler:
             # Pull-requests of due feeds go out on the confirmed channel, like announcements.
-            self.scheduler = Scheduler(s, topology.exchange)
+            self.scheduler = Scheduler(s, topology.exchange, notifier.check_stale)
             self._watch("scheduler", self.scheduler.run)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)
@@ -149,6 +153,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await pause_pushes()
         await asyncio.gather(runner.drain(s.shutdown_grace_s), pusher.drain(s.shutdown_grace_s))
+        await notifier.drain(s.shutdown_grace_s)  # what the last runs made, sent if it can be
         log.info("daemon.stopped", exit_code=exit_code)
         return exit_code
 

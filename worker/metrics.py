@@ -25,6 +25,9 @@ PUSH_SPLITS = Counter("feed_worker_push_group_splits_total",
                       "Push groups split in halves to find a message that fails alone")
 PUSH_PAUSED = Gauge("feed_worker_push_paused",
                     "1 while push consumption is paused because the database is unavailable")
+NOTIFICATIONS = Counter("feed_worker_notifications_total",
+                        "Notifications by event and outcome: sent, failed (given up) or "
+                        "dropped (the replica's queue was full)", ["event", "outcome"])
 API_REQUESTS = Counter("feed_worker_api_requests_total",
                        "HTTP API requests answered, by route, method and status",
                        ["route", "method", "status"])
