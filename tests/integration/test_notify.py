@@ -292,3 +292,33 @@ async def test_a_stale_feed_is_notified_once_by_the_leading_scheduler(
     assert got[never] == {"lastSucceededRunId": None, "lastSucceededAt": None,
                           "everySeconds": 3600.0}
     assert got[long_ago]["lastSucceededRunId"] is not None
+
+
+async def test_a_feeds_own_url_and_secret_are_used_and_judged_by_the_address_guard(
+        pool: asyncpg.Pool, notifying: Settings, feed_server: FeedServer,
+        receiver: Receiver) -> None:
+    own = Receiver("the-feeds-own-key")
+    await own.start()
+    try:
+        mine = await feeds.make_feed(pool, feed_server.url("/missing.csv"),
+                                     notify_url=own.url, notify_secret=own.secret)
+        theirs = await feeds.make_feed(pool, feed_server.url("/missing.csv"))
+        async with running(Notifier(pool, notifying)) as notifier:
+            await notifier.after_run(await _failed_run(pool, notifying, mine), "failed", 0, 0)
+        assert (len(own.received), len(receiver.received)) == (1, 0)
+        assert own.received[0].signed  # under the feed's key, not the worker's
+        # Loopback no longer allowed: the feed's URL (a provider's) is refused; the
+        # worker's own (the operator's) is not judged.
+        guarded = replace(notifying, allowed_networks="")
+        async with running(Notifier(pool, guarded)) as notifier:
+            await notifier.after_run(await _failed_run(pool, notifying, mine), "failed", 0, 0)
+            await notifier.after_run(await _failed_run(pool, notifying, theirs), "failed", 0, 0)
+        assert (len(own.received), len(receiver.received)) == (1, 1)
+        refused = await pool.fetchrow("SELECT status, error FROM notifications "
+                                      "WHERE inventory_feed_id = $1 ORDER BY id DESC", mine)
+        assert refused is not None
+        assert refused["status"] == "failed"
+        assert "127.0.0.1" in refused["error"]
+        assert own.secret not in refused["error"]
+    finally:
+        await own.stop()
