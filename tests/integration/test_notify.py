@@ -16,6 +16,7 @@ import asyncpg
 import jsonschema
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from referencing import Registry, Resource
 
 from tests.support import broker as test_broker
@@ -174,8 +175,10 @@ async def test_a_receiver_that_never_answers_well_is_given_up_and_logged_without
     receiver.answers = [500] * 10
     url = receiver.url.replace("127.0.0.1", f"user:{SECRET}@127.0.0.1")
     s = replace(notifying, notify_url=url, notify_attempts=2)
+    before = _given_up()
     async with running(Notifier(pool, s)) as notifier:
         await notifier.after_run(run_id, "failed", 0, 0)
+    assert _given_up() == before + 1
     row = await pool.fetchrow("SELECT status, attempts, error FROM notifications")
     assert row is not None
     assert (row["status"], row["attempts"]) == ("failed", 2)
@@ -183,6 +186,11 @@ async def test_a_receiver_that_never_answers_well_is_given_up_and_logged_without
     out = capsys.readouterr()
     assert "notify.failed" in out.err + out.out
     assert SECRET not in out.err + out.out
+
+
+def _given_up() -> float:
+    return REGISTRY.get_sample_value("feed_worker_notifications_total",
+                                     {"event": "run.failed", "outcome": "failed"}) or 0.0
 
 
 async def test_a_feed_failing_n_times_in_a_row_is_disabled_and_no_longer_scheduled(
