@@ -330,3 +330,15 @@ async def test_a_feeds_own_url_and_secret_are_used_and_judged_by_the_address_gua
         assert own.secret not in refused["error"]
     finally:
         await own.stop()
+
+
+async def test_the_daemons_scheduler_notifies_a_stale_feed_and_its_failed_pull_once(
+        clean_broker: None, pool: asyncpg.Pool, notifying: Settings,
+        feed_server: FeedServer, receiver: Receiver) -> None:
+    feed_id = await _aged(pool, feed_server.url("/missing.csv"), 3 * H)
+    s = replace(notifying, scheduler=True, schedule_tick_s=0.2)
+    async with test_broker.running_daemon(s):
+        await until(lambda: _count(receiver, 2), what="the stale feed and its failed pull")
+        await _finished(pool, feed_id, 1)
+    assert sorted(r.json["event"] for r in receiver.received) == ["feed.stale", "run.failed"]
+    assert all(r.signed and r.json["feedId"] == feed_id for r in receiver.received)
