@@ -53,3 +53,11 @@ LOCK_CLASS_FEED_MERGE = 0x46570002
 LOCK_CLASS_SCHEDULER = 0x46570003
 # Transaction-level, per dropship provider with a daily SKU limit (second int: provider id).
 LOCK_CLASS_PROVIDER_DAY = 0x46570004
+
+# The HTTP headers of a notification's POST (worker/notify): the signature
+# ("sha256=<hex>": HMAC-SHA256 of "<timestamp>.<body>" under the secret), the time it was
+# signed (Unix seconds), the event, and the delivery's key (the same on every try).
+HEADER_NOTIFY_SIGNATURE = "X-Feed-Worker-Signature"
+HEADER_NOTIFY_TIMESTAMP = "X-Feed-Worker-Timestamp"
+HEADER_NOTIFY_EVENT = "X-Feed-Worker-Event"
+HEADER_NOTIFY_DELIVERY = "X-Feed-Worker-Delivery"

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from worker import __version__, broker, gauges, gcpause, health, logs, retention, sdnotify
 from worker import constants as C
+from worker.notify.notifier import Notifier
 from worker.pipeline.pushretry import Consumption
 from worker.pusher import PushConsumer
 from worker.runner import PullRunner
@@ -60,9 +61,10 @@ class Daemon:
         self.runner: PullRunner | None = None
         self.pusher: PushConsumer | None = None
         self.scheduler: Scheduler | None = None
+        self.notifier: Notifier | None = None
         self._side: list[asyncio.Task[Any]] = []
         self._http: web.AppRunner | None = None
-        self.notifier = sdnotify.Notifier()  # systemd's Type=notify; nothing without it
+        self.systemd = sdnotify.Notifier()  # systemd's Type=notify; nothing without it
 
     def stop(self) -> None:
         """Ask for a graceful stop; safe to call any number of times, from a signal too."""
@@ -92,7 +94,8 @@ class Daemon:
             await topology.exchange.publish(broker.json_message(body),
                                             routing_key=C.ROUTING_RUN_COMPLETED)
 
-        self.runner = runner = PullRunner(self.pool, s, announce)
+        self.notifier = notifier = Notifier(self.pool, s)
+        self.runner = runner = PullRunner(self.pool, s, announce, notifier)
 
         pull_queue = topology.queues[C.QUEUE_PULL]
 
@@ -122,20 +125,21 @@ class Daemon:
         consumers = [(pull_queue, await pull_queue.consume(on_pull))]
         self._watch("collector", gcpause.collect_periodically)
         self._watch("reaper", runner.reaper)
+        self._watch("notifier", notifier.run)
         self._watch("pusher", pusher.run)
         self._watch("message-retention", pusher.forget_old_messages)
         pool = self.pool
         self._watch("history-retention", lambda: retention.run(pool, s))
         if s.scheduler:
             # Pull-requests of due feeds go out on the confirmed channel, like announcements.
-            self.scheduler = Scheduler(s, topology.exchange)
+            self.scheduler = Scheduler(s, topology.exchange, notifier.check_stale)
             self._watch("scheduler", self.scheduler.run)
         connection = self.connection
         with contextlib.suppress(Exception):  # the side task logs why, if it cannot
             await asyncio.wait_for(gauges.read_queues(connection), 10.0)
         self._watch("gauges", lambda: gauges.refresh(connection, pool, self._leading,
                                                     s.metrics_refresh_s))
-        if self.notifier.enabled and self.notifier.watchdog_s is not None:
+        if self.systemd.enabled and self.systemd.watchdog_s is not None:
             self._watch("watchdog", self._ping_watchdog)
         if s.http_port:
             self._http = await health.start(s.http_host, s.http_port, self._ready)
@@ -148,9 +152,9 @@ class Daemon:
         )
         log.info("daemon.send_work", **SEND_WORK)
         self.started.set()
-        self.notifier.ready(f"consuming {C.QUEUE_PULL} and {C.QUEUE_UPDATE}")
+        self.systemd.ready(f"consuming {C.QUEUE_PULL} and {C.QUEUE_UPDATE}")
         exit_code = await self._wait()
-        self.notifier.stopping()
+        self.systemd.stopping()
         if self.scheduler is not None:
             await self.scheduler.stop()  # no new pull-requests from a replica that drains
         for queue, tag in consumers:
@@ -159,6 +163,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await pause_pushes()
         await asyncio.gather(runner.drain(s.shutdown_grace_s), pusher.drain(s.shutdown_grace_s))
+        await notifier.drain(s.shutdown_grace_s)  # what the last runs made, sent if it can be
         log.info("daemon.stopped", exit_code=exit_code)
         return exit_code
 
@@ -182,10 +187,10 @@ class Daemon:
     async def _ping_watchdog(self) -> None:
         """Side task: WATCHDOG=1 at half systemd's period, from the event loop, so a loop
         that is stuck misses it and systemd restarts the service."""
-        assert self.notifier.watchdog_s is not None
+        assert self.systemd.watchdog_s is not None
         while True:
-            self.notifier.watchdog()
-            await asyncio.sleep(self.notifier.watchdog_s)
+            self.systemd.watchdog()
+            await asyncio.sleep(self.systemd.watchdog_s)
 
     def _watch(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         async def guarded() -> None:

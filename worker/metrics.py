@@ -44,6 +44,9 @@ QUEUE_CONSUMERS = Gauge("feed_worker_queue_consumers",
 FEEDS_STALE = Gauge("feed_worker_feeds_stale",
                     "Scheduled feeds without a successful pull for twice their interval, "
                     "counted by the replica that leads the scheduler (0 on the others)")
+NOTIFICATIONS = Counter("feed_worker_notifications_total",
+                        "Notifications by event and outcome: sent, failed (given up) or "
+                        "dropped (the replica's queue was full)", ["event", "outcome"])
 API_REQUESTS = Counter("feed_worker_api_requests_total",
                        "HTTP API requests answered, by route, method and status",
                        ["route", "method", "status"])

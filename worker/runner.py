@@ -20,6 +20,7 @@ from worker.envelope import execute, record_failure
 from worker.errors import FeedError, LeaseLost
 from worker.messages import decode_pull, encode_run_completed
 from worker.model import PullJob, RunReport
+from worker.notify.notifier import Notifier
 from worker.pipeline import pull
 from worker.settings import Settings
 from worker.store import runs
@@ -32,10 +33,11 @@ Announce = Callable[[bytes], Awaitable[None]]
 
 class PullRunner:
     def __init__(self, pool: asyncpg.Pool, settings: Settings,
-                 announce: Announce | None = None) -> None:
+                 announce: Announce | None = None, notifier: Notifier | None = None) -> None:
         self.pool = pool
         self.settings = settings
         self.announce = announce  # publishes feed.run-completed
+        self.notifier = notifier  # tells a person (worker/notify), after the run is recorded
         # Two lanes: every pull takes a slot to be claimed; one of a feed that read
         # FEED_WORKER_PULL_LARGE_ROWS or more last time moves to a large slot to run, so
         # that big files never hold up the small feeds (and at most as many run at once).
@@ -151,6 +153,7 @@ class PullRunner:
                        bytes=r.bytes,
                        timings=r.timings, error=outcome.error)
             await self._announce(job.run_id)
+            await self._notify(job.run_id, outcome.status, r.rows_read, r.rejected)
         except LeaseLost as exc:
             bound.warning("run.lease_lost", error=str(exc))
         except asyncio.CancelledError:
@@ -174,8 +177,17 @@ class PullRunner:
         except Exception as exc:
             log.warning("run.announce_failed", run_id=run_id, error=f"{type(exc).__name__}")
 
+    async def _notify(self, run_id: int, status: str, rows_read: int, rejected: int) -> None:
+        if self.notifier is None:
+            return
+        try:
+            await self.notifier.after_run(run_id, status, rows_read, rejected)
+        except Exception as exc:  # never the run's failure: it is recorded already
+            log.warning("notify.failed", run_id=run_id, error=f"{type(exc).__name__}")
+
     async def _fail_unstarted(self, run_id: int, error: str) -> None:
         await record_failure(self.pool, run_id, None, RunReport(), [], error)
         metrics.RUNS.labels("pull", "failed").inc()
         log.warning("run.failed", run_id=run_id, error=error)
         await self._announce(run_id)
+        await self._notify(run_id, "failed", 0, 0)

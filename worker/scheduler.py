@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aio_pika.abc import AbstractExchange
@@ -37,9 +38,11 @@ _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErr
 class Scheduler:
     """Leads or waits to lead; `run` is the daemon's side task, `stop` ends it cleanly."""
 
-    def __init__(self, settings: Settings, exchange: AbstractExchange) -> None:
+    def __init__(self, settings: Settings, exchange: AbstractExchange,
+                 check_stale: Callable[[], Awaitable[int]] | None = None) -> None:
         self.settings = settings
         self.exchange = exchange  # on a channel with publisher confirms
+        self.check_stale = check_stale  # feeds gone stale, notified (worker/notify)
         self.leading = False
         self.terms = 0            # how many times this replica took the lead
         self._conn: asyncpg.Connection | None = None
@@ -76,14 +79,21 @@ class Scheduler:
             await self._try_lead()
         if not self.leading:
             return 0
+        queued = 0
         try:
             async with asyncio.timeout(TICK_DEADLINE_S):
-                return await self._queue_due()
+                queued = await self._queue_due()
         except TransientError as exc:
             log.warning("scheduler.publish_failed", error=str(exc))
         except _DB_ERRORS as exc:
             self._lose_lead(exc)
-        return 0
+        if self.leading and self.check_stale is not None:
+            try:
+                async with asyncio.timeout(TICK_DEADLINE_S):
+                    await self.check_stale()
+            except Exception as exc:  # tried again next tick
+                log.warning("scheduler.stale_check_failed", error=f"{type(exc).__name__}: {exc}")
+        return queued
 
     async def _try_lead(self) -> None:
         try:

@@ -336,6 +336,46 @@ class Settings:
         metadata={"help": "a pushed inventoryUpdatedAt further than this in the future is "
                           "rejected; a publisher's timestamp_in_ms that far ahead is ignored"},
     )
+    notify_url: str = field(
+        default="",
+        metadata={"help": "webhook that notifications of pulls are POSTed to (a run failed, held"
+                          " or with too many rejects; a feed gone stale; see Notifications in the"
+                          " README); empty: none, but for feeds with their own notify_url"},
+    )
+    notify_secret: str = field(
+        default="", repr=False,
+        metadata={"help": "key of the notifications' HMAC-SHA256 signature "
+                          "(X-Feed-Worker-Signature) for feeds without their own notify_secret;"
+                          " never logged or shown"},
+    )
+    notify_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "seconds one notification POST may take, connecting included"},
+    )
+    notify_attempts: int = field(
+        default=5,
+        metadata={"help": "tries of a notification whose POST failed (no answer, a timeout, a "
+                          "408, 429 or 5xx answer), with the retry backoff "
+                          "(FEED_WORKER_RETRY_BASE_S, doubling up to FEED_WORKER_RETRY_CAP_S), "
+                          "before it is given up"},
+    )
+    notify_rejected_share: float = field(
+        default=0.05,
+        metadata={"help": "a succeeded pull that rejected more than this share of the records "
+                          "it read is notified (per feed: inventory_feeds.notify_rejected_share;"
+                          " 1: never)"},
+    )
+    notify_queue: int = field(
+        default=1000,
+        metadata={"help": "notifications one replica holds waiting to be sent; past it a new "
+                          "one is dropped, logged and counted"},
+    )
+    auto_disable_after: int = field(
+        default=0,
+        metadata={"help": "a feed whose pulls fail this many times in a row is disabled, with "
+                          "the reason in disabled_reason (per feed: "
+                          "inventory_feeds.auto_disable_after; 0: never)"},
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -365,7 +405,7 @@ class Settings:
                 raise ConfigError(f"{env_name(f.name)} must be a positive number")
         shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
                   "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter",
-                  "min_attribute_match_share")
+                  "min_attribute_match_share", "notify_rejected_share")
         for name in shares:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
@@ -377,7 +417,8 @@ class Settings:
                     "pipeline_queue_batches", "max_run_attempts", "delivery_limit", "db_pool_size",
                     "push_batch_variants", "push_prefetch", "max_pages", "max_records",
                     "max_field_chars", "retry_attempts", "pull_retry_attempts",
-                    "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst")
+                    "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst",
+                    "notify_attempts", "notify_queue")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
@@ -387,6 +428,10 @@ class Settings:
             raise ConfigError("FEED_WORKER_API_CACHE_S must be 0 or more seconds")
         if not (math.isfinite(self.push_batch_wait_s) and self.push_batch_wait_s >= 0):
             raise ConfigError("FEED_WORKER_PUSH_BATCH_WAIT_S must be 0 or more seconds")
+        if self.auto_disable_after < 0:
+            raise ConfigError("FEED_WORKER_AUTO_DISABLE_AFTER must be 0 or more")
+        if self.notify_url and not self.notify_url.startswith(("http://", "https://")):
+            raise ConfigError("FEED_WORKER_NOTIFY_URL must be an http:// or https:// URL")
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
         try:

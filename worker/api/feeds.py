@@ -3,7 +3,8 @@ singular POST /api/inventory-feed.json.
 
 Every field is checked when saved (the whole feed after a PUT's changes, so that the
 mapping is judged against the feed's resource type). Secrets are write-only: a URL's
-password and the authenticationToken come back as ***; sending *** back keeps them."""
+password, the authenticationToken and the notifySecret come back as ***; sending *** back
+keeps them. disabledReason says why the worker disabled a feed (its pulls kept failing)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ FIELDS: dict[str, str] = {
     "breakerMaxRowsDrop": "breaker_max_rows_drop",
     "breakerMaxBytesDrop": "breaker_max_bytes_drop",
     "downloadDeadlineSeconds": "download_deadline_s", "runDeadlineSeconds": "run_deadline_s",
+    "notifyUrl": "notify_url", "notifySecret": "notify_secret",
+    "notifyRejectedShare": "notify_rejected_share", "autoDisableAfter": "auto_disable_after",
 }
-READ_ONLY = ("id", "createdAt", "updatedAt")
+READ_ONLY = ("id", "createdAt", "updatedAt", "disabledReason", "disabledAt")
 # A new feed's settings where the request leaves them out (the reference's defaults).
 DEFAULTS: dict[str, Any] = {
     "enabled": True, "resourceType": "webhook", "resourceLocation": None,
@@ -59,7 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "fetchCleanup": "enabled", "fetchFrequency": "hourly", "fetchIntervalSeconds": None,
     "automatedFetching": "enabled", "cacheImports": False, "breakerMaxZeroedShare": None,
     "breakerMaxQuantityDrop": None, "breakerMaxRowsDrop": None, "breakerMaxBytesDrop": None,
-    "downloadDeadlineSeconds": None, "runDeadlineSeconds": None,
+    "downloadDeadlineSeconds": None, "runDeadlineSeconds": None, "notifyUrl": None,
+    "notifySecret": None, "notifyRejectedShare": None, "autoDisableAfter": None,
 }
 
 
@@ -76,6 +80,12 @@ def render(row: asyncpg.Record) -> dict[str, Any]:
         second["url"] = mask(second["url"])
     if out["authenticationToken"] is not None:
         out["authenticationToken"] = MASK
+    if out["notifyUrl"] is not None:
+        out["notifyUrl"] = mask(out["notifyUrl"])
+    if out["notifySecret"] is not None:
+        out["notifySecret"] = MASK
+    out["disabledReason"] = row["disabled_reason"]
+    out["disabledAt"] = row["disabled_at"].isoformat() if row["disabled_at"] else None
     out["createdAt"] = row["created_at"].isoformat()
     out["updatedAt"] = row["updated_at"].isoformat()
     return out
@@ -124,10 +134,27 @@ def _with_secondary_url(mapping: Any, stored: str | None) -> Any:
     return {**mapping, "secondary": {**second, "url": old_url}}
 
 
-def _token(v: Any, stored: str | None) -> str | None:
+def _token(v: Any, stored: str | None, name: str = "authenticationToken") -> str | None:
     if v == MASK:
         return stored
-    return fields.text("authenticationToken", v, nullable=True, max_chars=4000)
+    return fields.text(name, v, nullable=True, max_chars=4000)
+
+
+def _notify_url(v: Any, stored: str | None) -> str | None:
+    """An http(s) URL; the masked form sent back keeps the stored one."""
+    name = "notifyUrl"
+    text = fields.text(name, v, nullable=True, max_chars=4000)
+    if text is None:
+        return None
+    if stored is not None and text == mask(stored):
+        return stored
+    try:
+        url = URL(text)
+    except (ValueError, TypeError):
+        raise invalid(pointer(name), "is not a URL") from None
+    if url.scheme not in ("http", "https") or not url.host or url.password == MASK:
+        raise invalid(pointer(name), "must be an http or https URL with a host")
+    return text
 
 
 def _delimiter(v: Any) -> str | None:
@@ -202,6 +229,13 @@ def columns(merged: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
                         "breakerMaxRowsDrop", "breakerMaxBytesDrop")},
         **{FIELDS[name]: f.number(name, merged[name])
            for name in ("downloadDeadlineSeconds", "runDeadlineSeconds")},
+        "notify_url": _notify_url(merged["notifyUrl"], stored.get("notify_url")),
+        "notify_secret": _token(merged["notifySecret"], stored.get("notify_secret"),
+                                "notifySecret"),
+        "notify_rejected_share": f.number("notifyRejectedShare", merged["notifyRejectedShare"],
+                                          share=True),
+        "auto_disable_after": f.integer("autoDisableAfter", merged["autoDisableAfter"],
+                                        maximum=1_000_000, nullable=True),
     }
 
 

@@ -27,6 +27,7 @@ FEED_COLUMNS: tuple[str, ...] = (
     "fetch_frequency", "fetch_interval", "automated_fetching", "cache_imports",
     "breaker_max_zeroed_share", "breaker_max_quantity_drop", "breaker_max_rows_drop",
     "breaker_max_bytes_drop", "download_deadline_s", "run_deadline_s",
+    "notify_url", "notify_secret", "notify_rejected_share", "auto_disable_after",
 )
 
 

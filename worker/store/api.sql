@@ -42,20 +42,22 @@ WHERE id = $1 AND ($2::bigint IS NULL OR id = $2)
 RETURNING id, name, sku_prefix, daily_sku_limit, archived, created_at, updated_at;
 
 -- name: insert_feed
--- The feed's settings in worker/store/api.py FEED_COLUMNS order ($1..$26).
+-- The feed's settings in worker/store/api.py FEED_COLUMNS order ($1..$30).
 INSERT INTO inventory_feeds (
     dropship_provider_id, name, enabled, resource_type, resource_location,
     authentication_token, delimiter, csv_has_header, decimal_notation, encoding, mapping,
     automatically_connect, automatically_connect_by_barcode, automatically_connect_prefix,
     case_insensitive_skus, fetch_cleanup, fetch_frequency, fetch_interval,
     automated_fetching, cache_imports, breaker_max_zeroed_share, breaker_max_quantity_drop,
-    breaker_max_rows_drop, breaker_max_bytes_drop, download_deadline_s, run_deadline_s)
+    breaker_max_rows_drop, breaker_max_bytes_drop, download_deadline_s, run_deadline_s,
+    notify_url, notify_secret, notify_rejected_share, auto_disable_after)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17,
-        make_interval(secs => $18), $19, $20, $21, $22, $23, $24, $25, $26)
+        make_interval(secs => $18), $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29,
+        $30)
 RETURNING id;
 
 -- name: update_feed
--- $27 the feed, $28 the caller's scope; the settings as in insert_feed.
+-- $31 the feed, $32 the caller's scope; the settings as in insert_feed.
 UPDATE inventory_feeds f SET
     dropship_provider_id = $1, name = $2, enabled = $3, resource_type = $4,
     resource_location = $5, authentication_token = $6, delimiter = $7, csv_has_header = $8,
@@ -65,8 +67,9 @@ UPDATE inventory_feeds f SET
     fetch_interval = make_interval(secs => $18), automated_fetching = $19,
     cache_imports = $20, breaker_max_zeroed_share = $21, breaker_max_quantity_drop = $22,
     breaker_max_rows_drop = $23, breaker_max_bytes_drop = $24, download_deadline_s = $25,
-    run_deadline_s = $26, updated_at = now()
-WHERE f.id = $27 AND ($28::bigint IS NULL OR f.dropship_provider_id = $28)
+    run_deadline_s = $26, notify_url = $27, notify_secret = $28,
+    notify_rejected_share = $29, auto_disable_after = $30, updated_at = now()
+WHERE f.id = $31 AND ($32::bigint IS NULL OR f.dropship_provider_id = $32)
 RETURNING f.id;
 
 -- name: get_feed

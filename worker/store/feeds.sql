@@ -10,7 +10,9 @@ SELECT f.id, f.dropship_provider_id, f.name, f.enabled, f.resource_type,
        extract(epoch FROM f.fetch_interval)::double precision AS fetch_interval,
        f.automated_fetching, f.cache_imports, f.breaker_max_zeroed_share,
        f.breaker_max_quantity_drop, f.breaker_max_rows_drop, f.breaker_max_bytes_drop,
-       f.download_deadline_s, f.run_deadline_s, f.created_at, f.updated_at,
+       f.download_deadline_s, f.run_deadline_s, f.notify_url, f.notify_secret,
+       f.notify_rejected_share, f.auto_disable_after, f.disabled_reason, f.disabled_at,
+       f.created_at, f.updated_at,
        p.archived AS provider_archived
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id

@@ -164,7 +164,7 @@ WHERE inventory_feed_id = $1 AND fingerprint IS NOT NULL
 -- repeated): its items connect to the store's variants as a merge's inserts would ($2..$6:
 -- by SKU, by barcode, the provider's SKU prefix, prefix only, case-insensitive SKUs), and
 -- its counts. Every item of feed $1 is one it inserted (the feed's lock was held). A
--- connected item keeps its fingerprint (0014_fingerprint_connect.sql).
+-- connected item keeps its fingerprint (0012_fingerprint_connect.sql).
 WITH conf AS NOT MATERIALIZED (
     SELECT $1::bigint AS inventory_feed_id, $2::boolean AS by_sku,
            $3::boolean AS by_barcode, $4::text AS prefix, $5::boolean AS prefix_only,

@@ -1,0 +1,1 @@
+"""Notifications: a webhook told when a feed needs a person (worker/notify/notifier.py)."""
