@@ -45,7 +45,10 @@ async def refresh(connection: AbstractConnection, pool: asyncpg.Pool,
 
 
 async def _read(name: str, reading: Coroutine[Any, Any, None]) -> None:
+    # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives
+    # as the reading ends, and the daemon's stop would then wait on this loop for ever.
     try:
-        await asyncio.wait_for(reading, READ_TIMEOUT_S)
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            await reading
     except Exception as exc:
         log.warning("gauges.unread", gauge=name, error=f"{type(exc).__name__}: {exc}")

@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat as stat_module
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import TypeVar, cast
 
 import asyncssh
 from asyncssh.known_hosts import KnownHostsArg
@@ -202,6 +202,7 @@ def _convert(exc: BaseException, t: _Target, stage: str,
 
 
 _HANDLED = (asyncssh.Error, OSError)
+_T = TypeVar("_T")
 
 
 async def sftp_stream(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
@@ -270,25 +271,14 @@ async def sftp_stat(url: FeedUrl, settings: Settings, *, known_hosts: KnownHosts
                     addresses: Sequence[str] | None = None) -> tuple[int | None, str | None]:
     """(size in bytes, modification time as ISO 8601 UTC like 2024-05-01T12:00:00Z)."""
     t = _target(url, options)
-    read_s = settings.fetch_read_timeout_s
-    stage = "connect"
-    conn: asyncssh.SSHClientConnection | None = None
-    try:
-        conn = await _connect(t, settings, known_hosts, addresses)
-        stage = "SFTP start"
-        sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
-        stage = "stat"
-        attrs = await asyncio.wait_for(sftp.stat(t.path), read_s)
+
+    async def stat(sftp: asyncssh.SFTPClient) -> tuple[int | None, str | None]:
+        attrs = await sftp.stat(t.path)
         if attrs.permissions is not None and stat_module.S_ISDIR(attrs.permissions):
             raise SourceError(f"{t.shown} is a directory, not a file")
         return attrs.size, _iso(attrs.mtime)
-    except _HANDLED as exc:
-        converted = _convert(exc, t, stage, settings)
-        if converted is None:
-            raise
-        raise converted from None
-    finally:
-        await _close(conn)
+
+    return await _one_request(t, settings, known_hosts, addresses, "stat", stat)
 
 
 async def sftp_list(url: FeedUrl, settings: Settings, *, known_hosts: KnownHostsArg = (),
@@ -299,6 +289,23 @@ async def sftp_list(url: FeedUrl, settings: Settings, *, known_hosts: KnownHosts
     t = _target(url, options)
     head, sep, _ = t.path.rpartition("/")
     directory = head or sep or "."
+
+    async def listing(sftp: asyncssh.SFTPClient) -> list[Entry]:
+        found = await sftp.readdir(directory)
+        return [Entry(name, _iso(n.attrs.mtime), n.attrs.size,
+                      is_file=not (n.attrs.permissions is not None
+                                   and stat_module.S_ISDIR(n.attrs.permissions)))
+                for n in found
+                if (name := str(n.filename)) not in (".", "..")]
+
+    return await _one_request(t, settings, known_hosts, addresses, "directory listing",
+                              listing)
+
+
+async def _one_request(t: _Target, settings: Settings, known_hosts: KnownHostsArg,
+                       addresses: Sequence[str] | None, stage_name: str,
+                       request: Callable[[asyncssh.SFTPClient], Awaitable[_T]]) -> _T:
+    """One SFTP request (`stage_name`, as errors name it) on a connection of its own."""
     read_s = settings.fetch_read_timeout_s
     stage = "connect"
     conn: asyncssh.SSHClientConnection | None = None
@@ -306,13 +313,8 @@ async def sftp_list(url: FeedUrl, settings: Settings, *, known_hosts: KnownHosts
         conn = await _connect(t, settings, known_hosts, addresses)
         stage = "SFTP start"
         sftp = await asyncio.wait_for(conn.start_sftp_client(), read_s)
-        stage = "directory listing"
-        found = await asyncio.wait_for(sftp.readdir(directory), read_s)
-        return [Entry(name, _iso(n.attrs.mtime), n.attrs.size,
-                      is_file=not (n.attrs.permissions is not None
-                                   and stat_module.S_ISDIR(n.attrs.permissions)))
-                for n in found
-                if (name := str(n.filename)) not in (".", "..")]
+        stage = stage_name
+        return await asyncio.wait_for(request(sftp), read_s)
     except _HANDLED as exc:
         converted = _convert(exc, t, stage, settings)
         if converted is None:
