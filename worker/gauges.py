@@ -41,14 +41,23 @@ async def refresh(connection: AbstractConnection, pool: asyncpg.Pool,
     while True:
         await _read("queues", read_queues(connection))
         await _read("stale_feeds", read_stale(pool, leading()))
+        _go_on()
         await asyncio.sleep(every_s)
 
 
+def _go_on() -> None:
+    """Raises CancelledError when the daemon stops: the broker client may take the
+    cancellation of a reading in as its own (a channel closed mid-way, or nothing at
+    all), and the loop must not go round again."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _read(name: str, reading: Coroutine[Any, Any, None]) -> None:
-    # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives
-    # as the reading ends, and the daemon's stop would then wait on this loop for ever.
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
             await reading
     except Exception as exc:
+        _go_on()
         log.warning("gauges.unread", gauge=name, error=f"{type(exc).__name__}: {exc}")
