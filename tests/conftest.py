@@ -13,7 +13,13 @@ import asyncpg
 import pytest
 
 from tests.support.feedserver import FeedServer
-from tests.support.services import ADMIN_DSN, AMQP_URL, dsn_for, require_services
+from tests.support.services import (
+    ADMIN_DSN,
+    AMQP_URL,
+    drop_vhost,
+    dsn_for,
+    require_services,
+)
 from worker.settings import Settings
 from worker.store import db, migrate
 
@@ -41,8 +47,12 @@ async def _build_template() -> None:
 
 
 @pytest.fixture(scope="session")
-def services() -> None:
-    require_services()
+def services() -> Iterator[None]:
+    require_services()  # and the session's own vhost on the broker
+    try:
+        yield
+    finally:
+        drop_vhost()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from tests.support import feeds
 from tests.support.feedserver import FeedServer
 from worker.pipeline import pull
 from worker.settings import Settings
+from worker.store import bulk
 
 HEADER = "external_id,vendor_sku,barcode,name,retail_price,qty,grams,policy\n"
 COUNTS = ("status", "rows_read", "inserted", "updated", "unchanged", "zeroed", "duplicates",
@@ -99,6 +100,8 @@ class Twins:
 @pytest.fixture
 def twins(pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
           monkeypatch: pytest.MonkeyPatch) -> Twins:
+    # a store with variants: copied, then connected (what a large store's import skips)
+    monkeypatch.setattr(bulk, "CONNECT_AFTER_COPY", True)
     return Twins(pool, settings, feed_server, monkeypatch)
 
 
@@ -197,3 +200,17 @@ async def test_a_large_feed_emptied_since_its_last_pull_is_copied_again(
     back = await feeds.pull_once(pool, settings, feed_id, feed_server.add("/e3", body))
     assert (back["status"], back["inserted"], back["updated"]) == ("succeeded", 0, 30)
     assert "copied" not in details(back)
+
+
+async def test_a_store_with_variants_to_connect_to_is_merged_into(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    await pool.execute("INSERT INTO variants (sku) VALUES ('SKU1')")
+    feed_id = await feeds.make_feed(pool, mapping=MAPPING, automatically_connect=True)
+    run = await feeds.pull_once(pool, settings, feed_id,
+                                feed_server.add("/store", (HEADER + "".join(rows(3))).encode()))
+    assert (run["inserted"], run["connected"]) == (3, 1)
+    assert "copied" not in details(run)
+    off = await feeds.make_feed(pool, mapping=MAPPING, automatically_connect=False)
+    run = await feeds.pull_once(pool, settings, off,
+                                feed_server.add("/store2", (HEADER + "".join(rows(3))).encode()))
+    assert (run["inserted"], run["connected"], details(run)["copied"]) == (3, 0, 3)

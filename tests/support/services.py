@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 import aio_pika
 import asyncpg
 import pytest
 
 ADMIN_DSN = os.environ.get("FEED_WORKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("FEED_WORKER_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+# A test session works in a vhost of its own, made for it and deleted at its end (the
+# tests declare and delete the worker's queues: those of another vhost, "/" included, are
+# never touched), unless FEED_WORKER_TEST_AMQP names the broker and vhost to use.
+OWN_VHOST = None if os.environ.get("FEED_WORKER_TEST_AMQP") else f"fw_test_{os.getpid()}"
+AMQP_URL = (os.environ.get("FEED_WORKER_TEST_AMQP")
+            or f"amqp://guest:guest@127.0.0.1:5672/{OWN_VHOST}")
+RABBITMQCTL = os.environ.get("FEED_WORKER_TEST_RABBITMQCTL", "rabbitmqctl")
 
 
 def dsn_for(database: str) -> str:
@@ -27,6 +34,32 @@ async def _check_amqp() -> None:
     await connection.close()
 
 
+def _rabbitmqctl(*args: str) -> None:
+    try:
+        done = subprocess.run([RABBITMQCTL, *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"cannot run {RABBITMQCTL} to make the tests' own vhost ({exc}); install "
+                    "RabbitMQ's CLI (apt-get install rabbitmq-server) or set "
+                    "FEED_WORKER_TEST_AMQP to a vhost of your own", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(f"{RABBITMQCTL} {' '.join(args)} failed ({done.stderr.strip()[-300:]}); "
+                    "is RabbitMQ running? run `make services` or `rabbitmq-server -detached`, "
+                    "or set FEED_WORKER_TEST_AMQP to a vhost of your own", pytrace=False)
+
+
+def make_vhost() -> None:
+    """The session's own vhost (nothing when FEED_WORKER_TEST_AMQP names one)."""
+    if OWN_VHOST is not None:
+        _rabbitmqctl("add_vhost", OWN_VHOST)
+        _rabbitmqctl("set_permissions", "-p", OWN_VHOST, "guest", ".*", ".*", ".*")
+
+
+def drop_vhost() -> None:
+    if OWN_VHOST is not None:
+        _rabbitmqctl("delete_vhost", OWN_VHOST)
+
+
 def require_services() -> None:
     """Fail (never skip) with the command that starts what is missing."""
     try:
@@ -34,6 +67,7 @@ def require_services() -> None:
     except Exception as exc:
         pytest.fail(f"PostgreSQL is not reachable at {ADMIN_DSN} ({exc}); run "
                     "`make services` or `pg_ctlcluster 15 main start`", pytrace=False)
+    make_vhost()
     try:
         asyncio.run(_check_amqp())
     except Exception as exc:

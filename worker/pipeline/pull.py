@@ -148,7 +148,10 @@ async def _first_import(conn: Conn, job: PullJob, known: fingerprints.Known | No
             return None
     elif await _last_pull(conn, job) is not None:
         return None
-    return await bulk.start_direct(conn, job.feed.id, None if job.dry_run else job.run_id)
+    feed = job.feed
+    return await bulk.start_direct(
+        conn, feed.id, None if job.dry_run else job.run_id,
+        feed.automatically_connect or feed.automatically_connect_by_barcode)
 
 
 async def _finish_direct(conn: Conn, settings: Settings, job: PullJob, stream: Stream,
@@ -166,7 +169,7 @@ async def _finish_direct(conn: Conn, settings: Settings, job: PullJob, stream: S
         await bulk.merge_pull(conn, rest, mask, settings.merge_work_mem,
                               dataclasses.replace(opts, cleanup=False, history=False),
                               stream.valid - direct.rows, whole)
-    return await bulk.finish_direct(conn, feed, whole)
+    return await bulk.finish_direct(conn, feed, whole, stream.valid, settings.merge_work_mem)
 
 
 async def _join_secondary(conn: Conn, settings: Settings, job: PullJob, report: RunReport,

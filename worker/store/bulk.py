@@ -84,6 +84,13 @@ async def copy_rows(
                              null="")
 
 
+# A first import that connects its items to a store with variants is merged as any pull
+# (its inserts carry the links): connecting after the COPY writes each linked item a
+# second time, which costs more than the COPY saves (a 1M-row import with a quarter of
+# its items linked: about 8 s against 3). Tests turn it on to check the connecting.
+CONNECT_AFTER_COPY = False
+
+
 async def copy_items(
     conn: Conn, columns: Sequence[str], chunks: AsyncIterator[bytes]
 ) -> None:
@@ -93,11 +100,15 @@ async def copy_items(
                              format="text", null="")
 
 
-async def start_direct(conn: Conn, feed_id: int, run_id: int | None) -> str | None:
+async def start_direct(conn: Conn, feed_id: int, run_id: int | None,
+                       connecting: bool) -> str | None:
     """For a feed with no items: takes its merge lock and, if it is still empty, returns
     the order time of what the run writes (COPY text): its rows may then go straight
-    in. None (and no lock) for a feed with items."""
-    if not await conn.fetchval(q(_SQL, "feed_empty"), feed_id):
+    in. None (and no lock) for a feed with items, or (`connecting`: by SKU or barcode)
+    when the store has variants and CONNECT_AFTER_COPY is off."""
+    found = await conn.fetchrow(q(_SQL, "feed_empty"), feed_id)
+    assert found is not None
+    if not found["empty"] or (connecting and found["store"] and not CONNECT_AFTER_COPY):
         return None
     await conn.execute(q(_SQL, "lock_feed"), LOCK_CLASS_FEED_MERGE, feed_id % (2**31))
     row = await conn.fetchrow(q(_SQL, "direct_start"), feed_id, run_id)
@@ -105,10 +116,17 @@ async def start_direct(conn: Conn, feed_id: int, run_id: int | None) -> str | No
     return str(row["ordered_at"]) if row["empty"] else None
 
 
-async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool) -> MergeCounts:
+async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool, rows: int,
+                        work_mem: str) -> MergeCounts:
     """After a first import's rows went in (worker/direct.py): its items connect to the
     store's variants, and its counts (each of the feed's items is new). fingerprinted:
-    false when the merge would not have kept the staged rows' fingerprints."""
+    false when the merge would not have kept the staged rows' fingerprints. rows: about
+    how many items; planned as a merge of as many rows (the table's statistics do not
+    know them yet: nested loops over them would take for ever)."""
+    large = rows >= LARGE_MERGE_ROWS
+    await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
+                        "force_custom_plan" if large else "force_generic_plan",
+                        LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     if not fingerprinted:
         await conn.execute(q(_SQL, "unprint_feed"), feed.id)
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,

@@ -5,8 +5,10 @@
 --   cand (inventory_feed_id, external_id, vendor_sku, barcode): items that may connect
 --        (new, or SKU/barcode changed, and not connected); best NOT MATERIALIZED, so that
 --        the joins below read the merge's rows once, and only matches go further;
---   conf (inventory_feed_id, by_sku, by_barcode, prefix, prefix_only, fold): per feed
---        (constants, for one feed, let the planner drop the branches that cannot match).
+--   conf (inventory_feed_id, by_sku, by_barcode, prefix, prefix_only, fold,
+--        may_be_linked): per feed (constants, for one feed, let the planner drop the
+--        branches that cannot match); may_be_linked false: no item of the feed is linked
+--        yet (a first import's), so none is looked for.
 -- It gives `links` (inventory_feed_id, external_id, variant_id, vendor_sku, unique_match):
 -- one row per candidate with a match; unique_match is false when the item matches several
 -- store variants, or the variant matches several items of the feed (or one already linked).
@@ -61,7 +63,8 @@ keys AS NOT MATERIALIZED (
                  AND x.inventory_feed_id = i.inventory_feed_id
                  -- (repeated as a filter of its own for a hashed plan, which cannot
                  -- use the condition above: it keeps the scan to the feeds at hand)
-                 AND x.inventory_feed_id IN (SELECT inventory_feed_id FROM conf)) AS unique_match
+                 AND x.inventory_feed_id IN (SELECT inventory_feed_id FROM conf
+                                             WHERE may_be_linked)) AS unique_match
     FROM per_item i
     JOIN per_variant pv
         ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
@@ -74,7 +77,7 @@ conf AS MATERIALIZED (
            f.automatically_connect_by_barcode AS by_barcode,
            nullif(btrim(p.sku_prefix), '') AS prefix,
            f.automatically_connect_prefix = 'prefixOnly' AS prefix_only,
-           f.case_insensitive_skus AS fold
+           f.case_insensitive_skus AS fold, true AS may_be_linked
     FROM inventory_feeds f
     JOIN dropship_providers p ON p.id = f.dropship_provider_id
     WHERE f.id IN (SELECT inventory_feed_id FROM feeds)

@@ -137,8 +137,11 @@ WITH
 -- include: pull_merge.sql:merge_tail
 
 -- name: feed_empty
--- Whether feed $1 has no items: its first import may then copy its rows straight in.
+-- Whether feed $1 has no items (its first import may then copy its rows straight in), and
+-- whether the store has variants to connect them to.
 SELECT NOT EXISTS (SELECT 1 FROM inventory_feed_variants WHERE inventory_feed_id = $1)
+           AS empty,
+       EXISTS (SELECT 1 FROM variants) AS store
 
 -- name: lock_feed
 -- The feed's merge lock (class $1, key $2), as merge_settings takes it, for a first
@@ -168,7 +171,7 @@ WHERE inventory_feed_id = $1 AND fingerprint IS NOT NULL
 WITH conf AS NOT MATERIALIZED (
     SELECT $1::bigint AS inventory_feed_id, $2::boolean AS by_sku,
            $3::boolean AS by_barcode, $4::text AS prefix, $5::boolean AS prefix_only,
-           $6::boolean AS fold
+           $6::boolean AS fold, false AS may_be_linked  -- its items were copied unlinked
 ), cand AS NOT MATERIALIZED (
     SELECT inventory_feed_id, external_id, vendor_sku, barcode
     FROM inventory_feed_variants

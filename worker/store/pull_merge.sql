@@ -85,7 +85,7 @@ joined AS NOT MATERIALIZED (
     -- the feed's connecting settings, as constants of the plan
     SELECT $1::bigint AS inventory_feed_id, $9::boolean AS by_sku,
            $10::boolean AS by_barcode, $11::text AS prefix, $12::boolean AS prefix_only,
-           $13::boolean AS fold
+           $13::boolean AS fold, true AS may_be_linked
 ), cand AS NOT MATERIALIZED (
     -- (items the daily limit holds back may match too: they are not written, so neither
     -- is their link, and they are not counted as connected)
