@@ -126,6 +126,7 @@ async def test_a_first_import_goes_straight_in_as_a_merge_would_write_it(
 
 async def test_a_key_seen_before_stages_the_rest_of_the_file(
         twins: Twins, pool: asyncpg.Pool) -> None:
+    twins.monkeypatch.setattr(bulk, "LARGE_MERGE_ROWS", 1000)  # planned as a large file's
     await twins.make(fetch_cleanup="enabled", automatically_connect=True)
     await pool.execute("INSERT INTO variants (sku) VALUES ('SKU7'), ('SKU4000')")
     first = rows(6000)

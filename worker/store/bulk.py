@@ -127,6 +127,8 @@ async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool, rows: int,
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
                         "force_custom_plan" if large else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
+    if large:
+        await conn.execute(q(_SQL, "index_scans"), "off")
     if not fingerprinted:
         await conn.execute(q(_SQL, "unprint_feed"), feed.id)
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
@@ -134,6 +136,8 @@ async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool, rows: int,
                               feed.automatically_connect_prefix == "prefixOnly",
                               feed.case_insensitive_skus)
     assert row is not None
+    if large:
+        await conn.execute(q(_SQL, "index_scans"), "on")
     return MergeCounts(row["items"], row["items"], 0, connected=row["connected"],
                        ambiguous=row["ambiguous"],
                        ambiguous_skus=tuple(row["ambiguous_skus"] or ()),

@@ -156,6 +156,11 @@ SELECT NOT EXISTS (SELECT 1 FROM inventory_feed_variants WHERE inventory_feed_id
        coalesce((SELECT started_at FROM feed_runs WHERE id = $2::bigint), now())::text
            AS ordered_at
 
+-- name: index_scans
+-- $1 'off' around a large first import's connecting and counting: the table's statistics
+-- do not know its new rows, and an index scan would read them one at a time in key order.
+SELECT set_config('enable_indexscan', $1, true)
+
 -- name: unprint_feed
 -- A first import whose merge would not have kept fingerprints (some of the mapper's
 -- columns unwritten): none.
