@@ -55,7 +55,7 @@ PARTS = ("R", "A", "B", "L", "H", "T")
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/postgres"
 FILES_PER_SIZE = 8  # distinct files a fleet's feeds share (seeds 101..108)
 RESET = ("TRUNCATE inventory_feed_variants, variant_inventory_updates, provider_daily_items, "
-         "feed_run_rejects, feed_runs")
+         "feed_run_rejects, feed_runs, notifications")
 SCHEDULER_PIDS = ("SELECT pid FROM pg_stat_activity WHERE datname = $1 "
                   "AND application_name LIKE 'feed-worker scheduler%'")
 TIMINGS = ("total_s", "stream_s", "source_wait_s", "merge_s")  # pipeline/pull.apply's

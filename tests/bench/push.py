@@ -62,7 +62,8 @@ TARGETS = (
     ("W/P", "W", "P", 3.0, "worker vs naive per-message upsert"),
 )
 
-RESET = "TRUNCATE inventory_feed_variants, processed_messages, feed_run_rejects, feed_runs"
+RESET = ("TRUNCATE inventory_feed_variants, processed_messages, feed_run_rejects, feed_runs, "
+         "notifications")
 TABLE_TOTALS = """
 SELECT count(*) AS n, coalesce(sum(inventory_quantity), 0)::bigint AS qty
 FROM inventory_feed_variants WHERE inventory_feed_id = $1
