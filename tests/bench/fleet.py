@@ -63,7 +63,8 @@ TIMINGS = ("total_s", "stream_s", "source_wait_s", "merge_s")  # pipeline/pull.a
 # The benchmark database's pulls streaming into their staging tables.
 COPYING = """
 SELECT count(*) FROM pg_stat_activity
-WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY %pull_staging%'
+WHERE datname = $1 AND state = 'active'
+  AND (query LIKE 'COPY %pull_staging%' OR query LIKE 'COPY %inventory_feed_variants%')
 """
 BIG_BEFORE = """
 INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, finished_at, rows_read)
@@ -343,7 +344,8 @@ class Bench:
         return self.exchange
 
     async def big_underway(self, sent: pulls.Batch) -> bool:
-        """The big run is claimed and its rows are streaming into staging (its COPY runs)."""
+        """The big run is claimed and its rows are streaming (its COPY runs: into staging, or
+        a first import's straight into the items table)."""
 
         async def copying() -> bool:
             row = await self.pg.fetchrow(pulls.PROGRESS, sent.ids)
