@@ -215,3 +215,22 @@ async def test_a_store_with_variants_to_connect_to_is_merged_into(
     run = await feeds.pull_once(pool, settings, off,
                                 feed_server.add("/store2", (HEADER + "".join(rows(3))).encode()))
     assert (run["inserted"], run["connected"], details(run)["copied"]) == (3, 0, 3)
+
+
+async def test_columns_left_unwritten_keep_a_first_imports_fingerprints(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item a row inserts is what its text makes, whatever the merge's mask: the next
+    pull of the same records leaves them all out."""
+    monkeypatch.setattr(pull, "KNOWN_MIN_ROWS", 1)
+    feed_id = await feeds.make_feed(pool, resource_type="json",
+                                    mapping={"fields": {"externalId": "code"}})
+    body = orjson.dumps([{"code": f"K{i}", "inventoryQuantity": i} for i in range(20)])
+    first = await feeds.pull_once(
+        pool, settings, feed_id, feed_server.add("/u1", body, content_type="application/json"))
+    assert "name" in details(first)["unwritten"]
+    assert details(first)["copied"] == 20
+    assert None not in {v["fingerprint"] for v in (await feeds.items(pool, feed_id)).values()}
+    again = await feeds.pull_once(
+        pool, settings, feed_id, feed_server.add("/u2", body, content_type="application/json"))
+    assert (again["unchanged"], details(again)["left_out"]) == (20, 20)

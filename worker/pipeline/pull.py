@@ -169,7 +169,7 @@ async def _finish_direct(conn: Conn, settings: Settings, job: PullJob, stream: S
         await bulk.merge_pull(conn, rest, mask, settings.merge_work_mem,
                               dataclasses.replace(opts, cleanup=False, history=False),
                               stream.valid - direct.rows, whole)
-    return await bulk.finish_direct(conn, feed, whole, stream.valid, settings.merge_work_mem)
+    return await bulk.finish_direct(conn, feed, stream.valid, settings.merge_work_mem)
 
 
 async def _join_secondary(conn: Conn, settings: Settings, job: PullJob, report: RunReport,

@@ -116,21 +116,20 @@ async def start_direct(conn: Conn, feed_id: int, run_id: int | None,
     return str(row["ordered_at"]) if row["empty"] else None
 
 
-async def finish_direct(conn: Conn, feed: Feed, fingerprinted: bool, rows: int,
-                        work_mem: str) -> MergeCounts:
+async def finish_direct(conn: Conn, feed: Feed, rows: int, work_mem: str) -> MergeCounts:
     """After a first import's rows went in (worker/direct.py): its items connect to the
-    store's variants, and its counts (each of the feed's items is new). fingerprinted:
-    false when the merge would not have kept the staged rows' fingerprints. rows: about
-    how many items; planned as a merge of as many rows (the table's statistics do not
-    know them yet: nested loops over them would take for ever)."""
+    store's variants, and its counts (each of the feed's items is new). rows: about how
+    many items; planned as a merge of as many rows (the table's statistics do not know
+    them yet: nested loops over them would take for ever). The fingerprints stay even
+    where the merge's mask leaves some of the mapper's columns unwritten: an item a row
+    inserts is what its text makes, whatever the mask (only an update keeps other
+    values)."""
     large = rows >= LARGE_MERGE_ROWS
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
                         "force_custom_plan" if large else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     if large:
         await conn.execute(q(_SQL, "index_scans"), "off")
-    if not fingerprinted:
-        await conn.execute(q(_SQL, "unprint_feed"), feed.id)
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",

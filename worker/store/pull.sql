@@ -161,12 +161,6 @@ SELECT NOT EXISTS (SELECT 1 FROM inventory_feed_variants WHERE inventory_feed_id
 -- do not know its new rows, and an index scan would read them one at a time in key order.
 SELECT set_config('enable_indexscan', $1, true)
 
--- name: unprint_feed
--- A first import whose merge would not have kept fingerprints (some of the mapper's
--- columns unwritten): none.
-UPDATE inventory_feed_variants SET fingerprint = NULL
-WHERE inventory_feed_id = $1 AND fingerprint IS NOT NULL
-
 -- name: direct_finish
 -- After a first import copied its rows straight in (and merged those staged after a key
 -- repeated): its items connect to the store's variants as a merge's inserts would ($2..$6:
