@@ -1,5 +1,5 @@
-"""Side task of the daemon: old item history, past days of the daily SKU limit and old
-message outcomes (replays', the API's) go."""
+"""Side task of the daemon: old item history, past days of the daily SKU limit, old
+message outcomes (replays', the API's) and old notifications go."""
 
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ async def run(pool: asyncpg.Pool, settings: Settings) -> None:
         history, daily = await forget_once(pool, settings)
         # The status URL reads outcomes as long as the message's id is remembered.
         outcomes = await store.forget_outcomes(pool, settings.message_retention_s, SLICE_ROWS)
-        if history or daily or outcomes:
+        told = await store.forget_notifications(pool, settings.history_retention_s,
+                                                SLICE_ROWS)
+        if history or daily or outcomes or told:
             log.info("retention.deleted", history=history, daily_items=daily,
-                     outcomes=outcomes)
-        if history < SLICE_ROWS and daily < SLICE_ROWS and outcomes < SLICE_ROWS:
+                     outcomes=outcomes, notifications=told)
+        if max(history, daily, outcomes, told) < SLICE_ROWS:
             await asyncio.sleep(min(3600.0, settings.history_retention_s / 10,
                                     settings.message_retention_s / 10))

@@ -274,7 +274,8 @@ class Settings:
     )
     history_retention_s: float = field(
         default=90 * 24 * 3600.0,
-        metadata={"help": "item history older than this (90 days) is deleted"},
+        metadata={"help": "item history older than this (90 days) is deleted, and so "
+                                  "are notifications decided before then"},
     )
     scheduler: bool = field(
         default=True,

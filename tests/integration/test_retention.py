@@ -45,3 +45,20 @@ async def test_old_message_outcomes_and_api_messages_are_forgotten(
     assert await pool.fetchval("SELECT array_agg(message_id) FROM replay_outcomes") == ["new"]
     assert await pool.fetchval("SELECT array_agg(message_id) FROM api_messages") == ["new"]
     assert await store.forget_outcomes(pool, week, 100) == 0
+
+
+async def test_old_notifications_are_forgotten(pool: asyncpg.Pool) -> None:
+    from tests.support import feeds
+    from worker.store import retention as store
+
+    feed_id = await feeds.make_feed(pool, None)
+    await pool.execute(
+        "INSERT INTO notifications (key, inventory_feed_id, event, status, created_at) VALUES "
+        "('old-sent', $1, 'run.failed', 'sent', now() - interval '10 days'), "
+        "('old-stuck', $1, 'feed.stale', 'sending', now() - interval '10 days'), "
+        "('new', $1, 'run.failed', 'sent', now())", feed_id)
+    week = 7 * 24 * 3600.0
+    assert await store.forget_notifications(pool, week, 1) == 1
+    assert await store.forget_notifications(pool, week, 100) == 1
+    assert await pool.fetchval("SELECT array_agg(key) FROM notifications") == ["new"]
+    assert await store.forget_notifications(pool, week, 100) == 0

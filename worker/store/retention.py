@@ -1,5 +1,5 @@
-"""Retention in Postgres: old item history, past days of the daily SKU limit, and old
-message outcomes go."""
+"""Retention in Postgres: old item history, past days of the daily SKU limit, old
+message outcomes and old notifications go."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ async def forget_outcomes(conn: Conn | asyncpg.Pool, older_than_s: float, limit:
     than `older_than_s`; how many went (both together)."""
     row = await conn.fetchrow(q(_SQL, "forget_outcomes"), older_than_s, limit)
     return int(row["outcomes"]) + int(row["messages"]) if row is not None else 0
+
+
+async def forget_notifications(conn: Conn | asyncpg.Pool, older_than_s: float,
+                               limit: int) -> int:
+    """Delete up to `limit` notifications decided more than `older_than_s` ago."""
+    return _count(await conn.execute(q(_SQL, "forget_notifications"), older_than_s, limit))
 
 
 def _count(status: str) -> int:

@@ -40,3 +40,13 @@ WITH outcomes AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM outcomes) AS outcomes, (SELECT count(*) FROM messages) AS messages;
+
+-- name: forget_notifications
+-- Notifications decided more than $1 seconds ago (the item history's retention), a bounded
+-- slice at a time; one still `sending` by then was left by a replica that died.
+DELETE FROM notifications
+WHERE id IN (
+    SELECT id FROM notifications
+    WHERE created_at < now() - make_interval(secs => $1)
+    LIMIT $2
+);
