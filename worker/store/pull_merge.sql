@@ -149,7 +149,11 @@ ins AS (
     FROM todo j
     CROSS JOIN pulled p
     LEFT JOIN links l ON l.external_id = j.external_id AND l.unique_match
+    -- The items written are read by their ids (one probe of the primary key each), not
+    -- found by a join that reads all of the feed's items: a refresh writes a few percent
+    -- of them, and the merge is planned without nested loops.
     WHERE t.id = j.target_id AND t.inventory_feed_id = $1
+      AND t.id = ANY (ARRAY(SELECT target_id FROM todo WHERE target_id IS NOT NULL))
 ), settle AS (
     -- An unchanged item whose text differs from the one it was written from (no
     -- fingerprint yet, "1.0" for 1, a new mapping of the same values): the new text's
@@ -159,6 +163,9 @@ ins AS (
     WHERE $14::boolean AND j.target_id IS NOT NULL AND NOT j.changed
       AND j.fingerprint IS DISTINCT FROM j.old_fingerprint
       AND t.id = j.target_id AND t.inventory_feed_id = $1
+      AND t.id = ANY (ARRAY(SELECT target_id FROM joined WHERE $14::boolean
+                            AND target_id IS NOT NULL AND NOT changed
+                            AND fingerprint IS DISTINCT FROM old_fingerprint))
 ), zero AS (
     UPDATE inventory_feed_variants t SET
         inventory_quantity = m.new_quantity, missing_since = now(),
@@ -167,7 +174,7 @@ ins AS (
         updated_at = now(), ordered_at = greatest(t.ordered_at, p.at)
     FROM missing m
     CROSS JOIN pulled p
-    WHERE t.id = m.id AND t.inventory_feed_id = $1
+    WHERE t.id = m.id AND t.inventory_feed_id = $1 AND t.id = ANY (ARRAY(SELECT id FROM missing))
 ), hist AS (
     INSERT INTO variant_inventory_updates (
         inventory_feed_variant_id, inventory_feed_id, run_id, action_type,
