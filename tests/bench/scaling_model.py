@@ -52,6 +52,8 @@ class Figures:
     citus_worker_share: float = 0.7
     broker_node_msgs: float = 20_000.0
     target_utilisation: float = 0.7
+    # The worst hour (every feed due at once) must be over within this many seconds.
+    drain_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,15 @@ def burst(load: Load, f: Figures, replicas: int, concurrency: int = 2,
     return max(end, worker_total / (replicas * f.replica_cores), db_total / f.db_cores)
 
 
+MAX_REPLICAS = 200
+
+
 def plan(load: Load, f: Figures) -> Plan:
     worker, db, broker = demand(load, f)
     target = f.target_utilisation
     replicas = max(1, math.ceil(worker / (f.replica_cores * target)))
+    while burst(load, f, replicas) > f.drain_s and replicas < MAX_REPLICAS:
+        replicas += 1
     over = db / target - f.db_cores
     citus = 0 if over <= 0 else math.ceil(over / (f.db_cores * f.citus_worker_share))
     nodes = 1 if broker <= f.broker_node_msgs * target else 3 * math.ceil(

@@ -48,3 +48,11 @@ def test_the_command_prints_a_row_per_scenario_and_refuses_unknown_figures(
     assert len(out.strip().splitlines()) == 2 + len(m.SCENARIOS)
     with pytest.raises(SystemExit):
         m.main(["--set", "no_such_figure=1"])
+
+
+def test_replicas_are_added_until_the_worst_hour_drains_in_time() -> None:
+    f = m.Figures()
+    load = m.Load(10_000, rows_per_feed=50_000)
+    p = m.plan(load, f)
+    assert p.burst_s <= f.drain_s
+    assert m.burst(load, f, p.replicas - 1) > f.drain_s
