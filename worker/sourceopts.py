@@ -7,8 +7,9 @@ it, the SFTP host key it pins, how FTPS speaks TLS, and which certificates it tr
                  (`SHA256:...`), or a list of them; instead of known_hosts
   `ftpsMode`     `explicit` (AUTH TLS) or `implicit` (TLS from the first byte); without
                  it, an ftps:// URL on port 990 is implicit and any other explicit
-  `caBundle`     PEM certificates that FTPS trusts instead of the system's
-  `tlsVerify`    false: FTPS checks no certificate (logged as a warning on every run)
+  `caBundle`     PEM certificates that FTPS and HTTPS trust instead of the system's
+  `tlsVerify`    false: FTPS and HTTPS check no certificate (logged as a warning on every
+                 connection)
 
 None of these is a secret: the keys and passphrases themselves never sit in a feed.
 """

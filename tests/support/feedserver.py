@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -31,10 +32,14 @@ class Route:
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    """`tls`: served over HTTPS with this context (tests.support.ftpserver makes the test
+    certificates)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.tls = tls
 
     def add(self, path: str, body: bytes = b"", **kwargs: object) -> str:
         self.routes[path] = Route(body=body, **kwargs)  # type: ignore[arg-type]
@@ -42,14 +47,15 @@ class FeedServer:
 
     def url(self, path: str, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None else ""
-        return f"http://{auth}127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}{path}"
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         server = site._server
         assert server is not None

@@ -72,8 +72,9 @@ def _open(download: Download, settings: Settings, local_files: bool,
     scheme = url.scheme
     if scheme in ("http", "https"):
         if names.has_template(url.path) or names.has_template(url.parsed.query_string):
-            return dated_http(download, settings, previous, token, rule)
-        return http_stream(url, settings, previous=previous, token=token, download=download)
+            return dated_http(download, settings, previous, token, rule, source)
+        return http_stream(url, settings, previous=previous, token=token, download=download,
+                           options=source)
     # FTP and SFTP clients are imported when a feed needs them: importing asyncssh is a
     # noticeable part of the start of every `feed-worker import`.
     if scheme in ("ftp", "ftps"):

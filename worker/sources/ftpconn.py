@@ -24,15 +24,14 @@ from urllib.parse import unquote
 import aioftp
 from aioftp.common import SSLSessionBoundContext
 
-from worker import logs
 from worker.errors import FeedError, SourceError, TransientSourceError
 from worker.model import SourceOptions
 from worker.settings import Settings
+from worker.sources.tls import client_context
 from worker.urls import FeedUrl
 
 DEFAULT_PORT = 21
 IMPLICIT_PORT = 990
-log = logs.get(__name__)
 _CLOSE_WAIT_S = 2.0
 _ANONYMOUS = ("anonymous", "anonymous@")
 
@@ -89,23 +88,10 @@ def target(u: FeedUrl, options: SourceOptions | None = None) -> Target:
 
 def tls_context(t: Target, given: ssl.SSLContext | None = None) -> ssl.SSLContext:
     """The context that checks the server's certificate: `given` (tests), else the feed's
-    CA bundle, else the system's CAs; with mapping.tlsVerify false one that checks nothing,
-    logged as a warning (source.tls_unverified) on every connection."""
+    (sources/tls.py)."""
     if given is not None:
         return given
-    if not t.verify:
-        log.warning("source.tls_unverified", source=t.shown, server=f"{t.host}:{t.port}",
-                    reason="mapping.tlsVerify is false: the server's certificate is not "
-                           "checked")
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    try:
-        return ssl.create_default_context(cadata=t.ca_bundle)
-    except (ssl.SSLError, ValueError) as exc:
-        raise FeedError(f"mapping.caBundle cannot be read as PEM certificates "
-                        f"({getattr(exc, 'reason', None) or exc})") from None
+    return client_context(t.ca_bundle, t.verify, shown=t.shown, server=f"{t.host}:{t.port}")
 
 
 class Session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +23,11 @@ from worker.errors import (
     TransientSourceError,
     TruncatedError,
 )
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources.download import Download
 from worker.sources.guard import GuardedResolver, Policy
+from worker.sources.tls import client_context
 from worker.urls import FeedUrl, join, mask, parse
 
 CHUNK_BYTES = 1 << 20
@@ -35,14 +38,17 @@ _HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")
 
 async def http_stream(url: FeedUrl, settings: Settings, *,
                       previous: dict[str, Any] | None = None, token: str | None = None,
-                      download: Download | None = None) -> AsyncIterator[bytes]:
+                      download: Download | None = None,
+                      options: SourceOptions | None = None) -> AsyncIterator[bytes]:
     """The body at the URL. With `previous` validators (ETag, Last-Modified of the last
     read), an unchanged file raises NotModified; `download` gets this response's validators
     and the next page of a `Link: <...>; rel="next"` header. A token goes as a bearer
     token when the URL carries no user. `download.transfer.vouched`: the body has a
     Content-Length or is chunked, so aiohttp tells a cut body (TruncatedError) from the
     whole one; a body delimited by the connection's close is not vouched for. A
-    Content-Length over the cap fails before the body is read."""
+    Content-Length over the cap fails before the body is read. `options`: the feed's
+    certificates (mapping.caBundle, mapping.tlsVerify), for every connection of the
+    download, redirects included."""
     download = download if download is not None else Download(url, settings.max_file_bytes)
     shown = url.shown
     target = url.parsed
@@ -64,7 +70,8 @@ async def http_stream(url: FeedUrl, settings: Settings, *,
     else:
         auth = {}
     origin = target.origin()
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False)
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), use_dns_cache=False,
+                                     ssl=_tls(options, shown, target))
     try:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector,
                                          auto_decompress=False) as session:
@@ -104,6 +111,10 @@ async def http_stream(url: FeedUrl, settings: Settings, *,
                                          shown) from None
                     return
             raise SourceError(f"{shown}: more than {settings.max_redirects} redirects")
+    except aiohttp.ClientConnectorCertificateError as exc:
+        why = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        raise SourceError(f"{shown}: TLS certificate of {target.host}:{target.port} not "
+                          f"trusted ({url.scrub(str(why))})") from None
     except aiohttp.ClientConnectorError as exc:
         raise TransientSourceError(
             f"cannot connect to {target.host}:{target.port} for {shown}: "
@@ -124,6 +135,14 @@ async def http_stream(url: FeedUrl, settings: Settings, *,
         raise TransientSourceError(
             f"download of {shown} failed: {type(exc).__name__}: {url.scrub(str(exc))}"
         ) from None
+
+
+def _tls(options: SourceOptions | None, shown: str, target: URL) -> ssl.SSLContext | bool:
+    """The feed's own certificate check, else aiohttp's (the system's CAs)."""
+    if options is None or (options.ca_bundle is None and options.tls_verify):
+        return True
+    return client_context(options.ca_bundle, options.tls_verify, shown=shown,
+                          server=f"{target.host}:{target.port}")
 
 
 def follow(current: URL, location: str | None, shown: str) -> URL:

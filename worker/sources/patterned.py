@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from yarl import URL
 
 from worker.errors import FeedError, NoSuchFile
+from worker.model import SourceOptions
 from worker.settings import Settings
 from worker.sources import names
 from worker.sources.download import Download
@@ -63,7 +64,8 @@ def rendered(url: FeedUrl, day: Any) -> FeedUrl:
 
 async def dated_http(download: Download, settings: Settings,
                      previous: dict[str, Any] | None, token: str | None,
-                     rule: FileRule) -> AsyncIterator[bytes]:
+                     rule: FileRule, options: SourceOptions | None = None
+                     ) -> AsyncIterator[bytes]:
     """An HTTP URL with a date template: today's file, else (HTTP 404 or 410) yesterday's.
     The validators of the last read count only for the same file."""
     pattern = download.url
@@ -73,7 +75,8 @@ async def dated_http(download: Download, settings: Settings,
         download.url, download.taken = url, url.shown
         download.chosen = {"file": url.shown, "file_date": day.isoformat() if day else None}
         same = previous if previous and previous.get("file") == url.shown else None
-        inner = http_stream(url, settings, previous=same, token=token, download=download)
+        inner = http_stream(url, settings, previous=same, token=token, download=download,
+                            options=options)
         started = False
         try:
             async with contextlib.aclosing(inner):  # type: ignore[type-var]
