@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 
 import aio_pika
@@ -34,7 +35,7 @@ async def _check_amqp() -> None:
     await connection.close()
 
 
-def _rabbitmqctl(*args: str) -> None:
+def _rabbitmqctl(*args: str) -> str:
     try:
         done = subprocess.run([RABBITMQCTL, *args], capture_output=True, text=True,
                               timeout=120, check=False)
@@ -46,11 +47,38 @@ def _rabbitmqctl(*args: str) -> None:
         pytest.fail(f"{RABBITMQCTL} {' '.join(args)} failed ({done.stderr.strip()[-300:]}); "
                     "is RabbitMQ running? run `make services` or `rabbitmq-server -detached`, "
                     "or set FEED_WORKER_TEST_AMQP to a vhost of your own", pytrace=False)
+    return done.stdout
+
+
+_SESSION_VHOST = re.compile(r"fw_test_([0-9]+)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def forget_dead_sessions() -> list[str]:
+    """Delete the vhosts that test sessions of this machine made and could not delete
+    because they were killed (their process is gone); the names deleted."""
+    listing = _rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers", "name")
+    gone = [name for name in listing.split()
+            if (m := _SESSION_VHOST.fullmatch(name)) and not _alive(int(m[1]))]
+    for name in gone:
+        _rabbitmqctl("delete_vhost", name)
+    return gone
 
 
 def make_vhost() -> None:
-    """The session's own vhost (nothing when FEED_WORKER_TEST_AMQP names one)."""
+    """The session's own vhost (nothing when FEED_WORKER_TEST_AMQP names one), after
+    deleting those that killed sessions left behind."""
     if OWN_VHOST is not None:
+        forget_dead_sessions()
         _rabbitmqctl("add_vhost", OWN_VHOST)
         _rabbitmqctl("set_permissions", "-p", OWN_VHOST, "guest", ".*", ".*", ".*")
 
