@@ -44,13 +44,18 @@ class Figures:
     # Each more variant of a message (push W, 50-variant messages).
     push_worker_us_per_item: float = 9.0
     push_db_us_per_item: float = 10.0
+    # RabbitMQ's CPU a message (publish, deliver, ack) on the node that leads the queue:
+    # all of a quorum queue's messages go through its leader, however many nodes the
+    # cluster has (push_latency R1, the broker's CPU a message, a queue of one member;
+    # make scale's cluster test, three members).
+    broker_us_per_msg: float = 21.0
     # Capacities: a replica is one Python process (one core at most); the database's
     # cores; what a Citus worker adds, as a share of one more database (the Citus run's
-    # throughput against a single instance); a broker node's messages/s.
+    # throughput against a single instance); a broker node's cores.
     replica_cores: float = 1.0
     db_cores: float = 16.0
     citus_worker_share: float = 0.7
-    broker_node_msgs: float = 20_000.0
+    broker_node_cores: float = 4.0
     target_utilisation: float = 0.7
     # The worst hour (every feed due at once) must be over within this many seconds.
     drain_s: float = 900.0
@@ -74,7 +79,7 @@ class Plan:
     broker_msgs: float
     replicas: int
     citus_workers: int
-    broker_nodes: int
+    broker_leader: float
     burst_s: float
     figures: Figures
 
@@ -84,7 +89,7 @@ class Plan:
         shares = {
             "replicas": self.worker_cores / f.replica_cores,
             "database": self.db_cores / f.db_cores,
-            "broker": self.broker_msgs / f.broker_node_msgs,
+            "broker": self.broker_leader,
         }
         return max(shares, key=lambda k: shares[k])
 
@@ -132,6 +137,13 @@ def burst(load: Load, f: Figures, replicas: int, concurrency: int = 2,
 MAX_REPLICAS = 200
 
 
+def leader_share(msgs: float, f: Figures) -> float:
+    """The share of one broker node's cores the busiest queue's leader needs: a queue does
+    not spread over the cluster's nodes, so past 1 (at the target utilisation) the queue
+    must be split, not the cluster grown."""
+    return msgs * f.broker_us_per_msg / 1e6 / f.broker_node_cores
+
+
 def plan(load: Load, f: Figures) -> Plan:
     worker, db, broker = demand(load, f)
     target = f.target_utilisation
@@ -140,9 +152,7 @@ def plan(load: Load, f: Figures) -> Plan:
         replicas += 1
     over = db / target - f.db_cores
     citus = 0 if over <= 0 else math.ceil(over / (f.db_cores * f.citus_worker_share))
-    nodes = 1 if broker <= f.broker_node_msgs * target else 3 * math.ceil(
-        broker / (f.broker_node_msgs * target * 3))
-    return Plan(load, worker, db, broker, replicas, citus, max(nodes, 1),
+    return Plan(load, worker, db, broker, replicas, citus, leader_share(broker, f),
                 burst(load, f, replicas), f)
 
 
@@ -159,14 +169,14 @@ SCENARIOS = (
 def table(f: Figures, loads: tuple[Load, ...] = SCENARIOS) -> str:
     head = (f"{'suppliers':>9} {'pushes/s':>8} {'items':>5} | {'replica cores':>13} "
             f"{'db cores':>8} {'broker msg/s':>12} | {'replicas':>8} {'citus +':>7} "
-            f"{'mq nodes':>8} {'worst hour (s)':>14}  bottleneck")
+            f"{'mq leader':>9} {'worst hour (s)':>14}  bottleneck")
     lines = [head, "-" * len(head)]
     for load in loads:
         p = plan(load, f)
         lines.append(
             f"{load.suppliers:>9,} {load.pushes_per_s:>8,.0f} {load.items_per_push:>5} | "
             f"{p.worker_cores:>13.2f} {p.db_cores:>8.2f} {p.broker_msgs:>12,.0f} | "
-            f"{p.replicas:>8} {p.citus_workers:>7} {p.broker_nodes:>8} {p.burst_s:>14.0f}"
+            f"{p.replicas:>8} {p.citus_workers:>7} {p.broker_leader:>9.0%} {p.burst_s:>14.0f}"
             f"  {p.bottleneck}")
     return "\n".join(lines)
 

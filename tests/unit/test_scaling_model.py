@@ -56,3 +56,12 @@ def test_replicas_are_added_until_the_worst_hour_drains_in_time() -> None:
     p = m.plan(load, f)
     assert p.burst_s <= f.drain_s
     assert m.burst(load, f, p.replicas - 1) > f.drain_s
+
+
+def test_the_busiest_queues_leader_carries_every_message() -> None:
+    f = m.Figures()
+    calm = m.plan(m.Load(1_000), f)
+    pushed = m.plan(m.Load(1_000, pushes_per_s=100_000), f)
+    assert calm.broker_leader < 0.01
+    assert pushed.broker_leader == pytest.approx(m.leader_share(pushed.broker_msgs, f))
+    assert pushed.broker_leader > 0.5
