@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.faults import cluster
-from tests.faults.traffic import BIN, KINDS, Observer, Publisher, Row, Worker
+from tests.support.traffic import BIN, KINDS, Observer, Publisher, Row, Worker
 
 TABLE_FILE = Path(__file__).parent / "last-run.txt"
 HEADER = ("scenario", "published", "confirmed", "applied", "lost", "applied twice",

@@ -20,21 +20,21 @@ import orjson
 
 from tests.faults import cluster
 from tests.faults.conftest import NOTES, Result, Scenario, Services
-from tests.faults.traffic import (
+from tests.support.feedserver import FeedServer
+from tests.support.proxy import Proxy
+from tests.support.traffic import (
     BIN,
     KINDS,
     Dead,
     Observer,
     Publisher,
-    Row,
     Sent,
     dump_records,
     outcome,
     take_dead_letters,
     wait_settled,
+    zero_problems,
 )
-from tests.support.feedserver import FeedServer
-from tests.support.proxy import Proxy
 from tests.support.wait import until
 from worker import constants as C
 
@@ -55,20 +55,6 @@ async def finish(s: Scenario, publisher: Publisher, recover: list[float],
         problems = zero_problems(s.name, rows)
         assert not problems, problems
     return result, dead
-
-
-def zero_problems(name: str, rows: dict[str, Row]) -> list[str]:
-    """Lost, stale overwrites and good messages dead-lettered: 0 for every feed kind."""
-    problems = []
-    for kind, row in rows.items():
-        if row.confirmed == 0:
-            problems.append(f"{name} [{kind}]: nothing was confirmed")
-        if row.history == 0:
-            problems.append(f"{name} [{kind}]: no item history: overwrites cannot be seen")
-        if (row.lost, row.stale, row.good_dead) != (0, 0, 0):
-            problems.append(f"{name} [{kind}]: lost {row.lost}, stale overwrites {row.stale}, "
-                            f"good dead-lettered {row.good_dead} (all must be 0)")
-    return problems
 
 
 async def first_group(s: Scenario) -> None:

@@ -74,18 +74,25 @@ def forget_dead_sessions() -> list[str]:
     return gone
 
 
-def make_vhost() -> None:
+def make_vhost(name: str | None = OWN_VHOST) -> None:
     """The session's own vhost (nothing when FEED_WORKER_TEST_AMQP names one), after
-    deleting those that killed sessions left behind."""
-    if OWN_VHOST is not None:
-        forget_dead_sessions()
-        _rabbitmqctl("add_vhost", OWN_VHOST)
-        _rabbitmqctl("set_permissions", "-p", OWN_VHOST, "guest", ".*", ".*", ".*")
+    deleting those that killed sessions left behind; or the vhost `name` on the same
+    broker."""
+    if name is not None:
+        if name == OWN_VHOST:
+            forget_dead_sessions()
+        _rabbitmqctl("add_vhost", name)
+        _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
 
 
-def drop_vhost() -> None:
-    if OWN_VHOST is not None:
-        _rabbitmqctl("delete_vhost", OWN_VHOST)
+def drop_vhost(name: str | None = OWN_VHOST) -> None:
+    if name is not None:
+        _rabbitmqctl("delete_vhost", name)
+
+
+def vhost_url(name: str) -> str:
+    """AMQP_URL's broker and user, in vhost `name` (one made with make_vhost)."""
+    return AMQP_URL.split("?", 1)[0].rsplit("/", 1)[0] + "/" + name
 
 
 def require_services() -> None:

@@ -1,5 +1,6 @@
-"""Traffic for the fault tests: a confirmed publisher with a model of every item's last
-confirmed value, the daemon as a real process, and the outcome read back from Postgres.
+"""Push traffic for the fault and scale tests: a confirmed publisher with a model of every
+item's last confirmed value, the daemon as a real process, and the outcome read back from
+Postgres.
 
 Each message sets its items' inventoryQuantity to its own sequence number, which grows
 with publish order: an item's value names the message that wrote it, so a value older
@@ -66,9 +67,16 @@ class Publisher:
     """Publishes feed-update messages one after the other (their order is the order of
     their effects), each confirmed by the broker; reconnects when the broker goes away."""
 
-    def __init__(self, amqp_url: str, feeds: dict[str, int], seed: int) -> None:
+    def __init__(self, amqp_url: str, feeds: dict[str, int], seed: int,
+                 variants: tuple[int, int] = (10, 50), single_every: int = 0) -> None:
+        """`feeds`: kind -> feed id, one feed per kind (KINDS, or some of them); each
+        message sets `variants` (a range) of its feed's items, or one item every
+        `single_every`-th message."""
         self.amqp_url = amqp_url
         self.feeds = feeds
+        self.kinds = tuple(feeds)
+        self.variants = variants
+        self.single_every = single_every
         self.rng = random.Random(seed)
         self.sent: list[Sent] = []
         self.seq = 0
@@ -95,7 +103,8 @@ class Publisher:
         self.seq += 1
         seq = self.seq
         feed_id = self.feeds[kind]
-        variants, ids = self._variants(kind, seq, self.rng.randint(10, 50))
+        single = self.single_every and seq % self.single_every == 0
+        variants, ids = self._variants(kind, seq, 1 if single else self.rng.randint(*self.variants))
         good = poison not in POISON_BAD
         if poison == "nul-name":
             variants.append({"externalId": f"poison-{seq}", "name": "bad\u0000name",
@@ -177,7 +186,7 @@ class Publisher:
         poisons = [*POISON_GOOD, *POISON_BAD]
         while not self.stopping.is_set():
             n += 1
-            kind = KINDS[n % len(KINDS)]
+            kind = self.kinds[n % len(self.kinds)]
             poison = poisons[(n // poison_every) % len(poisons)] \
                 if poison_every and n % poison_every == 0 else ""
             if not await self.publish(self.make(kind, poison)):
@@ -191,7 +200,8 @@ class Publisher:
             await asyncio.wait_for(self.task, 30)
         await self._close()
 
-    async def publish_many(self, count: int, kinds: tuple[str, ...] = KINDS) -> None:
+    async def publish_many(self, count: int, kinds: tuple[str, ...] | None = None) -> None:
+        kinds = kinds or self.kinds
         for i in range(count):
             assert await self.publish(self.make(kinds[i % len(kinds)])), "not confirmed"
 
@@ -253,6 +263,15 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         await asyncio.wait_for(self.proc.wait(), 30)
+
+    def pause(self) -> None:
+        """SIGSTOP of the daemon's process group (frozen: its connections stay open)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     async def terminate(self, timeout_s: float = 40.0) -> int:
         """SIGTERM; the exit code of the graceful stop."""
@@ -414,8 +433,7 @@ async def outcome(observer: Observer, publisher: Publisher, dead: list[Dead]
         [s.message_id for s in publisher.sent])}
     dead_ids = {d.message_id for d in dead}
     rows = {}
-    for kind in KINDS:
-        feed_id = publisher.feeds[kind]
+    for kind, feed_id in publisher.feeds.items():
         row = Row()
         newest: dict[str, int] = {}
         for s in publisher.good(kind):
@@ -440,6 +458,20 @@ async def outcome(observer: Observer, publisher: Publisher, dead: list[Dead]
             row.applied_twice += len(vals) - len(set(vals))
         rows[kind] = row
     return rows
+
+
+def zero_problems(name: str, rows: dict[str, Row]) -> list[str]:
+    """Lost, stale overwrites and good messages dead-lettered: 0 for every feed kind."""
+    problems = []
+    for kind, row in rows.items():
+        if row.confirmed == 0:
+            problems.append(f"{name} [{kind}]: nothing was confirmed")
+        if row.history == 0:
+            problems.append(f"{name} [{kind}]: no item history: overwrites cannot be seen")
+        if (row.lost, row.stale, row.good_dead) != (0, 0, 0):
+            problems.append(f"{name} [{kind}]: lost {row.lost}, stale overwrites {row.stale}, "
+                            f"good dead-lettered {row.good_dead} (all must be 0)")
+    return problems
 
 
 async def dump_records(observer: Observer, dead: list[Dead], path: Path) -> None:
