@@ -78,6 +78,14 @@ class Stage:
 
     # -- lifecycle ------------------------------------------------------------------
     async def __aenter__(self) -> Stage:
+        try:
+            await self._setup()
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def _setup(self) -> None:
         await asyncio.to_thread(make_vhost, self.name)
         await _admin(f"CREATE DATABASE {self.name}")
         env = {**os.environ, "DATABASE_URL": self.dsn}
@@ -89,7 +97,6 @@ class Stage:
         connection = await aio_pika.connect(self.amqp_url, timeout=10)
         async with connection:  # the daemons' topology, for messages sent before they start
             await broker.declare(await connection.channel(), Settings().delivery_limit)
-        return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
