@@ -159,12 +159,19 @@ def number_format_kind(code: str) -> int:
 
 
 class SharedStrings:
-    """The shared-strings table, in a temporary file: `table[i]` is the i-th text."""
+    """The shared-strings table, in temporary files: the texts one after the other, and
+    where each starts (8 bytes a text), both read back through mmap; `table[i]` is the
+    i-th text. Pages read are let go of as the sheet is read (`release`), so that memory
+    stays flat however large the table."""
 
     def __init__(self) -> None:
         self._file: IO[bytes] = tempfile.TemporaryFile(prefix="feed-", suffix=".strings")  # noqa: SIM115
-        self._offsets = array("q", [0])
+        self._starts: IO[bytes] = tempfile.TemporaryFile(prefix="feed-", suffix=".starts")  # noqa: SIM115
+        self._pending = array("q", [0])  # offsets not yet written
+        self._at = 0  # bytes of texts written
         self._map: mmap.mmap | None = None
+        self._starts_map: mmap.mmap | None = None
+        self._index: memoryview | None = None
 
     @classmethod
     def read(cls, z: zipfile.ZipFile, workbook: Workbook) -> SharedStrings:
@@ -187,7 +194,7 @@ class SharedStrings:
 
     def _fill(self, part: IO[bytes], ns: str) -> None:
         t, r = f"{{{ns}}}t", f"{{{ns}}}r"
-        for head, chunk in xml_chunks(part, b"sst", b"si"):
+        for head, chunk in xml_chunks(part, b"sst", b"si", 1 << 20):
             items = _SIMPLE_SI.findall(chunk)
             if len(items) != chunk.count(b"<si"):  # rich text, or written otherwise
                 items = [_si_text(el, t, r).encode() for el in wrapped(head, chunk, b"</sst>")]
@@ -213,42 +220,66 @@ class SharedStrings:
         self._add(items)
 
     def _add(self, items: list[bytes]) -> None:
-        offsets = self._offsets
+        if not items:
+            return
+        pending = self._pending
         self._file.write(b"".join(items))
-        offsets.extend(itertools.islice(
-            itertools.accumulate(map(len, items), initial=offsets[-1]), 1, None))
+        pending.extend(itertools.islice(
+            itertools.accumulate(map(len, items), initial=self._at), 1, None))
+        self._at = pending[-1]
+        if len(pending) >= 1 << 16:
+            self._starts.write(pending.tobytes())
+            del pending[:]
 
     def _done(self) -> None:
+        self._starts.write(self._pending.tobytes())
+        del self._pending[:]
         self._file.flush()
-        if self._offsets[-1]:
-            self._map = mmap.mmap(self._file.fileno(), self._offsets[-1],
-                                  access=mmap.ACCESS_READ)
+        self._starts.flush()
+        if self._at:
+            self._map = mmap.mmap(self._file.fileno(), self._at, access=mmap.ACCESS_READ)
+            self._starts_map = mmap.mmap(self._starts.fileno(), 0, access=mmap.ACCESS_READ)
+            self._index = memoryview(self._starts_map).cast("q")
 
     def _truncate(self) -> None:
-        self._file.seek(0)
-        self._file.truncate()
-        del self._offsets[1:]
+        for file in (self._file, self._starts):
+            file.seek(0)
+            file.truncate()
+        self._pending = array("q", [0])
+        self._at = 0
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return len(self._index) - 1 if self._index is not None else 0
 
-    def table(self) -> tuple[mmap.mmap | None, array[int]]:
-        """The texts' bytes and offsets, for a reader that looks many up."""
-        return self._map, self._offsets
+    def table(self) -> tuple[mmap.mmap | None, memoryview | array[int]]:
+        """The texts' bytes and where each starts (the i-th text is bytes[starts[i]:
+        starts[i + 1]]), for a reader that looks many up."""
+        return self._map, self._index if self._index is not None else array("q")
+
+    def release(self) -> None:
+        """Lets go of the pages read so far (they stay in the page cache)."""
+        for mapped in (self._map, self._starts_map):
+            if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def __getitem__(self, index: int) -> str:
-        offsets, data = self._offsets, self._map
-        if data is None or not 0 <= index < len(offsets) - 1:
+        starts, data = self._index, self._map
+        if data is None or starts is None or not 0 <= index < len(starts) - 1:
             return ""  # an index past the table: an empty cell, as calamine reads it
-        return data[offsets[index]:offsets[index + 1]].decode()
+        return data[starts[index]:starts[index + 1]].decode()
 
     def close(self) -> None:
-        if self._map is not None:
-            with contextlib.suppress(BufferError):
-                self._map.close()
-            self._map = None
-        with contextlib.suppress(OSError):
-            self._file.close()
+        if self._index is not None:
+            self._index.release()
+            self._index = None
+        for mapped in (self._map, self._starts_map):
+            if mapped is not None:
+                with contextlib.suppress(BufferError):
+                    mapped.close()
+        self._map = self._starts_map = None
+        for file in (self._file, self._starts):
+            with contextlib.suppress(OSError):
+                file.close()
 
 
 class Prefixed(LookupError):

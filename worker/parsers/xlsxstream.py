@@ -44,6 +44,7 @@ from worker.parsers.xlsxparts import (
 )
 
 Merge = tuple[tuple[int, int], tuple[int, int]]
+CHUNK_BYTES = 1 << 20  # of the sheet's XML, cut into whole rows and read at once
 
 # a cell as Excel writes it: letters, row, attributes, "<v>" and value, "<is>" and content
 _CELL = re.compile(r'<c r="([A-Z]{1,3})(\d+)"([^>]*)>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>)\s*)?'
@@ -109,7 +110,7 @@ class SheetStream:
         self.first_column, self.width = 0, 0
         with self._guard():
             self._part = z.open(part.part)
-            self._chunks = xml_chunks(self._part, b"sheetData", b"row")
+            self._chunks = xml_chunks(self._part, b"sheetData", b"row", CHUNK_BYTES)
             try:
                 self._head, first = next(self._chunks)
             except StopIteration:
@@ -145,6 +146,8 @@ class SheetStream:
                 if got is None:
                     break
                 self._pending.extend(self._chunk(got[1]))
+            if self._strings is not None:
+                self._strings.release()
         pending, self._pending = self._pending, []
         yield from pending
 
