@@ -18,6 +18,7 @@ from typing import IO
 from lxml import etree
 
 from worker.errors import FeedError
+from worker.gcpause import gc_paused
 from worker.parsers.xlsxcells import (
     COLUMNS,
     ERROR,
@@ -44,7 +45,7 @@ from worker.parsers.xlsxparts import (
 )
 
 Merge = tuple[tuple[int, int], tuple[int, int]]
-CHUNK_BYTES = 1 << 20  # of the sheet's XML, cut into whole rows and read at once
+CHUNK_BYTES = 1 << 16  # of the sheet's XML at a time: see rows()
 
 # a cell as Excel writes it: letters, row, attributes, "<v>" and value, "<is>" and content
 _CELL = re.compile(r'<c r="([A-Z]{1,3})(\d+)"([^>]*)>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>)\s*)?'
@@ -136,12 +137,15 @@ class SheetStream:
                              f"{exc}") from None
 
     def rows(self) -> Iterator[Row]:
-        """The sheet's rows that hold cells, with their numbers (1 is the first)."""
+        """The sheet's rows that hold cells, with their numbers (1 is the first), read a
+        chunk (CHUNK_BYTES of XML) at a time. After each chunk the shared strings' pages
+        its rows touched are let go of: the kernel maps pages around each one read, so a
+        text looked up far back costs up to 64 KiB of resident memory until then."""
         while True:
             if self._pending:
                 pending, self._pending = self._pending, []
                 yield from pending
-            with self._guard():
+            with self._guard(), gc_paused():  # a chunk's cells: many tuples, no cycles
                 got = next(self._chunks, None)
                 if got is None:
                     break
