@@ -193,7 +193,11 @@ class SpreadsheetRecords:
         self._wide = stream.width - stream.first_column > 1 if stream.width else True
         self._rows = stream.rows()
         if self.has_header:
-            self.header = self._header(self._rows, stream.merges)
+            try:
+                self.header = self._header(self._rows, stream.merges)
+            except BaseException:
+                self._stop()
+                raise
 
     def _open_calamine(self, path: str, kind: str) -> None:
         """An XLS, XLSB or ODS, read whole by python-calamine (an XLS holds at most

@@ -1,11 +1,11 @@
 """The parts of an XLSX workbook around its cells, for the streaming reader
 (worker/parsers/xlsxstream.py): its sheets and where they are (xl/workbook.xml and its
-relationships), which cell styles show numbers as dates (xl/styles.xml), and the shared
-strings (xl/sharedStrings.xml).
+relationships), which cell styles show numbers as dates (xl/styles.xml, by calamine's
+rules), and the shared strings (xl/sharedStrings.xml).
 
 The shared-strings table can be as large as the sheet (a million distinct names and
-descriptions): it is streamed into a temporary file, its texts found by an offsets array
-(8 bytes a text) and read back through mmap, so that memory does not grow with it.
+descriptions): it is streamed into temporary files, the texts and where each starts, and
+read back through mmap, so that memory does not grow with it.
 """
 
 from __future__ import annotations

@@ -125,7 +125,8 @@ class SheetStream:
                 first_ref, _, last_ref = found.group(1).decode().partition(":")
                 self.first_column = cell_ref(first_ref)[1]
                 self.width = cell_ref(last_ref or first_ref)[1] + 1
-        self._pending = self._chunk(first) if first else []
+        with self._guard(), gc_paused():
+            self._pending = self._chunk(first) if first else []
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
