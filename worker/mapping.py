@@ -155,6 +155,11 @@ class Mapper:
                                   self.ext_index)
         self.skipped: dict[str, int] = self._shaper.skipped if self._shaper else {}
 
+    @property
+    def sources(self) -> frozenset[int]:
+        """The columns of a record this mapping reads."""
+        return frozenset(self._needed)
+
     def map(self, rows: list[list[str]], lines: Sequence[int]) -> MappedBatch:
         out = MappedBatch()
         rows, lines = self._well_formed(rows, lines, out.rejects)

@@ -1,7 +1,8 @@
 """Spreadsheet feeds (XLSX, XLS, ODS) pulled over the real HTTP feed server: the awkward
 cells land as their values; a missing sheet or a corrupt file fails the run and changes
-nothing; a CSV feed's file that is a spreadsheet is read as one; a Google Sheets link of
-a spreadsheet feed is read as its XLSX export."""
+nothing; an error cell in a mapped column rejects its row; a CSV feed's file that is a
+spreadsheet is read as one; a Google Sheets link of a spreadsheet feed is read as its XLSX
+export."""
 
 from __future__ import annotations
 
@@ -59,6 +60,44 @@ async def test_the_awkward_cells_land_as_their_values(
     [reject] = await feeds.rejects(pool, run["id"])
     assert reject["position"] == 7  # the sheet's row
     assert "lots" in reject["reason"]
+
+
+def error_cells_xlsx() -> bytes:
+    """A sheet whose formulas failed where Excel saved them: #DIV/0! in a price (a column
+    the mapping reads), #N/A in a note (a column nothing reads)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["external_id", "retail_price", "inventory_quantity", "note"])
+    ws.append(["E-1", 9.5, 3, "ok"])
+    ws.append(["E-2", "#DIV/0!", 4, "ok"])
+    ws["B3"].data_type = "e"
+    ws.append(["E-3", 12, 5, "#N/A"])
+    ws["D4"].data_type = "e"
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+async def test_an_error_cell_in_a_mapped_column_rejects_its_row(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer) -> None:
+    url = feed_server.add("/errors.xlsx", error_cells_xlsx())
+    feed_id, run = await pull(pool, settings, url, resource_type="spreadsheet", mapping={})
+    assert run["status"] == "succeeded", run["error"]
+    items = await feeds.items(pool, feed_id)
+    assert {k: (str(v["retail_price"]), v["inventory_quantity"]) for k, v in items.items()} == {
+        "E-1": ("9.5", 3), "E-3": ("12", 5)}  # E-3's error is in a column nothing reads
+    assert (run["rows_read"], run["rejected"]) == (3, 1)
+    [reject] = await feeds.rejects(pool, run["id"])
+    assert (reject["position"], reject["reason"]) == (3, "column B holds the error #DIV/0!")
+    feed = Feed(id=feed_id, name="f", enabled=True, resource_type="spreadsheet",
+                resource_location=url, delimiter=None, csv_has_header=True,
+                decimal_notation="decimal", encoding=None,
+                mapping=parse_mapping({}, "spreadsheet"), provider_archived=False)
+    shown = await run_preview(feed, url, settings, 5)
+    assert [(r.position, r.reject) for r in shown.rows] == [
+        (2, None), (3, "column B holds the error #DIV/0!"), (4, None)]
 
 
 async def test_a_csv_feed_whose_file_is_a_spreadsheet(

@@ -12,11 +12,13 @@ from worker.errors import FeedError
 class RecordBatch:
     """What one chunk gave, whatever the format: records (their texts in the parser's
     header order) with their first line (CSV) or record number (XML, JSON), and unreadable
-    records as (line, raw, reason)."""
+    records as (line, raw, reason); a spreadsheet's error cells in its rows as (line,
+    column, error), for the pipeline to reject the rows where the mapping reads one."""
 
     rows: list[list[str]] = field(default_factory=list)
     lines: Sequence[int] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
+    cell_errors: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def field_cap_reason(name: str, length: int, cap: int) -> str:

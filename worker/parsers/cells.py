@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
+
+from worker.parsers import RecordBatch
 
 Cell = object
 
@@ -59,3 +61,37 @@ def cell_text(value: Cell) -> str:
 def row_texts(row: Sequence[Cell]) -> list[str]:
     """A row's cells as texts: texts as they are, the rest through cell_text."""
     return [c if type(c) is str else cell_text(c) for c in row]
+
+
+def letters(column: int) -> str:
+    """A 0-based column index as a spreadsheet names it (0: A, 26: AA)."""
+    out = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        out = chr(65 + rest) + out
+    return out
+
+
+def reject_error_cells(batch: RecordBatch, read: Collection[int],
+                       delimiter: str) -> RecordBatch:
+    """The batch with its rows that hold an error cell (`#N/A`, `#DIV/0!`) in a column the
+    mapping reads (`read`) turned into rejects: the error is no value, and an empty one
+    would clear the item's attribute. An error in a column nothing reads is left empty."""
+    bad: dict[int, str] = {}
+    for line, column, code in batch.cell_errors:
+        if column in read and line not in bad:
+            bad[line] = f"column {letters(column)} holds the error {code}"
+    if not bad:
+        return batch
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    errors = list(batch.errors)
+    for row, line in zip(batch.rows, batch.lines, strict=True):
+        reason = bad.get(line)
+        if reason is None:
+            rows.append(row)
+            lines.append(line)
+        else:
+            errors.append((line, delimiter.join(row), reason))
+    return RecordBatch(rows, lines, errors)

@@ -1,4 +1,4 @@
-"""Spreadsheet feeds: XLSX, XLSM, XLSB, XLS and ODS, read with python-calamine.
+"""Spreadsheet feeds: XLSX, XLSM, XLSB, XLS and ODS.
 
 A spreadsheet cannot be read from a stream (a zip's directory is at its end; an XLS is a
 file system of its own), so the download is written to a temporary file (in TMPDIR; as
@@ -7,15 +7,17 @@ and reads the header row, `rest()` then gives the rows in batches, each cell as 
 CSV export would hold (worker/parsers/cells.py), so that they are mapped exactly as a CSV
 feed's rows are. Positions are the sheet's row numbers; empty rows are skipped.
 
+An XLSX or XLSM (nearly every large feed) is read as a stream, row by row, in flat memory
+(worker/parsers/xlsxstream.py); an XLS (65,536 rows at most, by its format), XLSB or ODS
+is read by python-calamine, which holds the sheet's cells while it is read.
+
 The sheet: `mapping.sheet` by name or 0-based index, else the first visible one. The
 header: `mapping.headerRow` (the sheet's row number), else the first row that is not a
 title (a single cell, in a sheet of several columns). A header cell merged down from a row
 above takes that row's text, and one merged across several columns names each of them
 (the second `Stock 2`, and so on); an ODS file's merged cells, which calamine does not
-report, are read from its first HEAD_ROWS rows (worker/parsers/odsmerges.py).
-
-calamine holds the sheet's cells in memory while it is read (about ten times the size of
-an XLSX file); the rows it hands over go on in batches, as a CSV's do.
+report, are read from its first HEAD_ROWS rows (worker/parsers/odsmerges.py), an XLSX's
+(listed after its rows) only when the header has an empty name.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ import os
 import tempfile
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from worker.errors import FeedError, SourceError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import CutShort, RecordBatch, field_cap_reason
-from worker.parsers.cells import row_texts
+from worker.parsers.cells import letters, row_texts
 from worker.parsers.odsmerges import ods_merges
 from worker.parsers.sniff import OLE2_MAGIC, ZIP_MAGIC
+from worker.parsers.xlsxcells import Row
+from worker.parsers.xlsxstream import Merge, SheetStream, Unreadable, choose_sheet
 
 BATCH_ROWS = 2048
 # Below this much declared, the ratio is not judged (as for gzip and zip feeds).
@@ -49,8 +53,9 @@ FORMAT_NAMES = ("xlsx", "xlsb", "xls", "ods")  # details.format, as read
 @dataclass(frozen=True)
 class ZipLimits:
     """How far an XLSX's or ODS's parts may inflate, as its zip directory declares them
-    (FEED_WORKER_MAX_DECOMPRESSED_BYTES, FEED_WORKER_MAX_INFLATION_RATIO): the reader
-    inflates them in memory, so a zip bomb is refused before it is opened."""
+    (FEED_WORKER_MAX_DECOMPRESSED_BYTES, FEED_WORKER_MAX_INFLATION_RATIO): calamine
+    inflates them in memory, the XLSX stream its shared strings to a temporary file, so a
+    zip bomb is refused before it is opened."""
 
     max_bytes: int
     max_ratio: int | None = None
@@ -64,10 +69,6 @@ class ZipLimits:
             raise SourceError(f"the spreadsheet's parts inflate more than {ratio} times: "
                               f"{packed:,} bytes to {inflated:,} bytes "
                               "(FEED_WORKER_MAX_INFLATION_RATIO)")
-
-
-class Unreadable(FeedError):
-    """The file is no workbook the reader can open (corrupt, or cut short)."""
 
 
 class SpreadsheetRecords:
@@ -89,8 +90,10 @@ class SpreadsheetRecords:
         self._file: IO[bytes] | None = None
         self._closer: weakref.finalize[Any, Any] | None = None
         self._size = 0
-        self._rows: Iterator[tuple[int, list[Any]]] | None = None
+        self._rows: Iterator[Row] | None = None
+        self._stopper: weakref.finalize[Any, Any] | None = None  # closes a streamed sheet
         self._width = 0
+        self._wide = True  # whether the sheet has several columns (a title row has one)
         self._pad = 0  # empty columns left of the sheet's data
 
     def feed(self, data: bytes) -> RecordBatch:
@@ -128,11 +131,12 @@ class SpreadsheetRecords:
         if rows is None:
             return
         cap, width, pad = self.max_field_chars, self._width, [""] * self._pad
-        texts_of, out, lines = row_texts, [], []
+        out: list[list[str]] = []
+        lines: list[int] = []
         errors: list[tuple[int, str, str]] = []
+        flagged: list[tuple[int, int, str]] = []
         try:
-            for number, cells in rows:
-                texts = texts_of(cells)
+            for number, texts, bad in rows:
                 if not any(texts):
                     continue  # an empty row
                 if pad:
@@ -145,28 +149,61 @@ class SpreadsheetRecords:
                     continue
                 if len(texts) < width:
                     texts += [""] * (width - len(texts))
+                elif len(texts) > width:  # empty cells past the sheet's declared extent
+                    while len(texts) > width and not texts[-1]:
+                        texts.pop()
+                if bad is not None:
+                    flagged.extend((number, column, code) for column, code in bad)
                 out.append(texts)
                 lines.append(number)
                 if len(out) >= BATCH_ROWS:
-                    yield RecordBatch(out, lines, errors)
-                    out, lines, errors = [], [], []
+                    yield RecordBatch(out, lines, errors, flagged)
+                    out, lines, errors, flagged = [], [], [], []
             if out or errors:
-                yield RecordBatch(out, lines, errors)
+                yield RecordBatch(out, lines, errors, flagged)
         finally:
             self._rows = None
+            self._stop()
 
     def _open(self, kind: str) -> None:
-        from python_calamine import CalamineError, CalamineWorkbook
-
         if self._file is None:  # pragma: no cover - close() checked it
             raise RuntimeError("no file to open")
         path = self._file.name
         try:
             if kind == "office-zip":
                 kind = _zip_kind(path, self.limits)
-        except FeedError:
-            self._drop()
-            raise
+            if kind == "xlsx":
+                self._open_stream(path)
+                return
+        finally:
+            if kind in ("xlsx", "office-zip"):
+                self._drop()  # the reader has the file open: its name is not needed
+        self._open_calamine(path, kind)
+
+    def _open_stream(self, path: str) -> None:
+        """An XLSX (or XLSM) read as it goes (worker/parsers/xlsxstream.py)."""
+        try:
+            stream = SheetStream(path, self.sheet)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise Unreadable(f"the XLSX file cannot be read: {exc}") from None
+        self._stopper = weakref.finalize(self, stream.close)
+        self.details.update(format="xlsx", sheet=stream.name)
+        self._pad = 0
+        self._width = stream.width
+        self._wide = stream.width - stream.first_column > 1 if stream.width else True
+        self._rows = stream.rows()
+        if self.has_header:
+            try:
+                self.header = self._header(self._rows, stream.merges)
+            except BaseException:
+                self._stop()
+                raise
+
+    def _open_calamine(self, path: str, kind: str) -> None:
+        """An XLS, XLSB or ODS, read whole by python-calamine (an XLS holds at most
+        65,536 rows)."""
+        from python_calamine import CalamineError, CalamineWorkbook
+
         # calamine knows a file's format by its name: give it the one it has
         named = f"{path}.{kind}"
         os.link(path, named)
@@ -177,7 +214,7 @@ class SpreadsheetRecords:
             if kind == "ods" and self.has_header:  # calamine has none of an ODS's
                 merged = ods_merges(named, sheet.name, self.header_row or HEAD_ROWS)
             start = sheet.start or (0, 0)
-            rows = enumerate(sheet.iter_rows(), start=start[0] + 1)
+            cells = enumerate(sheet.iter_rows(), start=start[0] + 1)
         except CalamineError as exc:
             raise Unreadable(f"the {kind.upper()} file cannot be read: {exc}") from None
         except BaseException as exc:
@@ -192,39 +229,29 @@ class SpreadsheetRecords:
         self.details.update(format=kind, sheet=sheet.name)
         self._pad = start[1]
         self._width = start[1] + sheet.width
-        self._rows = rows
+        self._wide = sheet.width > 1
+        self._rows = ((n, row_texts(row), None) for n, row in cells)
         if self.has_header:
-            self.header = self._header(rows, merged)  # None: the sheet is empty
+            self.header = self._header(self._rows, lambda: merged)
 
     def _sheet(self, workbook: Any) -> Any:
-        names: list[str] = workbook.sheet_names
-        wanted = self.sheet
-        if isinstance(wanted, int):
-            if wanted >= len(names):
-                raise FeedError(f"mapping.sheet {wanted}: the workbook has {len(names)} "
-                                f"sheet(s) ({_shown(names)}); the index counts from 0")
-            return workbook.get_sheet_by_index(wanted)
-        if wanted is not None:
-            if wanted not in names:
-                raise FeedError(f"the workbook has no sheet {wanted!r} (sheets: "
-                                f"{_shown(names)})")
-            return workbook.get_sheet_by_name(wanted)
         from python_calamine import SheetTypeEnum, SheetVisibleEnum
 
+        names: list[str] = workbook.sheet_names
         visible = [m.name for m in workbook.sheets_metadata
                    if m.visible == SheetVisibleEnum.Visible and m.typ == SheetTypeEnum.WorkSheet]
-        if not names:
-            raise FeedError("the workbook has no sheets")
-        return workbook.get_sheet_by_name(visible[0] if visible else names[0])
+        return workbook.get_sheet_by_index(choose_sheet(names, visible, self.sheet))
 
-    def _header(self, rows: Iterator[tuple[int, list[Any]]],
-                merged: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[str] | None:
+    def _header(self, rows: Iterator[Row], merges: Callable[[], list[Merge]]
+                ) -> list[str] | None:
         """Reads up to the header row: `mapping.headerRow`, else the first row that is
-        neither empty nor a title (a single cell, in a sheet of several columns)."""
+        neither empty nor a title (a single cell, in a sheet of several columns). Merged
+        cells are looked up only when the header has an empty name (a merge leaves its
+        other cells empty)."""
         above: dict[int, list[str]] = {}
-        wide = self._width - self._pad > 1
-        for number, cells in rows:
-            texts = [""] * self._pad + row_texts(cells)
+        wide = self._wide
+        for number, cells, _ in rows:
+            texts = [""] * self._pad + cells
             if self.header_row is not None:
                 if number < self.header_row:
                     above[number] = texts
@@ -235,7 +262,10 @@ class SpreadsheetRecords:
             elif sum(1 for t in texts if t) <= (1 if wide else 0):  # empty, or a title
                 above[number] = texts
                 continue
-            return _merged_names(number, texts, above, merged)
+            if len(texts) < self._width:
+                texts += [""] * (self._width - len(texts))
+            self._width = len(texts)
+            return _merged_names(number, texts, above, merges()) if "" in texts else texts
         if self.header_row is not None:
             raise FeedError(f"mapping.headerRow {self.header_row}: the sheet has no such row")
         return None
@@ -243,6 +273,10 @@ class SpreadsheetRecords:
     def _drop(self) -> None:
         if self._closer is not None:
             self._closer()
+
+    def _stop(self) -> None:
+        if self._stopper is not None:
+            self._stopper()
 
 
 def _close(file: IO[bytes]) -> None:
@@ -290,18 +324,3 @@ def _zip_kind(path: str, limits: ZipLimits | None) -> str:
         if part in names:
             return kind
     raise FeedError(f"the zip holds no spreadsheet ({FORMATS})")
-
-
-def letters(column: int) -> str:
-    """A 0-based column index as a spreadsheet names it (0: A, 26: AA)."""
-    out = ""
-    column += 1
-    while column:
-        column, rest = divmod(column - 1, 26)
-        out = chr(65 + rest) + out
-    return out
-
-
-def _shown(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:20])
-    return shown + (", ..." if len(names) > 20 else "")

@@ -22,6 +22,7 @@ from worker.errors import DeadlineExceeded, FeedError
 from worker.mapping import Mapper
 from worker.model import ATTRIBUTES, EXTRA_ATTRIBUTES, Feed
 from worker.parsers import RecordBatch
+from worker.parsers.cells import reject_error_cells
 from worker.parsers.jsonshape import JsonShapeError
 from worker.parsers.spreadsheet import FORMAT_NAMES as SPREADSHEET_FORMATS
 from worker.pipeline import formats, matches
@@ -201,6 +202,8 @@ class _Sample:
         if self.mapper is None and (self.records.header is not None
                                     or not formats.needs_header(self.feed)):
             self._set_mapper()
+        if batch.cell_errors and self.mapper is not None:
+            batch = reject_error_cells(batch, self.mapper.sources, self.records.delimiter)
         if not all(batch.rows):  # blank CSV lines: no records (the mapper skips them too)
             kept_lines = [n for r, n in zip(batch.rows, batch.lines, strict=True) if r]
             batch = RecordBatch([r for r in batch.rows if r], kept_lines, batch.errors)

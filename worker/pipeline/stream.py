@@ -20,6 +20,7 @@ from worker.gcpause import gc_paused
 from worker.mapping import Mapper
 from worker.model import PullJob, RunReport
 from worker.parsers import RecordBatch
+from worker.parsers.cells import reject_error_cells
 from worker.pipeline import formats
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
@@ -260,13 +261,15 @@ class Stream:
 
     def _take(self, batch: RecordBatch, ready: asyncio.Future[list[str] | None],
               offset: int) -> None:
+        if self.mapper is None and (self.records.header is not None
+                                    or not formats.needs_header(self.job.feed)):
+            self._set_mapper(self.records.header, ready)
+        if batch.cell_errors and self.mapper is not None:
+            batch = reject_error_cells(batch, self.mapper.sources, self.records.delimiter)
         for line, raw, reason in batch.errors:
             self.rows_read += 1
             self.rejects.add(offset + line, raw, reason)
         rows, lines = batch.rows, batch.lines
-        if self.mapper is None and (self.records.header is not None
-                                    or not formats.needs_header(self.job.feed)):
-            self._set_mapper(self.records.header, ready)
         if not rows or self.mapper is None:
             return
         if offset:
