@@ -15,7 +15,7 @@ barcodes, prices and quantities as numbers), served over HTTP on loopback. In on
                spooled, the sheet streamed into rows of texts (sheet_alone.py `worker`)
   C-xlsx       python-calamine alone over the same file: the sheet loaded and every row
                built as Python values (the reader XLSX was read with before it was
-               streamed; XLS, XLSB and ODS still are), for reference
+               streamed; XLS and XLSB still are), for reference
   O-xlsx       openpyxl's read-only mode alone over the same file (for reference;
                `--no-openpyxl` leaves it out: it takes minutes)
   L-xlsx       P-xlsx + L-psql-xlsx: the reader alone, then the database work done by hand

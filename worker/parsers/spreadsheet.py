@@ -7,9 +7,10 @@ and reads the header row, `rest()` then gives the rows in batches, each cell as 
 CSV export would hold (worker/parsers/cells.py), so that they are mapped exactly as a CSV
 feed's rows are. Positions are the sheet's row numbers; empty rows are skipped.
 
-An XLSX or XLSM (nearly every large feed) is read as a stream, row by row, in flat memory
-(worker/parsers/xlsxstream.py); an XLS (65,536 rows at most, by its format), XLSB or ODS
-is read by python-calamine, which holds the sheet's cells while it is read.
+An XLSX or XLSM (nearly every large feed) and an ODS are read as a stream, row by row, in
+flat memory (worker/parsers/xlsxstream.py, worker/parsers/odsstream.py); an XLS (65,536
+rows at most, by its format) or XLSB is read by python-calamine, which holds the sheet's
+cells while it is read.
 
 The sheet: `mapping.sheet` by name or 0-based index, else the first visible one. The
 header: `mapping.headerRow` (the sheet's row number), else the first row that is not a
@@ -23,6 +24,7 @@ report, are read from its first HEAD_ROWS rows (worker/parsers/odsmerges.py), an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import weakref
@@ -31,11 +33,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from lxml import etree
+
 from worker.errors import FeedError, SourceError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
 from worker.parsers import CutShort, RecordBatch, field_cap_reason
 from worker.parsers.cells import letters, row_texts
 from worker.parsers.odsmerges import ods_merges
+from worker.parsers.odsstream import OdsStream
 from worker.parsers.sniff import OLE2_MAGIC, ZIP_MAGIC
 from worker.parsers.xlsxcells import Row
 from worker.parsers.xlsxstream import Merge, SheetStream, Unreadable, choose_sheet
@@ -175,8 +180,11 @@ class SpreadsheetRecords:
             if kind == "xlsx":
                 self._open_stream(path)
                 return
+            if kind == "ods":
+                self._open_ods(path)
+                return
         finally:
-            if kind in ("xlsx", "office-zip"):
+            if kind in ("xlsx", "ods", "office-zip"):
                 self._drop()  # the reader has the file open: its name is not needed
         self._open_calamine(path, kind)
 
@@ -195,6 +203,35 @@ class SpreadsheetRecords:
         if self.has_header:
             try:
                 self.header = self._header(self._rows, stream.merges)
+            except BaseException:
+                self._stop()
+                raise
+
+    def _open_ods(self, path: str) -> None:
+        """An ODS read as it goes (worker/parsers/odsstream.py); its header's merged cells
+        from its first rows (worker/parsers/odsmerges.py)."""
+        try:
+            stream = OdsStream(path, self.sheet)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise Unreadable(f"the ODS file cannot be read: {exc}") from None
+        self._stopper = weakref.finalize(self, stream.close)
+        self._pad = 0
+        rows = _guarded(stream.rows())
+        try:
+            # the sheet's width, and whether it has several columns, from its first rows (a
+            # title row has one cell): the whole sheet's are known only at its end
+            head = list(itertools.islice(rows, HEAD_ROWS))
+        except BaseException:
+            self._stop()
+            raise
+        self._wide = any(sum(1 for t in texts if t) > 1 for _, texts, _ in head)
+        self._width = max((len(texts) for _, texts, _ in head), default=0)
+        self.details.update(format="ods", sheet=stream.name)
+        self._rows = itertools.chain(head, rows)
+        if self.has_header:
+            merged = ods_merges(path, stream.name or "", self.header_row or HEAD_ROWS)
+            try:
+                self.header = self._header(self._rows, lambda: merged)
             except BaseException:
                 self._stop()
                 raise
@@ -301,6 +338,16 @@ def _merged_names(number: int, texts: list[str], above: dict[int, list[str]],
         for k, column in enumerate(range(c0 + 1, min(c1 + 1, len(names))), start=2):
             names[column] = f"{name} {k}"
     return names
+
+
+def _guarded(rows: Iterator[Row]) -> Iterator[Row]:
+    """An ODS's rows, a malformed content.xml failing as an unreadable file."""
+    try:
+        yield from rows
+    except etree.XMLSyntaxError as exc:
+        raise Unreadable(f"the ODS file cannot be read: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise Unreadable(f"the ODS file cannot be read: {exc}") from None
 
 
 def _kind(head: bytes) -> str | None:
