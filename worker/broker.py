@@ -26,7 +26,7 @@ from aio_pika.abc import (
 )
 
 from worker import constants as C
-from worker import logs, metrics
+from worker import failover, logs, metrics
 from worker.errors import BadMessage, TransientError, Unavailable
 from worker.urls import mask, scrub
 
@@ -49,10 +49,13 @@ def queue_arguments(delivery_limit: int) -> dict[str, Any]:
     }
 
 
-async def connect(url: str) -> AbstractRobustConnection:
+async def connect(url: str, timeout_s: float = 10.0) -> AbstractRobustConnection:
+    """A connection to the first node of `url` (AMQP_URL: one URL, or a cluster's nodes
+    separated by commas) that answers; it reconnects by itself, to another node when its
+    own goes away, and restores its channels, queues and consumers there."""
     try:
-        return await aio_pika.connect_robust(url, timeout=10)
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        return await failover.connect(url, timeout_s)
+    except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
         raise Unavailable(
             f"cannot connect to RabbitMQ at {mask(url)}: {scrub(str(exc), url)}"
         ) from None

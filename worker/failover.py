@@ -1,0 +1,105 @@
+"""A RabbitMQ connection over the nodes of a cluster: aio-pika's RobustConnection, whose
+every connection attempt goes through the nodes in turn.
+
+RobustConnection reconnects to its one URL and then restores its channels (exchanges,
+queues, bindings and consumers declared on them). This class gives each attempt the node
+after the one that went away first, then the others, the lost one last; the first that
+answers and takes the channels back is kept. Only when none does is the attempt a failure
+(RobustConnection tries again after its `reconnect_interval`; the first connect raises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPConnectionError
+from aio_pika.robust_connection import RobustConnection
+from yarl import URL
+
+from worker import logs
+from worker.urls import mask, scrub, several
+
+log = logs.get(__name__)
+
+# RobustConnection's one attempt to connect (aio-pika 10.2+: `__connect_transport`,
+# name-mangled). Overriding it is how a subclass chooses the URL of each attempt.
+_ATTEMPT = "_RobustConnection__connect_transport"
+_robust_attempt = getattr(RobustConnection, _ATTEMPT, None)
+if _robust_attempt is None:  # pragma: no cover - an aio-pika without the hook
+    raise ImportError("aio-pika 10.2 or later is needed (RobustConnection."
+                      "__connect_transport): pip install 'aio-pika>=10.2'")
+
+
+class NoNodeAnswered(AMQPConnectionError):
+    """No node of the list answered; the message names each, masked, with its error."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no RabbitMQ node answered"
+
+
+def nodes(text: str) -> list[URL]:
+    """The nodes of AMQP_URL: one URL, or several separated by commas."""
+    return [URL(u) for u in several(text)]
+
+
+class FailoverConnection(RobustConnection):
+    """RobustConnection over several nodes (`nodes`); `url` is the node in use."""
+
+    def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, *,
+                 nodes: Sequence[URL] = (), **kwargs: Any) -> None:
+        super().__init__(url, loop=loop, **kwargs)
+        self.nodes: tuple[URL, ...] = tuple(nodes) or (self.url,)
+        self.node_index = 0
+        self.failovers = 0  # connections made to another node than the one before
+        self._attempts = 0
+
+    def _order(self) -> list[int]:
+        """The first attempt: the nodes in their order. Later ones: the node after the one
+        in use first, the one in use last (it may have come back)."""
+        n = len(self.nodes)
+        start = 0 if self._attempts == 0 else self.node_index + 1
+        return [(start + i) % n for i in range(n)]
+
+    async def _attempt_nodes(self) -> None:
+        failures: list[str] = []
+        first = self._attempts == 0
+        previous = self.node_index
+        for index in self._order():
+            self.url = self.nodes[index]
+            try:
+                await _robust_attempt(self)  # type: ignore[misc]
+            except CONNECTION_EXCEPTIONS as exc:
+                shown = mask(self.url)
+                failures.append(f"{shown}: {type(exc).__name__}: "
+                                f"{scrub(str(exc), str(self.url))}")
+                log.info("broker.node_unavailable", node=shown, error=failures[-1])
+                continue
+            self._attempts += 1
+            self.node_index = index
+            if not first:
+                self.failovers += index != previous
+                log.warning("broker.reconnected", node=mask(self.url),
+                            previous=mask(self.nodes[previous]))
+            return
+        self._attempts += 1
+        raise NoNodeAnswered("no RabbitMQ node answered: " + "; ".join(failures))
+
+
+setattr(FailoverConnection, _ATTEMPT, FailoverConnection._attempt_nodes)
+
+
+async def connect(text: str, timeout_s: float = 10.0,
+                  reconnect_interval_s: float = 2.0) -> FailoverConnection:
+    """A connection to the first node of AMQP_URL that answers (each gets `timeout_s`),
+    kept to one of them: when its node goes away it moves to another and restores its
+    channels. NoNodeAnswered (or another aio-pika connection error) when none answers."""
+    urls = nodes(text)
+    connection = FailoverConnection(urls[0], nodes=urls, reconnect_interval=reconnect_interval_s)
+    try:
+        await connection.connect(timeout=timeout_s)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
