@@ -110,7 +110,8 @@ async def publish_routed(exchange: AbstractExchange, message: aio_pika.Message,
     try:
         result = await exchange.publish(message, routing_key=routing_key, mandatory=True,
                                         timeout=timeout_s)
-    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError,
+            aiormq.exceptions.ChannelInvalidStateError) as exc:  # its node went away
         raise TransientError(f"message {message.message_id} to {routing_key} was not "
                              f"confirmed: {type(exc).__name__}: {exc}") from None
     if not isinstance(result, aiormq.spec.Basic.Ack):

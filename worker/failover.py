@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from aio_pika.abc import TimeoutType
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPConnectionError
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
@@ -53,7 +54,21 @@ class FailoverConnection(RobustConnection):
         self.nodes: tuple[URL, ...] = tuple(nodes) or (self.url,)
         self.node_index = 0
         self.failovers = 0  # connections made to another node than the one before
+        self.attempt_timeout_s = 30.0  # one node's connection and restored channels
         self._attempts = 0
+
+    async def connect(self, timeout: TimeoutType = None) -> None:  # noqa: ASYNC109 - aio-pika's signature
+        if timeout:
+            self.attempt_timeout_s = 2 * float(timeout)
+        await super().connect(timeout)
+
+    async def leave_node(self) -> None:
+        """Drop the connection to the node in use (one that stopped confirming, say): it
+        moves on to the next node as when its node goes away."""
+        transport = self.transport
+        if transport is not None and not transport.connection.is_closed:
+            log.warning("broker.leaving_node", node=mask(self.url))
+            await transport.connection.close(ConnectionError("left an unresponsive node"))
 
     def _order(self) -> list[int]:
         """The first attempt: the nodes in their order. Later ones: the node after the one
@@ -67,17 +82,20 @@ class FailoverConnection(RobustConnection):
         first = self._attempts == 0
         previous = self.node_index
         for index in self._order():
-            self.url = self.nodes[index]
+            # Set before the attempt: connect() may return as soon as it succeeds.
+            self.node_index, self.url = index, self.nodes[index]
             try:
-                await _robust_attempt(self)  # type: ignore[misc]
+                # A node that takes the TCP connection but hangs (shutting down, say)
+                # while the channels are restored is left for the next.
+                await asyncio.wait_for(_robust_attempt(self), self.attempt_timeout_s)  # type: ignore[misc]
             except CONNECTION_EXCEPTIONS as exc:
+                await self._drop_transport()
                 shown = mask(self.url)
                 failures.append(f"{shown}: {type(exc).__name__}: "
                                 f"{scrub(str(exc), str(self.url))}")
                 log.info("broker.node_unavailable", node=shown, error=failures[-1])
                 continue
             self._attempts += 1
-            self.node_index = index
             if not first:
                 self.failovers += index != previous
                 log.warning("broker.reconnected", node=mask(self.url),
@@ -85,6 +103,11 @@ class FailoverConnection(RobustConnection):
             return
         self._attempts += 1
         raise NoNodeAnswered("no RabbitMQ node answered: " + "; ".join(failures))
+
+    async def _drop_transport(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            await asyncio.gather(transport.connection.close(), return_exceptions=True)
 
 
 setattr(FailoverConnection, _ATTEMPT, FailoverConnection._attempt_nodes)
