@@ -61,6 +61,41 @@ async def connect(url: str, timeout_s: float = 10.0) -> AbstractRobustConnection
         ) from None
 
 
+# What a publish raises when its connection's node went away before the confirm: worth
+# sending again once the connection is on another node (a nack or a return is not).
+NODE_LOST = (ConnectionError, TimeoutError, aiormq.exceptions.ChannelInvalidStateError,
+             aiormq.exceptions.ConnectionClosed, aiormq.exceptions.AMQPConnectionError)
+
+
+async def wait_connected(connection: AbstractRobustConnection, timeout_s: float) -> None:
+    """Until the connection is up again (on another node, say); TransientError after
+    timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not _up(connection):
+        if time.monotonic() > deadline:
+            raise TransientError(f"no RabbitMQ node answered within {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def _up(connection: AbstractRobustConnection) -> bool:
+    # `connected` is cleared by a callback a moment after the transport closed.
+    transport = connection.transport
+    return (connection.connected.is_set() and transport is not None
+            and not transport.connection.is_closed)
+
+
+def again(message: aio_pika.Message) -> aio_pika.Message:
+    """The same message (body, properties, message id) to publish once more: aio-pika
+    locks a message once it was published."""
+    return aio_pika.Message(
+        message.body, headers=dict(message.headers or {}),
+        content_type=message.content_type, content_encoding=message.content_encoding,
+        delivery_mode=message.delivery_mode, priority=message.priority,
+        correlation_id=message.correlation_id, message_id=message.message_id,
+        timestamp=message.timestamp, type=message.type, app_id=message.app_id,
+        expiration=message.expiration, reply_to=message.reply_to)
+
+
 @dataclass
 class Topology:
     channel: AbstractChannel

@@ -17,10 +17,11 @@ from yarl import URL
 
 from tests.support import broker as test_broker
 from tests.support import feeds
-from tests.support.proxy import Proxy
+from tests.support.proxy import Mode, Proxy
 from tests.support.services import AMQP_URL
 from tests.support.wait import until
 from worker import broker
+from worker import constants as C
 from worker.errors import Unavailable
 from worker.failover import FailoverConnection
 from worker.publish import publish_update
@@ -138,3 +139,28 @@ async def test_the_daemon_and_publish_skip_a_node_that_refuses(
             return got.get("A", {}).get("inventory_quantity") == 4
 
         await until(applied, what="the update applied")
+
+
+async def test_publish_sends_again_on_the_next_node_what_the_lost_one_did_not_confirm(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings) -> None:
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    connection = await broker.connect(AMQP_URL)
+    await broker.declare(await connection.channel(), settings.delivery_limit)
+    target = URL(AMQP_URL)
+    node_a = await Proxy(target.host or "127.0.0.1", target.port or 5672).start()
+    node_a.cut_after = 40_000  # the node goes away a few messages into the publish
+    try:
+        variants = [{"externalId": f"E{i}", "inventoryQuantity": i} for i in range(5000)]
+        two = replace(settings, amqp_url=f"{via(node_a.port)},{AMQP_URL}")
+        ids = await publish_update(two, feed_id, variants)
+        assert len(ids) == 100
+        assert node_a.mode is Mode.CUT
+        channel = await connection.channel()
+        queue = await channel.get_queue(C.QUEUE_UPDATE)
+        queued = set()
+        while (message := await queue.get(no_ack=True, fail=False, timeout=10)) is not None:
+            queued.add(message.message_id)
+        assert queued == set(ids)  # each taken (some may be there twice: ids dedupe them)
+    finally:
+        await connection.close()
+        await node_a.close()
