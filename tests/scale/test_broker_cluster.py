@@ -71,16 +71,18 @@ class FailoverPublisher(Publisher):
         self.resends = 0      # the extra sends
         self.pulls: dict[str, bool] = {}  # pull-request message id: confirmed
         self._robust: FailoverConnection | None = None
+        self._connecting = asyncio.Lock()
 
     async def _connect(self) -> aio_pika.abc.AbstractExchange:
-        if self._exchange is None:
-            robust = await broker.connect(self.amqp_url, timeout_s=5)
-            assert isinstance(robust, FailoverConnection)
-            self._robust = robust
-            self._connection = self._robust
-            channel = await self._robust.channel(publisher_confirms=True)
-            self._exchange = await channel.get_exchange(C.EXCHANGE, ensure=False)
-        return self._exchange
+        async with self._connecting:  # pushes and pulls share one connection
+            if self._exchange is None:
+                robust = await broker.connect(self.amqp_url, timeout_s=5)
+                assert isinstance(robust, FailoverConnection)
+                self._robust = robust
+                self._connection = self._robust
+                channel = await self._robust.channel(publisher_confirms=True)
+                self._exchange = await channel.get_exchange(C.EXCHANGE, ensure=False)
+            return self._exchange
 
     async def send(self, body: bytes, message_id: str, routing_key: str,
                    headers: dict[str, object], deadline_s: float = 90.0) -> bool:
