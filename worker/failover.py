@@ -52,7 +52,8 @@ class FailoverConnection(RobustConnection):
                  nodes: Sequence[URL] = (), **kwargs: Any) -> None:
         super().__init__(url, loop=loop, **kwargs)
         self.nodes: tuple[URL, ...] = tuple(nodes) or (self.url,)
-        self.node_index = 0
+        self.node_index = 0  # the node in use, or being tried
+        self._in_use = 0  # the node the last connection was made to
         self.failovers = 0  # connections made to another node than the one before
         self.attempt_timeout_s = 30.0  # one node's connection and restored channels
         self._attempts = 0
@@ -80,7 +81,7 @@ class FailoverConnection(RobustConnection):
     async def _attempt_nodes(self) -> None:
         failures: list[str] = []
         first = self._attempts == 0
-        previous = self.node_index
+        previous = self._in_use
         for index in self._order():
             # Set before the attempt: connect() may return as soon as it succeeds.
             self.node_index, self.url = index, self.nodes[index]
@@ -96,6 +97,7 @@ class FailoverConnection(RobustConnection):
                 log.info("broker.node_unavailable", node=shown, error=failures[-1])
                 continue
             self._attempts += 1
+            self._in_use = index
             if not first:
                 self.failovers += index != previous
                 log.warning("broker.reconnected", node=mask(self.url),

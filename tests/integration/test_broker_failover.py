@@ -164,3 +164,21 @@ async def test_publish_sends_again_on_the_next_node_what_the_lost_one_did_not_co
     finally:
         await connection.close()
         await node_a.close()
+
+
+async def test_a_node_that_takes_the_connection_but_hangs_is_left_for_the_next(
+        services: None) -> None:
+    target = URL(AMQP_URL)
+    hanging = await Proxy(target.host or "127.0.0.1", target.port or 5672).start()
+    hanging.blackhole()  # TCP accepted, nothing answered
+    try:
+        connection = await asyncio.wait_for(
+            broker.connect(f"{via(hanging.port)},{AMQP_URL}", timeout_s=1), 10)
+        try:
+            assert isinstance(connection, FailoverConnection)
+            assert connection.node_index == 1
+            assert hanging.accepted == 1
+        finally:
+            await connection.close()
+    finally:
+        await hanging.close()
