@@ -111,7 +111,7 @@ async def test_a_lost_node_is_left_for_the_next_with_queue_and_consumer(
 
         await until(moved, timeout_s=20, what="the connection to move to the second node")
         assert connection.failovers == 1
-        assert node_b.accepted == 1
+        assert node_b.accepted >= 1  # one more when a first try timed out under load
 
         async def delivered() -> bytes | None:
             if not await send(queue.name, b"after"):
