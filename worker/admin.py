@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aio_pika
-
-from worker import logs
-from worker.errors import ConfigError
+from worker import broker, logs
+from worker.errors import ConfigError, Unavailable
 from worker.settings import Settings
 from worker.store import db, migrate
-from worker.urls import mask, scrub
+from worker.urls import mask, scrub, several
 
 log = logs.get(__name__)
 
@@ -37,11 +35,13 @@ async def check(settings: Settings, timeout_s: float = 5.0) -> list[str]:
             await conn.close()
     except Exception as exc:
         problems.append(f"postgres: {exc}")
-    try:
-        connection = await asyncio.wait_for(
-            aio_pika.connect(settings.amqp_url, timeout=timeout_s), timeout_s + 1
-        )
+    try:  # one node of AMQP_URL's answering is enough: the daemon would fail over to it
+        nodes = len(several(settings.amqp_url))
+        connection = await asyncio.wait_for(broker.connect(settings.amqp_url, timeout_s),
+                                            nodes * timeout_s + 1)
         await connection.close()
+    except Unavailable as exc:  # it names every node tried, masked
+        problems.append(f"rabbitmq: {scrub(str(exc), settings.amqp_url)}")
     except Exception as exc:
         problems.append(f"rabbitmq at {mask(settings.amqp_url)}: "
                         f"{type(exc).__name__}: {scrub(str(exc), settings.amqp_url)}")

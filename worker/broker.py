@@ -26,7 +26,7 @@ from aio_pika.abc import (
 )
 
 from worker import constants as C
-from worker import logs, metrics
+from worker import failover, logs, metrics
 from worker.errors import BadMessage, TransientError, Unavailable
 from worker.urls import mask, scrub
 
@@ -49,13 +49,51 @@ def queue_arguments(delivery_limit: int) -> dict[str, Any]:
     }
 
 
-async def connect(url: str) -> AbstractRobustConnection:
+async def connect(url: str, timeout_s: float = 10.0) -> AbstractRobustConnection:
+    """A connection to the first node of `url` (AMQP_URL: one URL, or a cluster's nodes
+    separated by commas) that answers; it reconnects by itself, to another node when its
+    own goes away, and restores its channels, queues and consumers there."""
     try:
-        return await aio_pika.connect_robust(url, timeout=10)
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        return await failover.connect(url, timeout_s)
+    except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
         raise Unavailable(
             f"cannot connect to RabbitMQ at {mask(url)}: {scrub(str(exc), url)}"
         ) from None
+
+
+# What a publish raises when its connection's node went away before the confirm: worth
+# sending again once the connection is on another node (a nack or a return is not).
+NODE_LOST = (ConnectionError, TimeoutError, aiormq.exceptions.ChannelInvalidStateError,
+             aiormq.exceptions.ConnectionClosed, aiormq.exceptions.AMQPConnectionError)
+
+
+async def wait_connected(connection: AbstractRobustConnection, timeout_s: float) -> None:
+    """Until the connection is up again (on another node, say); TransientError after
+    timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not _up(connection):
+        if time.monotonic() > deadline:
+            raise TransientError(f"no RabbitMQ node answered within {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def _up(connection: AbstractRobustConnection) -> bool:
+    # `connected` is cleared by a callback a moment after the transport closed.
+    transport = connection.transport
+    return (connection.connected.is_set() and transport is not None
+            and not transport.connection.is_closed)
+
+
+def again(message: aio_pika.Message) -> aio_pika.Message:
+    """The same message (body, properties, message id) to publish once more: aio-pika
+    locks a message once it was published."""
+    return aio_pika.Message(
+        message.body, headers=dict(message.headers or {}),
+        content_type=message.content_type, content_encoding=message.content_encoding,
+        delivery_mode=message.delivery_mode, priority=message.priority,
+        correlation_id=message.correlation_id, message_id=message.message_id,
+        timestamp=message.timestamp, type=message.type, app_id=message.app_id,
+        expiration=message.expiration, reply_to=message.reply_to)
 
 
 @dataclass
@@ -107,7 +145,8 @@ async def publish_routed(exchange: AbstractExchange, message: aio_pika.Message,
     try:
         result = await exchange.publish(message, routing_key=routing_key, mandatory=True,
                                         timeout=timeout_s)
-    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError,
+            aiormq.exceptions.ChannelInvalidStateError) as exc:  # its node went away
         raise TransientError(f"message {message.message_id} to {routing_key} was not "
                              f"confirmed: {type(exc).__name__}: {exc}") from None
     if not isinstance(result, aiormq.spec.Basic.Ack):

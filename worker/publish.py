@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import aio_pika
 import orjson
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from worker import broker
 from worker import constants as C
@@ -23,6 +24,8 @@ from worker.store import db, runs
 
 BATCH = 50          # variants per feed-update message, as suppliers send them
 IN_FLIGHT = 200     # unconfirmed messages at once
+RESENDS = 10        # sends again of a message whose node went away before its confirm
+RESEND_WAIT_S = 30.0  # for the connection to be on another node
 
 
 async def check_feed(settings: Settings, feed_id: int, kind: str,
@@ -111,16 +114,30 @@ async def _publish(settings: Settings, routing_key: str, bodies: list[bytes]) ->
         messages = [broker.json_message(b) for b in bodies]
         queue = C.QUEUE_PULL if routing_key == C.ROUTING_PULL else C.QUEUE_UPDATE
         for i in range(0, len(messages), IN_FLIGHT):
-            results = await asyncio.gather(
-                *(exchange.publish(m, routing_key=routing_key, mandatory=True)
-                  for m in messages[i:i + IN_FLIGHT]),
-                return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                raise TransientError(
-                    f"the broker did not take {len(failed)} of {len(results)} message(s) "
-                    f"(is the worker's queue {queue} declared? start `feed-worker run` once): "
-                    f"{failed[0]}")
+            await _send(connection, exchange, messages[i:i + IN_FLIGHT], routing_key, queue)
         return [str(m.message_id) for m in messages]
     finally:
         await connection.close()
+
+
+async def _send(connection: AbstractRobustConnection, exchange: AbstractExchange,
+                messages: list[aio_pika.Message], routing_key: str, queue: str) -> None:
+    """Publish and wait for the confirms. A message whose node went away before it was
+    confirmed is sent again, with its message id, once the connection is on another node
+    (at most RESENDS times; the daemon applies a message id once)."""
+    for resend in range(RESENDS + 1):
+        results = await asyncio.gather(
+            *(exchange.publish(m, routing_key=routing_key, mandatory=True) for m in messages),
+            return_exceptions=True)
+        failed = [(m, r) for m, r in zip(messages, results, strict=True)
+                  if isinstance(r, BaseException)]
+        node_lost = [m for m, r in failed if isinstance(r, broker.NODE_LOST)]
+        if failed and (len(node_lost) < len(failed) or resend == RESENDS):
+            raise TransientError(
+                f"the broker did not take {len(failed)} of {len(results)} message(s) "
+                f"(is the worker's queue {queue} declared? start `feed-worker run` once): "
+                f"{failed[0][1]}")
+        if not failed:
+            return
+        await broker.wait_connected(connection, RESEND_WAIT_S)
+        messages = [broker.again(m) for m in node_lost]

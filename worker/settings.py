@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.model import DEFAULT_MAX_FIELD_CHARS
+from worker.urls import mask, parse, several
 
 
 def _default_worker_id() -> str:
@@ -28,7 +29,10 @@ class Settings:
     )
     amqp_url: str = field(
         default="amqp://guest:guest@localhost:5672/",
-        metadata={"env": "AMQP_URL", "help": "RabbitMQ URL"},
+        metadata={"env": "AMQP_URL",
+                  "help": "RabbitMQ URL; or a cluster's nodes, whole URLs separated by commas "
+                          "(amqp://u:p@h1:5672/v,amqp://u:p@h2:5672/v): each connection goes "
+                          "to the first that answers, and to another when its node goes away"},
     )
     log_level: str = field(
         default="info",
@@ -433,12 +437,29 @@ class Settings:
             raise ConfigError("FEED_WORKER_AUTO_DISABLE_AFTER must be 0 or more")
         if self.notify_url and not self.notify_url.startswith(("http://", "https://")):
             raise ConfigError("FEED_WORKER_NOTIFY_URL must be an http:// or https:// URL")
+        self._check_amqp_url()
         if self.lease_s < 3:
             raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
         try:
             self.networks()
         except ValueError as exc:
             raise ConfigError(f"FEED_WORKER_ALLOWED_NETWORKS: {exc}") from None
+
+    def _check_amqp_url(self) -> None:
+        nodes = several(self.amqp_url)
+        for node in nodes or [""]:
+            try:
+                url = parse(node)
+                good = url.scheme in ("amqp", "amqps") and bool(url.host)
+                url.explicit_port  # noqa: B018 - a port out of range raises here
+            except (ValueError, TypeError):
+                good = False
+            if not good:
+                raise ConfigError(f"AMQP_URL: {mask(node)} is not an amqp:// or amqps:// URL "
+                                  "with a host (several nodes: whole URLs separated by commas)")
+            if "," in url.raw_path or "," in (url.raw_host or ""):
+                raise ConfigError(f"AMQP_URL: {mask(node)} has a comma in its host or vhost: "
+                                  "separate nodes with commas, each a whole amqp:// URL")
 
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The allowed networks, parsed."""

@@ -3,6 +3,7 @@ to show anywhere."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from yarl import URL
@@ -28,10 +29,24 @@ def _parsed(text: str) -> URL | None:
         return None
 
 
+# A comma that a URL's scheme follows separates two URLs of a list (AMQP_URL's nodes); a
+# comma anywhere else is part of a URL (a Postgres DSN's hosts, a password).
+_LIST_COMMA = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def several(text: str) -> list[str]:
+    """The URLs of a comma-separated list of whole URLs (`amqp://h1/v,amqp://h2/v`): each
+    starts with its scheme; one URL alone is a list of one."""
+    return [part for part in _LIST_COMMA.split(text.strip()) if part]
+
+
 def mask(url: str | URL | FeedUrl) -> str:
-    """The URL with its password (and any token in it) replaced by ***."""
+    """The URL with its password (and any token in it) replaced by ***; each URL of a
+    comma-separated list so."""
     if isinstance(url, FeedUrl):
         return url.shown
+    if isinstance(url, str) and len(parts := several(url)) > 1:
+        return ",".join(mask(part) for part in parts)
     u = url if isinstance(url, URL) else _parsed(url)
     if u is None:
         return "<unparseable URL>"
@@ -41,11 +56,16 @@ def mask(url: str | URL | FeedUrl) -> str:
 
 
 def scrub(text: str, *urls: str | None) -> str:
-    """Remove every password of the given URLs from a text (an error message, say)."""
+    """Remove every password of the given URLs (or lists of URLs) from a text (an error
+    message, say)."""
+    secrets: set[str] = set()
     for raw in urls:
-        u = _parsed(raw) if raw else None
-        if u is not None:
-            text = _scrubbed(text, u)
+        for each in {raw, *several(raw)} if raw else ():
+            u = _parsed(each)
+            if u is not None:
+                secrets.update(s for s in (u.password, u.raw_password) if s)
+    for secret in sorted(secrets, key=len, reverse=True):  # "pw2" before "pw"
+        text = text.replace(secret, "***")
     return text
 
 

@@ -134,10 +134,13 @@ class RabbitNode:
     the Erlang cookie."""
 
     def __init__(self, base: Path, port: int = AMQP_PORT, dist_port: int = AMQP_DIST_PORT,
-                 node: str = RABBIT_NODE) -> None:
+                 node: str = RABBIT_NODE, cookie: str | None = None) -> None:
         self.base = base
         self.port = port
+        self.dist_port = dist_port
         self.node = node
+        # The Erlang cookie: the nodes of one cluster share it (a random one otherwise).
+        self.cookie = cookie or "FWFAULTSCOOKIE" + os.urandom(8).hex().upper()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")},
             "HOME": str(base / "home"),
@@ -161,7 +164,7 @@ class RabbitNode:
         home = self.base / "home"
         home.mkdir(parents=True)
         cookie = home / ".erlang.cookie"
-        cookie.write_text("FWFAULTSCOOKIE" + os.urandom(8).hex().upper())
+        cookie.write_text(self.cookie)
         cookie.chmod(0o400)
         (self.base / "env.conf").write_text(f"NODENAME={self.node}\n")
         (self.base / "enabled_plugins").write_text("[].\n")
@@ -197,6 +200,13 @@ class RabbitNode:
 
     def stop(self) -> None:
         self.ctl("stop", timeout=120)
+
+    def join(self, seed: RabbitNode) -> None:
+        """Join the cluster of `seed` (this node's own data is reset)."""
+        self.ctl("stop_app")
+        self.ctl("reset")
+        self.ctl("join_cluster", seed.node)
+        self.ctl("start_app")
 
     def pid(self) -> int | None:
         try:

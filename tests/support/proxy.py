@@ -20,6 +20,8 @@ class Proxy:
         self.mode = Mode.FORWARD
         self.port = 0
         self.accepted = 0
+        self.cut_after: int | None = None  # cut once this many bytes went upstream
+        self.upstream_bytes = 0
         self._server: asyncio.Server | None = None
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._flowing = asyncio.Event()
@@ -68,16 +70,22 @@ class Proxy:
         link = (writer, up_writer)
         self._links.add(link)
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer, upstream=True),
+                                 self._pipe(up_reader, writer))
         finally:
             self._links.discard(link)
             for w in link:
                 w.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    upstream: bool = False) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 await self._flowing.wait()  # a black hole holds the bytes
+                if upstream:
+                    self.upstream_bytes += len(data)
+                    if self.cut_after is not None and self.upstream_bytes > self.cut_after:
+                        self.cut()
                 if self.mode is Mode.CUT or writer.is_closing():
                     return
                 writer.write(data)

@@ -95,7 +95,7 @@ FLOORS: list[tuple[str, ...]] = [
      "columns", "pushmap", "feedmapping", "rowshape", "fingerprints", "direct",
      "sourceopts"),
     # a pull's and a push's stages, and the broker
-    ("pipeline", "lease", "claims", "broker", "notify"),
+    ("pipeline", "lease", "claims", "broker", "failover", "notify"),
     # the workers: who runs what, and the commands' bodies
     ("runner", "envelope", "pusher", "scheduler", "publish", "replay", "retention", "oneshot",
      "admin", "api", "preview", "gauges"),

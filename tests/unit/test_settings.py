@@ -83,7 +83,7 @@ def test_env_names() -> None:
 
 @pytest.mark.parametrize("name", [n for n in STR_FIELDS
                                   if n not in ("log_format", "log_level", "allowed_networks",
-                                               "notify_url")])
+                                               "notify_url", "amqp_url")])
 def test_str_fields_are_stripped(name: str) -> None:
     s = Settings.from_env({env_name(name): "  value-x  "})
     assert getattr(s, name) == "value-x"
