@@ -31,7 +31,10 @@ import asyncpg
 import pytest
 
 from tests.faults.cluster import missing_tools
-from tests.faults.traffic import (
+from tests.scale.brokercluster import AMQP_PASSWORD, BrokerCluster
+from tests.support.feedserver import FeedServer
+from tests.support.services import ADMIN_DSN, dsn_for
+from tests.support.traffic import (
     BIN,
     KINDS,
     Observer,
@@ -43,9 +46,6 @@ from tests.faults.traffic import (
     take_dead_letters,
     wait_settled,
 )
-from tests.scale.brokercluster import AMQP_PASSWORD, BrokerCluster
-from tests.support.feedserver import FeedServer
-from tests.support.services import ADMIN_DSN, dsn_for
 from tests.support.wait import until
 from worker import broker
 from worker import constants as C
