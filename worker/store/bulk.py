@@ -12,7 +12,7 @@ import numpy as np
 from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
 from worker.fingerprints import Known, Seen
 from worker.model import Feed
-from worker.store.db import Conn
+from worker.store.db import Conn, is_citus
 from worker.store.queries import q
 
 _SQL = "pull.sql"
@@ -126,7 +126,7 @@ async def finish_direct(conn: Conn, feed: Feed, rows: int, work_mem: str) -> Mer
     values)."""
     large = rows >= LARGE_MERGE_ROWS
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
-                        "force_custom_plan" if large else "force_generic_plan",
+                        "force_custom_plan" if large or is_citus(conn) else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     if large:
         await conn.execute(q(_SQL, "index_scans"), "off")
@@ -237,7 +237,7 @@ async def daily_allowances(conn: Conn, limits: Mapping[int, int]
         await conn.execute(q(_SQL, "lock_provider"), LOCK_CLASS_PROVIDER_DAY,
                            provider % (2**31))
     used = {r["provider_id"]: r["used"]
-            for r in await conn.fetch(q(_SQL, "daily_used"), providers, day)}
+            for r in await conn.fetch(q(_SQL, "daily_used", is_citus(conn)), providers, day)}
     return {p: max(0, limits[p] - used.get(p, 0)) for p in providers}, day
 
 
@@ -257,14 +257,14 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
         await conn.execute(q(_SQL, "analyze_staging"))
     # the merge's settings, and the feed's lock (writers of one feed, one at a time)
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
-                        "force_custom_plan" if large else "force_generic_plan",
+                        "force_custom_plan" if large or is_citus(conn) else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     limit = feed.daily_sku_limit
     allowances, day = await daily_allowances(
         conn, {feed.provider_id: limit} if limit is not None else {})
     if seen is not None:
         await copy_unseen(conn, seen.unseen_ids)
-    query = q(_SQL, "merge" if seen is None else "merge_seen")
+    query = q(_SQL, "merge" if seen is None else "merge_seen", is_citus(conn))
     row = await conn.fetchrow(query, feed.id, column_mask, opts.run_id, opts.cleanup,
                               opts.history, allowances.get(feed.provider_id), feed.provider_id,
                               day, feed.automatically_connect,

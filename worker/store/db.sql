@@ -8,3 +8,10 @@ SELECT 1;
 -- The database name ($1) quoted as an identifier, for CREATE DATABASE (which takes no
 -- parameters).
 SELECT quote_ident($1);
+
+-- name: citus
+-- Whether the database is a Citus coordinator's (the store's `__citus` query variants).
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
+
+-- name: custom_plans
+SET plan_cache_mode = force_custom_plan;
