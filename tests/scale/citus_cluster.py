@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,11 +56,14 @@ class CitusNode(PostgresCluster):
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("shared_preload_libraries = 'citus'\n"
                        "max_connections = 200\n"
-                       "shared_buffers = 256MB\nwork_mem = 16MB\n"
+                       "shared_buffers = 256MB\nwork_mem = 64MB\n"
                        "max_wal_size = 4GB\nsynchronous_commit = off\n"
                        # two cores: no parallel workers fighting the nodes for them
                        "max_parallel_workers_per_gather = 0\n"
-                       "citus.max_background_task_executors_per_node = 1\n")
+                       "citus.max_background_task_executors_per_node = 1\n"
+                       # two workers on two cores: few shards per table (the
+                       # distributed tables take citus.shard_count when created)
+                       "citus.shard_count = 4\n")
         hba = self.data / "pg_hba.conf"
         lines = hba.read_text().splitlines()
         hba.write_text("host all all 127.0.0.1/32 trust\n" + "\n".join(lines) + "\n")
@@ -140,6 +144,8 @@ def citus_cluster() -> Iterator[CitusCluster]:
     base = Path(tempfile.mkdtemp(prefix="fw-citus-"))
     base.chmod(0o755)  # the nodes run as `postgres`
     cluster = CitusCluster(base)
+    # a SIGTERM (a timeout around the run) still stops the nodes and removes their data
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         cluster.start()
         asyncio.run(cluster.migrate())
@@ -147,3 +153,8 @@ def citus_cluster() -> Iterator[CitusCluster]:
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")

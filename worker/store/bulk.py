@@ -130,6 +130,8 @@ async def finish_direct(conn: Conn, feed: Feed, rows: int, work_mem: str) -> Mer
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     if large:
         await conn.execute(q(_SQL, "index_scans"), "off")
+        if is_citus(conn):
+            await conn.execute(q(_SQL, "workers_hash_joins"))
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",
@@ -255,6 +257,8 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
     large = rows >= LARGE_MERGE_ROWS
     if large:
         await conn.execute(q(_SQL, "analyze_staging"))
+    if is_citus(conn):  # whatever its size: a worker may not have the shard's statistics
+        await conn.execute(q(_SQL, "workers_hash_joins"))
     # the merge's settings, and the feed's lock (writers of one feed, one at a time)
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
                         "force_custom_plan" if large or is_citus(conn) else "force_generic_plan",

@@ -14,4 +14,7 @@ SELECT quote_ident($1);
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
 
 -- name: custom_plans
+-- A Citus connection: each statement planned for its parameters, and a transaction's SET
+-- LOCAL sent on to the workers (merge_settings__citus).
 SET plan_cache_mode = force_custom_plan;
+SET citus.propagate_set_commands = 'local';

@@ -46,6 +46,13 @@ SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', $3, true)
        set_config('enable_nestloop', $2, true), set_config('jit', 'off', true),
        pg_advisory_xact_lock($4::int, $5::int);
 
+-- name: workers_hash_joins
+-- Citus: a pull merge's steps run on the workers, which set_config does not reach (SET
+-- LOCAL goes on there: db.sql custom_plans). Without it a worker, whose shard had no
+-- statistics yet after a first import, joined 20k changed rows with the feed's 200k items
+-- in nested loops, for minutes.
+SET LOCAL enable_nestloop = off;
+
 -- name: lock_provider
 -- Serialise the writers of one provider with a daily SKU limit (the day's count is shared).
 SELECT pg_advisory_xact_lock($1::int, $2::int);
@@ -163,8 +170,11 @@ WITH
     FROM pull_unseen u
     JOIN (SELECT * FROM inventory_feed_variants WHERE inventory_feed_id = $1) t
         ON t.id = u.id
-    WHERE $4::boolean AND u.id NOT IN (SELECT target_id FROM paired WHERE target_id IS NOT NULL)
-      AND t.missing_since IS NULL
+    -- an anti-join: a worker runs this with its own work_mem, where NOT IN's hash of the
+    -- matched ids may not fit (it then scans them again for each item)
+    LEFT JOIN (SELECT target_id FROM paired WHERE target_id IS NOT NULL) m
+        ON m.target_id = u.id
+    WHERE $4::boolean AND m.target_id IS NULL AND t.missing_since IS NULL
 ),
 -- include: pull_merge.sql:merge_tail
 
