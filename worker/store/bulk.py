@@ -132,6 +132,7 @@ async def finish_direct(conn: Conn, feed: Feed, rows: int, work_mem: str) -> Mer
         await conn.execute(q(_SQL, "index_scans"), "off")
         if is_citus(conn):
             await conn.execute(q(_SQL, "workers_hash_joins"))
+            await conn.execute(q(_SQL, "analyze_items"))
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",

@@ -53,6 +53,12 @@ SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', $3, true)
 -- in nested loops, for minutes.
 SET LOCAL enable_nestloop = off;
 
+-- name: analyze_items
+-- Citus: after a first import the workers' shards have no statistics for its rows (the
+-- coordinator's ANALYZE goes on to them); the next pull's merge was planned for empty
+-- shards and ran for minutes.
+ANALYZE inventory_feed_variants;
+
 -- name: lock_provider
 -- Serialise the writers of one provider with a daily SKU limit (the day's count is shared).
 SELECT pg_advisory_xact_lock($1::int, $2::int);
