@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed-stamp
 export DATABASE_URL ?= postgresql://localhost/feed_worker
 export AMQP_URL ?= amqp://guest:guest@localhost:5672/
 
-.PHONY: help venv services run migrate test faults scale check lint typecheck promtool rules bench clean
+.PHONY: help venv services run migrate test faults scale citus check lint typecheck promtool rules bench clean
 
 help:
 	@echo "make run     - install, migrate, start the daemon in the foreground"
 	@echo "make test    - install and run the whole test suite against real services"
 	@echo "make faults  - fault injection against private Postgres and RabbitMQ (not in make test)"
 	@echo "make scale   - scaling tests: replicas, a RabbitMQ cluster, Citus (not in make test)"
+	@echo "make citus   - build and install the vendored Citus into PostgreSQL 15 when missing"
 	@echo "make check   - ruff + mypy --strict + promtool on the alert rules + the test suite"
 	@echo "make bench   - benchmarks (not part of make test)"
 
@@ -48,8 +49,14 @@ faults: venv
 	@test -x $(RABBIT_BIN)/rabbitmq-server || { echo "make faults: $(RABBIT_BIN)/rabbitmq-server is missing: install RabbitMQ (apt-get install rabbitmq-server)"; exit 1; }
 	FEED_WORKER_FAULTS_PG_BIN=$(PG_BIN) FEED_WORKER_FAULTS_RABBIT_BIN=$(RABBIT_BIN) $(BIN)/pytest tests/faults -s
 
+# Builds the vendored Citus (../shared/vendor) in .cache/citus and installs it into pg_config's
+# lib/share dirs when citus.so is not there; apt-get installs the build's Debian packages.
+CITUS_VENDOR ?= ../shared/vendor
+citus:
+	@test -f "$$(pg_config --pkglibdir)/citus.so" || scripts/install-citus.sh $(CITUS_VENDOR) .cache/citus
+
 # Starts its own RabbitMQ cluster, daemons and Citus nodes on private ports (not in make test).
-scale: venv services
+scale: venv services citus
 	$(BIN)/pytest tests/scale -s -p no:cacheprovider
 
 lint: venv

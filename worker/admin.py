@@ -19,7 +19,7 @@ async def run_migrations(settings: Settings) -> list[str]:
         log.info("database.created", database=mask(settings.database_url))
     conn = await db.connect(settings.database_url)
     try:
-        return await migrate.apply(conn)
+        return await migrate.apply(conn, citus=settings.citus)
     finally:
         await conn.close()
 

@@ -276,6 +276,12 @@ class Settings:
         metadata={"help": "record quantity and price changes in variant_inventory_updates "
                           "(true/false)"},
     )
+    citus: bool = field(
+        default=False,
+        metadata={"help": "the database is a Citus coordinator: feed-worker migrate "
+                          "distributes the tables after the migrations (docs/citus.md) "
+                          "(true/false)"},
+    )
     history_retention_s: float = field(
         default=90 * 24 * 3600.0,
         metadata={"help": "item history older than this (90 days) is deleted, and so "

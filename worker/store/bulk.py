@@ -12,7 +12,7 @@ import numpy as np
 from worker.constants import LOCK_CLASS_FEED_MERGE, LOCK_CLASS_PROVIDER_DAY
 from worker.fingerprints import Known, Seen
 from worker.model import Feed
-from worker.store.db import Conn
+from worker.store.db import Conn, is_citus
 from worker.store.queries import q
 
 _SQL = "pull.sql"
@@ -126,10 +126,13 @@ async def finish_direct(conn: Conn, feed: Feed, rows: int, work_mem: str) -> Mer
     values)."""
     large = rows >= LARGE_MERGE_ROWS
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
-                        "force_custom_plan" if large else "force_generic_plan",
+                        "force_custom_plan" if large or is_citus(conn) else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     if large:
         await conn.execute(q(_SQL, "index_scans"), "off")
+        if is_citus(conn):
+            await conn.execute(q(_SQL, "workers_hash_joins"))
+            await conn.execute(q(_SQL, "analyze_items"))
     row = await conn.fetchrow(q(_SQL, "direct_finish"), feed.id, feed.automatically_connect,
                               feed.automatically_connect_by_barcode, feed.sku_prefix,
                               feed.automatically_connect_prefix == "prefixOnly",
@@ -237,7 +240,7 @@ async def daily_allowances(conn: Conn, limits: Mapping[int, int]
         await conn.execute(q(_SQL, "lock_provider"), LOCK_CLASS_PROVIDER_DAY,
                            provider % (2**31))
     used = {r["provider_id"]: r["used"]
-            for r in await conn.fetch(q(_SQL, "daily_used"), providers, day)}
+            for r in await conn.fetch(q(_SQL, "daily_used", is_citus(conn)), providers, day)}
     return {p: max(0, limits[p] - used.get(p, 0)) for p in providers}, day
 
 
@@ -255,16 +258,18 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
     large = rows >= LARGE_MERGE_ROWS
     if large:
         await conn.execute(q(_SQL, "analyze_staging"))
+    if is_citus(conn):  # whatever its size: a worker may not have the shard's statistics
+        await conn.execute(q(_SQL, "workers_hash_joins"))
     # the merge's settings, and the feed's lock (writers of one feed, one at a time)
     await conn.fetchrow(q(_SQL, "merge_settings"), work_mem, "off" if large else "on",
-                        "force_custom_plan" if large else "force_generic_plan",
+                        "force_custom_plan" if large or is_citus(conn) else "force_generic_plan",
                         LOCK_CLASS_FEED_MERGE, feed.id % (2**31))
     limit = feed.daily_sku_limit
     allowances, day = await daily_allowances(
         conn, {feed.provider_id: limit} if limit is not None else {})
     if seen is not None:
         await copy_unseen(conn, seen.unseen_ids)
-    query = q(_SQL, "merge" if seen is None else "merge_seen")
+    query = q(_SQL, "merge" if seen is None else "merge_seen", is_citus(conn))
     row = await conn.fetchrow(query, feed.id, column_mask, opts.run_id, opts.cleanup,
                               opts.history, allowances.get(feed.provider_id), feed.provider_id,
                               day, feed.automatically_connect,

@@ -70,6 +70,64 @@ keys AS NOT MATERIALIZED (
         ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
 )
 
+-- name: links__citus
+-- As links; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins.
+keys AS NOT MATERIALIZED (
+    -- the SKUs a store variant may have for the item: with the prefix, and without it
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold,
+           cf.prefix || btrim(c.vendor_sku) AS key
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    WHERE cf.by_sku AND cf.prefix IS NOT NULL AND btrim(c.vendor_sku) <> ''
+    UNION ALL
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold, btrim(c.vendor_sku)
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    WHERE cf.by_sku AND NOT cf.prefix_only AND btrim(c.vendor_sku) <> ''
+), sku_hits AS MATERIALIZED (
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id AS variant_id
+    FROM keys k JOIN variants v ON btrim(v.sku) = k.key
+    WHERE NOT k.fold
+    UNION ALL
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id
+    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = lower(k.key)
+    WHERE k.fold
+), code_hits AS (
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, v.id AS variant_id
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    JOIN variants v ON feed_worker_gtin(v.barcode) = feed_worker_gtin(c.barcode)
+    LEFT JOIN (SELECT DISTINCT inventory_feed_id, external_id FROM sku_hits) h
+        ON h.inventory_feed_id = c.inventory_feed_id AND h.external_id = c.external_id
+    WHERE cf.by_barcode AND feed_worker_gtin(c.barcode) <> '' AND h.external_id IS NULL
+), hits AS MATERIALIZED (
+    -- distinct already: one row per key and variant, keys of an item differ (prefix or
+    -- not), and barcodes are tried only for items without a SKU match
+    SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits
+), per_item AS (
+    SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
+           min(variant_id) AS variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, external_id
+), per_variant AS (
+    SELECT inventory_feed_id, variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, variant_id
+), linked_already AS MATERIALIZED (
+    -- the store variants an item of the feed is linked to already
+    SELECT DISTINCT x.inventory_feed_id, x.variant_id
+    FROM inventory_feed_variants x
+    JOIN per_variant pv
+        ON pv.inventory_feed_id = x.inventory_feed_id AND pv.variant_id = x.variant_id
+    WHERE x.inventory_feed_id IN (SELECT inventory_feed_id FROM conf WHERE may_be_linked)
+), links AS MATERIALIZED (
+    SELECT i.inventory_feed_id, i.external_id, i.variant_id, i.vendor_sku,
+           i.n = 1 AND pv.n = 1 AND la.variant_id IS NULL AS unique_match
+    FROM per_item i
+    JOIN per_variant pv
+        ON pv.inventory_feed_id = i.inventory_feed_id AND pv.variant_id = i.variant_id
+    LEFT JOIN linked_already la
+        ON la.inventory_feed_id = i.inventory_feed_id AND la.variant_id = i.variant_id
+)
+
 -- name: conf
 -- A piece of a WITH list: the connecting settings of the feeds in `feeds (inventory_feed_id)`.
 conf AS MATERIALIZED (

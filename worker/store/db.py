@@ -27,15 +27,35 @@ CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError
                   asyncpg.CannotConnectNowError)
 
 
+class Connection(asyncpg.Connection):
+    """asyncpg's connection, knowing whether its database is distributed by Citus."""
+
+    citus = False
+
+
+def is_citus(conn: Conn) -> bool:
+    """The connection's database has the citus extension: the store runs the `__citus`
+    variants of its queries there (docs/citus.md)."""
+    return bool(getattr(conn, "citus", False))
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb travels as text both ways; the worker encodes with orjson itself.
     await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog")
+    citus = bool(await conn.fetchval(q(_SQL, "citus")))
+    if isinstance(conn, Connection):
+        conn.citus = citus
+    if citus:
+        # Citus plans a statement for its parameters' values: a generic plan of a merge
+        # fails there (docs/citus.md)
+        await conn.execute(q(_SQL, "custom_plans"))
 
 
 async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     try:
         conn: asyncpg.Connection = await asyncpg.connect(
-            dsn, timeout=timeout_s, max_cacheable_statement_size=MAX_CACHED_STATEMENT)
+            dsn, timeout=timeout_s, max_cacheable_statement_size=MAX_CACHED_STATEMENT,
+            connection_class=Connection)
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(f"the database of {mask(dsn)} does not exist "
                           "(feed-worker migrate creates it)") from None
@@ -58,7 +78,7 @@ async def create_pool(dsn: str, *, size: int, keep_sessions: bool = False) -> as
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, init=_init_connection, timeout=10.0,
             reset=_keep_session if keep_sessions else None,
-            max_cacheable_statement_size=MAX_CACHED_STATEMENT,
+            max_cacheable_statement_size=MAX_CACHED_STATEMENT, connection_class=Connection,
         )
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(f"the database of {mask(dsn)} does not exist "

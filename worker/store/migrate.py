@@ -46,9 +46,38 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return found
 
 
-async def apply(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
-    """Apply what is missing, in order; returns the names applied. Safe to run concurrently."""
+def statements(sql: str) -> list[str]:
+    """The statements of a script: split after each `;` that ends a line outside a `$$`
+    body (enough for the Citus steps' files)."""
+    found, current = [], []
+    for line in sql.splitlines(keepends=True):
+        current.append(line)
+        text = "".join(current)
+        if line.rstrip().endswith(";") and text.count("$$") % 2 == 0:
+            if any(not ln.strip().startswith("--") and ln.strip() for ln in current):
+                found.append(text.strip())
+            current = []
+    if "".join(current).strip():
+        found.append("".join(current).strip())
+    return found
+
+
+_CITUS = "citus-"
+
+
+def citus_steps(directory: Path | None = None) -> list[Migration]:
+    """The Citus mode's steps (schemas/sql/citus/), recorded as versions `citus-NNNN`."""
+    return [Migration(f"{_CITUS}{m.version}", f"citus/{m.name}", m.sql)
+            for m in discover((directory or schema_dir()) / "citus")]
+
+
+async def apply(conn: asyncpg.Connection, directory: Path | None = None,
+                citus: bool = False) -> list[str]:
+    """Apply what is missing, in order; returns the names applied. Safe to run concurrently.
+    citus: then the Citus mode's steps, which distribute the tables (docs/citus.md)."""
     migrations = discover(directory)
+    if citus:
+        migrations += citus_steps(directory)
     applied_now: list[str] = []
     await conn.execute(q(_SQL, "lock"), LOCK_CLASS_MIGRATE)
     try:
@@ -58,7 +87,13 @@ async def apply(conn: asyncpg.Connection, directory: Path | None = None) -> list
             if m.version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(m.sql)
+                if m.version.startswith(_CITUS):
+                    # Citus forwards a multi-statement string's DDL to the workers whole,
+                    # which they refuse: one statement at a time.
+                    for statement in statements(m.sql):
+                        await conn.execute(statement)
+                else:
+                    await conn.execute(m.sql)
                 await conn.execute(q(_SQL, "record"), m.version, m.name)
             log.info("migration.applied", migration=m.name)
             applied_now.append(m.name)

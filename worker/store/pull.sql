@@ -46,6 +46,19 @@ SELECT set_config('work_mem', $1, true), set_config('plan_cache_mode', $3, true)
        set_config('enable_nestloop', $2, true), set_config('jit', 'off', true),
        pg_advisory_xact_lock($4::int, $5::int);
 
+-- name: workers_hash_joins
+-- Citus: a pull merge's steps run on the workers, which set_config does not reach (SET
+-- LOCAL goes on there: db.sql custom_plans). Without it a worker, whose shard had no
+-- statistics yet after a first import, joined 20k changed rows with the feed's 200k items
+-- in nested loops, for minutes.
+SET LOCAL enable_nestloop = off;
+
+-- name: analyze_items
+-- Citus: after a first import the workers' shards have no statistics for its rows (the
+-- coordinator's ANALYZE goes on to them); the next pull's merge was planned for empty
+-- shards and ran for minutes.
+ANALYZE inventory_feed_variants;
+
 -- name: lock_provider
 -- Serialise the writers of one provider with a daily SKU limit (the day's count is shared).
 SELECT pg_advisory_xact_lock($1::int, $2::int);
@@ -56,6 +69,14 @@ SELECT p AS provider_id,
        (SELECT count(*) FROM provider_daily_items d
         WHERE d.dropship_provider_id = p AND d.day = $2) AS used
 FROM unnest($1::bigint[]) AS p;
+
+-- name: daily_used__citus
+-- As daily_used; Citus plans no correlated subquery beside a set-returning function.
+SELECT p AS provider_id, coalesce(d.used, 0) AS used
+FROM unnest($1::bigint[]) AS p
+LEFT JOIN (SELECT dropship_provider_id, count(*) AS used FROM provider_daily_items
+           WHERE dropship_provider_id = ANY($1::bigint[]) AND day = $2
+           GROUP BY dropship_provider_id) d ON d.dropship_provider_id = p;
 
 -- name: load_known
 -- include: pull_merge.sql:known_items
@@ -133,6 +154,33 @@ WITH
         SELECT * FROM inventory_feed_variants t WHERE t.id = u.id LIMIT 1) t
     WHERE $4::boolean AND u.id NOT IN (SELECT target_id FROM paired WHERE target_id IS NOT NULL)
       AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
+),
+-- include: pull_merge.sql:merge_tail
+
+-- name: merge_seen__citus
+-- As merge_seen; Citus plans no lateral subquery with a LIMIT over a distributed table:
+-- the feed's items are joined (as `merge` does), the unseen ones by id and feed.
+WITH
+-- include: pull_merge.sql:merge_src
+, paired AS MATERIALIZED (
+-- include: pull_merge.sql:merge_paired
+    FROM src s
+    LEFT JOIN (SELECT * FROM inventory_feed_variants WHERE inventory_feed_id = $1) t
+        ON t.external_id = s.external_id
+),
+-- include: pull_merge.sql:merge_middle
+, missing AS MATERIALIZED (
+    SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
+           CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
+                ELSE 0 END AS new_quantity
+    FROM pull_unseen u
+    JOIN (SELECT * FROM inventory_feed_variants WHERE inventory_feed_id = $1) t
+        ON t.id = u.id
+    -- an anti-join: a worker runs this with its own work_mem, where NOT IN's hash of the
+    -- matched ids may not fit (it then scans them again for each item)
+    LEFT JOIN (SELECT target_id FROM paired WHERE target_id IS NOT NULL) m
+        ON m.target_id = u.id
+    WHERE $4::boolean AND m.target_id IS NULL AND t.missing_since IS NULL
 ),
 -- include: pull_merge.sql:merge_tail
 

@@ -96,7 +96,48 @@ joined AS NOT MATERIALIZED (
 , pulled AS MATERIALIZED (
     -- The order time of what this pull writes: when the run started (a push the worker
     -- received later is newer than the file; one older than it is stale after it).
-    SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at
+    SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at,
+           now() AS now  -- (a column, not a call in the updates' CASEs: Citus needs that)
+)
+
+-- name: merge_middle__citus
+-- As merge_middle; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins.
+joined AS NOT MATERIALIZED (
+    SELECT * FROM paired WHERE external_id IS NOT NULL
+), fresh AS MATERIALIZED (
+    -- Daily SKU limit: the writes of items not yet written today, in file order.
+    SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
+           row_number() OVER (ORDER BY j.pos) AS n
+    FROM joined j
+    LEFT JOIN (SELECT external_id FROM provider_daily_items
+               WHERE dropship_provider_id = $7::bigint AND day = $8::date
+                 AND inventory_feed_id = $1) d ON d.external_id = j.external_id
+    WHERE $6::int IS NOT NULL AND (j.target_id IS NULL OR j.changed)
+      AND d.external_id IS NULL
+), held AS MATERIALIZED (
+    SELECT external_id, pos, is_new FROM fresh WHERE n > $6::int
+), todo AS NOT MATERIALIZED (
+    -- What is written: every new or changed row but those the daily limit holds back.
+    SELECT j.* FROM joined j
+    LEFT JOIN held h ON h.external_id = j.external_id
+    WHERE (j.target_id IS NULL OR j.changed) AND h.external_id IS NULL
+), conf AS NOT MATERIALIZED (
+    -- the feed's connecting settings, as constants of the plan
+    SELECT $1::bigint AS inventory_feed_id, $9::boolean AS by_sku,
+           $10::boolean AS by_barcode, $11::text AS prefix, $12::boolean AS prefix_only,
+           $13::boolean AS fold, true AS may_be_linked
+), cand AS NOT MATERIALIZED (
+    -- (items the daily limit holds back may match too: they are not written, so neither
+    -- is their link, and they are not counted as connected)
+    SELECT $1::bigint AS inventory_feed_id, external_id, vendor_sku, barcode
+    FROM joined WHERE rekeyed AND (target_id IS NULL OR changed)
+),
+-- include: connect.sql:links
+, pulled AS MATERIALIZED (
+    -- The order time of what this pull writes: when the run started (a push the worker
+    -- received later is newer than the file; one older than it is stale after it).
+    SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at,
+           now() AS now  -- (a column, not a call in the updates' CASEs: Citus needs that)
 )
 
 -- name: merge_tail
@@ -142,7 +183,7 @@ ins AS (
         variant_id = coalesce(t.variant_id, l.variant_id),
         missing_since = NULL,
         inventory_updated_at = CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
-                                    THEN now() ELSE t.inventory_updated_at END,
+                                    THEN p.now ELSE t.inventory_updated_at END,
         last_fetched_at = now(), updated_at = now(),
         ordered_at = greatest(t.ordered_at, p.at),
         fingerprint = CASE WHEN $14::boolean THEN j.fingerprint END
@@ -170,7 +211,7 @@ ins AS (
     UPDATE inventory_feed_variants t SET
         inventory_quantity = m.new_quantity, missing_since = now(),
         inventory_updated_at = CASE WHEN m.new_quantity IS DISTINCT FROM t.inventory_quantity
-                                    THEN now() ELSE t.inventory_updated_at END,
+                                    THEN p.now ELSE t.inventory_updated_at END,
         updated_at = now(), ordered_at = greatest(t.ordered_at, p.at)
     FROM missing m
     CROSS JOIN pulled p
@@ -192,13 +233,7 @@ ins AS (
     SELECT $7::bigint, $8::date, $1, f.external_id FROM fresh f WHERE f.n <= $6::int
 ), held_rejects AS (
     -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
-    INSERT INTO feed_run_rejects (run_id, position, raw, reason)
-    SELECT $3::bigint, j.pos,
--- include: items.sql:held_variant
-         , 'daily limit'
-    FROM held h JOIN (SELECT *, $2::int AS present FROM joined) j
-        ON j.external_id = h.external_id
-    WHERE $3::bigint IS NOT NULL
+-- include: pull_merge.sql:held_rejects
 )
 -- The writes run whether or not they are read; their counts follow from the CTEs (the
 -- feed's lock keeps anyone else from changing its rows meanwhile).
@@ -237,3 +272,23 @@ SELECT count(*) AS distinct_rows,
            WHERE target_id IS NOT NULL AND missing_since IS NULL
              AND target_id NOT IN (SELECT id FROM pull_unseen)) END AS matched_ids
 FROM joined j;
+
+
+-- name: held_rejects
+INSERT INTO feed_run_rejects (run_id, position, raw, reason)
+SELECT $3::bigint, j.pos,
+-- include: items.sql:held_variant
+     , 'daily limit'
+FROM held h JOIN (SELECT *, $2::int AS present FROM joined) j
+    ON j.external_id = h.external_id
+WHERE $3::bigint IS NOT NULL
+
+-- name: held_rejects__citus
+-- (a reject names its feed on a Citus cluster: its shard)
+INSERT INTO feed_run_rejects (run_id, inventory_feed_id, position, raw, reason)
+SELECT $3::bigint, $1::bigint, j.pos,
+-- include: items.sql:held_variant
+     , 'daily limit'
+FROM held h JOIN (SELECT *, $2::int AS present FROM joined) j
+    ON j.external_id = h.external_id
+WHERE $3::bigint IS NOT NULL

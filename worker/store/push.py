@@ -12,7 +12,7 @@ import orjson
 from worker.constants import LOCK_CLASS_FEED_MERGE
 from worker.model import PUSH_COLUMNS, StoredReject
 from worker.store.bulk import daily_allowances
-from worker.store.db import Conn
+from worker.store.db import Conn, is_citus
 from worker.store.queries import q
 from worker.store.runs import store_rejects
 
@@ -113,7 +113,7 @@ async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record], history: bool,
     unchanged, stale or held, by (feed, external id)), and the counts summed from them."""
     feed_ids = sorted(feeds)
     runs = {r["inventory_feed_id"]: r["id"]
-            for r in await conn.fetch(q(_SQL, "open_push_runs"), feed_ids,
+            for r in await conn.fetch(q(_SQL, "open_push_runs", is_citus(conn)), feed_ids,
                                       LOCK_CLASS_FEED_MERGE)}
     allowances, day = await daily_allowances(
         conn, {f["provider_id"]: f["daily_sku_limit"] for f in feeds.values()
@@ -121,13 +121,13 @@ async def merge(conn: Conn, feeds: Mapping[int, asyncpg.Record], history: bool,
     args = (feed_ids, [runs[f] for f in feed_ids], history, list(allowances),
             list(allowances.values()), day)
     if outcomes is None:
-        rows = await conn.fetch(q(_SQL, "merge"), *args)
+        rows = await conn.fetch(q(_SQL, "merge", is_citus(conn)), *args)
         counts = {r["feed_id"]: {k: r[k] for k in ("distinct_rows", "inserted", "updated",
                                                    "stale", "held", "connected", "ambiguous")}
                   for r in rows}
         return {f: (runs[f], counts.get(f, {})) for f in feed_ids}
     counts = {}
-    for r in await conn.fetch(q(_SQL, "merge_items"), *args):
+    for r in await conn.fetch(q(_SQL, "merge_items", is_citus(conn)), *args):
         c = counts.setdefault(r["feed_id"], dict.fromkeys(_ITEM_COUNTS, 0))
         outcome = r["outcome"]
         outcomes[(r["feed_id"], r["external_id"])] = outcome
@@ -154,7 +154,7 @@ async def stored_items(conn: Conn, keys: Sequence[tuple[int, str]]
 
 async def record_run(conn: Conn, run_id: int, c: FeedCounts) -> None:
     await conn.execute(
-        q(_SQL, "record_push_run"), run_id, c.received, c.inserted, c.updated, c.unchanged,
-        c.rejected, c.duplicates, c.messages, c.stale, c.connected, c.ambiguous, c.held,
-        orjson.dumps(c.rules).decode())
+        q(_SQL, "record_push_run", is_citus(conn)), run_id, c.received, c.inserted, c.updated,
+        c.unchanged, c.rejected, c.duplicates, c.messages, c.stale, c.connected, c.ambiguous,
+        c.held, orjson.dumps(c.rules).decode())
     await store_rejects(conn, run_id, c.rejects)

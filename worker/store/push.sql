@@ -82,6 +82,38 @@ SELECT j.inventory_feed_id AS feed_id,
 FROM joined j
 GROUP BY j.inventory_feed_id;
 
+-- name: merge__citus
+-- As merge; Citus plans no correlated subquery beside CTEs: the counts per feed are
+-- grouped first and joined.
+-- include: push_merge.sql:body
+, todo_counts AS (
+    SELECT inventory_feed_id, count(*) FILTER (WHERE target_id IS NULL) AS inserted,
+           count(*) FILTER (WHERE target_id IS NOT NULL AND changed) AS updated
+    FROM todo GROUP BY inventory_feed_id
+), held_counts AS (
+    SELECT inventory_feed_id, count(*) AS held FROM held GROUP BY inventory_feed_id
+), link_counts AS (
+    SELECT l.inventory_feed_id,
+           count(*) FILTER (WHERE l.unique_match AND h.external_id IS NULL) AS connected,
+           count(*) FILTER (WHERE NOT l.unique_match) AS ambiguous
+    FROM links l
+    LEFT JOIN held h ON h.inventory_feed_id = l.inventory_feed_id
+                    AND h.external_id = l.external_id
+    GROUP BY l.inventory_feed_id
+), joined_counts AS (
+    SELECT inventory_feed_id, count(*) AS distinct_rows,
+           count(*) FILTER (WHERE changed AND stale) AS stale
+    FROM joined GROUP BY inventory_feed_id
+)
+SELECT j.inventory_feed_id AS feed_id, j.distinct_rows,
+       coalesce(t.inserted, 0) AS inserted, coalesce(t.updated, 0) AS updated, j.stale,
+       coalesce(h.held, 0) AS held, coalesce(l.connected, 0) AS connected,
+       coalesce(l.ambiguous, 0) AS ambiguous
+FROM joined_counts j
+LEFT JOIN todo_counts t ON t.inventory_feed_id = j.inventory_feed_id
+LEFT JOIN held_counts h ON h.inventory_feed_id = j.inventory_feed_id
+LEFT JOIN link_counts l ON l.inventory_feed_id = j.inventory_feed_id;
+
 -- name: merge_items
 -- The merge (as `merge`), its outcome per item: `inserted`, `updated`, `unchanged`,
 -- `stale` (an older update of a changed item), `held` (the daily SKU limit); whether it
@@ -145,6 +177,29 @@ UPDATE feed_runs SET
                                    + coalesce(($13::jsonb ->> k)::bigint, 0))
         FROM jsonb_object_keys(coalesce(details -> 'rules', '{}') || $13::jsonb) AS k)))
 WHERE id = $1;
+
+-- name: record_push_run__citus
+-- As record_push_run; Citus calls no STABLE function on a column in an UPDATE (jsonb's
+-- are): the new details are read first, in a CTE.
+WITH n AS MATERIALIZED (
+    SELECT id, jsonb_build_object(
+        'batches', coalesce((details ->> 'batches')::int, 0) + 1,
+        'messages', coalesce((details ->> 'messages')::int, 0) + $8::int,
+        'stale', coalesce((details ->> 'stale')::int, 0) + $9::int)
+    || jsonb_strip_nulls(jsonb_build_object('rules', (
+        SELECT jsonb_object_agg(k, coalesce((details #>> ARRAY['rules', k])::bigint, 0)
+                                   + coalesce(($13::jsonb ->> k)::bigint, 0))
+        FROM jsonb_object_keys(coalesce(details -> 'rules', '{}') || $13::jsonb) AS k)))
+        AS details
+    FROM feed_runs WHERE id = $1
+)
+UPDATE feed_runs r SET
+    finished_at = clock_timestamp(),
+    rows_read = rows_read + $2, inserted = inserted + $3, updated = updated + $4,
+    unchanged = unchanged + $5, rejected = rejected + $6, duplicates = duplicates + $7,
+    connected = connected + $10, ambiguous = ambiguous + $11, skipped = skipped + $12,
+    details = n.details
+FROM n WHERE r.id = n.id;
 
 -- name: order_times
 -- The stored order time of items ($1 feed ids, $2 external ids, pairwise).

@@ -48,29 +48,9 @@ WITH runs AS (
     FROM push_staging s
     LEFT JOIN inventory_feed_variants t
         ON t.inventory_feed_id = s.inventory_feed_id AND t.external_id = s.external_id
-), fresh AS MATERIALIZED (
-    -- Daily SKU limit: writes of items their provider has not written today, in key order.
-    SELECT j.inventory_feed_id, j.external_id, a.provider_id,
-           row_number() OVER (PARTITION BY a.provider_id
-                              ORDER BY j.inventory_feed_id, j.external_id) AS n,
-           a.remaining
-    FROM joined j
-    JOIN inventory_feeds f ON f.id = j.inventory_feed_id
-    JOIN unnest($4::bigint[], $5::int[]) AS a (provider_id, remaining)
-        ON a.provider_id = f.dropship_provider_id
-    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale))
-      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
-                      WHERE d.dropship_provider_id = a.provider_id AND d.day = $6::date
-                        AND d.inventory_feed_id = j.inventory_feed_id
-                        AND d.external_id = j.external_id)
-), held AS MATERIALIZED (
-    SELECT inventory_feed_id, external_id FROM fresh WHERE n > remaining
-), todo AS NOT MATERIALIZED (
-    SELECT j.* FROM joined j
-    WHERE (j.target_id IS NULL OR ((j.changed OR j.newer) AND NOT j.stale))
-      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id
-                                            AND h.external_id = j.external_id)
-), feeds AS (
+),
+-- include: push_merge.sql:limits
+, feeds AS (
     SELECT inventory_feed_id FROM runs
 ),
 -- include: connect.sql:conf
@@ -120,10 +100,12 @@ WITH runs AS (
         inventory_updated_at = coalesce(
             j.inventory_updated_at,
             CASE WHEN j.new_quantity IS DISTINCT FROM t.inventory_quantity
-                 THEN now() ELSE t.inventory_updated_at END),
+                 THEN n.now ELSE t.inventory_updated_at END),
         ordered_at = greatest(t.ordered_at, j.ordered_at),
-        updated_at = CASE WHEN j.changed THEN now() ELSE t.updated_at END
+        updated_at = CASE WHEN j.changed THEN n.now ELSE t.updated_at END
+    -- (now() as a column, not a call in the CASEs: Citus needs that)
     FROM todo j
+    CROSS JOIN (SELECT now() AS now) n
     LEFT JOIN links l ON l.inventory_feed_id = j.inventory_feed_id
                      AND l.external_id = j.external_id AND l.unique_match
     WHERE t.id = j.target_id
@@ -142,11 +124,81 @@ WITH runs AS (
     SELECT provider_id, $6::date, inventory_feed_id, external_id FROM fresh WHERE n <= remaining
 ), held_rejects AS (
     -- Kept whole (as a feed-update variant) so that they can be applied on a later day.
-    INSERT INTO feed_run_rejects (run_id, position, raw, reason)
-    SELECT r.run_id, 0,
--- include: items.sql:held_variant
-         , 'daily limit'
-    FROM held h
-    JOIN joined j ON j.inventory_feed_id = h.inventory_feed_id AND j.external_id = h.external_id
-    JOIN runs r ON r.inventory_feed_id = h.inventory_feed_id
+-- include: push_merge.sql:held_rejects
 )
+
+
+-- name: limits
+-- The daily SKU limit's pieces of the WITH list: `fresh` (writes of items their provider
+-- has not written today, in key order), `held` (those over the limit), `todo` (what is
+-- written).
+fresh AS MATERIALIZED (
+    SELECT j.inventory_feed_id, j.external_id, a.provider_id,
+           row_number() OVER (PARTITION BY a.provider_id
+                              ORDER BY j.inventory_feed_id, j.external_id) AS n,
+           a.remaining
+    FROM joined j
+    JOIN inventory_feeds f ON f.id = j.inventory_feed_id
+    JOIN unnest($4::bigint[], $5::int[]) AS a (provider_id, remaining)
+        ON a.provider_id = f.dropship_provider_id
+    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale))
+      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
+                      WHERE d.dropship_provider_id = a.provider_id AND d.day = $6::date
+                        AND d.inventory_feed_id = j.inventory_feed_id
+                        AND d.external_id = j.external_id)
+), held AS MATERIALIZED (
+    SELECT inventory_feed_id, external_id FROM fresh WHERE n > remaining
+), todo AS NOT MATERIALIZED (
+    SELECT j.* FROM joined j
+    WHERE (j.target_id IS NULL OR ((j.changed OR j.newer) AND NOT j.stale))
+      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.inventory_feed_id = j.inventory_feed_id
+                                            AND h.external_id = j.external_id)
+)
+
+-- name: limits__citus
+-- As limits; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins. Its
+-- intermediate results type every column of a two-array unnest as the first array's
+-- element: both arrays are bigint[] here.
+fresh AS MATERIALIZED (
+    SELECT j.inventory_feed_id, j.external_id, a.provider_id,
+           row_number() OVER (PARTITION BY a.provider_id
+                              ORDER BY j.inventory_feed_id, j.external_id) AS n,
+           a.remaining
+    FROM joined j
+    JOIN inventory_feeds f ON f.id = j.inventory_feed_id
+    JOIN unnest($4::bigint[], $5::bigint[]) AS a (provider_id, remaining)
+        ON a.provider_id = f.dropship_provider_id
+    LEFT JOIN (SELECT dropship_provider_id, inventory_feed_id, external_id
+               FROM provider_daily_items
+               WHERE day = $6::date AND inventory_feed_id = ANY($1::bigint[])) d
+        ON d.dropship_provider_id = a.provider_id
+       AND d.inventory_feed_id = j.inventory_feed_id AND d.external_id = j.external_id
+    WHERE (j.target_id IS NULL OR (j.changed AND NOT j.stale)) AND d.external_id IS NULL
+), held AS MATERIALIZED (
+    SELECT inventory_feed_id, external_id FROM fresh WHERE n > remaining
+), todo AS NOT MATERIALIZED (
+    SELECT j.* FROM joined j
+    LEFT JOIN held h
+        ON h.inventory_feed_id = j.inventory_feed_id AND h.external_id = j.external_id
+    WHERE (j.target_id IS NULL OR ((j.changed OR j.newer) AND NOT j.stale))
+      AND h.external_id IS NULL
+)
+
+-- name: held_rejects
+INSERT INTO feed_run_rejects (run_id, position, raw, reason)
+SELECT r.run_id, 0,
+-- include: items.sql:held_variant
+     , 'daily limit'
+FROM held h
+JOIN joined j ON j.inventory_feed_id = h.inventory_feed_id AND j.external_id = h.external_id
+JOIN runs r ON r.inventory_feed_id = h.inventory_feed_id
+
+-- name: held_rejects__citus
+-- (a reject names its feed on a Citus cluster: its shard)
+INSERT INTO feed_run_rejects (run_id, inventory_feed_id, position, raw, reason)
+SELECT r.run_id, h.inventory_feed_id, 0,
+-- include: items.sql:held_variant
+     , 'daily limit'
+FROM held h
+JOIN joined j ON j.inventory_feed_id = h.inventory_feed_id AND j.external_id = h.external_id
+JOIN runs r ON r.inventory_feed_id = h.inventory_feed_id

@@ -11,7 +11,7 @@ import orjson
 from worker.errors import FeedError
 from worker.feedmapping import parse_mapping
 from worker.model import Feed, FeedMapping, LastPull, RunReport, StoredReject
-from worker.store.db import Conn
+from worker.store.db import Conn, is_citus
 from worker.store.queries import q
 
 _SQL = "runs.sql"
@@ -44,7 +44,7 @@ async def claim_pull(conn: Conn, feed_id: int, message_id: str | None,
     """The new run's id and the feed's last succeeded pull (None: none did); None when a
     pull of the feed is running (no error: the transaction goes on)."""
     row = await conn.fetchrow(
-        q(_SQL, "claim_pull"), feed_id, message_id, owner, lease_s, source, force
+        q(_SQL, "claim_pull", is_citus(conn)), feed_id, message_id, owner, lease_s, source, force
     )
     if row is None:
         return None
@@ -94,35 +94,47 @@ def _rule_counts(report: RunReport) -> tuple[int, int, int, int]:
 async def finish_run(conn: Conn, run_id: int, owner: str, status: str, report: RunReport,
                      error: str | None = None) -> bool:
     """Record the run's end; False when the run is no longer ours (nothing written)."""
-    row = await conn.fetchrow(q(_SQL, "finish_run"), run_id, status, *_figures(report), error,
-                              *_rule_counts(report), owner)
+    row = await conn.fetchrow(q(_SQL, "finish_run", is_citus(conn)), run_id, status,
+                              *_figures(report), error, *_rule_counts(report), owner)
     return row is not None
 
 
 async def hold_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:
     """Record a run the circuit breaker held (nothing applied); False when no longer ours."""
-    row = await conn.fetchval(q(_SQL, "hold_run"), run_id, owner, *_figures(report), reason,
-                              *_rule_counts(report))
+    row = await conn.fetchval(q(_SQL, "hold_run", is_citus(conn)), run_id, owner,
+                              *_figures(report), reason, *_rule_counts(report))
     return row is not None
 
 
 async def fail_run(conn: Conn, run_id: int, owner: str | None,
                    report: RunReport, error: str) -> bool:
     row = await conn.fetchval(
-        q(_SQL, "fail_run"), run_id, owner, report.rows_read, report.rejected, report.bytes,
-        orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode(), error,
+        q(_SQL, "fail_run", is_citus(conn)), run_id, owner, report.rows_read, report.rejected,
+        report.bytes, orjson.dumps(report.timings).decode(),
+        orjson.dumps(report.details).decode(), error,
     )
     return row is not None
 
 
 async def store_rejects(conn: Conn, run_id: int,
                         rejects: Sequence[StoredReject]) -> None:
-    if rejects:
+    if not rejects:
+        return
+    if is_citus(conn):  # a reject names its run's feed there: the shard it goes to
+        feed_id = await run_feed(conn, run_id)
         await conn.copy_records_to_table(
             "feed_run_rejects",
-            records=[(run_id, r.position, r.message_id, r.raw, r.reason) for r in rejects],
-            columns=["run_id", "position", "message_id", "raw", "reason"],
+            records=[(run_id, feed_id, r.position, r.message_id, r.raw, r.reason)
+                     for r in rejects],
+            columns=["run_id", "inventory_feed_id", "position", "message_id", "raw",
+                     "reason"],
         )
+        return
+    await conn.copy_records_to_table(
+        "feed_run_rejects",
+        records=[(run_id, r.position, r.message_id, r.raw, r.reason) for r in rejects],
+        columns=["run_id", "position", "message_id", "raw", "reason"],
+    )
 
 
 async def get_run(conn: Conn | asyncpg.Pool, run_id: int) -> dict[str, Any]:
@@ -148,8 +160,8 @@ async def last_succeeded_pull(conn: Conn | asyncpg.Pool, feed_id: int) -> LastPu
 
 async def skip_run(conn: Conn, run_id: int, owner: str, report: RunReport, reason: str) -> bool:
     row = await conn.fetchval(
-        q(_SQL, "skip_run"), run_id, owner, report.bytes, orjson.dumps(report.timings).decode(),
-        orjson.dumps(report.details).decode(), reason)
+        q(_SQL, "skip_run", is_citus(conn)), run_id, owner, report.bytes,
+        orjson.dumps(report.timings).decode(), orjson.dumps(report.details).decode(), reason)
     return row is not None
 
 

@@ -42,6 +42,25 @@ RETURNING id, (SELECT id FROM last) AS last_id, (SELECT rows_read FROM last) AS 
           (SELECT bytes FROM last) AS last_bytes,
           (SELECT compression FROM last) AS last_compression;
 
+-- name: claim_pull__citus
+-- As claim_pull; Citus plans no subquery in an INSERT's RETURNING: the insert is a CTE
+-- joined with the last succeeded pull (one shard: the feed's).
+WITH last AS MATERIALIZED (
+    SELECT id, rows_read, bytes, details ->> 'compression' AS compression FROM feed_runs
+    WHERE inventory_feed_id = $1 AND kind = 'pull' AND status = 'succeeded'
+    ORDER BY id DESC LIMIT 1
+), claimed AS (
+    INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, owner,
+                           lease_expires_at, source, details)
+    VALUES ($1, 'pull', 'running', $2, $3, now() + make_interval(secs => $4), $5,
+            CASE WHEN $6::boolean THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT c.id, l.id AS last_id, l.rows_read AS last_rows, l.bytes AS last_bytes,
+       l.compression AS last_compression
+FROM claimed c LEFT JOIN last l ON true;
+
 -- name: record_skipped
 INSERT INTO feed_runs (inventory_feed_id, kind, status, message_id, finished_at, error)
 VALUES ($1, 'pull', 'skipped', $2, now(), $3)
