@@ -65,23 +65,9 @@ src AS (
 -- name: merge_middle
 joined AS NOT MATERIALIZED (
     SELECT * FROM paired WHERE external_id IS NOT NULL
-), fresh AS MATERIALIZED (
-    -- Daily SKU limit: the writes of items not yet written today, in file order.
-    SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
-           row_number() OVER (ORDER BY j.pos) AS n
-    FROM joined j
-    WHERE $6::int IS NOT NULL AND (j.target_id IS NULL OR j.changed)
-      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
-                      WHERE d.dropship_provider_id = $7::bigint AND d.day = $8::date
-                        AND d.inventory_feed_id = $1 AND d.external_id = j.external_id)
-), held AS MATERIALIZED (
-    SELECT external_id, pos, is_new FROM fresh WHERE n > $6::int
-), todo AS NOT MATERIALIZED (
-    -- What is written: every new or changed row but those the daily limit holds back.
-    SELECT j.* FROM joined j
-    WHERE (j.target_id IS NULL OR j.changed)
-      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.external_id = j.external_id)
-), conf AS NOT MATERIALIZED (
+),
+-- include: pull_merge.sql:limits
+, conf AS NOT MATERIALIZED (
     -- the feed's connecting settings, as constants of the plan
     SELECT $1::bigint AS inventory_feed_id, $9::boolean AS by_sku,
            $10::boolean AS by_barcode, $11::text AS prefix, $12::boolean AS prefix_only,
@@ -100,11 +86,31 @@ joined AS NOT MATERIALIZED (
            now() AS now  -- (a column, not a call in the updates' CASEs: Citus needs that)
 )
 
--- name: merge_middle__citus
--- As merge_middle; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins.
-joined AS NOT MATERIALIZED (
-    SELECT * FROM paired WHERE external_id IS NOT NULL
-), fresh AS MATERIALIZED (
+-- name: limits
+-- The daily SKU limit's pieces of the WITH list: `fresh` (the writes of items not yet
+-- written today, in file order), `held` (those over the limit), `todo` (what is written:
+-- every new or changed row but those the daily limit holds back).
+fresh AS MATERIALIZED (
+    -- Daily SKU limit: the writes of items not yet written today, in file order.
+    SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
+           row_number() OVER (ORDER BY j.pos) AS n
+    FROM joined j
+    WHERE $6::int IS NOT NULL AND (j.target_id IS NULL OR j.changed)
+      AND NOT EXISTS (SELECT 1 FROM provider_daily_items d
+                      WHERE d.dropship_provider_id = $7::bigint AND d.day = $8::date
+                        AND d.inventory_feed_id = $1 AND d.external_id = j.external_id)
+), held AS MATERIALIZED (
+    SELECT external_id, pos, is_new FROM fresh WHERE n > $6::int
+), todo AS NOT MATERIALIZED (
+    -- What is written: every new or changed row but those the daily limit holds back.
+    SELECT j.* FROM joined j
+    WHERE (j.target_id IS NULL OR j.changed)
+      AND NOT EXISTS (SELECT 1 FROM held h WHERE h.external_id = j.external_id)
+)
+
+-- name: limits__citus
+-- As limits; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins.
+fresh AS MATERIALIZED (
     -- Daily SKU limit: the writes of items not yet written today, in file order.
     SELECT j.external_id, j.pos, j.target_id IS NULL AS is_new,
            row_number() OVER (ORDER BY j.pos) AS n
@@ -121,23 +127,6 @@ joined AS NOT MATERIALIZED (
     SELECT j.* FROM joined j
     LEFT JOIN held h ON h.external_id = j.external_id
     WHERE (j.target_id IS NULL OR j.changed) AND h.external_id IS NULL
-), conf AS NOT MATERIALIZED (
-    -- the feed's connecting settings, as constants of the plan
-    SELECT $1::bigint AS inventory_feed_id, $9::boolean AS by_sku,
-           $10::boolean AS by_barcode, $11::text AS prefix, $12::boolean AS prefix_only,
-           $13::boolean AS fold, true AS may_be_linked
-), cand AS NOT MATERIALIZED (
-    -- (items the daily limit holds back may match too: they are not written, so neither
-    -- is their link, and they are not counted as connected)
-    SELECT $1::bigint AS inventory_feed_id, external_id, vendor_sku, barcode
-    FROM joined WHERE rekeyed AND (target_id IS NULL OR changed)
-),
--- include: connect.sql:links
-, pulled AS MATERIALIZED (
-    -- The order time of what this pull writes: when the run started (a push the worker
-    -- received later is newer than the file; one older than it is stale after it).
-    SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at,
-           now() AS now  -- (a column, not a call in the updates' CASEs: Citus needs that)
 )
 
 -- name: merge_tail
