@@ -15,27 +15,8 @@
 -- SKUs compare trimmed (case-folded with fold); the provider's prefix is required with
 -- prefix_only and optional otherwise. Barcodes compare as GTINs (leading zeros dropped)
 -- and are tried only for items no SKU matched.
-keys AS NOT MATERIALIZED (
-    -- the SKUs a store variant may have for the item: with the prefix, and without it
-    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold,
-           cf.prefix || btrim(c.vendor_sku) AS key
-    FROM cand c
-    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
-    WHERE cf.by_sku AND cf.prefix IS NOT NULL AND btrim(c.vendor_sku) <> ''
-    UNION ALL
-    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold, btrim(c.vendor_sku)
-    FROM cand c
-    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
-    WHERE cf.by_sku AND NOT cf.prefix_only AND btrim(c.vendor_sku) <> ''
-), sku_hits AS MATERIALIZED (
-    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id AS variant_id
-    FROM keys k JOIN variants v ON btrim(v.sku) = k.key
-    WHERE NOT k.fold
-    UNION ALL
-    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id
-    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = lower(k.key)
-    WHERE k.fold
-), code_hits AS (
+-- include: connect.sql:sku_hits
+, code_hits AS (
     SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, v.id AS variant_id
     FROM cand c
     JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
@@ -44,18 +25,9 @@ keys AS NOT MATERIALIZED (
       AND NOT EXISTS (SELECT 1 FROM sku_hits h
                       WHERE h.inventory_feed_id = c.inventory_feed_id
                         AND h.external_id = c.external_id)
-), hits AS MATERIALIZED (
-    -- distinct already: one row per key and variant, keys of an item differ (prefix or
-    -- not), and barcodes are tried only for items without a SKU match
-    SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits
-), per_item AS (
-    SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
-           min(variant_id) AS variant_id, count(*) AS n
-    FROM hits GROUP BY inventory_feed_id, external_id
-), per_variant AS (
-    SELECT inventory_feed_id, variant_id, count(*) AS n
-    FROM hits GROUP BY inventory_feed_id, variant_id
-), links AS MATERIALIZED (
+),
+-- include: connect.sql:hit_counts
+, links AS MATERIALIZED (
     SELECT i.inventory_feed_id, i.external_id, i.variant_id, i.vendor_sku,
            i.n = 1 AND pv.n = 1 AND NOT EXISTS (
                SELECT 1 FROM inventory_feed_variants x
@@ -72,27 +44,8 @@ keys AS NOT MATERIALIZED (
 
 -- name: links__citus
 -- As links; Citus plans no correlated subquery here: the NOT EXISTS are anti-joins.
-keys AS NOT MATERIALIZED (
-    -- the SKUs a store variant may have for the item: with the prefix, and without it
-    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold,
-           cf.prefix || btrim(c.vendor_sku) AS key
-    FROM cand c
-    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
-    WHERE cf.by_sku AND cf.prefix IS NOT NULL AND btrim(c.vendor_sku) <> ''
-    UNION ALL
-    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold, btrim(c.vendor_sku)
-    FROM cand c
-    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
-    WHERE cf.by_sku AND NOT cf.prefix_only AND btrim(c.vendor_sku) <> ''
-), sku_hits AS MATERIALIZED (
-    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id AS variant_id
-    FROM keys k JOIN variants v ON btrim(v.sku) = k.key
-    WHERE NOT k.fold
-    UNION ALL
-    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id
-    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = lower(k.key)
-    WHERE k.fold
-), code_hits AS (
+-- include: connect.sql:sku_hits
+, code_hits AS (
     SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, v.id AS variant_id
     FROM cand c
     JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
@@ -100,18 +53,9 @@ keys AS NOT MATERIALIZED (
     LEFT JOIN (SELECT DISTINCT inventory_feed_id, external_id FROM sku_hits) h
         ON h.inventory_feed_id = c.inventory_feed_id AND h.external_id = c.external_id
     WHERE cf.by_barcode AND feed_worker_gtin(c.barcode) <> '' AND h.external_id IS NULL
-), hits AS MATERIALIZED (
-    -- distinct already: one row per key and variant, keys of an item differ (prefix or
-    -- not), and barcodes are tried only for items without a SKU match
-    SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits
-), per_item AS (
-    SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
-           min(variant_id) AS variant_id, count(*) AS n
-    FROM hits GROUP BY inventory_feed_id, external_id
-), per_variant AS (
-    SELECT inventory_feed_id, variant_id, count(*) AS n
-    FROM hits GROUP BY inventory_feed_id, variant_id
-), linked_already AS MATERIALIZED (
+),
+-- include: connect.sql:hit_counts
+, linked_already AS MATERIALIZED (
     -- the store variants an item of the feed is linked to already
     SELECT DISTINCT x.inventory_feed_id, x.variant_id
     FROM inventory_feed_variants x
@@ -139,4 +83,44 @@ conf AS MATERIALIZED (
     FROM inventory_feeds f
     JOIN dropship_providers p ON p.id = f.dropship_provider_id
     WHERE f.id IN (SELECT inventory_feed_id FROM feeds)
+)
+
+-- name: sku_hits
+-- links' first pieces: `keys` (the SKUs a store variant may have for each candidate) and
+-- `sku_hits` (the store variants they match).
+keys AS NOT MATERIALIZED (
+    -- the SKUs a store variant may have for the item: with the prefix, and without it
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold,
+           cf.prefix || btrim(c.vendor_sku) AS key
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    WHERE cf.by_sku AND cf.prefix IS NOT NULL AND btrim(c.vendor_sku) <> ''
+    UNION ALL
+    SELECT c.inventory_feed_id, c.external_id, c.vendor_sku, cf.fold, btrim(c.vendor_sku)
+    FROM cand c
+    JOIN conf cf ON cf.inventory_feed_id = c.inventory_feed_id
+    WHERE cf.by_sku AND NOT cf.prefix_only AND btrim(c.vendor_sku) <> ''
+), sku_hits AS MATERIALIZED (
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id AS variant_id
+    FROM keys k JOIN variants v ON btrim(v.sku) = k.key
+    WHERE NOT k.fold
+    UNION ALL
+    SELECT k.inventory_feed_id, k.external_id, k.vendor_sku, v.id
+    FROM keys k JOIN variants v ON lower(btrim(v.sku)) = lower(k.key)
+    WHERE k.fold
+)
+
+-- name: hit_counts
+-- links' `hits` (SKU and barcode matches) counted per item and per store variant.
+hits AS MATERIALIZED (
+    -- distinct already: one row per key and variant, keys of an item differ (prefix or
+    -- not), and barcodes are tried only for items without a SKU match
+    SELECT * FROM sku_hits UNION ALL SELECT * FROM code_hits
+), per_item AS (
+    SELECT inventory_feed_id, external_id, min(vendor_sku) AS vendor_sku,
+           min(variant_id) AS variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, external_id
+), per_variant AS (
+    SELECT inventory_feed_id, variant_id, count(*) AS n
+    FROM hits GROUP BY inventory_feed_id, variant_id
 )
