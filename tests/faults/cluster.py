@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.services import alive
+
 PG_BIN = Path(os.environ.get("FEED_WORKER_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 RABBIT_BIN = Path(os.environ.get("FEED_WORKER_FAULTS_RABBIT_BIN", "/usr/lib/rabbitmq/bin"))
 
@@ -221,18 +223,8 @@ class RabbitNode:
             return
         self.ctl("stop", check=False, timeout=60)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -53,7 +53,8 @@ def _rabbitmqctl(*args: str) -> str:
 _SESSION_VHOST = re.compile(r"fw_test_([0-9]+)")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this machine has that id."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +69,7 @@ def forget_dead_sessions() -> list[str]:
     because they were killed (their process is gone); the names deleted."""
     listing = _rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers", "name")
     gone = [name for name in listing.split()
-            if (m := _SESSION_VHOST.fullmatch(name)) and not _alive(int(m[1]))]
+            if (m := _SESSION_VHOST.fullmatch(name)) and not alive(int(m[1]))]
     for name in gone:
         _rabbitmqctl("delete_vhost", name)
     return gone

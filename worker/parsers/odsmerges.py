@@ -12,13 +12,17 @@ import zipfile
 
 from lxml import etree
 
-_TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
-_T = f"{{{_TABLE}}}table"
-_ROW = f"{{{_TABLE}}}table-row"
-_CELLS = (f"{{{_TABLE}}}table-cell", f"{{{_TABLE}}}covered-table-cell")
-_NAME = f"{{{_TABLE}}}name"
-_ROWS_REPEATED = f"{{{_TABLE}}}number-rows-repeated"
-_COLUMNS_REPEATED = f"{{{_TABLE}}}number-columns-repeated"
+from worker.parsers.odsstream import (
+    _COLUMNS_REPEATED,
+    _ROWS_REPEATED,
+    _T_CELLS,
+    _T_NAME,
+    _T_ROW,
+    _T_TABLE,
+    _TABLE,
+    _count,
+)
+
 _COLUMNS_SPANNED = f"{{{_TABLE}}}number-columns-spanned"
 _ROWS_SPANNED = f"{{{_TABLE}}}number-rows-spanned"
 
@@ -43,15 +47,15 @@ def _merges(content: object, sheet: str, rows: int) -> list[Merge]:
                              no_network=True, load_dtd=False, huge_tree=False)
     for event, el in events:
         tag = el.tag
-        if tag == _T:
+        if tag == _T_TABLE:
             if event == "start":
-                inside, row = el.get(_NAME) == sheet, 0
+                inside, row = el.get(_T_NAME) == sheet, 0
             elif inside:
                 break
         elif not inside:
             if event == "end":
                 el.clear()
-        elif tag == _ROW:
+        elif tag == _T_ROW:
             if event == "start":
                 column = 0
                 continue
@@ -59,13 +63,9 @@ def _merges(content: object, sheet: str, rows: int) -> list[Merge]:
             el.clear()
             if row >= rows:
                 break
-        elif tag in _CELLS and event == "end":
+        elif tag in _T_CELLS and event == "end":
             across, down = _count(el.get(_COLUMNS_SPANNED)), _count(el.get(_ROWS_SPANNED))
             if across > 1 or down > 1:
                 out.append(((row, column), (row + down - 1, column + across - 1)))
             column += _count(el.get(_COLUMNS_REPEATED))
     return out
-
-
-def _count(value: str | None) -> int:
-    return int(value) if value and value.isdigit() else 1
