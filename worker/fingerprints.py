@@ -14,6 +14,10 @@ its key was staged (a bit set per staged key hash: a false positive stages a row
 never less), and never when its key repeats within the batch. A key dropped earlier and
 staged later is counted once (`overlap`: the merge tells which of the items it matched
 were not among the unseen ones).
+
+A large refresh merges its staged rows a segment at a time while the file still streams
+(pipeline/pull.py). Each key must then be merged once: a staged row whose key a merged
+segment had raises `Repeated`, and the run starts again without segments.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ _hash = xxhash.xxh3_64_intdigest
 MAX_BITS = 25
 
 Int64s = npt.NDArray[np.int64]
+
+
+class Repeated(Exception):
+    """A staged row's key was in a segment already merged (the run is merged whole)."""
 
 
 def seed(columns: Sequence[str], mask: int) -> int:
@@ -89,6 +97,21 @@ class Fingerprints:
             bits = 1 << min(MAX_BITS, max(16, (16 * len(self.known.fps)).bit_length()))
             self._slot_mask = bits - 1
             self._staged = np.zeros(bits >> 3, np.uint8)  # keys of staged rows
+        # With segments: the key hashes staged since the last segment closed, and those
+        # of the merged segments (sorted); None: no segments.
+        self._segment: list[Int64s] | None = None
+        self._merged = np.zeros(0, np.int64)
+
+    def segmented(self) -> None:
+        """From here on, a key staged again after its segment was merged raises Repeated."""
+        self._segment = []
+
+    def close_segment(self) -> None:
+        """The rows staged so far are merged: their keys may not be staged again."""
+        assert self._segment is not None
+        if self._segment:
+            self._merged = np.union1d(self._merged, np.concatenate(self._segment))
+            self._segment = []
 
     def take(self, bodies: Sequence[str], keys: Sequence[str]
              ) -> tuple[list[int] | None, list[int]]:
@@ -111,6 +134,8 @@ class Fingerprints:
                 drop &= counts[inverse] == 1
         keep = ~drop
         _add(self._staged, slot[keep])
+        if self._segment is not None:
+            self._check_repeats(keyed[keep])
         if not drop.any():
             return None, fps.tolist()
         self._seen[at[drop]] = True
@@ -118,10 +143,21 @@ class Fingerprints:
         kept = np.flatnonzero(keep)
         return kept.tolist(), fps[kept].tolist()
 
-    def seen(self) -> Seen | None:
-        """None when no row was dropped (the merge then reads the feed's items itself)."""
+    def _check_repeats(self, keys: Int64s) -> None:
+        merged = self._merged
+        if len(merged):
+            at = np.searchsorted(merged, keys)
+            np.minimum(at, len(merged) - 1, out=at)
+            if (merged[at] == keys).any():
+                raise Repeated("a key staged again after its segment was merged")
+        assert self._segment is not None
+        self._segment.append(keys)
+
+    def seen(self, always: bool = False) -> Seen | None:
+        """None when no row was dropped (the merge then reads the feed's items itself),
+        unless `always` (a segmented merge's last segment needs the unseen items)."""
         known = self.known
-        if known is None or not self.dropped:
+        if known is None or not (self.dropped or always):
             return None
         return Seen(known, self._seen, int(self._seen.sum()))
 

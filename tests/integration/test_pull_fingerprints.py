@@ -2,8 +2,9 @@
 
 Each scenario runs the same files through two feeds: one pulled as a large feed is (its
 fingerprints loaded, rows found among them never staged), one through the merge alone. The
-items and the runs' counts must come out the same; the fingerprinted feed must also have
-left rows out."""
+items, the runs' counts and the item history must come out the same; the fingerprinted feed
+must also have left rows out. Each runs twice: with the fingerprinted feed's staged rows
+merged whole, and merged a few rows at a time while the file streams (segments)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ import pytest
 
 from tests.support import feeds
 from tests.support.feedserver import FeedServer
-from worker.pipeline import pull
+from worker.pipeline import pull, stream
 from worker.settings import Settings
 from worker.store import bulk
 
 HEADER = "external_id,vendor_sku,barcode,name,retail_price,compare_at_price,qty,grams\n"
 COUNTS = ("status", "rows_read", "inserted", "updated", "unchanged", "zeroed", "duplicates",
-          "rejected")
+          "rejected", "connected", "ambiguous")
 # what a pull writes of an item
 COMPARED = ("external_id", "vendor_sku", "barcode", "name", "inventory_quantity",
             "inventory_policy", "retail_price", "cost_price", "compare_at_price", "grams",
-            "mpn", "external_group_id", "options", "images", "extra", "currency")
+            "mpn", "external_group_id", "options", "images", "extra", "currency",
+            "variant_id")
 # ... and whether it is available (missing_since IS NULL)
 
 
@@ -50,9 +52,10 @@ class Twins:
     """One feed pulled with fingerprints, one without, the same files through both."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, server: FeedServer,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+                 monkeypatch: pytest.MonkeyPatch, segment_rows: int | None) -> None:
         self.pool, self.settings, self.server = pool, settings, server
         self.monkeypatch = monkeypatch
+        self.segment_rows = segment_rows
         self.files = 0
         self.ids: tuple[int, int] = (0, 0)
 
@@ -70,6 +73,9 @@ class Twins:
         runs = []
         for feed_id, threshold in zip(self.ids, (1, 10**9), strict=True):
             self.monkeypatch.setattr(pull, "KNOWN_MIN_ROWS", threshold)
+            if self.segment_rows is not None:  # a segment's end can come every 40 rows
+                self.monkeypatch.setattr(pull, "SEGMENT_ROWS", self.segment_rows)
+                self.monkeypatch.setattr(stream, "PARSE_PIECE", 2048)
             run = await feeds.pull_once(self.pool, self.settings, feed_id, url)
             assert run["status"] == status, run["error"]
             runs.append(run)
@@ -77,8 +83,20 @@ class Twins:
         assert [printed[k] for k in COUNTS] == [plain[k] for k in COUNTS]
         assert breaker_figures(printed) == breaker_figures(plain)
         assert "left_out" not in details(plain)
+        assert "segments" not in details(plain)
         assert await self.items(0) == await self.items(1)
+        assert await self.history(0) == await self.history(1)
         return printed
+
+    async def history(self, which: int) -> list[tuple[Any, ...]]:
+        """The feed's item history (its items by key), in order."""
+        got = await self.pool.fetch(
+            "SELECT i.external_id, h.action_type, h.old_quantity, h.new_quantity, "
+            "h.old_retail_price, h.new_retail_price "
+            "FROM variant_inventory_updates h "
+            "JOIN inventory_feed_variants i ON i.id = h.inventory_feed_variant_id "
+            "WHERE h.inventory_feed_id = $1 ORDER BY h.id", self.ids[which])
+        return sorted(tuple(r) for r in got)
 
     async def items(self, which: int) -> dict[str, tuple[Any, ...]]:
         got = await feeds.items(self.pool, self.ids[which])
@@ -90,10 +108,15 @@ class Twins:
         return {k: v["fingerprint"] for k, v in got.items()}
 
 
-@pytest.fixture
+@pytest.fixture(params=[None, 7], ids=["whole", "segments"])
 def twins(pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
-          monkeypatch: pytest.MonkeyPatch) -> Twins:
-    return Twins(pool, settings, feed_server, monkeypatch)
+          monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Twins:
+    return Twins(pool, settings, feed_server, monkeypatch, request.param)
+
+
+def segments(run: dict[str, Any]) -> int:
+    n: int = details(run).get("segments", 0)
+    return n
 
 
 def left_out(run: dict[str, Any]) -> int:
@@ -122,6 +145,9 @@ async def test_a_refresh_stages_what_changed_and_counts_the_rest(
     assert (run["inserted"], run["updated"], run["zeroed"]) == (4, 29, 10)
     assert run["unchanged"] == 261
     assert 200 <= left_out(run) <= 261  # a few may be staged after all; never more
+    if twins.segment_rows:  # 43 staged rows: merged 7 at a time, the last with the rest
+        assert segments(run) > 3
+        assert "segments_restarted" not in details(run)
     after = {r["external_id"]: r["x"] for r in await pool.fetch(
         "SELECT external_id, xmin::text AS x FROM inventory_feed_variants "
         "WHERE inventory_feed_id = $1", twins.ids[0])}
@@ -246,3 +272,44 @@ async def test_columns_left_unwritten_store_no_fingerprint(twins: Twins) -> None
     assert set((await twins.fingerprints()).values()) == {None}
     run = await twins.pull(orjson.dumps(later), content_type="application/json")
     assert (run["unchanged"], left_out(run)) == (20, 0)
+
+
+async def test_a_key_staged_again_after_its_segment_was_merged_merges_the_file_whole(
+        twins: Twins) -> None:
+    await twins.make(fetch_cleanup="enabled")
+    first = rows(3000)
+    await twins.pull(HEADER + "".join(first))
+    body = [*rows(40, qty=1), *first[40:2990], rows(1, 0, qty=3)[0]]  # E0 twice; 10 gone
+    run = await twins.pull(HEADER + "".join(body))
+    assert (run["updated"], run["duplicates"], run["zeroed"]) == (40, 1, 10)
+    assert (await twins.items(0))["E0"][4] == 3
+    if twins.segment_rows:  # the first rows were merged before E0 came again
+        assert "segments_restarted" in details(run)
+        assert segments(run) == 0
+    run = await twins.pull(HEADER + "".join(body))
+    assert (run["updated"], run["unchanged"]) == (0, 2990)
+
+
+async def test_items_that_may_connect_are_judged_over_the_whole_file(
+        twins: Twins, pool: asyncpg.Pool) -> None:
+    """New items, and unlinked ones whose SKU changes, connect as one: a store variant two
+    items of the file match (far apart: in different segments) links neither."""
+    await pool.execute("INSERT INTO variants (sku) SELECT 'SKU' || n FROM "
+                       "generate_series(5000, 5003) AS n UNION ALL SELECT 'NEW7'")
+    await twins.make(fetch_cleanup="enabled")
+    first = rows(2000)
+    await twins.pull(HEADER + "".join(first))
+    body = list(first)
+    for i in range(0, 2000, 20):  # 100 changed, unlinked: their SKU stays
+        body[i] = rows(1, i, qty=1)[0]
+    body[100] = "E100,SKU5000,,Item 100,1.50,,5,1\n"  # an SKU the store has: links
+    body[700] = "E700,NEW7,,Item 700,1.50,,5,1\n"  # ... the same variant as E1900
+    body[1900] = "E1900,NEW7,,Item 1900,1.50,,5,1\n"
+    body += rows(3, 5001)  # new, linked (SKU5001..SKU5003)
+    run = await twins.pull(HEADER + "".join(body))
+    assert (run["inserted"], run["connected"], run["ambiguous"]) == (3, 4, 2)
+    items = await twins.items(0)
+    assert items["E100"][-2] is not None  # variant_id
+    assert items["E700"][-2] is None
+    if twins.segment_rows:
+        assert segments(run) > 3

@@ -1,6 +1,12 @@
 """A pull's stages, in one transaction: stream the file into staging (pipeline/stream.py),
 merge it into the feed's items, check the circuit breaker, record the run. The envelope
 around them (retries, deadlines, the lease, recording how a run ended) is the runner's.
+
+A large refresh (its fingerprints known) merges its staged rows a segment at a time while
+the file streams, so that Postgres writes while Python parses; the last segment, the rows
+held back for connecting and the cleanup are merged once the file is whole. The feed's merge
+lock is then held from the first segment on. A key staged again after its segment was
+merged (fingerprints.Repeated) starts the run again, merged whole.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from worker.pipeline.rejects import RejectSink
 from worker.pipeline.stream import Progress, Stream
 from worker.settings import Settings
 from worker.store import bulk, runs
-from worker.store.db import Conn
+from worker.store.db import Conn, is_citus
 from worker.urls import mask
 
 # A feed whose last pull read this many rows loads its fingerprints first and leaves its
 # unchanged rows out (worker/fingerprints.py); a smaller one's merge reads its items
 # faster than they load.
 KNOWN_MIN_ROWS = bulk.LARGE_MERGE_ROWS
+# Staged rows a segment of a large refresh has (each planned as a large merge).
+SEGMENT_ROWS = bulk.LARGE_MERGE_ROWS
 
 
 class DryRun(Exception):
@@ -44,20 +52,76 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
     """The run's one transaction: stream the file into staging, merge it, check the
     circuit breaker, record the run. Raises Held (nothing applied), DryRun (a dry run
     rolled back), LeaseLost, and whatever failed."""
+    try:
+        await _apply(pool, settings, job, report, rejects, progress, lease, segments=True)
+    except fingerprints.Repeated as e:  # rolled back: the file again, merged whole
+        fresh = RunReport()
+        for f in dataclasses.fields(report):
+            setattr(report, f.name, getattr(fresh, f.name))
+        rejects.clear()
+        await _apply(pool, settings, job, report, rejects, progress, lease, segments=False,
+                     restarted=str(e))
+
+
+class _Segments:
+    """A refresh's segments merged while its file streams, and their counts."""
+
+    def __init__(self, settings: Settings, job: PullJob, stream: Stream,
+                 opts: bulk.MergeOptions) -> None:
+        self.settings, self.job, self.stream, self.opts = settings, job, stream, opts
+        self.after = -1  # the last merged segment's last position
+        self.merged = 0
+        self.counts = bulk.MergeCounts(0, 0, 0)
+
+    async def merge(self, conn: Conn, upto: int) -> None:
+        await self._merge(conn, bulk.Segment(self.after, upto, first=not self.merged),
+                          SEGMENT_ROWS, None)
+        self.after = upto
+        self.merged += 1
+
+    async def last(self, conn: Conn, seen: fingerprints.Seen) -> bulk.MergeCounts:
+        """The rows staged since the last segment, those held back for connecting, and
+        the cleanup; the counts of all segments."""
+        await self._merge(conn, bulk.Segment(self.after, None, first=False),
+                          self.stream.unmerged, seen)
+        return self.counts
+
+    async def _merge(self, conn: Conn, segment: bulk.Segment, rows: int,
+                     seen: fingerprints.Seen | None) -> None:
+        mapper = self.stream.mapper
+        assert mapper is not None
+        counts = await bulk.merge_pull(conn, self.job.feed, mapper.mask,
+                                       self.settings.merge_work_mem, self.opts, rows, True,
+                                       seen, segment)
+        self.counts += counts
+
+
+async def _apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: RunReport,
+                 rejects: RejectSink, progress: Progress | None, lease: Lease,
+                 segments: bool, restarted: str | None = None) -> None:
     t0 = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
+        if restarted is not None:
+            report.details["segments_restarted"] = restarted
         await bulk.create_staging(conn)
         known = await _known(conn, settings, job)
         if known is not None:
             report.timings["known_s"] = round(time.perf_counter() - t0, 3)
         ordered_at = await _first_import(conn, job, known)
         stream = Stream(settings, job, report, rejects, progress, known, ordered_at)
+        cleanup = job.feed.fetch_cleanup == "enabled"
+        opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
+                                 settings.item_history)
+        parts = None
+        if (segments and known is not None and ordered_at is None
+                and job.feed.daily_sku_limit is None and not is_citus(conn)):
+            parts = _Segments(settings, job, stream, opts)
+            stream.segments(SEGMENT_ROWS, parts.merge)
         await stream.run(conn)
         t1 = time.perf_counter()
         report.timings["stream_s"] = round(t1 - t0, 3)
         report.rows_read = stream.rows_read
         report.rejected = rejects.count
-        cleanup = job.feed.fetch_cleanup == "enabled"
         if stream.mapper is None and not (cleanup and job.force and report.bytes == 0):
             empty = stream.rows_read == 0 and report.bytes == 0
             if empty and cleanup:
@@ -76,10 +140,9 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
             mask |= await _join_secondary(conn, settings, job, report, rejects, second)
             report.rejected = rejects.count  # the second file's too
             t1 = time.perf_counter()  # the merge's time from here
-        opts = bulk.MergeOptions(None if job.dry_run else job.run_id, cleanup,
-                                 settings.item_history)
         prints = stream.fingerprints
-        seen = prints.seen() if prints is not None else None
+        segmented = parts is not None and parts.merged > 0
+        seen = prints.seen(always=segmented) if prints is not None else None
         left_out = prints.dropped if prints is not None else 0
         if known is not None:
             report.details["left_out"] = left_out  # rows found unchanged by fingerprint
@@ -91,6 +154,12 @@ async def apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: Ru
         if direct is not None:
             counts = await _finish_direct(conn, settings, job, stream, mask, whole, opts)
             report.details["copied"] = direct.rows  # straight into the items table
+        elif segmented:
+            assert parts is not None
+            assert seen is not None
+            assert whole
+            counts = await parts.last(conn, seen)
+            report.details["segments"] = parts.merged + 1
         else:
             counts = await bulk.merge_pull(conn, job.feed, mask, settings.merge_work_mem,
                                            opts, stream.valid - left_out, whole, seen)

@@ -19,6 +19,10 @@ class RejectSink:
                 raw = raw[: self._raw_chars] + "..."
             self.kept.append(StoredReject(position, raw, reason, message_id))
 
+    def clear(self) -> None:
+        self.count = 0
+        self.kept = []
+
     def first(self) -> str:
         if not self.kept:
             return ""

@@ -2,7 +2,9 @@
 
 Download, parsing and COPY overlap: a producer task turns the file into COPY text in
 batches and a bounded queue hands them to the COPY, so memory stays flat and Postgres works
-while Python parses. Pages of a paginated API follow one another in the same stream.
+while Python parses. Pages of a paginated API follow one another in the same stream. A large
+refresh is merged a segment at a time while the file still streams (`segments`): the COPY
+stops at each segment's end, the merge runs, and the parser goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from worker.direct import DirectRows
 from worker.errors import DeadlineExceeded, FeedError
@@ -39,6 +42,17 @@ _PAGE_COUNTS = ("nul_lines", "nul_records")
 # Between a first import's rows copied straight into the items table and those staged
 # after a key repeated (never a batch of rows: those are never empty).
 _SPILL = b""
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """The end of a segment: the rows staged before it are at positions up to `upto`."""
+
+    upto: int
+
+
+# Merges a segment's staged rows: (connection, its last position).
+SegmentMerge = Callable[[Conn, int], Awaitable[None]]
 # Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
 # CPU's caches behind; a piece of this size keeps them in (the pull benchmarks show it).
 PARSE_PIECE = 128 * 1024
@@ -67,19 +81,36 @@ class Stream:
         self.rows_read = 0
         self.valid = 0
         self._pending: list[str] = []  # COPY text of mapped rows not yet sent
-        self._pending_rows = 0
-        self._out: list[bytes] = []  # ... sent at the next chance (_SPILL: staged after)
+        self._pending_rows = 0  # ... staged rows in it
+        self._out: list[bytes | _Mark] = []  # ... sent at the next chance (_SPILL: staged
+        # after; a _Mark: a segment's end)
+        self._dropped = 0  # rows the fingerprints left out, so far
+        self._segment_rows = 0  # with segments: staged rows a segment has (0: none)
+        self._on_segment: SegmentMerge | None = None
+        self.unmerged = 0  # rows staged since the last segment's end
+        self._last_pos = 0
         self._parse_s = 0.0
         self._wait_source_s = 0.0
         self._wait_copy_s = 0.0
         self._download_started: float | None = None
 
+    def segments(self, rows: int, merge: SegmentMerge) -> None:
+        """Merge the staged rows a segment of about `rows` at a time while the file
+        streams (a refresh whose unchanged rows are left out: known fingerprints)."""
+        self._segment_rows, self._on_segment = rows, merge
+
     async def run(self, conn: Conn) -> None:
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.settings.pipeline_queue_batches)
+        queue: asyncio.Queue[bytes | _Mark | None] = asyncio.Queue(
+            self.settings.pipeline_queue_batches)
         ready: asyncio.Future[list[str] | None] = asyncio.get_running_loop().create_future()
+        ends: list[bytes | _Mark | None] = []  # what ended each COPY
 
         async def chunks() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None and item is not _SPILL:
+            while True:
+                item = await queue.get()
+                if item is None or item is _SPILL or isinstance(item, _Mark):
+                    ends.append(item)
+                    return
                 yield item
 
         try:
@@ -89,8 +120,12 @@ class Stream:
                 direct = self.direct
                 if direct is not None:
                     await bulk.copy_items(conn, direct.columns, chunks())
-                if columns is not None and (direct is None or direct.spilled):
+                while columns is not None and (direct is None or direct.spilled):
                     await bulk.copy_rows(conn, columns, chunks(), self.table)
+                    if not isinstance(end := ends[-1], _Mark):
+                        break
+                    assert self._on_segment is not None
+                    await self._on_segment(conn, end.upto)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
         if self.mapper is not None and self.mapper.applier is not None:
@@ -104,7 +139,7 @@ class Stream:
         timings["source_wait_s"] = round(self._wait_source_s, 3)
         timings["copy_wait_s"] = round(self._wait_copy_s, 3)
 
-    async def _produce(self, queue: asyncio.Queue[bytes | None],
+    async def _produce(self, queue: asyncio.Queue[bytes | _Mark | None],
                        ready: asyncio.Future[list[str] | None]) -> None:
         feed, settings = self.job.feed, self.settings
         url: FeedUrl | None = None  # the next page's; the feed's own is parsed as it opens
@@ -177,7 +212,8 @@ class Stream:
         if self.progress is not None:  # the whole download: its total is what was read
             self.progress(self.report.bytes, self.rows_read, pages, self.report.bytes)
 
-    async def _rest(self, records: formats.Records, queue: asyncio.Queue[bytes | None],
+    async def _rest(self, records: formats.Records,
+                    queue: asyncio.Queue[bytes | _Mark | None],
                     ready: asyncio.Future[list[str] | None], offset: int,
                     tell: Callable[[], None]) -> None:
         """The records a parser gives once the file is whole (a spreadsheet's rows)."""
@@ -252,8 +288,12 @@ class Stream:
         mapping = formats.mapping_for(feed)
         self.mapper = Mapper(mapping, header, feed.decimal_notation, self.records.delimiter,
                              positions=True)
-        self.mapper.fingerprints = Fingerprints(self.mapper.columns, self.mapper.mask,
-                                                self.known)
+        prints = Fingerprints(self.mapper.columns, self.mapper.mask, self.known)
+        self.mapper.fingerprints = prints
+        if self._segment_rows and prints.known is not None:
+            prints.segmented()
+        else:
+            self._segment_rows = 0
         if self._ordered_at is not None:
             self.direct = DirectRows(feed.id, self.mapper.columns, self._ordered_at)
             self.mapper.direct = self.direct
@@ -288,7 +328,19 @@ class Stream:
             self.rejects.add(r.position, r.raw, r.reason)
         self.valid += mapped.count
         self._pending.append(mapped.text)
-        self._pending_rows += mapped.count
+        prints = self.mapper.fingerprints
+        dropped = prints.dropped if prints is not None else 0
+        staged = mapped.count - (dropped - self._dropped)
+        self._dropped = dropped
+        self._pending_rows += staged
+        self.unmerged += staged
+        self._last_pos = lines[-1]
+        if self._segment_ends():
+            self._flush()
+            self._out.append(_Mark(self._last_pos))
+            self.unmerged = 0
+            assert prints is not None
+            prints.close_segment()
 
     @property
     def fingerprints(self) -> Fingerprints | None:
@@ -301,11 +353,22 @@ class Stream:
         if data:
             self._out.append(data)
 
-    def _encode(self, final: bool) -> list[bytes]:
+    def _encode(self, final: bool) -> list[bytes | _Mark]:
         if final or self._pending_rows >= self.settings.copy_batch_rows:
             self._flush()
         out, self._out = self._out, []
         return out
+
+    def _segment_ends(self) -> bool:
+        """Whether the rows staged since the last segment are a segment to merge now: enough
+        of them, and (XML, JSON) every mapped attribute has matched a record, so that the
+        merge's columns are the mapper's whatever the rest of the file holds (a structured
+        file's attribute that matches nothing is left unwritten: pipeline/matches.py)."""
+        if not self._segment_rows or self.unmerged < self._segment_rows:
+            return False
+        assert self.mapper is not None
+        return (self.job.feed.resource_type not in ("xml", "json")
+                or all(self.mapper.matched.values()))
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -56,6 +56,31 @@ class MergeCounts:
     def unchanged(self) -> int:
         return self.distinct - self.inserted - self.updated - self.held
 
+    def __add__(self, other: MergeCounts) -> MergeCounts:
+        """Two merges' counts of different rows (a segmented merge's segments)."""
+        a, b = self, other
+        return MergeCounts(
+            a.distinct + b.distinct, a.inserted + b.inserted, a.updated + b.updated,
+            a.held + b.held, a.zeroed + b.zeroed, a.connected + b.connected,
+            a.ambiguous + b.ambiguous,
+            tuple(sorted({*a.ambiguous_skus, *b.ambiguous_skus})[:20]),
+            a.items_before + b.items_before, a.stock_before + b.stock_before,
+            a.stock_after + b.stock_after, a.matched_ids + b.matched_ids)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment of a refresh merged while its file streams (merge_segment): its staged
+    rows' positions (after `after`, up to `upto`; None: to the end)."""
+
+    after: int
+    upto: int | None
+    first: bool  # the run's first segment: makes the notes' tables, analyzes staging
+
+    @property
+    def last(self) -> bool:
+        return self.upto is None
+
 
 async def create_staging(conn: Conn) -> None:
     """The connection's temp tables for a run's rows (and merge_seen's unseen items),
@@ -251,12 +276,17 @@ LARGE_MERGE_ROWS = 20_000
 
 async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
                      opts: MergeOptions, rows: int, fingerprinted: bool = False,
-                     seen: Seen | None = None) -> MergeCounts:
+                     seen: Seen | None = None, segment: Segment | None = None
+                     ) -> MergeCounts:
     """The merge of the staged rows (`rows` of them). fingerprinted: store their
     fingerprints with the items. seen: the unchanged rows left out of staging (merge_seen
-    then reads only the feed's items that the file's other rows or the cleanup need)."""
+    then reads only the feed's items that the file's other rows or the cleanup need; a
+    segment's merge has it with its last segment). segment: merge those staged rows
+    (merge_segment; never on a Citus cluster)."""
     large = rows >= LARGE_MERGE_ROWS
-    if large:
+    if segment is not None and segment.first:
+        await conn.execute(q(_SQL, "create_segments"))
+    if large and (segment is None or segment.first or segment.last):
         await conn.execute(q(_SQL, "analyze_staging"))
     if is_citus(conn):  # whatever its size: a worker may not have the shard's statistics
         await conn.execute(q(_SQL, "workers_hash_joins"))
@@ -269,18 +299,25 @@ async def merge_pull(conn: Conn, feed: Feed, column_mask: int, work_mem: str,
         conn, {feed.provider_id: limit} if limit is not None else {})
     if seen is not None:
         await copy_unseen(conn, seen.unseen_ids)
-    query = q(_SQL, "merge" if seen is None else "merge_seen", is_citus(conn))
-    row = await conn.fetchrow(query, feed.id, column_mask, opts.run_id, opts.cleanup,
-                              opts.history, allowances.get(feed.provider_id), feed.provider_id,
-                              day, feed.automatically_connect,
-                              feed.automatically_connect_by_barcode, feed.sku_prefix,
-                              feed.automatically_connect_prefix == "prefixOnly",
-                              feed.case_insensitive_skus, fingerprinted,
-                              seen is not None)
+    args = (feed.id, column_mask, opts.run_id, opts.cleanup, opts.history,
+            allowances.get(feed.provider_id), feed.provider_id, day,
+            feed.automatically_connect, feed.automatically_connect_by_barcode,
+            feed.sku_prefix, feed.automatically_connect_prefix == "prefixOnly",
+            feed.case_insensitive_skus, fingerprinted)
+    if segment is not None:
+        assert limit is None
+        assert (seen is not None) == segment.last
+        row = await conn.fetchrow(q(_SQL, "merge_segment"), *args, False, segment.after,
+                                  segment.upto, segment.last)
+    else:
+        query = q(_SQL, "merge" if seen is None else "merge_seen", is_citus(conn))
+        row = await conn.fetchrow(query, *args, seen is not None)
     if row is None:  # pragma: no cover - the query always returns one row
         raise RuntimeError("merge returned no row")
+    matched = row["matched_ids"]
+    if segment is not None and segment.last:
+        matched = await conn.fetchval(q(_SQL, "segment_matched"))
     return MergeCounts(
         row["distinct_rows"], row["inserted"], row["updated"], row["held"], row["zeroed"],
         row["connected"], row["ambiguous"], tuple(row["ambiguous_skus"] or ()),
-        row["items_before"], row["stock_before"], row["stock_after"],
-        tuple(row["matched_ids"] or ()))
+        row["items_before"], row["stock_before"], row["stock_after"], tuple(matched or ()))

@@ -136,26 +136,64 @@ WITH
 , paired AS MATERIALIZED (
 -- include: pull_merge.sql:merge_paired
     FROM src s
-    -- one probe of the feed's key index per row, whatever the planner's estimates (the
-    -- LIMIT keeps the subquery from being flattened into a join it could plan otherwise)
-    LEFT JOIN LATERAL (
-        SELECT * FROM inventory_feed_variants t
-        WHERE t.inventory_feed_id = $1 AND t.external_id = s.external_id LIMIT 1) t ON true
+-- include: pull_merge.sql:probe_by_key
 ),
 -- include: pull_merge.sql:merge_middle
 , missing AS MATERIALIZED (
-    SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
-           CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
-                ELSE 0 END AS new_quantity
-    FROM pull_unseen u
-    -- those no row of the file matched (NOT IN over a subquery: one hash of the matched
-    -- ids, whatever the estimates), each read by its id
-    CROSS JOIN LATERAL (
-        SELECT * FROM inventory_feed_variants t WHERE t.id = u.id LIMIT 1) t
-    WHERE $4::boolean AND u.id NOT IN (SELECT target_id FROM paired WHERE target_id IS NOT NULL)
-      AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
+-- include: pull_merge.sql:unseen_missing
 ),
 -- include: pull_merge.sql:merge_tail
+
+-- name: merge_segment
+-- A large refresh merged while its file still streams, a segment at a time
+-- (pipeline/pull.py): the parameters of merge_seen ($15 false), then $16 and $17, the
+-- positions of the segment's staged rows (after $16, up to $17; NULL: to the end), and $18,
+-- whether it is the last segment. Before the last, the rows that may connect are held back
+-- (pull_deferred) and merged with the last, so that connecting judges all of the file's
+-- candidates at once. Each segment notes the available items it matched (pull_matched):
+-- the cleanup leaves them, and the caller reads merge_seen's matched_ids from them
+-- (segment_matched). Each key is in one segment (fingerprints.Repeated).
+WITH
+src AS (
+-- include: pull_merge.sql:src_rows
+    FROM pull_staging
+    WHERE (pos > $16::bigint AND pos <= coalesce($17::bigint, pos))
+       OR ($18::boolean AND pos IN (SELECT pos FROM pull_deferred))
+    ORDER BY external_id, pos DESC
+), paired AS MATERIALIZED (
+-- include: pull_merge.sql:merge_paired
+    FROM src s
+-- include: pull_merge.sql:probe_by_key
+), deferred AS (
+    INSERT INTO pull_deferred
+    SELECT pos FROM paired
+    WHERE NOT $18::boolean AND ($9::boolean OR $10::boolean) AND rekeyed
+      AND (target_id IS NULL OR changed)
+), joined AS NOT MATERIALIZED (
+    SELECT * FROM paired
+    WHERE $18::boolean OR NOT (($9::boolean OR $10::boolean) AND rekeyed
+                               AND (target_id IS NULL OR changed))
+),
+-- include: pull_merge.sql:merge_rules
+, missing AS MATERIALIZED (
+-- include: pull_merge.sql:unseen_missing
+      AND $18::boolean AND u.id NOT IN (SELECT id FROM pull_matched)
+), noted AS (
+    INSERT INTO pull_matched
+    SELECT target_id FROM joined WHERE target_id IS NOT NULL AND missing_since IS NULL
+),
+-- include: pull_merge.sql:merge_tail
+
+-- name: create_segments
+-- A segmented merge's notes (merge_segment), made by the connection's first.
+CREATE TEMP TABLE IF NOT EXISTS pull_deferred (pos bigint NOT NULL) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pull_matched (id bigint NOT NULL) ON COMMIT DELETE ROWS;
+
+-- name: segment_matched
+-- After a segmented merge's last segment: merge_seen's matched_ids (the items the file's
+-- rows matched that were not among the unseen ones).
+SELECT array_agg(id) AS matched_ids FROM pull_matched
+WHERE id NOT IN (SELECT id FROM pull_unseen)
 
 -- name: merge_seen__citus
 -- As merge_seen; Citus plans no lateral subquery with a LIMIT over a distributed table:

@@ -13,13 +13,17 @@ WHERE inventory_feed_id = $1 AND missing_since IS NULL
 -- name: merge_src
 -- The file's rows, one per key: the last occurrence in the file wins.
 src AS (
+-- include: pull_merge.sql:src_rows
+    FROM pull_staging
+    ORDER BY external_id, pos DESC
+)
+
+-- name: src_rows
+-- The staged rows' columns, one row per key (its FROM and ORDER BY follow).
     SELECT DISTINCT ON (external_id)
         pos, external_id, vendor_sku, barcode, name, inventory_quantity, inventory_policy,
         retail_price, cost_price, compare_at_price, grams, mpn, external_group_id,
         options, images, extra, currency, fingerprint
-    FROM pull_staging
-    ORDER BY external_id, pos DESC
-)
 
 -- name: merge_paired
     -- Each file row with the item it updates, if any, the quantity and price it will have,
@@ -66,6 +70,11 @@ src AS (
 joined AS NOT MATERIALIZED (
     SELECT * FROM paired WHERE external_id IS NOT NULL
 ),
+-- include: pull_merge.sql:merge_rules
+
+-- name: merge_rules
+-- After `joined` (the file's rows with their items): the daily limit's pieces, connecting
+-- (`links`) and the pull's order time.
 -- include: pull_merge.sql:limits
 , conf AS NOT MATERIALIZED (
     -- the feed's connecting settings, as constants of the plan
@@ -85,6 +94,25 @@ joined AS NOT MATERIALIZED (
     SELECT coalesce((SELECT started_at FROM feed_runs WHERE id = $3::bigint), now()) AS at,
            now() AS now  -- (a column, not a call in the updates' CASEs: Citus needs that)
 )
+
+-- name: probe_by_key
+    -- one probe of the feed's key index per row, whatever the planner's estimates (the
+    -- LIMIT keeps the subquery from being flattened into a join it could plan otherwise)
+    LEFT JOIN LATERAL (
+        SELECT * FROM inventory_feed_variants t
+        WHERE t.inventory_feed_id = $1 AND t.external_id = s.external_id LIMIT 1) t ON true
+
+-- name: unseen_missing
+    -- Cleanup: the unseen items (pull_unseen) that no row of the file matched (NOT IN over
+    -- a subquery: one hash of the matched ids, whatever the estimates), each read by its id.
+    SELECT t.id, t.inventory_quantity, t.inventory_policy, t.retail_price,
+           CASE WHEN t.inventory_quantity_override = 'manual' THEN t.inventory_quantity
+                ELSE 0 END AS new_quantity
+    FROM pull_unseen u
+    CROSS JOIN LATERAL (
+        SELECT * FROM inventory_feed_variants t WHERE t.id = u.id LIMIT 1) t
+    WHERE $4::boolean AND u.id NOT IN (SELECT target_id FROM paired WHERE target_id IS NOT NULL)
+      AND t.inventory_feed_id = $1 AND t.missing_since IS NULL
 
 -- name: limits
 -- The daily SKU limit's pieces of the WITH list: `fresh` (the writes of items not yet
