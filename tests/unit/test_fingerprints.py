@@ -87,3 +87,24 @@ def test_a_key_left_out_and_staged_later_is_counted_once() -> None:
     # the merge matched item 104 (E4) with the staged row: it is not also a left-out one
     assert overlap(seen, [104, 999]) == 1
     assert overlap(seen, []) == 0
+
+
+def test_a_lookup_finds_what_a_binary_search_finds() -> None:
+    """Known.find (buckets of the fingerprints' top bits) against numpy's searchsorted,
+    with extreme values, repeats (colliding fingerprints), empty and crowded buckets."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 100, 5000):
+        fps = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
+        fps[: n // 10] = fps[n // 10: 2 * (n // 10)]  # repeats
+        if n > 3:
+            fps[-3:] = (-(2**63), 2**63 - 1, 0)
+            fps[-40:-3] = 12345 + np.arange(37)  # one bucket of many
+        fps.sort()
+        known = Known(fps, np.arange(n, dtype=np.int64), np.zeros(0, np.int64), n, 0)
+        probe = np.concatenate((fps, rng.integers(-(2**63), 2**63 - 1, 2000, dtype=np.int64),
+                                fps + 1, fps - 1))
+        at, hit = known.find(probe)
+        expect_at = np.minimum(np.searchsorted(fps, probe), n - 1)
+        expect_hit = fps[expect_at] == probe
+        assert (hit == expect_hit).all()
+        assert (at[hit] == expect_at[hit]).all()  # the first of equal fingerprints
