@@ -132,16 +132,26 @@ class Fingerprints:
         self._segment: list[Int64s] | None = None
         self._merged = np.zeros(0, np.int64)
 
-    def segmented(self) -> None:
-        """From here on, a key staged again after its segment was merged raises Repeated."""
-        self._segment = []
+    def segmented(self, on: bool) -> None:
+        """From here on, the staged rows' keys are kept, a segment at a time (or not:
+        before any segment was merged)."""
+        self._segment = [] if on else None
 
     def close_segment(self) -> None:
-        """The rows staged so far are merged: their keys may not be staged again."""
+        """The rows staged since the last call are a segment about to be merged (or the
+        last, merged once the file is whole): raises Repeated when one of their keys was
+        in a segment before (8 bytes a key; sorted runs merged in linear time)."""
         assert self._segment is not None
-        if self._segment:
-            self._merged = np.union1d(self._merged, np.concatenate(self._segment))
-            self._segment = []
+        keys = np.sort(np.concatenate(self._segment)) if self._segment else self._merged[:0]
+        self._segment = []
+        merged = self._merged
+        if len(merged) and len(keys):
+            at = np.searchsorted(merged, keys)
+            np.minimum(at, len(merged) - 1, out=at)
+            if (merged[at] == keys).any():
+                raise Repeated("a key staged again after its segment was merged")
+        self._merged = np.concatenate((merged, keys))
+        self._merged.sort(kind="stable")  # two sorted runs: merged, not sorted again
 
     def take(self, bodies: Sequence[str], keys: Sequence[str]
              ) -> tuple[list[int] | None, list[int]]:
@@ -165,23 +175,13 @@ class Fingerprints:
         keep = ~drop
         _add(self._staged, slot[keep])
         if self._segment is not None:
-            self._check_repeats(keyed[keep])
+            self._segment.append(keyed[keep])
         if not drop.any():
             return None, fps.tolist()
         self._seen[at[drop]] = True
         self.dropped += int(drop.sum())
         kept = np.flatnonzero(keep)
         return kept.tolist(), fps[kept].tolist()
-
-    def _check_repeats(self, keys: Int64s) -> None:
-        merged = self._merged
-        if len(merged):
-            at = np.searchsorted(merged, keys)
-            np.minimum(at, len(merged) - 1, out=at)
-            if (merged[at] == keys).any():
-                raise Repeated("a key staged again after its segment was merged")
-        assert self._segment is not None
-        self._segment.append(keys)
 
     def seen(self, always: bool = False) -> Seen | None:
         """None when no row was dropped (the merge then reads the feed's items itself),

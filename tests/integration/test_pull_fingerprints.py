@@ -279,7 +279,9 @@ async def test_a_key_staged_again_after_its_segment_was_merged_merges_the_file_w
     await twins.make(fetch_cleanup="enabled")
     first = rows(3000)
     await twins.pull(HEADER + "".join(first))
-    body = [*rows(40, qty=1), *first[40:2990], rows(1, 0, qty=3)[0]]  # E0 twice; 10 gone
+    body = [*first[:2990], rows(1, 0, qty=3)[0]]  # E0 twice; 10 gone
+    for i in range(0, 400, 10):  # 40 changed, a tenth of the first rows
+        body[i] = rows(1, i, qty=1)[0]
     run = await twins.pull(HEADER + "".join(body))
     assert (run["updated"], run["duplicates"], run["zeroed"]) == (40, 1, 10)
     assert (await twins.items(0))["E0"][4] == 3
@@ -288,6 +290,17 @@ async def test_a_key_staged_again_after_its_segment_was_merged_merges_the_file_w
         assert segments(run) == 0
     run = await twins.pull(HEADER + "".join(body))
     assert (run["updated"], run["unchanged"]) == (0, 2990)
+
+
+async def test_a_refresh_that_changes_most_rows_is_merged_whole(twins: Twins) -> None:
+    await twins.make(fetch_cleanup="enabled")
+    await twins.pull(HEADER + "".join(rows(600)))
+    body = rows(600, qty=6)
+    for i in range(0, 600, 4):  # a quarter unchanged
+        body[i] = rows(1, i)[0]
+    run = await twins.pull(HEADER + "".join(body))
+    assert (run["updated"], run["unchanged"]) == (450, 150)
+    assert segments(run) == 0  # 3 rows in 4 changed: probing for each costs more
 
 
 async def test_items_that_may_connect_are_judged_over_the_whole_file(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from worker.fingerprints import Fingerprints, Known, overlap, seed
+from worker.fingerprints import Fingerprints, Known, Repeated, overlap, seed
 
 COLUMNS = ["external_id", "name", "inventory_quantity"]
 MASK = 0b101
@@ -108,3 +109,19 @@ def test_a_lookup_finds_what_a_binary_search_finds() -> None:
         expect_hit = fps[expect_at] == probe
         assert (hit == expect_hit).all()
         assert (at[hit] == expect_at[hit]).all()  # the first of equal fingerprints
+
+
+def test_a_key_staged_again_after_its_segment_raises_when_the_next_segment_closes() -> None:
+    known = known_of(100)
+    prints = Fingerprints(COLUMNS, MASK, known)
+    prints.segmented(True)
+    changed = [body(i, qty=9) for i in range(10)]
+    prints.take(changed[:5], [key(i) for i in range(5)])
+    prints.take([body(0, qty=8)], [key(0)])  # E0 again within its segment: fine
+    prints.close_segment()
+    prints.take(changed[5:], [key(i) for i in range(5, 10)])
+    prints.take([body(50)], [key(50)])  # unchanged: left out, its key never staged
+    prints.close_segment()
+    prints.take([body(50, qty=1), body(3, qty=7)], [key(50), key(3)])  # E3 was merged
+    with pytest.raises(Repeated):
+        prints.close_segment()

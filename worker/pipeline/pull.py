@@ -157,6 +157,8 @@ async def _apply(pool: asyncpg.Pool, settings: Settings, job: PullJob, report: R
         elif segmented:
             assert parts is not None
             assert seen is not None
+            assert prints is not None
+            prints.close_segment()  # the rows staged last: repeats of merged keys?
             assert whole
             counts = await parts.last(conn, seen)
             report.details["segments"] = parts.merged + 1

@@ -51,6 +51,9 @@ class _Mark:
     upto: int
 
 
+# A segment is merged while the file streams only when at most this share of its rows
+# changed (else the rest of the file is merged once it is whole).
+MAX_SEGMENT_SHARE = 1 / 3
 # Merges a segment's staged rows: (connection, its last position).
 SegmentMerge = Callable[[Conn, int], Awaitable[None]]
 # Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
@@ -88,6 +91,8 @@ class Stream:
         self._segment_rows = 0  # with segments: staged rows a segment has (0: none)
         self._on_segment: SegmentMerge | None = None
         self.unmerged = 0  # rows staged since the last segment's end
+        self._marks = 0  # segments' ends so far
+        self._valid_at_mark = 0  # valid rows at the last one
         self._last_pos = 0
         self._parse_s = 0.0
         self._wait_source_s = 0.0
@@ -291,7 +296,7 @@ class Stream:
         prints = Fingerprints(self.mapper.columns, self.mapper.mask, self.known)
         self.mapper.fingerprints = prints
         if self._segment_rows and prints.known is not None:
-            prints.segmented()
+            prints.segmented(True)
         else:
             self._segment_rows = 0
         if self._ordered_at is not None:
@@ -336,10 +341,19 @@ class Stream:
         self.unmerged += staged
         self._last_pos = lines[-1]
         if self._segment_ends():
+            assert prints is not None
+            if self.unmerged > MAX_SEGMENT_SHARE * (self.valid - self._valid_at_mark):
+                # Most rows change here: one merge of the rest (its hash join reads the
+                # feed's items once) costs less than probing for each row's item.
+                self._segment_rows = 0
+                if not self._marks:
+                    prints.segmented(False)
+                return
             self._flush()
             self._out.append(_Mark(self._last_pos))
+            self._marks += 1
+            self._valid_at_mark = self.valid
             self.unmerged = 0
-            assert prints is not None
             prints.close_segment()
 
     @property
