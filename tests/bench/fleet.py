@@ -11,6 +11,11 @@ up. Parts (`--only`, `--skip`), each on empty items (truncated before it):
   R  the reference: one 1M-row pull through the same daemon, publish -> finished
   A  2,000 feeds x 1,000 rows: A1 first pulls (inserts), A2 the same files again
      (an hourly refresh: nothing changed); first publish -> last run finished
+  D  the floor of A1: the database alone (tests/bench/fleetfloor.py), fleet A's files
+     read from disk and applied by hand, one transaction each (COPY into a temp table +
+     INSERT ... ORDER BY external_id ON CONFLICT ... WHERE IS DISTINCT FROM), as many
+     connections as the daemon runs small pulls (2; --set FEED_WORKER_PULL_CONCURRENCY),
+     and twice as many: feeds/s, Postgres CPU per feed; A1/D
   B  5,000 feeds x 100 rows: B1 first pulls (B2, the refresh, with --again A,B)
   L  a one-row feed pulled 200 times one after the other (after 20 untimed): publish ->
      feed_runs.finished_at, and -> the feed.run-completed event heard
@@ -41,7 +46,7 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from tests.bench import db, feedgen, pglog, procstat, pulls
+from tests.bench import db, feedgen, fleetfloor, pglog, procstat, pulls
 from tests.bench.amqp import DEFAULT_AMQP_URL, SetupError
 from tests.bench.children import run_child_async
 from tests.bench.fleetreport import Report, Row
@@ -51,7 +56,7 @@ from tests.bench.services import Child, StartError
 from tests.support.wait import poll
 from worker import constants as C
 
-PARTS = ("R", "A", "B", "L", "H", "T")
+PARTS = ("R", "A", "D", "B", "L", "H", "T")
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/postgres"
 FILES_PER_SIZE = 8  # distinct files a fleet's feeds share (seeds 101..108)
 RESET = ("TRUNCATE inventory_feed_variants, variant_inventory_updates, provider_daily_items, "
@@ -259,6 +264,37 @@ class Bench:
         await self.batch(Row(f"{label}2", f"{what} again, unchanged", feeds, rows), ids,
                          "unchanged")
 
+    async def floor(self) -> None:
+        """Fleet A's first pulls done by the database alone, with the daemon's small-pull
+        concurrency and twice it."""
+        feeds, rows = self.opts.a
+        lane = int(self.opts.daemon_env.get("FEED_WORKER_PULL_CONCURRENCY", "2"))
+        paths = [self.files[f"{rows}-{k}.csv"] for k in range(FILES_PER_SIZE)]
+        for connections in (lane, 2 * lane):
+            await self.fresh()
+            ids = await pulls.create_feeds(self.pg, "floor", self.file_urls(rows, feeds))
+            say(f"D: {feeds:,} feeds x {rows:,} rows by the database alone, "
+                f"{connections} connections ...")
+            conns = await fleetfloor.connect(self.url, connections)
+            try:
+                before = procstat.snapshot_database(self.opts.db_name, {})
+                got = await fleetfloor.apply_all(
+                    conns, [(f, paths[i % len(paths)]) for i, f in enumerate(ids)])
+                after = procstat.snapshot_database(self.opts.db_name, {})
+            finally:
+                for conn in conns:
+                    await conn.close()
+            pg = sum(s for who, s in procstat.used(before, after).items()
+                     if who.startswith("postgres"))
+            if got.written != feeds * rows:
+                self.report.problems.append(f"D: wrote {got.written:,} rows, not {feeds * rows:,}")
+            self.report.floors[connections] = got.feeds_s
+            self.report.details.append(
+                f"D (database alone, {connections} connections): {got.seconds:.2f} s, "
+                f"{got.feeds_s:,.1f} feeds/s, postgres {1000 * pg / feeds:.1f} ms CPU a feed "
+                f"({100 * pg / got.seconds:.0f}% of one core)")
+        self.report.lane = lane
+
     async def one_by_one(self, feed: int, n: int) -> list[tuple[str, float, float]]:
         """n pull-requests of `feed`, each published once the previous run's event was
         heard: (message id, sent, heard)."""
@@ -399,6 +435,7 @@ class Bench:
         """The parts in order; one that breaks (the daemon gone, an event that never came)
         is a problem in the report, and the next one runs."""
         steps = {"R": self.reference, "A": lambda: self.fleet("A", *self.opts.a),
+                 "D": self.floor,
                  "B": lambda: self.fleet("B", *self.opts.b), "L": self.latency_part,
                  "H": self.head_of_line, "T": self.round_trips}
         await self.start_daemon("daemon")
@@ -420,7 +457,7 @@ class Bench:
 def generate(opts: Options) -> dict[str, Path]:
     """The served files: FILES_PER_SIZE per fleet row count, one row, the big ones."""
     start = time.perf_counter()
-    sizes = {opts.a[1], opts.b[1]} if opts.parts & {"A", "B", "H"} else set()
+    sizes = {opts.a[1], opts.b[1]} if opts.parts & {"A", "B", "D", "H"} else set()
     files: dict[str, Path] = {}
     for rows in sorted(sizes):
         for k in range(FILES_PER_SIZE):

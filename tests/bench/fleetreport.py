@@ -45,6 +45,8 @@ class Report:
     counted_rows: int = 1
     details: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    floors: dict[int, float] = field(default_factory=dict)  # D: connections -> feeds/s
+    lane: int = 2  # the daemon's small pulls at once
 
     def add(self, row: Row) -> Row:
         self.rows[row.label] = row
@@ -106,6 +108,11 @@ class Report:
             hol = p1 / p0 if p0 and p1 is not None else None
             line("H1 p95 / H0 p95 (small runs behind a big pull)", hol, f"<= {TARGET_HOL:g}",
                  hol is not None and hol <= TARGET_HOL)
+        a1 = rows["A1"].rate("feeds") if "A1" in rows else None
+        for connections, feeds_s in sorted(self.floors.items()):
+            line(f"D feeds/s, the database alone, {connections} connections", feeds_s)
+            if a1 is not None and connections == self.lane:
+                line("A1 / D (the same concurrency)", a1 / feeds_s)
         ref = rows["R"].rate("rows") if "R" in rows else None
         for label in ("A2", "B1", "B2"):
             if label in rows:
