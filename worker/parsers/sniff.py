@@ -23,6 +23,8 @@ def delimiter(sample: str, quotechar: str = '"') -> str:
 
 
 def _count(line: str, candidate: str, quotechar: str) -> int:
+    if quotechar not in line:  # (a character at a time only where quotes need it)
+        return line.count(candidate)
     n, quoted = 0, False
     for ch in line:
         if ch == quotechar:
