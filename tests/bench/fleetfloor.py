@@ -1,16 +1,18 @@
 """The fleet benchmark's floor (part D): what the database alone needs for fleet A's work.
 
 Each feed's file is read from disk and applied the way a Postgres engineer would write it
-by hand, in one transaction per feed: asyncpg's COPY of the CSV as it is into a temp table
-(sql/upsert_sorted.sql's staging), then one `INSERT ... SELECT ... ORDER BY external_id ON
-CONFLICT ... DO UPDATE ... WHERE (...) IS DISTINCT FROM (...)`, then COMMIT. No broker, no
-HTTP, no parsing or checking in Python, no run recorded: `connections` connections take the
-feeds one after the other, as many as the daemon runs small pulls at once.
+by hand, in one transaction per feed: asyncpg's COPY of the CSV as it is into a temp table,
+then one `INSERT ... SELECT ... ORDER BY external_id ON CONFLICT ... DO UPDATE ... WHERE
+(...) IS DISTINCT FROM (...)` (both from sql/upsert_sorted.sql, the pull benchmark's L'),
+then COMMIT. No broker, no HTTP, no parsing or checking in Python, no run recorded:
+`connections` connections take the feeds one after the other, as many as the daemon runs
+small pulls at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,43 +20,19 @@ from pathlib import Path
 
 import asyncpg
 
-STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS floor_staging (
-    external_id        text COLLATE "C",
-    vendor_sku         text,
-    barcode            text,
-    name               text,
-    retail_price       numeric,
-    compare_at_price   numeric,
-    inventory_quantity integer,
-    grams              numeric
-) ON COMMIT DELETE ROWS
-"""
+# L' of the pull benchmark, as its psql script has it (one text for both benchmarks): its
+# staging table, kept for the connection and emptied at each commit, and its upsert.
+SCRIPT = Path(__file__).with_name("sql") / "upsert_sorted.sql"
 
-UPSERT = """
-INSERT INTO inventory_feed_variants AS v (
-    inventory_feed_id, external_id, vendor_sku, barcode, name,
-    retail_price, compare_at_price, inventory_quantity, grams
-)
-SELECT $1, external_id, vendor_sku, barcode, name,
-       retail_price, compare_at_price, inventory_quantity, coalesce(grams, 0)
-FROM floor_staging
-ORDER BY external_id
-ON CONFLICT (inventory_feed_id, external_id) DO UPDATE SET
-    vendor_sku         = excluded.vendor_sku,
-    barcode            = excluded.barcode,
-    name               = excluded.name,
-    retail_price       = excluded.retail_price,
-    compare_at_price   = excluded.compare_at_price,
-    inventory_quantity = excluded.inventory_quantity,
-    grams              = excluded.grams,
-    updated_at         = now()
-WHERE (v.vendor_sku, v.barcode, v.name, v.retail_price, v.compare_at_price,
-       v.inventory_quantity, v.grams)
-      IS DISTINCT FROM
-      (excluded.vendor_sku, excluded.barcode, excluded.name, excluded.retail_price,
-       excluded.compare_at_price, excluded.inventory_quantity, excluded.grams)
-"""
+
+def statements() -> tuple[str, str]:
+    text = SCRIPT.read_text(encoding="utf-8")
+    columns = re.search(r"CREATE TEMP TABLE staging \((.*?)\);", text, re.S)
+    upsert = re.search(r"(INSERT INTO .*?);", text, re.S)
+    if columns is None or upsert is None:
+        raise RuntimeError(f"{SCRIPT}: no staging table or upsert found")
+    return (f"CREATE TEMP TABLE IF NOT EXISTS staging ({columns[1]}) ON COMMIT DELETE ROWS",
+            upsert[1].replace(":feed_id", "$1"))
 
 
 @dataclass(frozen=True)
@@ -71,22 +49,22 @@ class Floor:
 async def connect(url: str, connections: int) -> list[asyncpg.Connection]:
     conns = [await asyncpg.connect(url) for _ in range(connections)]
     for conn in conns:
-        await conn.execute(STAGING)
+        await conn.execute(statements()[0])
     return conns
 
 
 async def apply_all(conns: list[asyncpg.Connection], jobs: list[tuple[int, Path]]) -> Floor:
     """Each (feed id, file) applied by hand, one connection of `conns` each at a time."""
     todo: Iterator[tuple[int, Path]] = iter(jobs)
+    upsert = statements()[1]
     written = 0
 
     async def work(conn: asyncpg.Connection) -> None:
         nonlocal written
         for feed_id, path in todo:
             async with conn.transaction():
-                await conn.copy_to_table("floor_staging", source=path, format="csv",
-                                         header=True)
-                status = await conn.execute(UPSERT, feed_id)
+                await conn.copy_to_table("staging", source=path, format="csv", header=True)
+                status = await conn.execute(upsert, feed_id)
             written += int(status.split()[-1])
 
     start = time.perf_counter()
