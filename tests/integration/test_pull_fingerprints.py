@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -326,3 +327,46 @@ async def test_items_that_may_connect_are_judged_over_the_whole_file(
     assert items["E700"][-2] is None
     if twins.segment_rows:
         assert segments(run) > 3
+
+
+async def test_a_refresh_cut_after_its_first_segments_leaves_everything_as_it_was(
+        pool: asyncpg.Pool, settings: Settings, feed_server: FeedServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments merged while the file streamed are in the run's transaction: a download
+    that stalls after them rolls them back (items, history, daily counts) with the run."""
+    feed_id = await feeds.make_feed(pool, fetch_cleanup="enabled")
+    first = rows(3000)
+    feed_server.add("/first.csv", (HEADER + "".join(first)).encode())
+    assert (await feeds.pull_once(pool, settings, feed_id,
+                                  feed_server.url("/first.csv")))["status"] == "succeeded"
+    monkeypatch.setattr(pull, "KNOWN_MIN_ROWS", 1)
+    monkeypatch.setattr(pull, "SEGMENT_ROWS", 7)
+    monkeypatch.setattr(stream, "PARSE_PIECE", 2048)
+    before = await feeds.table_state(pool)
+    history = await pool.fetchval("SELECT count(*) FROM variant_inventory_updates")
+    body = list(first)
+    for i in range(0, 3000, 10):  # 300 changed: about 40 segments
+        body[i] = rows(1, i, qty=9)[0]
+    data = (HEADER + "".join(body)).encode()
+    feed_server.add("/cut.csv", data, stall_after=len(data) * 9 // 10, chunk=4096)
+    merged: list[bulk.Segment] = []  # the segments merged before the stall
+    merge = bulk.merge_pull
+
+    async def counted(*args: Any, **kwargs: Any) -> bulk.MergeCounts:
+        if len(args) > 8 and args[8] is not None:
+            merged.append(args[8])
+        return await merge(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "merge_pull", counted)
+    fast = replace(settings, fetch_read_timeout_s=0.5)
+    run = await feeds.pull_once(pool, fast, feed_id, feed_server.url("/cut.csv"))
+    assert run["status"] == "failed"
+    assert "timed out" in run["error"]
+    assert len(merged) > 10
+    assert await feeds.table_state(pool) == before
+    assert await pool.fetchval("SELECT count(*) FROM variant_inventory_updates") == history
+    # the same file whole: merged in segments
+    feed_server.add("/whole.csv", data)
+    run = await feeds.pull_once(pool, settings, feed_id, feed_server.url("/whole.csv"))
+    assert (run["status"], run["updated"]) == ("succeeded", 300)
+    assert segments(run) > 10
