@@ -1,18 +1,17 @@
-"""One frozen Settings, built once from the environment."""
+"""One frozen Settings, built once from the environment: each setting's declaration, with
+the help text the README's table repeats. Reading the environment is envfields', checking
+the values settingscheck's."""
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from worker.errors import ConfigError
+from worker import envfields, settingscheck
 from worker.model import DEFAULT_MAX_FIELD_CHARS
-from worker.urls import mask, parse, several
 
 
 def _default_worker_id() -> str:
@@ -390,82 +389,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            name = env_name(f.name)
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(name, raw, _CONVERTERS[str(f.type)])
-        settings = cls(**values)
+        settings = cls(**envfields.read(cls, os.environ if environ is None else environ))
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        if self.log_format not in ("json", "console", "auto"):
-            raise ConfigError("FEED_WORKER_LOG_FORMAT must be json, console or auto")
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise ConfigError("FEED_WORKER_LOG_LEVEL must be debug, info, warning or error")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("retry_jitter", "min_attribute_match_share", "api_cache_s",
-                          "push_batch_wait_s"):
-                continue  # 0 is allowed, checked below
-            if isinstance(value, float) and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{env_name(f.name)} must be a positive number")
-        shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
-                  "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter",
-                  "min_attribute_match_share", "notify_rejected_share")
-        for name in shares:
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")
-        if not 0 <= self.http_port <= 65535:
-            raise ConfigError("FEED_WORKER_HTTP_PORT must be 0 to 65535")
-        if not 0 <= self.api_port <= 65535:
-            raise ConfigError("FEED_WORKER_API_PORT must be 0 to 65535")
-        positive = ("pull_concurrency", "pull_large_rows", "copy_batch_rows",
-                    "pipeline_queue_batches", "max_run_attempts", "delivery_limit", "db_pool_size",
-                    "push_batch_variants", "push_prefetch", "max_pages", "max_records",
-                    "max_field_chars", "retry_attempts", "pull_retry_attempts",
-                    "max_inflation_ratio", "api_max_body_bytes", "api_rate_burst",
-                    "notify_attempts", "notify_queue")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{env_name(name)} must be at least 1")
-        if self.max_field_chars > 1 << 30:  # Postgres text holds at most 1 GB
-            raise ConfigError("FEED_WORKER_MAX_FIELD_CHARS must be at most 1073741824")
-        if not (math.isfinite(self.api_cache_s) and self.api_cache_s >= 0):
-            raise ConfigError("FEED_WORKER_API_CACHE_S must be 0 or more seconds")
-        if not (math.isfinite(self.push_batch_wait_s) and self.push_batch_wait_s >= 0):
-            raise ConfigError("FEED_WORKER_PUSH_BATCH_WAIT_S must be 0 or more seconds")
-        if self.auto_disable_after < 0:
-            raise ConfigError("FEED_WORKER_AUTO_DISABLE_AFTER must be 0 or more")
-        if self.notify_url and not self.notify_url.startswith(("http://", "https://")):
-            raise ConfigError("FEED_WORKER_NOTIFY_URL must be an http:// or https:// URL")
-        self._check_amqp_url()
-        if self.lease_s < 3:
-            raise ConfigError("FEED_WORKER_LEASE_S must be at least 3")
-        try:
-            self.networks()
-        except ValueError as exc:
-            raise ConfigError(f"FEED_WORKER_ALLOWED_NETWORKS: {exc}") from None
-
-    def _check_amqp_url(self) -> None:
-        nodes = several(self.amqp_url)
-        for node in nodes or [""]:
-            try:
-                url = parse(node)
-                good = url.scheme in ("amqp", "amqps") and bool(url.host)
-                url.explicit_port  # noqa: B018 - a port out of range raises here
-            except (ValueError, TypeError):
-                good = False
-            if not good:
-                raise ConfigError(f"AMQP_URL: {mask(node)} is not an amqp:// or amqps:// URL "
-                                  "with a host (several nodes: whole URLs separated by commas)")
-            if "," in url.raw_path or "," in (url.raw_host or ""):
-                raise ConfigError(f"AMQP_URL: {mask(node)} has a comma in its host or vhost: "
-                                  "separate nodes with commas, each a whole amqp:// URL")
+        """Raises ConfigError, naming the variable, for a value out of its range."""
+        settingscheck.check(self)
 
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The allowed networks, parsed."""
@@ -473,40 +403,11 @@ class Settings:
                      for n in self.allowed_networks.split(",") if n.strip())
 
 
+
 def env_name(field_name: str) -> str:
-    for f in fields(Settings):
-        if f.name == field_name and "env" in f.metadata:
-            return str(f.metadata["env"])
-    return "FEED_WORKER_" + field_name.upper()
+    return envfields.env_name(Settings, field_name)
 
 
 def describe() -> list[tuple[str, str, str]]:
     """(variable, default, help) for every setting, for --help and the README."""
-    rows = []
-    for f in fields(Settings):
-        default = "host-pid" if f.name == "worker_id" else str(f.default)
-        if isinstance(f.default, bool):
-            default = default.lower()
-        rows.append((env_name(f.name), default, str(f.metadata.get("help", ""))))
-    return rows
-
-
-def _convert(name: str, raw: str, conv: Callable[[str], Any]) -> Any:
-    try:
-        return conv(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid value") from None
-
-
-def _bool(raw: str) -> bool:
-    value = raw.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
-_CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "str": str, "int": int, "float": float, "bool": _bool,
-}
+    return envfields.describe(Settings, {"worker_id": "host-pid"})

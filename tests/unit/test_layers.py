@@ -88,8 +88,9 @@ def test_no_module_outside_the_store_sends_sql(path: Path) -> None:
 # new one is given its floor on purpose.
 FLOORS: list[tuple[str, ...]] = [
     # ground: shapes and vocabulary, no I/O
-    ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "retry",
-     "messages", "deadletters", "gcpause", "health", "presets", "coalesce", "sdnotify"),
+    ("model", "constants", "errors", "logs", "metrics", "urls", "settings", "envfields",
+     "settingscheck", "retry", "messages", "deadletters", "gcpause", "health", "presets",
+     "coalesce", "sdnotify"),
     # side by side: the database, the parsers and values, the transports
     ("store", "parsers", "sources", "values", "columnar", "rules", "ruleparse", "mapping",
      "columns", "pushmap", "feedmapping", "rowshape", "fingerprints", "direct",
