@@ -14,8 +14,8 @@ import pytest
 
 from tests.support.feedserver import FeedServer
 from tests.support.services import (
-    ADMIN_DSN,
     AMQP_URL,
+    admin,
     drop_vhost,
     dsn_for,
     require_services,
@@ -28,17 +28,9 @@ from worker.store import db, migrate
 TEMPLATE = f"fw_test_template_{os.getpid()}"
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _build_template() -> None:
-    await _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-    await _admin(f"CREATE DATABASE {TEMPLATE}")
+    await admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    await admin(f"CREATE DATABASE {TEMPLATE}")
     conn = await db.connect(dsn_for(TEMPLATE))
     try:
         await migrate.apply(conn)
@@ -61,17 +53,17 @@ def pg_template(services: None) -> Iterator[str]:
     try:
         yield TEMPLATE
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
 
 
 @pytest.fixture
 def db_url(pg_template: str) -> Iterator[str]:
     name = f"fw_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
     try:
         yield dsn_for(name)
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture

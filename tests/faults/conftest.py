@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.faults import cluster
-from tests.support.traffic import BIN, KINDS, Observer, Publisher, Row, Worker
+from tests.support.traffic import BIN, Observer, Publisher, Row, Worker, webhook_feeds
 
 TABLE_FILE = Path(__file__).parent / "last-run.txt"
 HEADER = ("scenario", "published", "confirmed", "applied", "lost", "applied twice",
@@ -119,12 +119,7 @@ async def _setup(services: Services, name: str) -> Scenario:
     try:
         provider = await conn.fetchval(
             "INSERT INTO dropship_providers (name) VALUES ('faults') RETURNING id")
-        feeds = {}
-        for kind in KINDS:
-            feeds[kind] = await conn.fetchval(
-                "INSERT INTO inventory_feeds (dropship_provider_id, name, resource_type, "
-                "fetch_cleanup) VALUES ($1, $2, 'webhook', 'disabled') RETURNING id",
-                provider, f"{kind} feed")
+        feeds = await webhook_feeds(conn, provider, "feed")
     finally:
         await conn.close()
     return Scenario(name, services, dsn, services.rabbit.url(name), feeds, Observer(dsn),
@@ -141,11 +136,7 @@ async def scenario(private_services: Services, request: pytest.FixtureRequest
         yield s
     finally:
         for p in s.publishers:
-            p.stopping.set()
-            if p.task is not None:
-                p.task.cancel()
-                await asyncio.gather(p.task, return_exceptions=True)
-            await p._close()
+            await p.discard()
         for w in s.workers:
             await w.close()
         await s.observer.close()

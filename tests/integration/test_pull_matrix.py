@@ -27,12 +27,11 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.conftest import _admin
 from tests.support import feeds
 from tests.support.background import BackgroundLoop
 from tests.support.feedserver import FeedServer
 from tests.support.ftpserver import PASSWORD, CertBundle, FTPTestServer, make_test_certs
-from tests.support.services import dsn_for
+from tests.support.services import admin, dsn_for
 from tests.support.sftpserver import SFTPTestServer
 from worker.settings import Settings
 
@@ -116,11 +115,11 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db_url(pg_template: str) -> Iterator[str]:
     """One database for the module: every test pulls into a feed of its own."""
     name = f"fw_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
     try:
         yield dsn_for(name)
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,22 @@ import orjson
 from tests.bench import db, feedgen, procstat, pulls
 from tests.support.feedserver import FeedServer
 from tests.support.services import (
-    ADMIN_DSN,
     RABBITMQCTL,
+    admin,
     drop_vhost,
     dsn_for,
     make_vhost,
     vhost_url,
 )
-from tests.support.traffic import BIN, TIMESTAMP_MS, UPDATED_AT, Observer, Publisher, Worker
+from tests.support.traffic import (
+    BIN,
+    TIMESTAMP_MS,
+    UPDATED_AT,
+    Observer,
+    Publisher,
+    Worker,
+    webhook_feeds,
+)
 from worker import broker
 from worker import constants as C
 from worker.settings import Settings
@@ -87,7 +95,7 @@ class Stage:
 
     async def _setup(self) -> None:
         await asyncio.to_thread(make_vhost, self.name)
-        await _admin(f"CREATE DATABASE {self.name}")
+        await admin(f"CREATE DATABASE {self.name}")
         env = {**os.environ, "DATABASE_URL": self.dsn}
         done = await asyncio.to_thread(subprocess.run, [str(BIN), "migrate"], env=env,
                                        capture_output=True, text=True, timeout=120,
@@ -101,18 +109,14 @@ class Stage:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         for p in self.publishers:
-            p.stopping.set()
-            if p.task is not None:
-                p.task.cancel()
-                await asyncio.gather(p.task, return_exceptions=True)
-            await p._close()
+            await p.discard()
         for w in self.replicas.values():
             await w.close()
         await self.server.stop()
         await self.observer.close()
         if self._pg is not None:
             await self._pg.close()
-        await _admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         await asyncio.to_thread(drop_vhost, self.name)
         if exc is None:
             shutil.rmtree(self.base, ignore_errors=True)
@@ -210,12 +214,8 @@ class Stage:
                 "INSERT INTO dropship_providers (name) VALUES ('pushed') RETURNING id")
         made = []
         for i in range(count):
-            feeds = {}
-            for kind in (UPDATED_AT, TIMESTAMP_MS):
-                feeds[kind] = await conn.fetchval(
-                    "INSERT INTO inventory_feeds (dropship_provider_id, name, resource_type, "
-                    "fetch_cleanup) VALUES ($1, $2, 'webhook', 'disabled') RETURNING id",
-                    self._provider, f"{kind} {seed}-{i}")
+            feeds = await webhook_feeds(conn, self._provider, f"{seed}-{i}",
+                                        (UPDATED_AT, TIMESTAMP_MS))
             made.append(Publisher(self.amqp_url, feeds, seed + i, single_every=single_every))
         self.publishers.extend(made)
         return made
@@ -246,14 +246,6 @@ def _machine_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _rabbitmqctl_json(*args: str) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from tests.support.traffic import (
     outcome,
     take_dead_letters,
     wait_settled,
+    webhook_feeds,
 )
 from tests.support.wait import until
 from worker import broker
@@ -194,12 +195,7 @@ async def make_feeds(dsn: str, server: FeedServer) -> tuple[dict[str, int], list
     try:
         provider = await conn.fetchval(
             "INSERT INTO dropship_providers (name) VALUES ('scale') RETURNING id")
-        pushed = {}
-        for kind in KINDS:
-            pushed[kind] = await conn.fetchval(
-                "INSERT INTO inventory_feeds (dropship_provider_id, name, resource_type, "
-                "fetch_cleanup) VALUES ($1, $2, 'webhook', 'disabled') RETURNING id",
-                provider, f"{kind} feed")
+        pushed = await webhook_feeds(conn, provider, "feed")
         pulled = []
         for i in range(PULL_FEEDS):
             rows = "".join(f"P{i}-{r},SKU-{r},{r % 97}\n" for r in range(PULL_ROWS))

@@ -25,6 +25,15 @@ def dsn_for(database: str) -> str:
     return ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
 
 
+async def admin(sql: str) -> None:
+    """One statement on the server's maintenance database (CREATE or DROP DATABASE)."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def _check_pg() -> None:
     conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
     await conn.close()

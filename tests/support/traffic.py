@@ -200,6 +200,14 @@ class Publisher:
             await asyncio.wait_for(self.task, 30)
         await self._close()
 
+    async def discard(self) -> None:
+        """A test's teardown: stop at once, whatever was still to be sent."""
+        self.stopping.set()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self._close()
+
     async def publish_many(self, count: int, kinds: tuple[str, ...] | None = None) -> None:
         kinds = kinds or self.kinds
         for i in range(count):
@@ -207,6 +215,15 @@ class Publisher:
 
     def good(self, kind: str | None = None) -> list[Sent]:
         return [s for s in self.sent if s.good and (kind is None or s.kind == kind)]
+
+
+async def webhook_feeds(conn: asyncpg.Connection, provider: int, name: str,
+                        kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
+    """A webhook feed of `provider` for each order-time kind: kind -> feed id."""
+    return {kind: await conn.fetchval(
+        "INSERT INTO inventory_feeds (dropship_provider_id, name, resource_type, "
+        "fetch_cleanup) VALUES ($1, $2, 'webhook', 'disabled') RETURNING id",
+        provider, f"{kind} {name}") for kind in kinds}
 
 
 class Worker:
