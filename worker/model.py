@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from worker.errors import FeedError
 
@@ -229,6 +229,20 @@ class PullJob:
     # none); else the run reads it itself.
     last_known: bool = False
     last_pull: LastPull | None = None
+    # A large run's turns while small runs are in flight (runner.SmallFirst); None: the run
+    # never pauses.
+    turns: Turns | None = None
+
+
+class Turns(Protocol):
+    """A large run's turns: whether small runs are in flight (`waiting`), and `pause`,
+    called between pieces of its file with the seconds it worked since the last, which
+    returns the seconds it paused."""
+
+    @property
+    def waiting(self) -> bool: ...
+
+    async def pause(self, worked_s: float) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ around the stages of pipeline/pull.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
@@ -30,6 +32,60 @@ log = logs.get(__name__)
 
 Announce = Callable[[bytes], Awaitable[None]]
 
+# A large run pauses at most this long at a time (the feed's server keeps its connection).
+MAX_PAUSE_S = 1.0
+# ... and goes on once no small run was in flight for this long.
+IDLE_S = 0.02
+
+
+class SmallFirst:
+    """Small runs first: while any is in flight, a large run pauses between pieces of its
+    file (PullJob.turns), so that its parsing and its COPY take at most `share` of the time
+    and the small runs have the event loop and the database for the rest. It goes on once
+    no small run was in flight for IDLE_S (the next one is claimed a moment after the last
+    ended)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def small(self) -> Iterator[None]:
+        """A small run in flight."""
+        self.running += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.running -= 1
+            if not self.running:
+                self._idle.set()
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.running) and self.share < 1
+
+    async def pause(self, worked_s: float) -> float:
+        """A large run's pause after `worked_s` seconds of work: until no small run is in
+        flight, for at most what keeps its share. The seconds it paused."""
+        if not self.running or self.share >= 1:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(MAX_PAUSE_S,
+                                           worked_s * (1 - self.share) / self.share)):
+                while True:
+                    await self._idle.wait()
+                    # the next small run is claimed a few milliseconds after the last
+                    # ended: the pause ends when none has come within IDLE_S
+                    await asyncio.sleep(IDLE_S)
+                    if not self.running:
+                        break
+        return loop.time() - start
+
 
 class PullRunner:
     def __init__(self, pool: asyncpg.Pool, settings: Settings,
@@ -43,6 +99,7 @@ class PullRunner:
         # that big files never hold up the small feeds (and at most as many run at once).
         self.slots = asyncio.Semaphore(settings.pull_concurrency)
         self.large = asyncio.Semaphore(settings.pull_concurrency)
+        self.small_first = SmallFirst(settings.pull_large_share)
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
 
@@ -136,9 +193,11 @@ class PullRunner:
                 await self.large.acquire()
                 self.slots.release()
                 lane = self.large
+                job = dataclasses.replace(job, turns=self.small_first)
             bound.info("run.started", large=large, **pull.describe(job))
             started = time.perf_counter()
-            outcome = await execute(self.pool, self.settings, job)
+            with contextlib.nullcontext() if large else self.small_first.small():
+                outcome = await execute(self.pool, self.settings, job)
             holding = False
             lane.release()
             metrics.RUNS.labels("pull", outcome.status).inc()

@@ -71,6 +71,13 @@ class Settings:
         metadata={"help": "a feed whose last succeeded pull read at least this many rows is "
                           "pulled in the large runs' lane"},
     )
+    pull_large_share: float = field(
+        default=0.25,
+        metadata={"help": "while small pulls are running, a large one pauses between pieces "
+                          "of its file so that it takes at most this share of the time (1: "
+                          "it never pauses); its download's deadline and least rate do not "
+                          "count the pauses"},
+    )
     fetch_connect_timeout_s: float = field(
         default=10.0,
         metadata={"help": "seconds to connect to a feed's server before the download fails"},

@@ -30,7 +30,7 @@ def check(s: Settings) -> None:
             raise ConfigError(f"{env_name(f.name)} must be a positive number")
     shares = ("cleanup_max_zeroed_share", "cleanup_max_quantity_drop",
               "breaker_max_rows_drop", "breaker_max_bytes_drop", "retry_jitter",
-              "min_attribute_match_share", "notify_rejected_share")
+              "min_attribute_match_share", "notify_rejected_share", "pull_large_share")
     for name in shares:
         if not 0 <= getattr(s, name) <= 1:
             raise ConfigError(f"{env_name(name)} must be a share between 0 and 1")

@@ -42,6 +42,8 @@ _PAGE_COUNTS = ("nul_lines", "nul_records")
 # Between a first import's rows copied straight into the items table and those staged
 # after a key repeated (never a batch of rows: those are never empty).
 _SPILL = b""
+# A COPY ended for a large run's pause (PullJob.turns).
+_TURN = b" "
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ SegmentMerge = Callable[[Conn, int], Awaitable[None]]
 # Bytes handed to a parser at a time: the records of a whole 1 MiB chunk at once leave the
 # CPU's caches behind; a piece of this size keeps them in (the pull benchmarks show it).
 PARSE_PIECE = 128 * 1024
+# A large run looks whether to pause its parsing (PullJob.turns) once it parsed this long.
+PAUSE_EVERY_S = 0.01
 
 
 class Stream:
@@ -97,6 +101,8 @@ class Stream:
         self._parse_s = 0.0
         self._wait_source_s = 0.0
         self._wait_copy_s = 0.0
+        self._paused_s = 0.0  # paused for small runs (job.turns)
+        self._turn_at = time.perf_counter()  # when it last looked whether to pause
         self._download_started: float | None = None
 
     def segments(self, rows: int, merge: SegmentMerge) -> None:
@@ -110,6 +116,8 @@ class Stream:
         ready: asyncio.Future[list[str] | None] = asyncio.get_running_loop().create_future()
         ends: list[bytes | _Mark | None] = []  # what ended each COPY
 
+        turns = self.job.turns
+
         async def chunks() -> AsyncIterator[bytes]:
             while True:
                 item = await queue.get()
@@ -117,20 +125,32 @@ class Stream:
                     ends.append(item)
                     return
                 yield item
+                if turns is not None and turns.waiting:
+                    # small runs are in flight: the COPY ends here, so that the pause that
+                    # follows is one of Postgres too (not of the bytes in its socket)
+                    ends.append(_TURN)
+                    return
 
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._produce(queue, ready), name=f"parse-{self.job.run_id}")
                 columns = await ready
                 direct = self.direct
-                if direct is not None:
-                    await bulk.copy_items(conn, direct.columns, chunks())
-                while columns is not None and (direct is None or direct.spilled):
-                    await bulk.copy_rows(conn, columns, chunks(), self.table)
-                    if not isinstance(end := ends[-1], _Mark):
+                while columns is not None:
+                    copied = time.perf_counter()
+                    if direct is not None and not direct.spilled:
+                        await bulk.copy_items(conn, direct.columns, chunks())
+                    else:
+                        await bulk.copy_rows(conn, columns, chunks(), self.table)
+                    end = ends[-1]
+                    if end is _TURN:
+                        assert turns is not None
+                        self._paused_s += await turns.pause(time.perf_counter() - copied)
+                    elif isinstance(end, _Mark):
+                        assert self._on_segment is not None
+                        await self._on_segment(conn, end.upto)
+                    elif end is not _SPILL:
                         break
-                    assert self._on_segment is not None
-                    await self._on_segment(conn, end.upto)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
         if self.mapper is not None and self.mapper.applier is not None:
@@ -143,6 +163,8 @@ class Stream:
         timings["parse_s"] = round(self._parse_s, 3)
         timings["source_wait_s"] = round(self._wait_source_s, 3)
         timings["copy_wait_s"] = round(self._wait_copy_s, 3)
+        if self._paused_s:
+            timings["paused_s"] = round(self._paused_s, 3)
 
     async def _produce(self, queue: asyncio.Queue[bytes | _Mark | None],
                        ready: asyncio.Future[list[str] | None]) -> None:
@@ -185,6 +207,7 @@ class Stream:
                     self._wait_copy_s += t2 - t
                     t = t2
                     self._tell(pages, page_start, download.transfer)
+                    t = await self._turn(t)
             t1 = clock()
             compression = download.compression
             # A download cut short fails here, before its last records are taken.
@@ -235,7 +258,18 @@ class Stream:
             t = clock()
             self._wait_copy_s += t - t1
             tell()
+            t = await self._turn(t)
         self._parse_s += clock() - t
+
+    async def _turn(self, t: float) -> float:
+        """A large run's pause in parsing while small runs are in flight (job.turns), once
+        it has parsed a while; the clock after it."""
+        turns = self.job.turns
+        if turns is None or t - self._turn_at < PAUSE_EVERY_S:
+            return t
+        self._paused_s += await turns.pause(t - self._turn_at)
+        self._turn_at = time.perf_counter()
+        return self._turn_at
 
     def _tell(self, page: int, page_start: int, transfer: Transfer) -> None:
         if self.progress is not None:
@@ -257,7 +291,7 @@ class Stream:
         it = aiter(chunks)
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
             while True:
-                elapsed = loop.time() - start
+                elapsed = loop.time() - start - self._paused_s  # its own pauses aside
                 left = deadline_s - elapsed
                 # the latest the next bytes may come and keep the average at min_rate
                 rate_left = (max(grace_s, self.report.bytes / min_rate) - elapsed

@@ -1,0 +1,72 @@
+"""runner.SmallFirst: a large run's pauses while small runs are in flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from worker import runner
+from worker.runner import SmallFirst
+
+
+async def test_no_pause_without_a_small_run() -> None:
+    lanes = SmallFirst(0.25)
+    assert await lanes.pause(5.0) == 0.0
+    with lanes.small():
+        pass
+    assert lanes.running == 0
+    assert await lanes.pause(5.0) == 0.0
+
+
+async def test_a_share_of_one_never_pauses() -> None:
+    lanes = SmallFirst(1.0)
+    with lanes.small():
+        assert await lanes.pause(5.0) == 0.0
+
+
+async def test_the_pause_keeps_the_large_runs_share() -> None:
+    # worked 40 ms at a share of a half: it pauses 40 ms more, the small run still going
+    lanes = SmallFirst(0.5)
+    with lanes.small():
+        paused = await lanes.pause(0.04)
+    assert 0.04 <= paused < 0.5
+
+
+async def test_the_pause_ends_when_the_last_small_run_ends() -> None:
+    lanes = SmallFirst(0.25)
+    first, second = lanes.small(), lanes.small()
+    first.__enter__()
+    second.__enter__()
+    pausing = asyncio.ensure_future(lanes.pause(10.0))  # up to MAX_PAUSE_S
+    await asyncio.sleep(0)
+    first.__exit__(None, None, None)
+    await asyncio.sleep(0)
+    assert not pausing.done()  # one small run still in flight
+    second.__exit__(None, None, None)
+    paused = await asyncio.wait_for(pausing, runner.MAX_PAUSE_S / 2)
+    assert paused < runner.MAX_PAUSE_S / 2
+
+
+async def test_a_small_run_claimed_right_after_the_last_keeps_the_pause() -> None:
+    lanes = SmallFirst(0.25)
+    first = lanes.small()
+    first.__enter__()
+    pausing = asyncio.ensure_future(lanes.pause(10.0))  # up to MAX_PAUSE_S
+    await asyncio.sleep(0)
+    first.__exit__(None, None, None)
+    with lanes.small():  # the next one, within IDLE_S
+        await asyncio.sleep(0)
+        assert not pausing.done()
+        done, _ = await asyncio.wait({pausing}, timeout=runner.IDLE_S * 3)
+        assert not done  # still paused: a small run is in flight
+    paused = await asyncio.wait_for(pausing, runner.MAX_PAUSE_S / 2)
+    assert runner.IDLE_S * 3 <= paused < runner.MAX_PAUSE_S
+
+
+async def test_a_pause_is_never_longer_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "MAX_PAUSE_S", 0.05)
+    lanes = SmallFirst(0.01)
+    with lanes.small():
+        paused = await lanes.pause(100.0)
+    assert 0.05 <= paused < 0.5
