@@ -108,7 +108,8 @@ class Daemon:
         push_topology = broker.Topology(push_channel, topology.exchange,
                                         await push_channel.get_exchange(C.DEAD_LETTER_EXCHANGE),
                                         topology.queues)
-        update_queue = await push_channel.get_queue(C.QUEUE_UPDATE)
+        # (its deliveries reach the push consumer as they came: broker.Delivery)
+        update_queue = await broker.delivery_queue(push_channel, C.QUEUE_UPDATE)
         push_tag: list[str] = []
 
         async def pause_pushes() -> None:  # messages held stay held: nothing is requeued
@@ -117,11 +118,11 @@ class Daemon:
 
         async def resume_pushes() -> None:
             if not push_tag and not self.stopping.is_set():
-                push_tag.append(await update_queue.consume(pusher.on_message))
+                push_tag.append(await broker.consume_deliveries(update_queue, pusher.on_message))
 
         self.pusher = pusher = PushConsumer(self.pool, s, push_topology,
                                             Consumption(pause_pushes, resume_pushes))
-        push_tag.append(await update_queue.consume(pusher.on_message))
+        push_tag.append(await broker.consume_deliveries(update_queue, pusher.on_message))
         consumers = [(pull_queue, await pull_queue.consume(on_pull))]
         self._watch("collector", gcpause.collect_periodically)
         self._watch("reaper", runner.reaper)

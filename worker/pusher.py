@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage
 
 from worker import broker, logs, metrics
 from worker import constants as C
@@ -31,14 +30,14 @@ class PushConsumer:
         self.applier = Applier(pool, settings, consumption)
         self.settings = settings
         self.topology = topology
-        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.inbox: asyncio.Queue[broker.Delivery] = asyncio.Queue()
         self.accepting = True
         self.idle = asyncio.Event()
         self.idle.set()
         self._last: asyncio.Task[Any] | None = None  # the latest group's commit
         self._committing: set[asyncio.Task[None]] = set()
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def on_message(self, message: broker.Delivery) -> None:
         self.inbox.put_nowait(message)
 
     async def run(self) -> None:
@@ -78,7 +77,7 @@ class PushConsumer:
             self.idle.set()
 
     async def _collect(self, committing: asyncio.Future[None] | None
-                       ) -> tuple[list[AbstractIncomingMessage], Group]:
+                       ) -> tuple[list[broker.Delivery], Group]:
         """The next group. It closes at FEED_WORKER_PUSH_BATCH_VARIANTS; or, once the previous
         group's transaction is over (until then nothing could start anyway: collecting on
         makes fewer, larger transactions), as soon as no message comes: a lone message is
@@ -113,7 +112,7 @@ class PushConsumer:
         return messages, group
 
     async def _next(self, committing: asyncio.Future[None] | None,
-                    deadline: float) -> AbstractIncomingMessage | None:
+                    deadline: float) -> broker.Delivery | None:
         """The next message, or None when the group should close without it."""
         if committing is not None and not committing.done():
             getting = asyncio.ensure_future(self.inbox.get())
@@ -132,7 +131,7 @@ class PushConsumer:
             return None
         return await self._arrived()
 
-    async def _arrived(self) -> AbstractIncomingMessage | None:
+    async def _arrived(self) -> broker.Delivery | None:
         """A message the client has already received but not handed over yet (each goes
         through a few tasks: frames, channel, consumer), or None: the stream paused. No
         clock is waited for: a lone message is applied at once, a burst is folded."""
@@ -142,7 +141,7 @@ class PushConsumer:
                 return self.inbox.get_nowait()
         return None
 
-    async def _commit(self, group: list[tuple[AbstractIncomingMessage, Envelope]],
+    async def _commit(self, group: list[tuple[broker.Delivery, Envelope]],
                       prepared: Prepared, applied: asyncio.Future[None],
                       after: asyncio.Future[None] | None,
                       previous: asyncio.Task[None] | None) -> None:
@@ -216,7 +215,7 @@ def _note(e: Envelope) -> broker.DeadLetterNote | None:
     return broker.DeadLetterNote(e.reason, e.error_class, e.order_at)
 
 
-def _envelope(message: AbstractIncomingMessage, max_skew_s: float) -> Envelope:
+def _envelope(message: broker.Delivery, max_skew_s: float) -> Envelope:
     headers = message.headers or {}
     # Replays and the API's messages have their outcome recorded (replay_outcomes).
     replay = headers.get(C.HEADER_REPLAY_ID) or headers.get(C.HEADER_STATUS_ID)

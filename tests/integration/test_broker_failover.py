@@ -141,6 +141,41 @@ async def test_the_daemon_and_publish_skip_a_node_that_refuses(
         await until(applied, what="the update applied")
 
 
+async def test_the_daemons_pushes_go_on_from_the_next_node(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings) -> None:
+    # The push consumer takes the client's deliveries as they come (broker.Delivery): its
+    # queue is consumed again on the next node as any robust queue's.
+    feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
+    target = URL(AMQP_URL)
+    node_a = await Proxy(target.host or "127.0.0.1", target.port or 5672).start()
+    node_b = await Proxy(target.host or "127.0.0.1", target.port or 5672).start()
+    two = replace(settings, amqp_url=f"{via(node_a.port)},{via(node_b.port)}")
+    try:
+        async with test_broker.running_daemon(two) as daemon:
+            connection = daemon.connection
+            assert isinstance(connection, FailoverConnection)
+
+            async def quantity(n: int) -> bool:
+                got = await feeds.items(pool, feed_id)
+                return got.get("A", {}).get("inventory_quantity") == n
+
+            await publish_update(settings, feed_id, [{"externalId": "A", "inventoryQuantity": 1}])
+            await until(lambda: quantity(1), what="the first update applied")
+            await node_a.close()
+
+            async def moved() -> bool:
+                return connection.node_index == 1 and connection.connected.is_set()
+
+            await until(moved, timeout_s=20, what="the daemon to move to the second node")
+            await publish_update(settings, feed_id, [{"externalId": "A", "inventoryQuantity": 2}])
+            await until(lambda: quantity(2), timeout_s=20,
+                        what="the update after the failover applied")
+        assert await test_broker.queue_depth(C.QUEUE_UPDATE) == 0
+    finally:
+        await node_a.close()
+        await node_b.close()
+
+
 async def test_publish_sends_again_on_the_next_node_what_the_lost_one_did_not_confirm(
         clean_broker: None, pool: asyncpg.Pool, settings: Settings) -> None:
     feed_id = await feeds.make_feed(pool, None, resource_type="webhook")
