@@ -41,13 +41,15 @@ def check_pullable(feed: Feed | None, feed_id: int) -> Feed:
 
 async def claim_pull(pool: asyncpg.Pool, feed_id: int, message_id: str | None, owner: str,
                      lease_s: float, url: str | None = None, force: bool = False) -> Claim:
-    """Start a run for the feed, unless this message already did or a pull is running."""
-    async with pool.acquire() as conn, conn.transaction():
-        feed = check_pullable(await runs.load_feed(conn, feed_id), feed_id)
-        if message_id is not None:
-            seen = await runs.run_by_message(conn, message_id)
-            if seen is not None:
-                return Claim(None, feed, f"message {message_id} already made run {seen['id']}")
+    """Start a run for the feed, unless this message already did or a pull is running.
+    Two round trips and no transaction of its own: the claim is one INSERT, which the
+    unique indexes of feed_runs keep to one running pull per feed and one run per
+    message (the reads before it only tell why nothing was claimed)."""
+    async with pool.acquire() as conn:
+        found, seen = await runs.load_feed_claiming(conn, feed_id, message_id)
+        feed = check_pullable(found, feed_id)
+        if seen is not None:
+            return Claim(None, feed, f"message {message_id} already made run {seen}")
         source = mask(url or feed.resource_location or "")
         claimed = await runs.claim_pull(conn, feed_id, message_id, owner, lease_s, source,
                                         force)

@@ -19,9 +19,25 @@ _SQL = "runs.sql"
 
 async def load_feed(conn: Conn | asyncpg.Pool, feed_id: int) -> Feed | None:
     row = await conn.fetchrow(q(_SQL, "load_feed"), feed_id)
+    return None if row is None else _feed(dict(row))
+
+
+async def load_feed_claiming(conn: Conn, feed_id: int, message_id: str | None
+                             ) -> tuple[Feed | None, int | None]:
+    """The feed (None: there is none) and the run the pull-request `message_id` made, if
+    one did, in one round trip."""
+    if is_citus(conn):  # (a scalar subquery over a distributed table: two queries there)
+        seen = None if message_id is None else await run_by_message(conn, message_id)
+        return await load_feed(conn, feed_id), None if seen is None else seen["id"]
+    row = await conn.fetchrow(q(_SQL, "load_feed_claiming"), feed_id, message_id)
     if row is None:
-        return None
+        return None, None
     data = dict(row)
+    seen = data.pop("seen_run")
+    return _feed(data), seen
+
+
+def _feed(data: dict[str, Any]) -> Feed:
     raw = orjson.loads(data["mapping"]) if data["mapping"] else {}
     try:
         data["mapping"] = parse_mapping(raw, data["resource_type"], data["csv_has_header"])

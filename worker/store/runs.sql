@@ -1,6 +1,18 @@
 -- Run records: claiming a pull with a lease, renewing it, finishing it.
 
 -- name: load_feed
+-- include: runs.sql:feed_row
+
+-- name: load_feed_claiming
+-- load_feed's row, with the run pull-request message $2 made (seen_run; NULL: none):
+-- claiming a pull reads both in one round trip.
+SELECT l.*, (SELECT id FROM feed_runs WHERE kind = 'pull' AND message_id = $2) AS seen_run
+FROM (
+-- include: runs.sql:feed_row
+) l
+
+-- name: feed_row
+-- A feed with its provider's settings (model.Feed's fields), feed $1.
 SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimiter,
        f.csv_has_header, f.decimal_notation, f.encoding, f.mapping, f.cache_imports,
        f.authentication_token, f.fetch_cleanup,
@@ -13,7 +25,7 @@ SELECT f.id, f.name, f.enabled, f.resource_type, f.resource_location, f.delimite
        nullif(btrim(p.sku_prefix), '') AS sku_prefix
 FROM inventory_feeds f
 JOIN dropship_providers p ON p.id = f.dropship_provider_id
-WHERE f.id = $1;
+WHERE f.id = $1
 
 -- name: run_by_message
 SELECT id, status FROM feed_runs WHERE kind = 'pull' AND message_id = $1;
