@@ -39,7 +39,7 @@ class Figures:
     import_worker_us_per_row: float = 2.7
     import_db_us_per_row: float = 5.5
     # A single-variant push message (push_latency drain, CPU per message).
-    push_worker_us: float = 110.0
+    push_worker_us: float = 80.0
     push_db_us: float = 40.0
     push_broker_us: float = 12.0
     # Each more variant of a message (push W, 50-variant messages).
