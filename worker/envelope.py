@@ -17,7 +17,7 @@ import asyncpg
 from worker import logs
 from worker.errors import FeedError, Held, LeaseLost, NotModified
 from worker.lease import Lease
-from worker.model import PullJob, RunReport, StoredReject
+from worker.model import PullJob, RunReport, StoredReject, Turns
 from worker.pipeline import pull
 from worker.pipeline.rejects import RejectSink
 from worker.pipeline.stream import Progress
@@ -60,6 +60,8 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
     report = RunReport()
     rejects = _sink(settings)
     limit = asyncio.timeout(deadline_s)
+    if job.turns is not None:  # a large run's pauses for small runs: not its own time
+        job = dataclasses.replace(job, turns=_Extending(job.turns, limit))
     try:
         if job.feed.mapping.error is not None:  # the feed's mapping: nothing to download
             return await _fail(pool, settings, job, report, rejects, started,
@@ -102,6 +104,40 @@ async def execute(pool: asyncpg.Pool, settings: Settings, job: PullJob,
     finally:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+class _Extending:
+    """A large run's turns whose pauses move its run deadline on by as long. Its parser
+    and its COPY each pause for their own turns, and may at once: the time counted (what
+    `pause` returns, summed) is the time either was paused, once."""
+
+    def __init__(self, turns: Turns, limit: asyncio.Timeout) -> None:
+        self.turns, self.limit = turns, limit
+        self._pausing = 0  # pauses under way
+        self._since = 0.0  # ... since then
+        self._paused = False  # ... of which one did pause
+
+    @property
+    def waiting(self) -> bool:
+        return self.turns.waiting
+
+    async def pause(self, worked_s: float) -> float:
+        loop = asyncio.get_running_loop()
+        if not self._pausing:
+            self._since, self._paused = loop.time(), False
+        self._pausing += 1
+        try:
+            if await self.turns.pause(worked_s):
+                self._paused = True
+        finally:
+            self._pausing -= 1
+        if self._pausing or not self._paused:
+            return 0.0
+        paused = loop.time() - self._since
+        when = self.limit.when()
+        if when is not None and not self.limit.expired():
+            self.limit.reschedule(when + paused)
+        return paused
 
 
 class _Retry(Exception):

@@ -75,8 +75,8 @@ class Settings:
         default=0.25,
         metadata={"help": "while small pulls are running, a large one pauses between pieces "
                           "of its file so that it takes at most this share of the time (1: "
-                          "it never pauses); its download's deadline and least rate do not "
-                          "count the pauses"},
+                          "it never pauses); its deadlines and its download's least rate do "
+                          "not count the pauses"},
     )
     fetch_connect_timeout_s: float = field(
         default=10.0,

@@ -261,27 +261,28 @@ async def test_a_small_feed_is_not_held_up_by_a_large_one(
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
 
 
-LARGE_BODY = b"external_id,qty,name\n" + b"".join(
-    b"L%d,%d,an item of the large feed\n" % (i, i % 50) for i in range(150_000))
+def _large_body(rows: int) -> bytes:
+    return b"external_id,qty,name\n" + b"".join(
+        b"L%d,%d,an item of the large feed\n" % (i, i % 50) for i in range(rows))
 
 
-@pytest.mark.parametrize("share", [0.25, 1.0])
-async def test_a_large_pull_pauses_while_a_small_one_is_in_flight(
-        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
-        feed_server: FeedServer, share: float) -> None:
-    # A large feed (it read 100 rows or more last time) pulled while a small feed's download
-    # stalls: it pauses between pieces of its file (FEED_WORKER_PULL_LARGE_SHARE), lands
-    # whole, and the small one lands once its server goes on. At 1 it never pauses.
+async def _large_behind_small(pool: asyncpg.Pool, settings: Settings,
+                              feed_server: FeedServer, share: float, rows: int = 150_000,
+                              **large_feed: Any) -> tuple[dict[str, Any], float]:
+    """A large feed (it read 100 rows or more last time) pulled while a small feed's
+    download stalls, the small one let go once the large one is over: the large run, and
+    how long it paused."""
     s = replace(settings, pull_large_rows=100, pull_large_share=share)
-    feed_server.add("/large.csv", BODY)
     small_body = b"external_id,qty,name\nS1,1,item\nS2,2,item\n"
     feed_server.add("/small.csv", small_body)
-    large = await feeds.make_feed(pool, feed_server.url("/large.csv"))
+    large = await feeds.make_feed(pool, feed_server.url("/large.csv"), **large_feed)
     small = await feeds.make_feed(pool, feed_server.url("/small.csv"))
+    # Its last pull read 200 rows: a large feed (whose items are gone since).
+    await pool.execute("INSERT INTO feed_runs (inventory_feed_id, kind, status, started_at, "
+                       "finished_at, rows_read) VALUES ($1, 'pull', 'succeeded', now(), "
+                       "now(), 200)", large)
     async with broker.running_daemon(s):
-        await publish_pull(s, large)
-        await _finished(pool, large)  # 200 rows read: from now on a large feed
-        feed_server.add("/large.csv", LARGE_BODY)
+        feed_server.add("/large.csv", _large_body(rows))
         feed_server.routes["/small.csv"].stall_after = len(small_body) // 2
         await publish_pull(s, small)
 
@@ -290,19 +291,42 @@ async def test_a_large_pull_pauses_while_a_small_one_is_in_flight(
 
         await until(small_running, what="the small feed's pull running")
         await publish_pull(s, large)
-        [_, big] = await _finished(pool, large, 2)
+        [_, big] = await _finished(pool, large, 2)  # (the run inserted above first)
         assert await small_running()  # it was in flight all along
         feed_server.routes["/small.csv"].released.set()
         [done] = await _finished(pool, small)
     assert (big["status"], done["status"]) == ("succeeded", "succeeded"), big["error"]
-    assert big["rows_read"] == 150_000
+    assert big["rows_read"] == rows
     assert await pool.fetchval(
         "SELECT count(*) FROM inventory_feed_variants WHERE inventory_feed_id = $1 "
         "AND external_id LIKE 'L%' AND inventory_quantity = substr(external_id, 2)::int % 50",
-        large) == 150_000
+        large) == rows
     timings = big["timings"]
-    paused = (orjson.loads(timings) if isinstance(timings, str) else timings).get("paused_s", 0.0)
+    timings = orjson.loads(timings) if isinstance(timings, str) else timings
+    return big, timings.get("paused_s", 0.0)
+
+
+@pytest.mark.parametrize("share", [0.25, 1.0])
+async def test_a_large_pull_pauses_while_a_small_one_is_in_flight(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer, share: float) -> None:
+    # It pauses between pieces of its file (FEED_WORKER_PULL_LARGE_SHARE) and lands whole;
+    # at 1 it never pauses.
+    _, paused = await _large_behind_small(pool, settings, feed_server, share)
     if share < 1:
         assert paused > 0
     else:
         assert paused == 0
+
+
+async def test_a_large_pulls_pauses_do_not_count_against_its_run_deadline(
+        clean_broker: None, pool: asyncpg.Pool, settings: Settings,
+        feed_server: FeedServer) -> None:
+    # At a twentieth of the time, its pauses take it past its run deadline: it succeeds.
+    deadline_s = 4.0
+    big, paused = await _large_behind_small(pool, settings, feed_server, 0.05,
+                                            run_deadline_s=deadline_s)
+    timings = big["timings"]
+    timings = orjson.loads(timings) if isinstance(timings, str) else timings
+    assert timings["total_s"] > deadline_s
+    assert timings["total_s"] - paused < deadline_s

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from worker import runner
+from worker.envelope import _Extending
 from worker.runner import SmallFirst
 
 
@@ -70,3 +71,22 @@ async def test_a_pause_is_never_longer_than_the_cap(monkeypatch: pytest.MonkeyPa
     with lanes.small():
         paused = await lanes.pause(100.0)
     assert 0.05 <= paused < 0.5
+
+
+async def test_a_runs_overlapping_pauses_count_once_and_move_its_deadline() -> None:
+    # The parser pauses 0.3 s and the COPY 0.1 s within it: 0.3 s paused, counted once,
+    # and the run's deadline moved on by as much.
+    lanes = SmallFirst(0.5)
+    with lanes.small():
+        async with asyncio.timeout(30) as limit:
+            turns = _Extending(lanes, limit)
+            before = limit.when()
+            assert before is not None
+            parser = asyncio.ensure_future(turns.pause(0.3))
+            await asyncio.sleep(0)
+            copy = await turns.pause(0.1)
+            counted = copy + await parser
+            moved = (limit.when() or 0.0) - before
+    assert copy == 0.0  # over while the parser still paused
+    assert 0.3 <= counted < 0.38
+    assert moved == pytest.approx(counted)

@@ -145,7 +145,8 @@ class Stream:
                     end = ends[-1]
                     if end is _TURN:
                         assert turns is not None
-                        self._paused_s += await turns.pause(time.perf_counter() - copied)
+                        paused = await turns.pause(time.perf_counter() - copied)
+                        self._paused_s += paused  # (after the await: the parser's add too)
                     elif isinstance(end, _Mark):
                         assert self._on_segment is not None
                         await self._on_segment(conn, end.upto)
@@ -267,7 +268,8 @@ class Stream:
         turns = self.job.turns
         if turns is None or t - self._turn_at < PAUSE_EVERY_S:
             return t
-        self._paused_s += await turns.pause(t - self._turn_at)
+        paused = await turns.pause(t - self._turn_at)
+        self._paused_s += paused
         self._turn_at = time.perf_counter()
         return self._turn_at
 
