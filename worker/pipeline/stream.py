@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from worker.direct import DirectRows
-from worker.errors import DeadlineExceeded, FeedError
+from worker.errors import FeedError
 from worker.fingerprints import Fingerprints, Known
 from worker.gcpause import gc_paused
 from worker.mapping import Mapper
@@ -25,6 +25,7 @@ from worker.model import PullJob, RunReport
 from worker.parsers import RecordBatch
 from worker.parsers.cells import reject_error_cells
 from worker.pipeline import formats
+from worker.pipeline.meter import DownloadMeter
 from worker.pipeline.rejects import RejectSink
 from worker.settings import Settings
 from worker.sources import open_source
@@ -101,9 +102,8 @@ class Stream:
         self._parse_s = 0.0
         self._wait_source_s = 0.0
         self._wait_copy_s = 0.0
-        self._paused_s = 0.0  # paused for small runs (job.turns)
+        self.meter = DownloadMeter(settings, job.feed, report)  # (and the run's pauses)
         self._turn_at = time.perf_counter()  # when it last looked whether to pause
-        self._download_started: float | None = None
 
     def segments(self, rows: int, merge: SegmentMerge) -> None:
         """Merge the staged rows a segment of about `rows` at a time while the file
@@ -146,7 +146,7 @@ class Stream:
                     if end is _TURN:
                         assert turns is not None
                         paused = await turns.pause(time.perf_counter() - copied)
-                        self._paused_s += paused  # (after the await: the parser's add too)
+                        self.meter.paused_s += paused  # (after the await: the parser's too)
                     elif isinstance(end, _Mark):
                         assert self._on_segment is not None
                         await self._on_segment(conn, end.upto)
@@ -164,8 +164,8 @@ class Stream:
         timings["parse_s"] = round(self._parse_s, 3)
         timings["source_wait_s"] = round(self._wait_source_s, 3)
         timings["copy_wait_s"] = round(self._wait_copy_s, 3)
-        if self._paused_s:
-            timings["paused_s"] = round(self._paused_s, 3)
+        if self.meter.paused_s:
+            timings["paused_s"] = round(self.meter.paused_s, 3)
 
     async def _produce(self, queue: asyncio.Queue[bytes | _Mark | None],
                        ready: asyncio.Future[list[str] | None]) -> None:
@@ -186,7 +186,7 @@ class Stream:
                                    previous=self.job.previous if pages == 1 else None,
                                    token=feed.authentication_token,
                                    zip_entry=feed.mapping.zip_entry, sheet=feed.mapping.sheet,
-                                   meter=self._counted, rule=file_rule(feed.mapping),
+                                   meter=self.meter.counted, rule=file_rule(feed.mapping),
                                    source=feed.mapping.source,
                                    export=formats.sheets_export(feed))
             t = clock()
@@ -269,7 +269,7 @@ class Stream:
         if turns is None or t - self._turn_at < PAUSE_EVERY_S:
             return t
         paused = await turns.pause(t - self._turn_at)
-        self._paused_s += paused
+        self.meter.paused_s += paused
         self._turn_at = time.perf_counter()
         return self._turn_at
 
@@ -277,51 +277,6 @@ class Stream:
         if self.progress is not None:
             total = None if transfer.expected is None else page_start + transfer.expected
             self.progress(self.report.bytes, self.rows_read, page, total)
-
-    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The bytes as downloaded (feed_runs.bytes), before any inflating; the download
-        (all its pages) must end within its deadline and, after a grace period, keep an
-        average rate (a server trickling bytes just under the read timeout would hold the
-        run's slot for ever)."""
-        settings = self.settings
-        deadline_s = self.job.feed.download_deadline_s or settings.download_deadline_s
-        min_rate, grace_s = settings.min_transfer_bytes_per_s, settings.transfer_grace_s
-        loop = asyncio.get_running_loop()
-        if self._download_started is None:
-            self._download_started = loop.time()
-        start = self._download_started
-        it = aiter(chunks)
-        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-            while True:
-                elapsed = loop.time() - start - self._paused_s  # its own pauses aside
-                left = deadline_s - elapsed
-                # the latest the next bytes may come and keep the average at min_rate
-                rate_left = (max(grace_s, self.report.bytes / min_rate) - elapsed
-                             if min_rate else left)
-                limit = asyncio.timeout(max(0.0, min(left, rate_left)))
-                try:
-                    async with limit:
-                        chunk = await anext(it)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if not limit.expired():
-                        raise
-                    self._too_slow(loop.time() - start, deadline_s)
-                    raise
-                self.report.bytes += len(chunk)
-                yield chunk
-
-    def _too_slow(self, elapsed: float, deadline_s: float) -> None:
-        got, rate = self.report.bytes, self.settings.min_transfer_bytes_per_s
-        if elapsed >= deadline_s:
-            raise DeadlineExceeded(
-                f"the download took longer than its deadline of {deadline_s:g} s "
-                f"({got:,} bytes received; FEED_WORKER_DOWNLOAD_DEADLINE_S, or the feed's "
-                "download_deadline_s)")
-        raise DeadlineExceeded(
-            f"the download averaged {got / elapsed:,.0f} bytes/s over {elapsed:.0f} s "
-            f"({got:,} bytes), below FEED_WORKER_MIN_TRANSFER_BYTES_PER_S ({rate:,})")
 
     def _set_mapper(self, header: list[str] | None,
                     ready: asyncio.Future[list[str] | None]) -> None:
