@@ -70,7 +70,7 @@ class SmallFirst:
     async def pause(self, worked_s: float) -> float:
         """A large run's pause after `worked_s` seconds of work: until no small run is in
         flight, for at most what keeps its share. The seconds it paused."""
-        if not self.running or self.share >= 1:
+        if not self.waiting:
             return 0.0
         loop = asyncio.get_running_loop()
         start = loop.time()
